@@ -1,0 +1,119 @@
+"""Shared fixtures: tiny fake CIFAR-10 archives in both official layouts.
+
+A fake archive holds a few dozen random images in exactly the official member
+layout (five training batches, a test batch, the meta file, readme.html), so
+every code path that reads the real archives runs on it in milliseconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@dataclass
+class FakeCifar:
+    """Arrays of a fake archive and where it was written."""
+
+    X_train: np.ndarray  # (5 * per_batch, 3072) uint8
+    y_train: np.ndarray  # (5 * per_batch,) int64
+    X_test: np.ndarray   # (n_test, 3072) uint8
+    y_test: np.ndarray   # (n_test,) int64
+    classes: list[str]
+
+
+def make_arrays(per_batch: int = 8, n_test: int = 10, seed: int = 0) -> FakeCifar:
+    """Random images and labels (every class present in train) for a fake archive."""
+    rng = np.random.default_rng(seed)
+    n = 5 * per_batch
+    y_train = np.arange(n) % 10
+    rng.shuffle(y_train)
+    return FakeCifar(
+        X_train=rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        y_train=y_train.astype(np.int64),
+        X_test=rng.integers(0, 256, (n_test, 3072), dtype=np.uint8),
+        y_test=(np.arange(n_test) % 10).astype(np.int64),
+        classes=list(CLASSES),
+    )
+
+
+def tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add a regular file ``name`` with content ``data`` to an open tar."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 1262304000
+    tar.addfile(info, io.BytesIO(data))
+
+
+def binary_members(fake: FakeCifar) -> dict[str, bytes]:
+    """Member name -> bytes of a ``cifar-10-binary.tar.gz`` holding ``fake``."""
+
+    def records(X: np.ndarray, y: np.ndarray) -> bytes:
+        return np.concatenate([y.astype(np.uint8)[:, None], X], axis=1).tobytes()
+
+    root = "cifar-10-batches-bin/"
+    out = {root + "batches.meta.txt": ("\n".join(fake.classes) + "\n\n").encode()}
+    for i, (Xb, yb) in enumerate(zip(np.array_split(fake.X_train, 5), np.array_split(fake.y_train, 5)), 1):
+        out[root + f"data_batch_{i}.bin"] = records(Xb, yb)
+    out[root + "test_batch.bin"] = records(fake.X_test, fake.y_test)
+    out[root + "readme.html"] = b"<html><body>fake</body></html>\n"
+    return out
+
+
+def python_members(fake: FakeCifar) -> dict[str, bytes]:
+    """Member name -> bytes of a ``cifar-10-python.tar.gz`` holding ``fake`` (protocol-2 pickles)."""
+    root = "cifar-10-batches-py/"
+
+    def batch(X: np.ndarray, y: np.ndarray, label: str) -> bytes:
+        d = {b"batch_label": label.encode(), b"labels": [int(v) for v in y], b"data": X,
+             b"filenames": [f"img_{i}.png".encode() for i in range(len(y))]}
+        return pickle.dumps(d, protocol=2)
+
+    meta = {b"num_cases_per_batch": len(fake.X_train) // 5,
+            b"label_names": [c.encode() for c in fake.classes], b"num_vis": 3072}
+    out = {root + "batches.meta": pickle.dumps(meta, protocol=2)}
+    for i, (Xb, yb) in enumerate(zip(np.array_split(fake.X_train, 5), np.array_split(fake.y_train, 5)), 1):
+        out[root + f"data_batch_{i}"] = batch(Xb, yb, f"training batch {i} of 5")
+    out[root + "test_batch"] = batch(fake.X_test, fake.y_test, "testing batch 1 of 1")
+    out[root + "readme.html"] = b"<html><body>fake</body></html>\n"
+    return out
+
+
+def write_tar_gz(path: Path, members: dict[str, bytes]) -> str:
+    """Write ``members`` as a .tar.gz at ``path``; return its md5 hex digest."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            tar_add(tar, name, data)
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+ARCHIVE_NAMES = {"binary": "cifar-10-binary.tar.gz", "python": "cifar-10-python.tar.gz"}
+
+
+@pytest.fixture
+def fake_cifar() -> FakeCifar:
+    """The arrays every fake archive of a test holds (40 train, 10 test images)."""
+    return make_arrays()
+
+
+@pytest.fixture
+def fake_archive(tmp_path: Path, fake_cifar: FakeCifar):
+    """Factory: ``fake_archive("binary"|"python") -> (path, md5)`` of a fake official-layout archive."""
+
+    def build(fmt: str = "binary", folder: str = "src") -> tuple[Path, str]:
+        d = tmp_path / folder
+        d.mkdir(exist_ok=True)
+        members = binary_members(fake_cifar) if fmt == "binary" else python_members(fake_cifar)
+        path = d / ARCHIVE_NAMES[fmt]
+        return path, write_tar_gz(path, members)
+
+    return build
