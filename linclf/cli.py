@@ -1,0 +1,261 @@
+"""The ``linclf`` command line: thin Click commands over the library.
+
+This is the only module that imports click or prints. Library errors become
+one line on stderr and an exit code: 0 ok, 1 runtime failure, 2 usage or
+config error, 3 accuracy below ``--expect-accuracy``, 130 interrupted.
+``linclf --debug COMMAND`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import AccuracyError, LinclfError, UsageError
+
+_DEBUG = False
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr: ``warning: ...``."""
+    click.echo(f"warning: {message}", err=True)
+
+
+class _Group(click.Group):
+    """A group that maps library exceptions to one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+                raise
+            except LinclfError as e:
+                if _DEBUG:
+                    traceback.print_exc()
+                click.echo(f"error: {e}", err=True)
+                ctx.exit(e.exit_code)
+            except KeyboardInterrupt:
+                click.echo("interrupted", err=True)
+                ctx.exit(130)
+            except OSError as e:
+                if _DEBUG:
+                    traceback.print_exc()
+                where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+                click.echo(f"error: {e.strerror or e}{where}", err=True)
+                ctx.exit(1)
+            except Exception as e:  # a bug: say so in one line, the traceback with --debug
+                if _DEBUG:
+                    traceback.print_exc()
+                click.echo(f"internal error: {type(e).__name__}: {e} (run `linclf --debug ...` for the "
+                           "traceback and please report it)", err=True)
+                ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="linclf")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+def cli(debug: bool) -> None:
+    """Linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy.
+
+    \b
+    linclf download                          fetch and verify CIFAR-10 into data/
+    linclf train --config configs/svm.yaml   train, evaluate, write runs/<name>-<time>/
+    linclf eval --model runs/.../model.npz   accuracy, per class, confusion matrix
+    linclf gradcheck --config configs/softmax.yaml --synthetic
+    """
+    global _DEBUG
+    _DEBUG = debug
+
+
+# --------------------------------------------------------------- shared options
+
+
+def _config_options(f: Callable) -> Callable:
+    f = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override one config value (repeatable), e.g. --set optimizer.lr=1e-3.")(f)
+    f = click.option("--config", "config_path", type=click.Path(dir_okay=True), default=None,
+                     help="YAML config; holds only what differs from the defaults (`linclf config` shows them).")(f)
+    return f
+
+
+def _data_options(f: Callable) -> Callable:
+    f = click.option("--archive", type=click.Path(), default=None,
+                     help="Use a CIFAR-10 archive or extracted folder already on disk instead of downloading.")(f)
+    f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Data folder (default: $LINCLF_DATA_DIR, then data.dir, then ./data).")(f)
+    return f
+
+
+def _quiet_option(f: Callable) -> Callable:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries on stderr.")(f)
+
+
+def _progress(quiet: bool) -> bool:
+    """Show progress bars only on a terminal and when not asked to be quiet."""
+    return not quiet and sys.stderr.isatty()
+
+
+def _load_config(config_path: str | None, overrides: tuple[str, ...], extra: dict | None = None):
+    from .config import load_config, with_values
+
+    cfg = load_config(config_path, overrides)
+    if extra:
+        cfg = with_values(cfg, {k: v for k, v in extra.items() if v is not None}, source="command line")
+    return cfg
+
+
+def _check_accuracy(name: str, value: float, expect: float | None) -> None:
+    if expect is not None and not value >= expect:
+        raise AccuracyError(f"{name} accuracy {value:.4f} is below the expected {expect:.4f}")
+
+
+# --------------------------------------------------------------------- config
+
+
+@cli.command("config")
+@_config_options
+def config_cmd(config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Print the resolved config (defaults, then FILE, then --set) as YAML."""
+    from .config import to_yaml
+
+    click.echo(to_yaml(_load_config(config_path, overrides)), nl=False)
+
+
+# ------------------------------------------------------------------- download
+
+
+@cli.command()
+@_data_options
+@click.option("--format", "fmt", type=click.Choice(["binary", "python"]), default=None,
+              help="Archive format: binary (default; no pickle is ever loaded) or python.")
+@click.option("--url", "urls", multiple=True, metavar="URL",
+              help="A mirror to try before the official URL (repeatable, tried in order).")
+@click.option("--md5", default=None, metavar="HEX", help="Expected md5 of the archive (a mirror's or --archive's).")
+@click.option("--force", is_flag=True, help="Verify, download and extract again even if already present.")
+@_config_options
+@_quiet_option
+def download(data_dir: str | None, archive: str | None, fmt: str | None, urls: tuple[str, ...], md5: str | None,
+             force: bool, config_path: str | None, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Download, verify and extract CIFAR-10 (or take an archive already on disk)."""
+    from .data import prepare, resolve_data_dir
+
+    cfg = _load_config(config_path, overrides, {"data.format": fmt, "data.md5": md5, "data.archive": archive,
+                                                "data.urls": list(urls) or None})
+    d = cfg.data
+    target = resolve_data_dir(data_dir, d.dir)
+    prepared = prepare(target, d.format, archive=d.archive, md5=d.md5, urls=d.urls, download=True, force=force,
+                       timeout=d.timeout, retries=d.retries, quiet=not _progress(quiet))
+    if not quiet:
+        click.echo(f"CIFAR-10 ({prepared.format}) {prepared.status}: {prepared.folder}", err=True)
+
+
+# ---------------------------------------------------------------------- train
+
+
+@cli.command("train")
+@_config_options
+@_data_options
+@click.option("--out", type=click.Path(), default=None,
+              help="Run folder (default: runs/<config name>-<timestamp>/).")
+@click.option("--overwrite", is_flag=True, help="Allow --out to replace the files of an earlier run.")
+@click.option("--resume", type=click.Path(), default=None, metavar="CHECKPOINT",
+              help="Continue a run from its checkpoint.npz (optimizer state and step count included).")
+@click.option("--expect-accuracy", type=click.FloatRange(0, 1), default=None, metavar="X",
+              help="Exit with code 3 when the test accuracy is below X (a fraction), for CI gates.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
+@_quiet_option
+def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, archive: str | None,
+              out: str | None, overwrite: bool, resume: str | None, expect_accuracy: float | None,
+              as_json: bool, quiet: bool) -> None:
+    """Train a linear classifier as the config says; report train / val / test accuracy."""
+    from .config import parse_override, with_values
+    from .runs import config_of_checkpoint, default_out_dir, prepare_out_dir, run_train
+
+    resume_arrays = None
+    if resume is not None:
+        if config_path is not None:
+            raise UsageError("--resume takes its config from the checkpoint; drop --config (use --set to change values)")
+        cfg, resume_arrays = config_of_checkpoint(resume, dict(parse_override(o) for o in overrides))
+        if archive is not None:
+            cfg = with_values(cfg, {"data.archive": archive}, source="--archive")
+        out_dir = Path(out) if out else Path(resume).parent
+    else:
+        cfg = _load_config(config_path, overrides, {"data.archive": archive})
+        out_dir = Path(out) if out else default_out_dir(config_path)
+    out_dir = prepare_out_dir(out_dir, overwrite=overwrite, resuming=resume is not None)
+    if cfg.optimizer.method in ("random_search", "random_local_search") and resume is not None:
+        raise UsageError(f"--resume works for sgd and gd runs, not {cfg.optimizer.method}")
+    res = run_train(cfg, out_dir, data_dir=data_dir, resume=resume, resume_arrays=resume_arrays,
+                    progress=_progress(quiet), quiet=not _progress(quiet))
+    m = res.metrics
+    if as_json:
+        click.echo(json.dumps({**m, "out_dir": str(out_dir)}))
+    if not quiet:
+        val = "n/a" if m["val_accuracy"] is None else f"{m['val_accuracy']:.4f}"
+        stream_err = as_json
+        for line in (
+            f"run folder: {out_dir}",
+            f"{cfg.model.loss} / {cfg.optimizer.method} ({cfg.optimizer.update}): {m['steps']} steps, "
+            f"{m['seconds']['train']:.2f} s training, final loss {m['final_loss']:.4f}"
+            + (f"; {m['stopped']}" if m["stopped"] != "completed" else ""),
+            f"train accuracy {m['train_accuracy']:.4f}   val accuracy {val}",
+            f"test accuracy {m['test_accuracy']:.4f}",
+        ):
+            click.echo(line, err=stream_err)
+    _check_accuracy("test", m["test_accuracy"], expect_accuracy)
+
+
+# ----------------------------------------------------------------------- eval
+
+
+@cli.command("eval")
+@click.option("--model", "model_path", type=click.Path(), required=True, help="A model.npz written by train.")
+@click.option("--split", "split_name", type=click.Choice(["test", "val", "train"]), default="test",
+              help="Which split of the model's own config to score.")
+@_data_options
+@click.option("--expect-accuracy", type=click.FloatRange(0, 1), default=None, metavar="X",
+              help="Exit with code 3 when the accuracy is below X (a fraction).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+@_quiet_option
+def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: str | None,
+             expect_accuracy: float | None, as_json: bool, quiet: bool) -> None:
+    """Accuracy, per-class accuracy and confusion matrix of a saved model."""
+    from .runs import run_eval
+
+    model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not _progress(quiet))
+    if as_json:
+        click.echo(json.dumps({"model": model_path, "split": split_name, **ev.to_dict(model.classes)}))
+    else:
+        click.echo(_eval_table(model.classes, ev, split_name))
+    _check_accuracy(split_name, ev.accuracy, expect_accuracy)
+
+
+def _eval_table(classes: tuple[str, ...], ev: Any, split_name: str) -> str:
+    """Accuracy, per-class accuracy and the confusion matrix as aligned text."""
+    width = max(6, max(len(c) for c in classes))
+    short = [c[:5] for c in classes]
+    lines = [f"{split_name} accuracy {ev.accuracy:.4f} ({int(round(ev.accuracy * ev.count))} of {ev.count})", "",
+             f"{'class':<{width}}  accuracy   " + " ".join(f"{s:>5}" for s in short)]
+    for c, acc, row in zip(classes, ev.per_class, ev.confusion):
+        a = "   n/a" if acc != acc else f"{acc:6.4f}"
+        lines.append(f"{c:<{width}}  {a}     " + " ".join(f"{v:>5d}" for v in row))
+    lines.append("(rows: true class, columns: predicted class)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``linclf`` console script."""
+    cli.main(args=argv, prog_name="linclf")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,411 @@
+"""CIFAR-10: where it comes from, how it is verified, cached, loaded and split.
+
+The flow, each step idempotent:
+
+    archive (downloaded, or given with --archive)  --md5-->  verified
+    verified archive  --safe_extract-->  data_dir/cifar-10-batches-{bin,py}/
+    extracted batches --read + validate-->  .npy cache (memory-mapped on later loads)
+
+A folder extracted elsewhere (e.g. a torchvision root) can stand in for the
+archive. The pixels stay uint8 throughout; nothing here makes a float copy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import archive as _archive
+from .download import fetch, md5sum
+from .fsutil import atomic_open, unlink_quiet, write_json_atomic
+from .errors import ChecksumError, ConfigError, DataError, LinclfWarning
+
+__all__ = [
+    "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Splits", "Prepared",
+    "resolve_data_dir", "prepare", "load_cifar10", "split",
+]
+
+BASE_URL = "https://www.cs.toronto.edu/~kriz/"
+ENV_DATA_DIR = "LINCLF_DATA_DIR"
+NUM_CLASSES = 10
+NUM_PIXELS = 3072
+
+
+@dataclass(frozen=True)
+class Official:
+    """The published archive of one format: its file name, md5 and size in bytes."""
+
+    file: str
+    md5: str
+    size: int
+
+
+OFFICIAL: dict[str, Official] = {
+    "binary": Official("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", 170_052_171),
+    "python": Official("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170_498_071),
+}
+_SOURCE_FILE = ".linclf-source.json"   # inside an extracted folder: which archive it came from
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CIFAR10:
+    """The whole dataset as uint8 pixel rows in the CIFAR order (1024 R, 1024 G, 1024 B).
+
+    X_train (N_train, 3072) uint8, y_train (N_train,) int64, X_test (N_test, 3072)
+    uint8, y_test (N_test,) int64, classes: the 10 names from the archive's meta file.
+    Arrays loaded from the cache are read-only memory maps.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Where the extracted batches are, their format, and what ``prepare`` did."""
+
+    folder: Path
+    format: str
+    status: str          # "already present" | "extracted" | "downloaded and extracted" | "using folder"
+    archive_md5: str | None
+
+
+def resolve_data_dir(flag: str | os.PathLike | None = None, config_dir: str | None = None) -> Path:
+    """The data folder: ``--data-dir`` beats $LINCLF_DATA_DIR beats ``data.dir`` beats ``data``."""
+    for candidate in (flag, os.environ.get(ENV_DATA_DIR) or None, config_dir, "data"):
+        if candidate:
+            return Path(candidate).expanduser()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_format(fmt: str) -> _archive.Layout:
+    if fmt not in _archive.LAYOUTS:
+        raise ConfigError(f"data.format: expected one of {', '.join(_archive.LAYOUTS)}, got {fmt!r}")
+    return _archive.LAYOUTS[fmt]
+
+
+def _archive_format(path: Path) -> str | None:
+    """The layout a tar archive holds, judged by its first member's folder (None if unknown)."""
+    try:
+        with tarfile.open(path) as tar:
+            first = tar.next()
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    if first is None:
+        return None
+    top = first.name.split("/", 1)[0]
+    for fmt, layout in _archive.LAYOUTS.items():
+        if top == layout.folder:
+            return fmt
+    return None
+
+
+def _folder_format(path: Path, fmt: str) -> tuple[Path, str] | None:
+    """An extracted batches folder at ``path`` or directly inside it: (folder, format), preferring ``fmt``."""
+    order = [fmt] + [f for f in _archive.LAYOUTS if f != fmt]
+    for f in order:
+        layout = _archive.LAYOUTS[f]
+        if path.name == layout.folder:
+            return path, f
+    for f in order:
+        inner = path / _archive.LAYOUTS[f].folder
+        if inner.is_dir():
+            return inner, f
+    return None
+
+
+def _file_id(path: Path) -> dict:
+    """Who a local archive is, cheaply: resolved path, size and modification time."""
+    st = path.stat()
+    return {"archive": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _read_source(folder: Path) -> dict:
+    """The record of the archive an extraction came from ({} when there is none)."""
+    try:
+        record = json.loads((folder / _SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _mkdir(data_dir: Path) -> None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create the data folder {data_dir}: {e.strerror}; "
+                        f"choose another with --data-dir or ${ENV_DATA_DIR}") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise DataError(f"the data folder {data_dir} is not writable; "
+                        f"choose another with --data-dir or ${ENV_DATA_DIR}")
+
+
+def _extract(archive_path: Path, data_dir: Path, fmt: str, md5: str, quiet: bool) -> Path:
+    """Extract a verified archive into data_dir atomically and record which archive it was."""
+    _mkdir(data_dir)
+    folder = _archive.safe_extract(archive_path, data_dir, _archive.LAYOUTS[fmt], quiet=quiet)
+    try:
+        write_json_atomic(folder / _SOURCE_FILE, {"md5": md5, **_file_id(archive_path)})
+    except OSError:
+        pass  # only costs a re-extraction next time
+    return folder
+
+
+def _verify_local_archive(path: Path, fmt: str, md5: str | None) -> tuple[str, str]:
+    """Checksum a user-given archive: (format, md5). Unknown checksums need a structure check (done at extract)."""
+    if not path.is_file():
+        raise DataError(f"--archive {path}: no such file or folder")
+    got = md5sum(path)
+    if md5 is not None:
+        if got != md5.lower():
+            raise ChecksumError(f"{path}: md5 expected {md5.lower()}, got {got}; "
+                                "the file is damaged or not the one you meant")
+        detected = _archive_format(path) or fmt
+        return detected, got
+    for f, official in OFFICIAL.items():
+        if got == official.md5:
+            return f, got
+    detected = _archive_format(path)
+    if detected is None:
+        raise DataError(f"{path} is not a CIFAR-10 archive (md5 {got} is not an official one and its first "
+                        f"member is not cifar-10-batches-bin/ or cifar-10-batches-py/)")
+    warnings.warn(f"{path} is not the official archive (md5 {got}); accepted because its structure "
+                  "checks out; pass --md5 to pin it", LinclfWarning, stacklevel=3)
+    return detected, got
+
+
+def _already_extracted(src: Path, data_dir: Path, md5: str | None) -> Prepared | None:
+    """The extraction in data_dir made from this very archive file (same path, size, mtime), if intact.
+
+    Saves hashing 170 MB on every run that names the same --archive.
+    """
+    me = _file_id(src)
+    for f, layout in _archive.LAYOUTS.items():
+        folder = data_dir / layout.folder
+        record = _read_source(folder)
+        if not record or any(record.get(k) != v for k, v in me.items()):
+            continue
+        if md5 is not None and record.get("md5") != md5.lower():
+            continue
+        try:
+            _archive.check_folder(folder, layout)
+        except DataError:
+            continue
+        return Prepared(folder, f, "already present", record.get("md5"))
+    return None
+
+
+def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | os.PathLike | None = None,
+            md5: str | None = None, urls: Sequence[str] = (), download: bool = True, force: bool = False,
+            timeout: float = 30.0, retries: int = 5, quiet: bool = True) -> Prepared:
+    """Make the extracted batches available and say where they are.
+
+    ``archive`` may be a local .tar.gz (checked by ``md5``, the official md5, or
+    failing both by its structure, with a warning) or an already extracted
+    folder (``cifar-10-batches-*`` or a folder holding one). Without it, an
+    extraction or archive in ``data_dir`` is used, else the archive is downloaded
+    (``urls`` first, then the official URL) when ``download`` is true.
+    ``force`` re-verifies and re-extracts (and re-downloads without ``archive``).
+    """
+    _check_format(fmt)
+    data_dir = Path(data_dir)
+    if archive is not None:
+        src = Path(archive).expanduser()
+        if src.is_dir():
+            found = _folder_format(src, fmt)
+            if found is None:
+                raise DataError(f"--archive {src}: the folder holds neither cifar-10-batches-bin/ "
+                                "nor cifar-10-batches-py/")
+            folder, f = found
+            _archive.check_folder(folder, _archive.LAYOUTS[f])
+            return Prepared(folder, f, "using folder", None)
+        if not force and src.is_file():
+            done = _already_extracted(src, data_dir, md5)
+            if done is not None:
+                return done
+        f, got = _verify_local_archive(src, fmt, md5)
+        return Prepared(_extract(src, data_dir, f, got, quiet), f, "extracted", got)
+
+    layout = _archive.LAYOUTS[fmt]
+    official = OFFICIAL[fmt]
+    expected = (md5 or official.md5).lower()
+    folder = data_dir / layout.folder
+    if not force and folder.is_dir():
+        try:
+            _archive.check_folder(folder, layout)
+            return Prepared(folder, fmt, "already present", _read_source(folder).get("md5"))
+        except DataError:
+            pass  # an incomplete or foreign folder: fall through and rebuild it from the archive
+    target = data_dir / official.file
+    if target.is_file() and not force:
+        got = md5sum(target)
+        if got != expected:
+            raise ChecksumError(f"{target}: md5 expected {expected}, got {got}; delete it or run "
+                                "`linclf download --force` to download it again")
+        return Prepared(_extract(target, data_dir, fmt, got, quiet), fmt, "extracted", got)
+    if not download:
+        raise DataError(f"CIFAR-10 ({fmt}) is not in {data_dir}: run `linclf download`, or give an "
+                        "archive already on disk with --archive PATH")
+    _mkdir(data_dir)
+    fetch([*urls, BASE_URL + official.file], target, md5=expected,
+          size=official.size if md5 is None else None, timeout=timeout, retries=retries, quiet=quiet)
+    return Prepared(_extract(target, data_dir, fmt, expected, quiet), fmt, "downloaded and extracted", expected)
+
+
+# --------------------------------------------------------------------- cache
+
+_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+
+
+def _source_key(folder: Path, layout: _archive.Layout) -> dict:
+    """What the cache was built from: the folder and each batch file's size and mtime."""
+    files = {}
+    for name in (*layout.train_files, layout.test_file, layout.meta_file):
+        st = (folder / name).stat()
+        files[name] = [st.st_size, st.st_mtime_ns]
+    return {"version": _CACHE_VERSION, "folder": str(folder.resolve()), "files": files}
+
+
+def _cache_dir(data_dir: Path, fmt: str) -> Path:
+    return data_dir / f"cifar-10-{fmt}-cache"
+
+
+def _load_cache(cache: Path, key: dict) -> CIFAR10 | None:
+    """The cached arrays (X memory-mapped) if the cache matches ``key`` and is well formed, else None."""
+    try:
+        meta = json.loads((cache / "source.json").read_text())
+        if meta.get("key") != key:
+            return None
+        arrays = {}
+        for name in _ARRAYS:
+            mode = "r" if name.startswith("X") else None
+            arrays[name] = np.load(cache / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+        classes = tuple(meta["classes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    ok = (len(classes) == NUM_CLASSES
+          and all(arrays[x].dtype == np.uint8 and arrays[x].ndim == 2 and arrays[x].shape[1] == NUM_PIXELS
+                  for x in ("X_train", "X_test"))
+          and all(arrays[y].dtype == np.int64 and arrays[y].shape == (len(arrays["X" + y[1:]]),)
+                  for y in ("y_train", "y_test")))
+    return CIFAR10(classes=classes, **arrays) if ok else None
+
+
+def _save_array_atomic(path: Path, array: np.ndarray) -> None:
+    with atomic_open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
+def _write_cache(cache: Path, key: dict, data: CIFAR10) -> None:
+    """Write the arrays, then the source record that makes them valid (last, so a crash leaves no valid cache)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    unlink_quiet(cache / "source.json")
+    for name in _ARRAYS:
+        _save_array_atomic(cache / f"{name}.npy", getattr(data, name))
+    write_json_atomic(cache / "source.json", {"key": key, "classes": list(data.classes)})
+
+
+def _read_folder(folder: Path, layout: _archive.Layout, fmt: str) -> CIFAR10:
+    """Read and validate every batch of an extracted folder (the slow path, done once)."""
+    train = [_archive.read_batch(folder / name, fmt) for name in layout.train_files]
+    X_test, y_test = _archive.read_batch(folder / layout.test_file, fmt)
+    X_train = np.concatenate([x for x, _ in train])
+    y_train = np.concatenate([y for _, y in train]).astype(np.int64)
+    classes = tuple(_archive.read_classes(folder / layout.meta_file, fmt))
+    return CIFAR10(X_train, y_train, X_test, y_test.astype(np.int64), classes)
+
+
+def load_cifar10(data_dir: str | os.PathLike | None = None, format: str = "binary", download: bool = False, *,
+                 archive: str | os.PathLike | None = None, md5: str | None = None, urls: Sequence[str] = (),
+                 force: bool = False, cache: bool = True, timeout: float = 30.0, retries: int = 5,
+                 quiet: bool = True) -> CIFAR10:
+    """Load CIFAR-10 as uint8 rows: X_train (50000, 3072), X_test (10000, 3072), labels int64, classes.
+
+    ``data_dir`` None means $LINCLF_DATA_DIR or ``data``. The first load reads the
+    batches and writes a cache of .npy files in ``data_dir``; later loads map them
+    into memory and take milliseconds. ``download``, ``archive``, ``md5``, ``urls``,
+    ``force`` are as in ``prepare``. A read-only ``data_dir`` works, without a cache.
+    """
+    data_dir = resolve_data_dir(data_dir)
+    prepared = prepare(data_dir, format, archive=archive, md5=md5, urls=urls, download=download,
+                       force=force, timeout=timeout, retries=retries, quiet=quiet)
+    layout = _archive.LAYOUTS[prepared.format]
+    key = _source_key(prepared.folder, layout)
+    cache_dir = _cache_dir(data_dir, prepared.format)
+    if cache and not force:
+        cached = _load_cache(cache_dir, key)
+        if cached is not None:
+            return cached
+    data = _read_folder(prepared.folder, layout, prepared.format)
+    if cache:
+        try:
+            _write_cache(cache_dir, key, data)
+        except OSError as e:
+            warnings.warn(f"could not write the cache in {cache_dir} ({e.strerror}); "
+                          "loading will be slow each time", LinclfWarning, stacklevel=2)
+            return data
+        cached = _load_cache(cache_dir, key)
+        if cached is not None:
+            return cached   # memory-mapped: the parsed copy can be freed
+    return data
+
+
+# -------------------------------------------------------------------- splits
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test rows (uint8, (N, 3072)) and labels (int64, (N,)); views where possible."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+
+def split(data: CIFAR10, num_train: int | None = None, num_val: int = 1000, num_test: int | None = None,
+          num_dev: int = 0, *, rng: np.random.Generator | None = None) -> Splits:
+    """Carve validation from the end of the training set, training from the start, test from the start.
+
+    ``num_dev`` > 0 replaces the training split by a random subset of that size
+    (drawn with ``rng``), for quick runs. Sizes the archive cannot supply are
+    ConfigErrors naming the ``data.*`` key.
+    """
+    n_all = len(data.X_train)
+    if num_val > n_all - 1:
+        raise ConfigError(f"data.num_val: {num_val} leaves no training images; the archive holds "
+                          f"{n_all} training images, so at most {n_all - 1}")
+    available = n_all - num_val
+    if num_train is None:
+        num_train = available
+    elif num_train > available:
+        raise ConfigError(f"data.num_train: {num_train} is more than the {available} training images left "
+                          f"after data.num_val={num_val} ({n_all} in the archive)")
+    n_test = len(data.X_test)
+    if num_test is None:
+        num_test = n_test
+    elif num_test > n_test:
+        raise ConfigError(f"data.num_test: {num_test} is more than the {n_test} test images in the archive")
+    X_train, y_train = data.X_train[:num_train], data.y_train[:num_train]
+    if num_dev:
+        if num_dev > num_train:
+            raise ConfigError(f"data.num_dev: {num_dev} is more than the {num_train} training images")
+        if rng is None:
+            raise ValueError("split(num_dev > 0) needs an rng")
+        idx = np.sort(rng.choice(num_train, size=num_dev, replace=False))
+        X_train, y_train = X_train[idx], y_train[idx]
+    return Splits(X_train, y_train, data.X_train[available:], data.y_train[available:],
+                  data.X_test[:num_test], data.y_test[:num_test], data.classes)

@@ -1,0 +1,108 @@
+"""Preprocessing fitted on the training split: mean image, per-pixel scale, bias trick.
+
+``x_pre = [(x - mean) * scale, 1]``: with ``mean`` the mean training image,
+``scale = 1 / std`` (or ones), and the trailing 1 the bias trick (D = 3073).
+The parameters are stored with the model so evaluation repeats exactly what
+training did. Training never materialises ``x_pre`` for the whole set: the
+losses fold ``mean`` and ``scale`` into the weights (see ``losses.data_loss``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Preprocessor", "fit"]
+
+_BLOCK = 2048          # rows converted to float64 at a time when fitting the std (25 MB)
+_MIN_STD = 1e-6        # a constant pixel is left unscaled instead of divided by ~0
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """mean (P,) float32 or None, scale (P,) float32 or None, bias: append a 1 column."""
+
+    mean: np.ndarray | None
+    scale: np.ndarray | None
+    bias: bool
+
+    @property
+    def in_dim(self) -> int | None:
+        """Pixels per raw row P (None when neither mean nor scale fixes it)."""
+        for a in (self.mean, self.scale):
+            if a is not None:
+                return len(a)
+        return None
+
+    def out_dim(self, in_dim: int) -> int:
+        """Columns D of the preprocessed rows for raw rows of ``in_dim`` values."""
+        return in_dim + int(self.bias)
+
+    def transform(self, X: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """Explicit preprocessing of raw rows X (N, P) -> (N, P + bias) in ``dtype``.
+
+        For small sets (gradient checks, a handful of images); training uses the
+        folded form instead.
+        """
+        N, P = X.shape
+        out = np.empty((N, P + int(self.bias)), dtype=dtype)
+        body = out[:, :P]
+        np.copyto(body, X, casting="unsafe")
+        if self.mean is not None:
+            body -= self.mean.astype(dtype, copy=False)
+        if self.scale is not None:
+            body *= self.scale.astype(dtype, copy=False)
+        if self.bias:
+            out[:, P] = 1
+        return out
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The parameters as plain arrays for an .npz (absent ones are omitted)."""
+        out = {"prep_bias": np.array(self.bias)}
+        if self.mean is not None:
+            out["prep_mean"] = self.mean
+        if self.scale is not None:
+            out["prep_scale"] = self.scale
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Preprocessor":
+        """Rebuild from ``to_arrays`` output; raises ValueError on a malformed entry."""
+        if "prep_bias" not in arrays:
+            raise ValueError("prep_bias is missing")
+        bias = arrays["prep_bias"]
+        if bias.shape != () or bias.dtype != np.bool_:
+            raise ValueError("prep_bias must be a boolean scalar")
+        parts = {}
+        for key in ("prep_mean", "prep_scale"):
+            a = arrays.get(key)
+            if a is not None:
+                if a.ndim != 1 or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+                    raise ValueError(f"{key} must be a finite float vector, got {a.dtype} {a.shape}")
+                a = a.astype(np.float32)
+            parts[key] = a
+        m, s = parts["prep_mean"], parts["prep_scale"]
+        if m is not None and s is not None and m.shape != s.shape:
+            raise ValueError(f"prep_mean {m.shape} and prep_scale {s.shape} differ in length")
+        return cls(mean=m, scale=s, bias=bool(bias))
+
+
+def fit(X: np.ndarray, mean: bool = True, std: bool = False, bias: bool = True) -> Preprocessor:
+    """Fit on raw training rows X (N, P) uint8: mean image (P,), 1/std (P,), bias flag.
+
+    Statistics accumulate in float64 over blocks of rows, so the set is never
+    held as float64 (peak extra memory about 25 MB).
+    """
+    if len(X) == 0:
+        raise ValueError("cannot fit preprocessing on an empty training split")
+    m64 = X.mean(axis=0, dtype=np.float64) if (mean or std) else None
+    scale = None
+    if std:
+        sq = np.zeros(X.shape[1], dtype=np.float64)
+        for start in range(0, len(X), _BLOCK):
+            block = X[start:start + _BLOCK].astype(np.float64)
+            block -= m64
+            sq += np.einsum("ij,ij->j", block, block)
+        sd = np.sqrt(sq / len(X))
+        scale = np.where(sd > _MIN_STD, 1.0 / np.maximum(sd, _MIN_STD), 1.0).astype(np.float32)
+    return Preprocessor(mean=m64.astype(np.float32) if mean else None, scale=scale, bias=bias)

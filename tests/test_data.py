@@ -1,0 +1,293 @@
+"""The data layer end to end: prepare (archive, folder, download), cache, load, splits, CLI."""
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from linclf import data as data_mod
+from linclf.cli import cli
+from linclf.data import load_cifar10, prepare, resolve_data_dir, split
+from linclf.errors import ChecksumError, ConfigError, DataError, LinclfWarning
+
+from conftest import binary_members, python_members, write_tar_gz
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under root (relative path -> bytes)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_same(d, fake) -> None:
+    np.testing.assert_array_equal(d.X_train, fake.X_train)
+    np.testing.assert_array_equal(d.y_train, fake.y_train)
+    np.testing.assert_array_equal(d.X_test, fake.X_test)
+    np.testing.assert_array_equal(d.y_test, fake.y_test)
+    assert list(d.classes) == fake.classes
+    assert d.X_train.dtype == np.uint8 and d.y_train.dtype == np.int64
+
+
+@pytest.mark.parametrize("fmt", ["binary", "python"])
+def test_load_from_archive_gives_the_exact_arrays(tmp_path, fake_archive, fake_cifar, fmt):
+    path, md5 = fake_archive(fmt)
+    with pytest.warns(LinclfWarning, match="not the official archive"):
+        d = load_cifar10(tmp_path / "data", fmt, archive=path)
+    assert_same(d, fake_cifar)
+    # the second load comes from the memory-mapped cache
+    d2 = load_cifar10(tmp_path / "data", fmt, archive=path, md5=md5)
+    assert isinstance(d2.X_train, np.memmap)
+    assert_same(d2, fake_cifar)
+
+
+def test_both_formats_yield_identical_arrays(tmp_path, fake_archive):
+    a = load_cifar10(tmp_path / "a", "binary", archive=fake_archive("binary")[0])
+    b = load_cifar10(tmp_path / "b", "python", archive=fake_archive("python")[0])
+    for name in ("X_train", "y_train", "X_test", "y_test"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.classes == b.classes
+
+
+def test_format_is_taken_from_the_archive_itself(tmp_path, fake_archive):
+    path, md5 = fake_archive("python")
+    prepared = prepare(tmp_path / "data", "binary", archive=path, md5=md5)
+    assert prepared.format == "python" and prepared.folder.name == "cifar-10-batches-py"
+
+
+def test_prepare_is_idempotent_and_force_redoes(tmp_path, fake_archive):
+    path, md5 = fake_archive("binary")
+    first = prepare(tmp_path / "data", archive=path, md5=md5)
+    assert first.status == "extracted"
+    stamp = (first.folder / "data_batch_1.bin").stat().st_mtime_ns
+    again = prepare(tmp_path / "data", archive=path, md5=md5)
+    assert again.status == "already present"
+    assert (first.folder / "data_batch_1.bin").stat().st_mtime_ns == stamp
+    # without --archive the extraction in the data dir is used as it is
+    assert prepare(tmp_path / "data", download=False).status == "already present"
+    forced = prepare(tmp_path / "data", archive=path, md5=md5, force=True)
+    assert forced.status == "extracted"
+
+
+def test_checksum_mismatch_leaves_the_previous_extraction_alone(tmp_path, fake_archive):
+    path, md5 = fake_archive("binary")
+    good = prepare(tmp_path / "data", archive=path, md5=md5)
+    before = tree(tmp_path / "data")
+    with pytest.raises(ChecksumError, match=f"expected {'0' * 32}, got {md5}"):
+        prepare(tmp_path / "data", archive=path, md5="0" * 32, force=True)
+    assert tree(tmp_path / "data") == before and good.folder.is_dir()
+
+
+def test_a_non_archive_is_refused(tmp_path):
+    page = tmp_path / "cifar-10-binary.tar.gz"
+    page.write_text("<!DOCTYPE html><html><body>Please log in</body></html>")
+    with pytest.raises(DataError, match="not a CIFAR-10 archive"):
+        prepare(tmp_path / "data", archive=page)
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_extracted_folder_elsewhere_can_stand_in(tmp_path, fake_archive, fake_cifar):
+    path, md5 = fake_archive("python")
+    extracted = prepare(tmp_path / "elsewhere", archive=path, md5=md5).folder
+    root = tmp_path / "torchvision-root"
+    shutil.copytree(extracted, root / "cifar-10-batches-py")
+    for given in (root, root / "cifar-10-batches-py"):
+        prepared = prepare(tmp_path / "data", archive=given)
+        assert prepared.status == "using folder" and prepared.format == "python"
+    assert_same(load_cifar10(tmp_path / "data", archive=root), fake_cifar)
+    with pytest.raises(DataError, match="holds neither"):
+        prepare(tmp_path / "data", archive=tmp_path / "data")
+
+
+def test_missing_data_without_download_says_how_to_get_it(tmp_path):
+    with pytest.raises(DataError, match="linclf download"):
+        load_cifar10(tmp_path / "empty")
+
+
+def test_unwritable_data_dir(tmp_path, fake_archive):
+    path, md5 = fake_archive("binary")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DataError, match="cannot create the data folder"):
+        prepare(blocker / "data", archive=path, md5=md5)
+    assert blocker.read_text() == "x"
+
+
+def test_cache_is_rebuilt_when_the_batches_change(tmp_path, fake_archive, fake_cifar):
+    path, md5 = fake_archive("binary")
+    load_cifar10(tmp_path / "data", archive=path, md5=md5)
+    # re-extract a different archive over it: the cache must not serve the old arrays
+    other = fake_cifar.__class__(**{**fake_cifar.__dict__})
+    other.X_train = 255 - fake_cifar.X_train
+    p2 = tmp_path / "other.tar.gz"
+    md5_2 = write_tar_gz(p2, binary_members(other))
+    d = load_cifar10(tmp_path / "data", archive=p2, md5=md5_2)
+    np.testing.assert_array_equal(d.X_train, 255 - fake_cifar.X_train)
+
+
+def test_corrupt_cache_is_ignored(tmp_path, fake_archive, fake_cifar):
+    path, md5 = fake_archive("binary")
+    load_cifar10(tmp_path / "data", archive=path, md5=md5)
+    (tmp_path / "data" / "cifar-10-binary-cache" / "X_train.npy").write_bytes(b"garbage")
+    assert_same(load_cifar10(tmp_path / "data", archive=path, md5=md5), fake_cifar)
+
+
+def test_data_dir_precedence(monkeypatch):
+    monkeypatch.delenv("LINCLF_DATA_DIR", raising=False)
+    assert resolve_data_dir() == Path("data")
+    assert resolve_data_dir(None, "cfg") == Path("cfg")
+    monkeypatch.setenv("LINCLF_DATA_DIR", "env")
+    assert resolve_data_dir(None, "cfg") == Path("env")
+    assert resolve_data_dir("flag", "cfg") == Path("flag")
+
+
+# --------------------------------------------------------------------- splits
+
+
+def test_split_sizes_and_order(fake_cifar):
+    d = data_mod.CIFAR10(fake_cifar.X_train, fake_cifar.y_train, fake_cifar.X_test, fake_cifar.y_test,
+                         tuple(fake_cifar.classes))
+    s = split(d, num_val=10)
+    assert len(s.X_train) == 30 and len(s.X_val) == 10 and len(s.X_test) == 10
+    np.testing.assert_array_equal(s.X_val, fake_cifar.X_train[30:])    # carved from the end
+    np.testing.assert_array_equal(s.X_train, fake_cifar.X_train[:30])
+    s2 = split(d, num_train=5, num_val=10, num_test=3)
+    assert len(s2.X_train) == 5 and len(s2.X_test) == 3
+    dev1 = split(d, num_val=10, num_dev=7, rng=np.random.default_rng(1))
+    dev2 = split(d, num_val=10, num_dev=7, rng=np.random.default_rng(1))
+    assert len(dev1.X_train) == 7
+    np.testing.assert_array_equal(dev1.X_train, dev2.X_train)
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    (dict(num_val=40), "data.num_val"),
+    (dict(num_val=10, num_train=31), "data.num_train"),
+    (dict(num_val=10, num_test=11), "data.num_test"),
+    (dict(num_val=10, num_train=5, num_dev=6), "data.num_dev"),
+])
+def test_split_sizes_beyond_the_archive_are_config_errors(fake_cifar, kwargs, key):
+    d = data_mod.CIFAR10(fake_cifar.X_train, fake_cifar.y_train, fake_cifar.X_test, fake_cifar.y_test,
+                         tuple(fake_cifar.classes))
+    with pytest.raises(ConfigError, match=key):
+        split(d, rng=np.random.default_rng(0), **kwargs)
+
+
+# ------------------------------------------------------------ download via CLI
+
+
+class _Server:
+    """A tiny HTTP server on 127.0.0.1 serving given paths (anything else: 404)."""
+
+    def __init__(self, files: dict[str, bytes]):
+        outer = self
+        self.requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                outer.requests.append(self.path)
+                body = files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(fake_archive):
+    path, md5 = fake_archive("binary")
+    s = _Server({"/mirror/cifar-10-binary.tar.gz": path.read_bytes()})
+    s.md5 = md5
+    yield s
+    s.close()
+
+
+def test_cli_download_from_a_mirror_then_already_present(tmp_path, server, monkeypatch, fake_cifar):
+    monkeypatch.setattr(data_mod, "BASE_URL", server.url + "/official/")
+    runner = CliRunner()
+    args = ["download", "--data-dir", str(tmp_path / "d"), "--url", server.url + "/mirror/cifar-10-binary.tar.gz",
+            "--md5", server.md5]
+    r = runner.invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "downloaded and extracted" in r.output
+    assert (tmp_path / "d" / "cifar-10-binary.tar.gz").is_file()
+    n = len(server.requests)
+    r2 = runner.invoke(cli, args)
+    assert r2.exit_code == 0 and "already present" in r2.output
+    assert len(server.requests) == n      # nothing downloaded again
+    assert_same(load_cifar10(tmp_path / "d"), fake_cifar)
+
+
+def test_cli_download_all_mirrors_fail(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(data_mod, "BASE_URL", server.url + "/official/")
+    r = CliRunner().invoke(cli, ["download", "--data-dir", str(tmp_path / "d"), "--url", server.url + "/a/x.tar.gz",
+                                 "--md5", server.md5, "--quiet"])
+    assert r.exit_code == 1
+    assert "/a/x.tar.gz" in r.output and "/official/cifar-10-binary.tar.gz" in r.output
+    assert r.output.count("\n") == 1 and "Traceback" not in r.output
+    assert not any(p.name == "cifar-10-binary.tar.gz" for p in (tmp_path / "d").rglob("*"))
+
+
+def test_cli_env_var_sets_the_data_dir(tmp_path, fake_archive, monkeypatch):
+    path, md5 = fake_archive("binary")
+    monkeypatch.setenv("LINCLF_DATA_DIR", str(tmp_path / "from-env"))
+    r = CliRunner().invoke(cli, ["download", "--archive", str(path), "--md5", md5])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "from-env" / "cifar-10-batches-bin").is_dir()
+
+
+def test_cli_unsafe_archive_exits_1_and_keeps_the_good_extraction(tmp_path, fake_archive, fake_cifar):
+    import io
+    import tarfile
+
+    path, md5 = fake_archive("binary")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["download", "--data-dir", str(tmp_path / "d"), "--archive", str(path)]).exit_code == 0
+    before = tree(tmp_path / "d")
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        for name, blob in binary_members(fake_cifar).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+        info = tarfile.TarInfo("cifar-10-batches-bin/../../escaped")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    r = runner.invoke(cli, ["download", "--data-dir", str(tmp_path / "d"), "--archive", str(evil), "--force"])
+    assert r.exit_code == 1 and "escaped" in r.output
+    assert tree(tmp_path / "d") == before
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_cli_download_bad_config_is_exit_2(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  format: jpeg\n")
+    r = CliRunner().invoke(cli, ["download", "--config", str(cfg), "--data-dir", str(tmp_path / "d")])
+    assert r.exit_code == 2 and "data.format" in r.output
+
+
+def test_python_format_archive_through_the_cli(tmp_path, fake_archive, fake_cifar):
+    path, md5 = fake_archive("python")
+    r = CliRunner().invoke(cli, ["download", "--format", "python", "--data-dir", str(tmp_path / "d"),
+                                 "--archive", str(path), "--md5", md5])
+    assert r.exit_code == 0, r.output
+    assert_same(load_cifar10(tmp_path / "d", "python"), fake_cifar)
+    assert os.path.isdir(tmp_path / "d" / "cifar-10-python-cache")
