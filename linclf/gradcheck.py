@@ -1,0 +1,230 @@
+"""Numerical gradients and the checks that compare them with analytic ones.
+
+``numerical_gradient`` perturbs one entry of W at a time (and puts it back);
+``sparse_check`` compares a few random coordinates, as the lecture's
+``grad_check_sparse`` does; ``check_loss`` checks the data loss, the L2 term
+and their sum separately, and marks SVM coordinates that sit at a kink of the
+hinge (there a finite difference is not trustworthy) instead of failing them.
+Nothing here prints: results are numbers for the caller (the CLI) to show.
+
+Relative error ``|a - n| / max(|a| + |n|, tiny)`` is the lecture's measure
+(with the sum instead of the max of the two magnitudes, so it is at most 1).
+``DEFAULT_THRESHOLDS`` gives the pass mark per difference method; the
+measurements behind the numbers are written above its definition.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .losses import SCORE_LOSSES, _hinge_kink, hinge_margins, l2_reg, softmax_loss, svm_loss
+
+__all__ = ["rel_error", "numerical_gradient", "Check", "sparse_check", "DEFAULT_THRESHOLDS", "check_loss",
+           "METHODS"]
+
+METHODS = ("centered", "forward")
+
+# Largest acceptable relative error of a non-kink coordinate, per difference
+# method, for float64 and h = 1e-5. Measured (CIFAR-10 dev images, 500-1,000
+# rows, bias column, W = scale * randn, 400-600 random coordinates a case):
+#
+# centered, (f(W+h) - f(W-h)) / 2h, error ~ h^2 f'''/6:
+#   SVM data loss, L2 term: worst 3e-9 (rounding only; SVM is piecewise linear).
+#   softmax, standardised data ((x - mean) / std), W 1e-4..1e-2: worst 1.6e-7,
+#     99th percentile 2e-8: 1e-7 (the lecture's "you should be happy") holds,
+#     not generously.
+#   softmax, mean subtracted only (pixel scale, |x| up to 128), W 1e-4:
+#     99th percentile 1.8e-6, worst 5.5e-4 where the gradient is ~1e-4: there
+#     f''' ~ |x|^3 makes h = 1e-5 too coarse; use h = 1e-6 (worst 6e-6) or
+#     standardised data for a strict check.
+#
+# forward, the lecture's (f(W+h) - f(W)) / h, error ~ h f''/2, first order:
+#   SVM data loss: worst 2e-9 (f'' = 0 away from the kinks).
+#   softmax, standardised data, W 1e-4..1e-2: 99th percentile 1e-3, worst 1.2e-2.
+#   softmax, pixel scale: W 1e-4: 99th percentile 3.7e-2, 5% of coordinates
+#     above 1e-2; W 1e-2: worst 3.9e-3.
+#   L2 term reg*W^2: exactly h / (4|W| + h) whatever reg is: 0.025 at
+#     |W| = 1e-4, near 1 where |W| << h.
+# 1e-2 is chosen: it passes both data losses on standardised data (and on pixel
+# data once |W| ~ 1e-2) and still catches a sign flip (rel error 1) or a factor
+# of 2 (1/3). It cannot catch a 1% error (5e-3), and the L2 part fails where
+# |W| < 2.5e-4. That is the lecture's point: verify gradients with "centered".
+DEFAULT_THRESHOLDS: dict[str, float] = {"centered": 1e-7, "forward": 1e-2}
+
+
+def rel_error(a: Any, n: Any, tiny: float = 1e-300) -> float | np.ndarray:
+    """|a - n| / max(|a| + |n|, tiny), elementwise; a float for scalar input."""
+    a, n = np.asarray(a, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    out = np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), tiny)
+    return float(out) if out.ndim == 0 else out
+
+
+def _value(f: Callable[[np.ndarray], Any], W: np.ndarray) -> float:
+    """f(W) as a float; a (loss, grad) tuple gives its loss."""
+    v = f(W)
+    return float(v[0] if isinstance(v, tuple) else v)
+
+
+def _check_method(method: str) -> None:
+    """Raise ValueError unless ``method`` is one of METHODS."""
+    if method not in METHODS:
+        raise ValueError(f"unknown difference method {method!r}; expected one of {list(METHODS)}")
+
+
+def _difference(f: Callable[[np.ndarray], Any], W: np.ndarray, index: tuple[int, ...], h: float,
+                method: str, f0: float | None) -> float:
+    """The finite difference of f along W[index]; W[index] is restored even if f raises.
+
+    Divides by the step actually taken (W[index] + h rounded to W's dtype).
+    """
+    old = W[index].copy()
+    try:
+        W[index] = old + h
+        up = W[index] - old
+        f_up = _value(f, W)
+        if method == "forward":
+            return (f_up - f0) / float(up)
+        W[index] = old - h
+        down = old - W[index]
+        f_down = _value(f, W)
+        return (f_up - f_down) / float(up + down)
+    finally:
+        W[index] = old
+
+
+def numerical_gradient(f: Callable[[np.ndarray], Any], W: np.ndarray, h: float = 1e-5,
+                       method: str = "centered") -> np.ndarray:
+    """Finite-difference gradient (W's shape, float64) of f: W -> float; W is modified in place and restored.
+
+    "centered": (f(W + h e) - f(W - h e)) / 2h; "forward", the lecture's
+    first form: (f(W + h e) - f(W)) / h. One call of f per entry (forward)
+    or two (centered).
+    """
+    _check_method(method)
+    if not (isinstance(W, np.ndarray) and W.dtype.kind == "f" and W.flags.writeable):
+        raise ValueError("W must be a writable floating-point numpy array (it is perturbed in place)")
+    f0 = _value(f, W) if method == "forward" else None
+    grad = np.zeros(W.shape, dtype=np.float64)
+    for index in np.ndindex(*W.shape):
+        grad[index] = _difference(f, W, index, h, method, f0)
+    return grad
+
+
+@dataclass
+class Check:
+    """One coordinate of a gradient check."""
+
+    index: tuple[int, ...]
+    analytic: float
+    numerical: float
+    rel_error: float
+    kink: bool
+
+
+def sparse_check(f: Callable[[np.ndarray], Any], W: np.ndarray, analytic: np.ndarray, *, checks: int = 20,
+                 h: float = 1e-5, method: str = "centered", rng: np.random.Generator,
+                 kink: Callable[[tuple[int, ...], float], bool] | None = None) -> list[Check]:
+    """Compare ``analytic`` (W's shape) with finite differences of f at ``checks`` coordinates drawn from rng.
+
+    ``kink(index, h) -> bool`` marks coordinates where f is not smooth within
+    +-h (their Check has kink=True). W is perturbed in place and restored.
+    """
+    _check_method(method)
+    analytic = np.asarray(analytic)
+    if analytic.shape != W.shape:
+        raise ValueError(f"the analytic gradient has shape {analytic.shape}, W has {W.shape}")
+    f0 = _value(f, W) if method == "forward" else None
+    out = []
+    for _ in range(checks):
+        index = tuple(int(rng.integers(n)) for n in W.shape)
+        at_kink = bool(kink(index, h)) if kink is not None else False
+        num = _difference(f, W, index, h, method, f0)
+        a = float(analytic[index])
+        out.append(Check(index, a, num, rel_error(a, num), at_kink))
+    return out
+
+
+def _summary(checks: list[Check], threshold: float) -> dict:
+    """Worst non-kink relative error, its index, pass/fail and counts of a list of checks."""
+    smooth = [c for c in checks if not c.kink]
+    worst = max(smooth, key=lambda c: c.rel_error, default=None)
+    return {
+        "checks": checks,
+        "worst_rel_error": None if worst is None else worst.rel_error,
+        "worst_index": None if worst is None else worst.index,
+        "passed": worst is None or worst.rel_error <= threshold,
+        "checked": len(smooth),
+        "kinks": len(checks) - len(smooth),
+    }
+
+
+def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta: float = 1.0, reg: float = 0.0,
+               reg_bias: bool = True, checks: int = 20, h: float = 1e-5, method: str = "centered",
+               rng: np.random.Generator, grad_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+               threshold: float | None = None) -> dict:
+    """Check the analytic gradient of ``loss`` ("svm" | "softmax") at W (C, D) on X (N, D), y (N,).
+
+    Three parts, each checked at the same ``checks`` random coordinates: the
+    data loss alone ("data"), the L2 term reg*sum(W*W) alone ("reg", its
+    last column left out if not ``reg_bias``) and their sum ("total").
+    ``grad_fn(W) -> dW`` replaces the analytic gradient of the data loss
+    (tests inject wrong ones). SVM coordinates where a hinge margin lies
+    within h of 0 are reported as kinks, not failures. Computation is in
+    W's floating dtype (use float64; the thresholds assume it).
+
+    Returns {"loss", "method", "h", "threshold", "passed", "values": {"data",
+    "reg", "total"} (losses at W), "parts": {part: {"checks": [Check],
+    "worst_rel_error", "worst_index", "passed", "checked", "kinks"}}}.
+    """
+    _check_method(method)
+    if loss not in SCORE_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
+    W = np.asarray(W)
+    W = np.array(W, dtype=W.dtype if W.dtype.kind == "f" else np.float64)   # a copy: perturbed in place
+    X = np.asarray(X, dtype=W.dtype)
+    y = np.asarray(y)
+    threshold = DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
+
+    def data_value(V: np.ndarray) -> float:
+        """The data loss at V (the score-level loss; no gradient product)."""
+        kw = {"delta": delta} if loss == "svm" else {}
+        return SCORE_LOSSES[loss](X @ V.T, y, **kw)[0]
+
+    def reg_value(V: np.ndarray) -> float:
+        """The L2 term at V."""
+        return l2_reg(V, reg, reg_bias)[0]
+
+    if grad_fn is not None:
+        data_grad = np.asarray(grad_fn(W.copy()))
+    elif loss == "svm":
+        data_grad = svm_loss(W, X, y, 0.0, delta)[1]
+    else:
+        data_grad = softmax_loss(W, X, y, 0.0)[1]
+    reg_grad = l2_reg(W, reg, reg_bias)[1]
+    kink = None
+    if loss == "svm":
+        margins = hinge_margins(W, X, y, delta)
+        kink = lambda index, step: _hinge_kink(margins, X, y, index, step)  # noqa: E731
+    seed = int(rng.integers(2**63))
+    parts = {}
+    for name, f, grad, part_kink in (
+        ("data", data_value, data_grad, kink),
+        ("reg", reg_value, reg_grad, None),
+        ("total", lambda V: data_value(V) + reg_value(V), data_grad + reg_grad, kink),
+    ):
+        found = sparse_check(f, W, grad, checks=checks, h=h, method=method,
+                             rng=np.random.default_rng(seed), kink=part_kink)
+        parts[name] = _summary(found, threshold)
+    values = {"data": data_value(W), "reg": reg_value(W)}
+    values["total"] = values["data"] + values["reg"]
+    return {"loss": loss, "method": method, "h": h, "threshold": threshold,
+            "passed": all(p["passed"] for p in parts.values()), "values": values, "parts": parts}
+
+
+def as_plain(result: dict) -> dict:
+    """``check_loss`` output with every Check turned into a dict (for JSON)."""
+    parts = {k: {**v, "checks": [asdict(c) for c in v["checks"]]} for k, v in result["parts"].items()}
+    return {**result, "parts": parts}

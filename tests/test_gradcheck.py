@@ -1,0 +1,229 @@
+"""Gradient checking: finite differences, sparse checks, the three-part loss check, kinks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linclf.gradcheck import (
+    DEFAULT_THRESHOLDS, Check, as_plain, check_loss, numerical_gradient, rel_error, sparse_check,
+)
+from linclf.losses import softmax_loss, svm_loss
+
+A = np.array([[0.5, 2.0, -1.0], [3.0, 0.25, 1.5]])     # f(W) = sum(A * W^2) + sum(B * W)
+B = np.array([[1.0, -2.0, 0.0], [0.5, 0.0, -1.0]])
+
+
+def quadratic(W: np.ndarray) -> float:
+    """A smooth function with a known gradient 2 A W + B and curvature 2 A."""
+    return float(np.sum(A * W * W) + np.sum(B * W))
+
+
+def quadratic_grad(W: np.ndarray) -> np.ndarray:
+    """The exact gradient of ``quadratic``."""
+    return 2 * A * W + B
+
+
+def unit_problem(N=30, C=4, D=6, seed=0):
+    """Unit-scale float64 data (no kink trouble at h = 1e-5 for softmax)."""
+    rng = np.random.default_rng(seed)
+    return 0.3 * rng.standard_normal((C, D)), rng.standard_normal((N, D)), rng.integers(0, C, N)
+
+
+# ----------------------------------------------------------------------------- rel_error
+
+def test_rel_error():
+    assert rel_error(1.0, 1.0) == 0.0
+    assert rel_error(0.0, 0.0) == 0.0                   # both zero: no error, not NaN
+    assert rel_error(1.0, -1.0) == 1.0
+    assert rel_error(1.0, 0.0) == 1.0
+    assert rel_error(1.01, 1.0) == pytest.approx(0.01 / 2.01)
+    out = rel_error(np.array([1.0, 2.0]), np.array([1.0, 1.0]))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out, [0.0, 1 / 3])
+    assert isinstance(rel_error(np.float32(1), 2), float)
+
+
+# ----------------------------------------------------------------------------- numerical_gradient
+
+def test_centered_is_exact_and_forward_is_off_by_h_times_curvature_on_a_quadratic():
+    W = np.array([[0.3, -1.0, 2.0], [0.0, 0.7, -0.2]])
+    h = 1e-4
+    true = quadratic_grad(W)
+    centered = numerical_gradient(quadratic, W, h=h, method="centered")
+    forward = numerical_gradient(quadratic, W, h=h, method="forward")
+    np.testing.assert_allclose(centered, true, rtol=1e-8, atol=1e-9)
+    # forward: (f(w + h) - f(w)) / h = f'(w) + A h exactly for a quadratic
+    np.testing.assert_allclose(forward - true, A * h, rtol=1e-4, atol=1e-9)
+    assert np.max(rel_error(forward, true)) > 100 * np.max(rel_error(centered, true))
+
+
+@pytest.mark.parametrize("method", ["centered", "forward"])
+def test_numerical_gradient_restores_w(method):
+    W = np.random.default_rng(0).standard_normal((3, 4))
+    keep = W.copy()
+    numerical_gradient(lambda V: float(np.sum(np.sin(V))), W, method=method)
+    np.testing.assert_array_equal(W, keep)
+
+
+def test_numerical_gradient_restores_w_when_f_raises():
+    W = np.random.default_rng(0).standard_normal((2, 2))
+    keep = W.copy()
+    calls = []
+
+    def flaky(V):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return float(V.sum())
+
+    with pytest.raises(RuntimeError):
+        numerical_gradient(flaky, W)
+    np.testing.assert_array_equal(W, keep)
+
+
+def test_numerical_gradient_accepts_loss_grad_tuples_and_float32():
+    W, X, y = unit_problem()
+    num = numerical_gradient(lambda V: softmax_loss(V, X, y), W)      # (loss, dW) tuple: its loss is used
+    np.testing.assert_allclose(num, softmax_loss(W, X, y)[1], rtol=1e-6, atol=1e-9)
+    W32 = np.array([[0.5, -0.25]], dtype=np.float32)
+    num32 = numerical_gradient(lambda V: float(np.sum(V.astype(np.float64) ** 2)), W32, h=1e-2)
+    np.testing.assert_allclose(num32, 2 * W32, rtol=1e-5)             # divided by the step actually taken
+
+
+def test_numerical_gradient_rejects_unusable_w():
+    with pytest.raises(ValueError):
+        numerical_gradient(quadratic, np.zeros((2, 3), dtype=int))        # integer: cannot hold W + h
+    frozen = np.zeros((2, 3))
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError):
+        numerical_gradient(quadratic, frozen)
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="centered"):
+        numerical_gradient(quadratic, np.zeros((2, 3)), method="backward")
+
+
+# ----------------------------------------------------------------------------- sparse_check
+
+def test_sparse_check_is_reproducible_with_a_seeded_rng():
+    W = np.random.default_rng(1).standard_normal((2, 3))
+    g = quadratic_grad(W)
+    first = sparse_check(quadratic, W, g, checks=8, rng=np.random.default_rng(5))
+    second = sparse_check(quadratic, W, g, checks=8, rng=np.random.default_rng(5))
+    other = sparse_check(quadratic, W, g, checks=8, rng=np.random.default_rng(6))
+    assert first == second
+    assert [c.index for c in first] != [c.index for c in other]
+    assert all(isinstance(c, Check) and len(c.index) == 2 for c in first)
+    assert all(c.rel_error < 1e-8 and not c.kink for c in first)
+
+
+def test_sparse_check_reports_a_wrong_gradient_and_kinks():
+    W = np.random.default_rng(1).standard_normal((2, 3))
+    wrong = quadratic_grad(W)
+    wrong[0, 1] *= -1
+    found = sparse_check(quadratic, W, wrong, checks=40, rng=np.random.default_rng(0),
+                         kink=lambda index, h: index == (1, 2))
+    bad = [c for c in found if c.index == (0, 1)]
+    assert bad and all(c.rel_error == pytest.approx(1.0) for c in bad)
+    assert all(c.kink == (c.index == (1, 2)) for c in found)
+    assert all(c.rel_error < 1e-8 for c in found if c.index != (0, 1))
+
+
+def test_sparse_check_rejects_shape_mismatch():
+    with pytest.raises(ValueError):
+        sparse_check(quadratic, np.zeros((2, 3)), np.zeros((3, 2)), rng=np.random.default_rng(0))
+
+
+# ----------------------------------------------------------------------------- check_loss
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("reg,reg_bias", [(0.0, True), (0.4, True), (0.4, False)])
+def test_check_loss_passes_correct_gradients(loss, reg, reg_bias):
+    W, X, y = unit_problem()
+    keep = W.copy()
+    out = check_loss(W, X, y, loss=loss, reg=reg, reg_bias=reg_bias, checks=15, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(W, keep)
+    assert out["passed"], {k: (p["worst_rel_error"], p["worst_index"]) for k, p in out["parts"].items()}
+    assert set(out["parts"]) == {"data", "reg", "total"}
+    assert out["threshold"] == DEFAULT_THRESHOLDS["centered"]
+    v = out["values"]
+    ref = (svm_loss(W, X, y, reg) if loss == "svm" else softmax_loss(W, X, y, reg))[0]
+    if reg_bias:
+        assert v["total"] == pytest.approx(ref, rel=1e-12)
+    assert v["total"] == pytest.approx(v["data"] + v["reg"])
+    for part in out["parts"].values():
+        assert len(part["checks"]) == 15 and part["checked"] + part["kinks"] == 15
+        assert part["worst_rel_error"] is not None and part["worst_rel_error"] <= 1e-7
+    # the three parts look at the same coordinates
+    idx = [[c.index for c in p["checks"]] for p in out["parts"].values()]
+    assert idx[0] == idx[1] == idx[2]
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("method", ["centered", "forward"])
+def test_check_loss_catches_a_sign_flip(loss, method):
+    W, X, y = unit_problem(C=2, D=2, seed=3)        # 4 entries: 40 checks hit the flipped one
+    true = (svm_loss if loss == "svm" else softmax_loss)(W, X, y)[1]
+
+    def flipped(V):
+        g = (svm_loss if loss == "svm" else softmax_loss)(V, X, y)[1]
+        g[1, 0] *= -1
+        return g
+
+    assert abs(true[1, 0]) > 1e-3
+    out = check_loss(W, X, y, loss=loss, reg=0.1, checks=40, method=method, rng=np.random.default_rng(0),
+                     grad_fn=flipped)
+    assert not out["passed"]
+    assert not out["parts"]["data"]["passed"] and out["parts"]["data"]["worst_index"] == (1, 0)
+    assert out["parts"]["reg"]["passed"]
+    assert not out["parts"]["total"]["passed"]
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+def test_check_loss_catches_a_one_percent_error_with_centered_differences(loss):
+    W, X, y = unit_problem(seed=4)
+    fn = svm_loss if loss == "svm" else softmax_loss
+    out = check_loss(W, X, y, loss=loss, checks=10, rng=np.random.default_rng(1),
+                     grad_fn=lambda V: 1.01 * fn(V, X, y)[1])
+    assert not out["parts"]["data"]["passed"]
+    assert out["parts"]["data"]["worst_rel_error"] == pytest.approx(0.01 / 2.01, rel=1e-3)
+    loose = check_loss(W, X, y, loss=loss, checks=10, rng=np.random.default_rng(1),
+                       grad_fn=lambda V: 1.01 * fn(V, X, y)[1], threshold=1e-2)
+    assert loose["passed"]                               # an explicit threshold replaces the default
+
+
+def test_check_loss_reports_svm_kinks_without_failing():
+    # scores (1, 0) for an example of class 0: the margin of class 1 is exactly 0 (a kink of the hinge)
+    W = np.array([[1.0, 0.0], [0.0, 1.0]])
+    X = np.array([[1.0, 0.0], [0.0, 3.0]])
+    y = np.array([0, 1])
+    out = check_loss(W, X, y, loss="svm", checks=40, rng=np.random.default_rng(0))
+    data = out["parts"]["data"]
+    assert data["kinks"] > 0 and data["passed"] and out["passed"]
+    kinked = {c.index for c in data["checks"] if c.kink}
+    assert kinked == {(0, 0), (1, 0)}                    # the entries that multiply x_0 = 1 in the first row
+    # at the kink the numerical slope is the average of the two sides, not the analytic subgradient
+    assert any(c.rel_error > 0.1 for c in data["checks"] if c.kink)
+
+
+def test_check_loss_result_converts_to_plain_dicts():
+    W, X, y = unit_problem(seed=6)
+    plain = as_plain(check_loss(W, X, y, loss="svm", checks=3, rng=np.random.default_rng(0)))
+    first = plain["parts"]["data"]["checks"][0]
+    assert set(first) == {"index", "analytic", "numerical", "rel_error", "kink"}
+
+
+def test_forward_threshold_passes_correct_gradients_on_unit_scale_data():
+    W, X, y = unit_problem(seed=7)
+    W = W + np.sign(W) * 0.05                            # |W| well above h / threshold for the L2 part
+    for loss in ("svm", "softmax"):
+        out = check_loss(W, X, y, loss=loss, reg=0.1, checks=30, method="forward", rng=np.random.default_rng(2))
+        assert out["passed"], {k: p["worst_rel_error"] for k, p in out["parts"].items()}
+        assert out["threshold"] == DEFAULT_THRESHOLDS["forward"]
+
+
+def test_check_loss_rejects_unknown_loss():
+    W, X, y = unit_problem()
+    with pytest.raises(ValueError):
+        check_loss(W, X, y, loss="hinge", rng=np.random.default_rng(0))
