@@ -30,19 +30,30 @@ class FakeCifar:
     classes: list[str]
 
 
-def make_arrays(per_batch: int = 8, n_test: int = 10, seed: int = 0) -> FakeCifar:
-    """Random images and labels (every class present in train) for a fake archive."""
+def make_arrays(per_batch: int = 8, n_test: int = 10, seed: int = 0, separable: bool = False) -> FakeCifar:
+    """Random images and labels (every class present in train) for a fake archive.
+
+    ``separable``: each class is a fixed random template plus noise, so a linear
+    classifier can learn it (tests of training reach high accuracy on it).
+    """
     rng = np.random.default_rng(seed)
     n = 5 * per_batch
     y_train = np.arange(n) % 10
     rng.shuffle(y_train)
-    return FakeCifar(
-        X_train=rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        y_train=y_train.astype(np.int64),
-        X_test=rng.integers(0, 256, (n_test, 3072), dtype=np.uint8),
-        y_test=(np.arange(n_test) % 10).astype(np.int64),
-        classes=list(CLASSES),
-    )
+    y_test = np.arange(n_test) % 10
+    if separable:
+        templates = rng.integers(40, 216, (10, 3072))
+
+        def images(y: np.ndarray) -> np.ndarray:
+            noise = rng.integers(-40, 41, (len(y), 3072))
+            return np.clip(templates[y] + noise, 0, 255).astype(np.uint8)
+
+        X_train, X_test = images(y_train), images(y_test)
+    else:
+        X_train = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        X_test = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
+    return FakeCifar(X_train=X_train, y_train=y_train.astype(np.int64), X_test=X_test,
+                     y_test=y_test.astype(np.int64), classes=list(CLASSES))
 
 
 def tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -117,3 +128,16 @@ def fake_archive(tmp_path: Path, fake_cifar: FakeCifar):
         return path, write_tar_gz(path, members)
 
     return build
+
+
+@pytest.fixture
+def learnable_data_dir(tmp_path: Path) -> Path:
+    """A data folder holding an extracted, cached, linearly separable fake CIFAR-10 (400 train, 100 test)."""
+    from linclf.data import load_cifar10
+
+    fake = make_arrays(per_batch=80, n_test=100, seed=1, separable=True)
+    path = tmp_path / "learnable.tar.gz"
+    md5 = write_tar_gz(path, binary_members(fake))
+    data_dir = tmp_path / "data"
+    load_cifar10(data_dir, archive=path, md5=md5)
+    return data_dir

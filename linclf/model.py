@@ -1,0 +1,174 @@
+"""LinearClassifier: W, the preprocessing it was trained with, class names; save/load as .npz.
+
+Scores ``s = W x_pre`` are computed from raw uint8 rows with the preprocessing
+folded into the weights (``losses.fold``), one block of rows at a time. Files
+are .npz archives written atomically and read with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ModelFileError
+from .fsutil import atomic_open
+from .losses import fold
+from .preprocess import Preprocessor
+
+__all__ = ["LinearClassifier", "FORMAT_VERSION", "save_npz_atomic", "load_npz"]
+
+FORMAT_VERSION = 1
+_SCORE_BLOCK = 1024
+
+
+@dataclass
+class LinearClassifier:
+    """W (C, D) float, prep (how raw rows (N, P) become (N, D)), classes (C names), loss name."""
+
+    W: np.ndarray
+    prep: Preprocessor
+    classes: tuple[str, ...]
+    loss: str = "softmax"
+    config_yaml: str = ""
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of rows of W."""
+        return self.W.shape[0]
+
+    @property
+    def in_dim(self) -> int:
+        """P, raw values per input row (3072 for CIFAR-10)."""
+        return self.W.shape[1] - int(self.prep.bias)
+
+    def check_input(self, X: np.ndarray) -> None:
+        """Raise ValueError unless X is (N, P) for this model."""
+        if X.ndim != 2 or X.shape[1] != self.in_dim:
+            raise ValueError(f"the model expects rows of {self.in_dim} values, got an array of shape {X.shape}")
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """Class scores (N, C) float32 of raw rows X (N, P), computed block by block."""
+        self.check_input(X)
+        A, b = fold(self.W.astype(np.float32, copy=False), self.prep.mean, self.prep.scale, self.prep.bias)
+        out = np.empty((len(X), self.num_classes), dtype=np.float32)
+        buf = np.empty((min(_SCORE_BLOCK, len(X)), X.shape[1]), dtype=np.float32)
+        for start in range(0, len(X), _SCORE_BLOCK):
+            xb = X[start:start + _SCORE_BLOCK]
+            xf = buf[:len(xb)]
+            np.copyto(xf, xb, casting="unsafe")
+            np.matmul(xf, A.T, out=out[start:start + len(xb)])
+        out += b
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted class indices (N,) int64: the argmax of the scores."""
+        return self.scores(X).argmax(axis=1)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to rebuild the model, as plain (non-object) arrays."""
+        return {
+            "format_version": np.array(FORMAT_VERSION),
+            "W": self.W,
+            "classes": np.array(list(self.classes), dtype=str),
+            "loss": np.array(self.loss),
+            "config_yaml": np.array(self.config_yaml),
+            "metrics_json": np.array(json.dumps(self.metrics)),
+            **self.prep.to_arrays(),
+        }
+
+    def save(self, path: str | os.PathLike, extra: Mapping[str, np.ndarray] | None = None) -> Path:
+        """Write the model (and ``extra`` arrays, e.g. optimizer state) to ``path`` atomically."""
+        return save_npz_atomic(path, {**self.to_arrays(), **(extra or {})})
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], source: str = "model") -> "LinearClassifier":
+        """Rebuild and validate; ModelFileError names the file and the field that is wrong."""
+
+        def bad(why: str) -> ModelFileError:
+            return ModelFileError(f"{source}: {why}; it is not a linclf model of this version (retrain it)")
+
+        if "format_version" not in arrays:
+            raise bad("no format_version field")
+        version = arrays["format_version"]
+        if version.shape != () or version.dtype.kind not in "iu":
+            raise bad("format_version is not an integer")
+        if int(version) != FORMAT_VERSION:
+            raise ModelFileError(f"{source}: model format version {int(version)}, this linclf reads version "
+                                 f"{FORMAT_VERSION}; retrain the model with this version")
+        for key in ("W", "classes", "loss", "prep_bias"):
+            if key not in arrays:
+                raise bad(f"field {key} is missing")
+        W = arrays["W"]
+        if W.ndim != 2 or W.dtype.kind != "f" or min(W.shape) < 1:
+            raise bad(f"W must be a 2-D float array (C, D), got {W.dtype} {W.shape}")
+        if not np.all(np.isfinite(W)):
+            raise bad("W holds non-finite values")
+        try:
+            prep = Preprocessor.from_arrays(dict(arrays))
+        except ValueError as e:
+            raise bad(str(e)) from None
+        classes = arrays["classes"]
+        if classes.dtype.kind != "U" or classes.shape != (W.shape[0],):
+            raise bad(f"classes must be {W.shape[0]} names (one per row of W), got {classes.dtype} {classes.shape}")
+        P = W.shape[1] - int(prep.bias)
+        if prep.in_dim is not None and prep.in_dim != P:
+            raise bad(f"W has {W.shape[1]} columns but the preprocessing is for {prep.in_dim} values"
+                      f"{' plus a bias' if prep.bias else ''}")
+        loss = str(arrays["loss"])
+        if loss not in ("svm", "softmax"):
+            raise bad(f"unknown loss {loss!r}")
+        metrics: dict = {}
+        if "metrics_json" in arrays:
+            try:
+                metrics = json.loads(str(arrays["metrics_json"]))
+            except ValueError:
+                raise bad("metrics_json is not JSON") from None
+        config_yaml = str(arrays["config_yaml"]) if "config_yaml" in arrays else ""
+        return cls(W=W, prep=prep, classes=tuple(str(c) for c in classes), loss=loss,
+                   config_yaml=config_yaml, metrics=metrics)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LinearClassifier":
+        """Read a model file written by ``save`` (or a checkpoint); ModelFileError if it is not one."""
+        return cls.from_arrays(load_npz(path), source=os.fspath(path))
+
+
+def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write an uncompressed .npz to a temporary name beside ``path``, fsync it, then move it into place."""
+    with atomic_open(path, "wb", fsync=True) as fh:
+        np.savez(fh, **arrays)
+    return Path(path)
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an .npz, loaded with ``allow_pickle=False``; ModelFileError on anything else."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ModelFileError(f"no model file at {p}")
+    if os.path.isdir(p):
+        raise ModelFileError(f"{p} is a folder; give the model file inside it (e.g. {p}/model.npz)")
+    try:
+        npz = np.load(p, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{p} holds a single array, not a linclf model (.npz)")
+        with npz:
+            return {k: npz[k] for k in npz.files}
+    except ModelFileError:
+        raise
+    except ValueError as e:
+        why = "it holds pickled objects, which linclf never loads" if "pickle" in str(e) else str(e)
+        raise ModelFileError(f"{p} is not a linclf model: {why}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise ModelFileError(f"{p} is not a readable model file (truncated or corrupt: {e})") from None
+
+
+def model_info(model: LinearClassifier) -> dict[str, Any]:
+    """A small summary of a model for printing: classes, shape, loss, preprocessing."""
+    return {"classes": list(model.classes), "W_shape": list(model.W.shape), "loss": model.loss,
+            "mean": model.prep.mean is not None, "std": model.prep.scale is not None, "bias": model.prep.bias}

@@ -1,0 +1,263 @@
+"""A training run on disk: load, split, fit, train, evaluate, and the files a run leaves.
+
+A run folder holds ``config.yaml`` (resolved), ``checkpoint.npz`` (to resume),
+``model.npz`` (the weights kept, the preprocessing, class names, config,
+metrics), ``history.csv`` and ``metrics.json``. Every file is written
+atomically. The CLI's ``train`` and ``eval`` are thin wrappers around
+``run_train`` and ``run_eval``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from . import preprocess
+from .config import Config, from_dict, to_yaml, with_values
+from .data import CIFAR10, Splits, load_cifar10, resolve_data_dir, split
+from .errors import ConfigError, DataError, Interrupted, LinclfError, ModelFileError, UsageError
+from .evaluate import Evaluation, evaluate_predictions
+from .fsutil import write_json_atomic, write_text_atomic
+from .model import LinearClassifier, load_npz
+from .train import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
+
+__all__ = ["RUN_FILES", "RunResult", "default_out_dir", "prepare_out_dir", "load_data", "make_splits",
+           "run_train", "run_eval", "config_of_checkpoint", "history_csv"]
+
+RUN_FILES = ("model.npz", "checkpoint.npz", "metrics.json", "history.csv", "config.yaml")
+
+
+def default_out_dir(config_path: str | os.PathLike | None, root: str | os.PathLike = "runs") -> Path:
+    """``runs/<config name>-<YYYYmmdd-HHMMSS>`` (a numeric suffix if that exists already)."""
+    stem = Path(config_path).stem if config_path else "default"
+    base = Path(root) / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out, i = base, 1
+    while out.exists():
+        i += 1
+        out = base.with_name(f"{base.name}-{i}")
+    return out
+
+
+class OutputError(LinclfError):
+    """The output folder cannot be used (exit 1)."""
+
+
+def prepare_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = False) -> Path:
+    """Create ``out`` and prove it is writable; refuse to overwrite an earlier run unless asked."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder")
+    if not resuming and not overwrite and out.is_dir():
+        taken = [f for f in RUN_FILES if (out / f).exists()]
+        if taken:
+            raise UsageError(f"--out {out} already holds a run ({', '.join(taken)}); choose another folder, "
+                             "pass --overwrite, or continue it with --resume")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".linclf-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write into --out {out}: {e.strerror or e}; choose a writable folder") from None
+    return out
+
+
+def load_data(cfg: Config, data_dir: str | os.PathLike | None = None, *, quiet: bool = True) -> CIFAR10:
+    """CIFAR-10 as the config's data section says (archive, format, mirrors); never downloads implicitly
+    unless no archive is configured, in which case the official download is used."""
+    d = cfg.data
+    return load_cifar10(resolve_data_dir(data_dir, d.dir), d.format, download=d.archive is None,
+                        archive=d.archive, md5=d.md5, urls=d.urls, timeout=d.timeout, retries=d.retries,
+                        quiet=quiet)
+
+
+def make_splits(cfg: Config, data: CIFAR10) -> Splits:
+    """The config's train / val / test split of ``data``."""
+    d = cfg.data
+    return split(data, d.num_train, d.num_val, d.num_test, d.num_dev, rng=rng_stream(cfg.seed, "dev"))
+
+
+def history_csv(history: list[dict]) -> str:
+    """The history rows as CSV text (empty cells where a row has no value)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_COLUMNS})
+    return buf.getvalue()
+
+
+def config_of_checkpoint(path: str | os.PathLike, overrides: dict | None = None) -> tuple[Config, dict]:
+    """The resolved config stored in a checkpoint (with ``overrides`` applied) and all its arrays."""
+    arrays = load_npz(path)
+    if "config_yaml" not in arrays or "ckpt_W" not in arrays:
+        raise ModelFileError(f"{path} is not a training checkpoint; resume needs the checkpoint.npz of a run")
+    try:
+        raw = yaml.safe_load(str(arrays["config_yaml"]))
+        cfg = from_dict(raw)
+    except (yaml.YAMLError, ConfigError) as e:
+        raise ModelFileError(f"{path}: the stored config is not valid: {e}") from None
+    if overrides:
+        cfg = with_values(cfg, overrides, source="--set")
+    return cfg, arrays
+
+
+@dataclass
+class RunResult:
+    """What a training run produced: the model, its metrics and where the files are."""
+
+    model: LinearClassifier
+    metrics: dict
+    out_dir: Path
+    result: TrainResult
+
+
+def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None = None,
+              resume: str | os.PathLike | None = None, resume_arrays: dict | None = None,
+              progress: bool = False, quiet: bool = True,
+              on_step: Callable[[TrainState], None] | None = None) -> RunResult:
+    """Train as ``cfg`` says, writing the run's files into ``out_dir`` (created by ``prepare_out_dir``)."""
+    seconds: dict[str, float] = {}
+    config_text = to_yaml(cfg)
+    write_text_atomic(out_dir / "config.yaml", config_text)
+
+    t = time.perf_counter()
+    data = load_data(cfg, data_dir, quiet=quiet)
+    splits = make_splits(cfg, data)
+    seconds["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if resume_arrays is not None:
+        model0 = LinearClassifier.from_arrays(resume_arrays, source=os.fspath(resume))
+        prep = model0.prep
+        if tuple(model0.classes) != tuple(splits.classes):
+            raise DataError(f"{resume} was trained on classes {list(model0.classes)}, the data has "
+                            f"{list(splits.classes)}")
+        state = state_from_arrays(resume_arrays, cfg, os.fspath(resume))
+    else:
+        p = cfg.preprocess
+        prep = preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
+        state = None
+    seconds["preprocess"] = time.perf_counter() - t
+
+    def save_checkpoint(st: TrainState, reason: str) -> None:
+        ckpt = LinearClassifier(st.W, prep, splits.classes, cfg.model.loss, config_text, {"reason": reason})
+        ckpt.save(out_dir / "checkpoint.npz", extra=state_to_arrays(st))
+
+    try:
+        result = train(cfg, splits, prep, state=state, progress=progress, on_checkpoint=save_checkpoint,
+                       on_step=on_step)
+    except Interrupted as e:
+        ckpt = out_dir / "checkpoint.npz"
+        if cfg.optimizer.method in ("sgd", "gd") and ckpt.exists():
+            raise Interrupted(f"{e}; checkpoint saved to {ckpt}; continue with "
+                              f"`linclf train --resume {ckpt}`") from None
+        raise
+    seconds["train"] = result.seconds
+
+    t = time.perf_counter()
+    model = LinearClassifier(result.W, prep, splits.classes, cfg.model.loss, config_text)
+    train_acc = float(np.mean(model.predict(splits.X_train) == splits.y_train))
+    val_acc = float(np.mean(model.predict(splits.X_val) == splits.y_val)) if len(splits.y_val) else None
+    test_acc = float(np.mean(model.predict(splits.X_test) == splits.y_test))
+    seconds["evaluate"] = time.perf_counter() - t
+
+    metrics = {
+        "train_accuracy": train_acc,
+        "val_accuracy": val_acc,
+        "test_accuracy": test_acc,
+        "final_loss": result.final_loss,
+        "steps": result.state.step,
+        "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
+        "best_step": result.state.best_step if cfg.train.keep_best else None,
+        "stopped": result.state.stopped or "completed",
+        "num_train": len(splits.y_train), "num_val": len(splits.y_val), "num_test": len(splits.y_test),
+        "seconds": {k: round(v, 4) for k, v in seconds.items()},
+    }
+    model.metrics = metrics
+    model.save(out_dir / "model.npz")
+    write_text_atomic(out_dir / "history.csv", history_csv(result.state.history))
+    write_json_atomic(out_dir / "metrics.json", metrics, indent=2)
+    return RunResult(model=model, metrics=metrics, out_dir=out_dir, result=result)
+
+
+def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_dir: str | os.PathLike | None = None,
+             archive: str | os.PathLike | None = None, quiet: bool = True) -> tuple[LinearClassifier, Evaluation]:
+    """Evaluate a saved model on the train / val / test split its own config defines."""
+    model = LinearClassifier.load(model_path)
+    try:
+        cfg = from_dict(yaml.safe_load(model.config_yaml) or {})
+    except (yaml.YAMLError, ConfigError) as e:
+        raise ModelFileError(f"{model_path}: the stored config is not valid: {e}") from None
+    if archive is not None:
+        cfg = with_values(cfg, {"data.archive": os.fspath(archive)})
+    data = load_data(cfg, data_dir, quiet=quiet)
+    if len(data.classes) != model.num_classes:
+        raise DataError(f"{model_path} scores {model.num_classes} classes, the data has {len(data.classes)}")
+    if tuple(data.classes) != tuple(model.classes):
+        raise DataError(f"{model_path} was trained on classes {list(model.classes)}, the data has "
+                        f"{list(data.classes)}")
+    if data.X_train.shape[1] != model.in_dim:
+        raise DataError(f"{model_path} expects rows of {model.in_dim} values (its preprocessing), "
+                        f"the data has {data.X_train.shape[1]}")
+    splits = make_splits(cfg, data)
+    X, y = {"train": (splits.X_train, splits.y_train), "val": (splits.X_val, splits.y_val),
+            "test": (splits.X_test, splits.y_test)}[split_name]
+    if len(y) == 0:
+        raise UsageError(f"the {split_name} split of this model's config is empty")
+    return model, evaluate_predictions(y, model.predict(X), model.num_classes)
+
+
+def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | os.PathLike | None = None,
+                   quiet: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+    """float64 rows X (batch, D) with the bias column, labels y (batch,), and C for a gradient check.
+
+    Real data: ``batch`` random training images through the preprocessing the
+    config fits on the training split. Synthetic: standard-normal features of
+    CIFAR's width (3072 + bias), 10 classes, so the check runs anywhere.
+    """
+    rng = rng_stream(cfg.seed, "gradcheck")
+    if synthetic:
+        C, P = 10, 3072
+        X = rng.standard_normal((batch, P))
+        y = rng.integers(0, C, batch)
+        if cfg.preprocess.bias:
+            X = np.hstack([X, np.ones((batch, 1))])
+        return X, y, C
+    data = load_data(cfg, data_dir, quiet=quiet)
+    splits = make_splits(cfg, data)
+    if batch > len(splits.y_train):
+        raise ConfigError(f"--batch {batch} is more than the {len(splits.y_train)} training images")
+    p = cfg.preprocess
+    prep = preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
+    idx = np.sort(rng.choice(len(splits.y_train), size=batch, replace=False))
+    return prep.transform(splits.X_train[idx], np.float64), splits.y_train[idx], len(splits.classes)
+
+
+def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, checks: int = 20, h: float = 1e-5,
+                  method: str = "centered", threshold: float | None = None,
+                  data_dir: str | os.PathLike | None = None, quiet: bool = True) -> dict:
+    """Check the configured loss's analytic gradient at the configured initial W, in float64.
+
+    Returns ``gradcheck.check_loss``'s result (plain dicts) plus ``init_loss``
+    (the data loss at W) and ``expected_init_loss`` ((C-1)*delta for the SVM,
+    ln C for softmax, both for small W) and where the data came from.
+    """
+    from .gradcheck import as_plain, check_loss
+
+    X, y, C = gradcheck_data(cfg, synthetic=synthetic, batch=batch, data_dir=data_dir, quiet=quiet)
+    m = cfg.model
+    W = rng_stream(cfg.seed, "init").standard_normal((C, X.shape[1])) * m.init_scale
+    result = as_plain(check_loss(W, X, y, loss=m.loss, delta=m.delta, reg=m.reg, reg_bias=m.reg_bias,
+                                 checks=checks, h=h, method=method, rng=rng_stream(cfg.seed, "gradcheck"),
+                                 threshold=threshold))
+    expected = (C - 1) * m.delta if m.loss == "svm" else float(np.log(C))
+    return {**result, "init_loss": result["values"]["data"], "expected_init_loss": expected,
+            "data": "synthetic" if synthetic else "cifar-10", "batch": batch, "init_scale": m.init_scale}

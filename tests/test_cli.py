@@ -1,0 +1,284 @@
+"""The commands as a user runs them: exit codes, one-line errors, outputs on disk."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import linclf.gradcheck as gradcheck_mod
+import linclf.runs as runs_mod
+from linclf.cli import cli
+from linclf.model import LinearClassifier, save_npz_atomic
+
+CONFIG = """\
+data:
+  num_val: 50
+preprocess:
+  std: true
+model:
+  loss: softmax
+  reg: 0.001
+optimizer:
+  update: adam
+  lr: 1.0e-3
+  batch_size: 32
+  epochs: 3
+  schedule: cosine
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    p = tmp_path / "small.yaml"
+    p.write_text(CONFIG)
+    return p
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line_error(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert lines and lines[-1].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    return lines[-1]
+
+
+def train(config, data_dir, out, *extra):
+    return invoke("train", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", *extra)
+
+
+def test_help_lists_every_command():
+    r = invoke("--help")
+    assert r.exit_code == 0
+    for name in ("download", "train", "eval", "gradcheck", "config"):
+        assert name in r.output
+    for name in ("download", "train", "eval", "gradcheck", "config"):
+        assert invoke(name, "--help").exit_code == 0
+
+
+def test_python_dash_m_and_console_script():
+    r = subprocess.run([sys.executable, "-m", "linclf", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "linclf" in r.stdout
+
+
+def test_config_prints_the_resolved_config(config):
+    r = invoke("config", "--config", config, "--set", "optimizer.lr=2e-3")
+    assert r.exit_code == 0
+    assert "lr: 0.002" in r.output and "loss: softmax" in r.output and "reg_bias: true" in r.output
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["config", "--set", "optimizer.lr=-1"], 2, "optimizer.lr"),
+    (["config", "--config", "/nonexistent.yaml"], 2, "does not exist"),
+    (["config", "--set", "optimizer.lrr=1"], 2, "did you mean 'lr'"),
+    (["train", "--set", "model.loss=hinge"], 2, "model.loss"),
+])
+def test_config_errors_exit_2_in_one_line(args, code, text):
+    r = invoke(*args)
+    assert r.exit_code == code
+    assert text in one_line_error(r)
+
+
+def test_train_then_eval(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "run"
+    r = train(config, learnable_data_dir, out, "--json")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout.strip().splitlines()[-1])
+    assert metrics["test_accuracy"] >= 0.9 and 0 <= metrics["train_accuracy"] <= 1
+    assert metrics == {**json.loads((out / "metrics.json").read_text()), "out_dir": str(out)}
+
+    r = invoke("eval", "--model", out / "model.npz", "--data-dir", learnable_data_dir)
+    assert r.exit_code == 0, r.output
+    assert f"test accuracy {metrics['test_accuracy']:.4f}" in r.output and "airplane" in r.output
+
+    r = invoke("eval", "--model", out / "model.npz", "--data-dir", learnable_data_dir, "--json", "--split", "val")
+    ev = json.loads(r.output)
+    assert ev["split"] == "val" and ev["count"] == 50 and abs(ev["accuracy"] - metrics["val_accuracy"]) < 1e-12
+    assert np.array(ev["confusion_matrix"]).sum() == 50
+
+
+def test_summary_ends_with_the_test_accuracy(tmp_path, config, learnable_data_dir):
+    r = invoke("train", "--config", config, "--data-dir", learnable_data_dir, "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1].startswith("test accuracy ")
+
+
+def test_expect_accuracy_gates_with_exit_3(tmp_path, config, learnable_data_dir):
+    r = train(config, learnable_data_dir, tmp_path / "run", "--expect-accuracy", "0.999999")
+    ok = json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] >= 0.999999
+    if not ok:
+        assert r.exit_code == 3 and "below the expected" in one_line_error(r)
+    r = invoke("eval", "--model", tmp_path / "run" / "model.npz", "--data-dir", learnable_data_dir,
+               "--expect-accuracy", "1.0", "--split", "train")
+    assert r.exit_code in (0, 3)
+    r = train(config, learnable_data_dir, tmp_path / "run2", "--expect-accuracy", "0.5")
+    assert r.exit_code == 0
+
+
+def test_an_earlier_run_is_not_overwritten(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "run"
+    assert train(config, learnable_data_dir, out).exit_code == 0
+    before = (out / "model.npz").read_bytes()
+    r = train(config, learnable_data_dir, out)
+    assert r.exit_code == 2 and "already holds a run" in one_line_error(r)
+    assert (out / "model.npz").read_bytes() == before
+    assert train(config, learnable_data_dir, out, "--overwrite").exit_code == 0
+
+
+def test_unwritable_out(tmp_path, config, learnable_data_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    r = train(config, learnable_data_dir, blocker / "run")
+    assert r.exit_code == 1 and "--out" in one_line_error(r)
+    assert blocker.read_text() == "keep"
+    r = train(config, learnable_data_dir, blocker)
+    assert r.exit_code == 1 and "is a file" in one_line_error(r)
+
+
+def test_divergence_exits_1_with_the_step(tmp_path, config, learnable_data_dir):
+    r = train(config, learnable_data_dir, tmp_path / "run", "--set", "optimizer.update=sgd",
+              "--set", "optimizer.lr=1e30")
+    assert r.exit_code == 1
+    assert "at step" in one_line_error(r) and "optimizer.lr" in one_line_error(r)
+
+
+def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, learnable_data_dir, monkeypatch):
+    assert train(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
+    real_train = runs_mod.train
+
+    def interrupted_train(*args, **kwargs):
+        def at_step(state):
+            if state.step == 9:
+                os.kill(os.getpid(), signal.SIGINT)
+        return real_train(*args, **{**kwargs, "on_step": at_step})
+
+    monkeypatch.setattr(runs_mod, "train", interrupted_train)
+    r = train(config, learnable_data_dir, tmp_path / "cut")
+    assert r.exit_code == 130 and "interrupted at step 9" in r.output and "--resume" in r.output
+    monkeypatch.setattr(runs_mod, "train", real_train)
+    r = invoke("train", "--resume", tmp_path / "cut" / "checkpoint.npz", "--data-dir", learnable_data_dir, "--quiet")
+    assert r.exit_code == 0, r.output
+    a = LinearClassifier.load(tmp_path / "whole" / "model.npz").W
+    b = LinearClassifier.load(tmp_path / "cut" / "model.npz").W
+    np.testing.assert_array_equal(a, b)
+
+
+def test_resume_refuses_a_model_file(tmp_path, config, learnable_data_dir):
+    assert train(config, learnable_data_dir, tmp_path / "run").exit_code == 0
+    r = invoke("train", "--resume", tmp_path / "run" / "model.npz", "--data-dir", learnable_data_dir)
+    assert r.exit_code == 1 and "not a training checkpoint" in one_line_error(r)
+
+
+# ----------------------------------------------------------------------- eval
+
+
+@pytest.fixture
+def trained(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "run"
+    assert train(config, learnable_data_dir, out).exit_code == 0
+    return out / "model.npz"
+
+
+def _rewrite(src, dst, **changes):
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays.update(changes)
+    save_npz_atomic(dst, arrays)
+    return dst
+
+
+def test_eval_refuses_malformed_models(tmp_path, trained, learnable_data_dir):
+    good = trained.read_bytes()
+    cases = {
+        "missing": tmp_path / "nope.npz",
+        "truncated": tmp_path / "cut.npz",
+        "pickled": tmp_path / "pickled.npz",
+        "version": _rewrite(trained, tmp_path / "v.npz", format_version=np.array(7)),
+        "shape": _rewrite(trained, tmp_path / "s.npz", W=np.zeros((10, 100), np.float32)),
+    }
+    cases["truncated"].write_bytes(good[: len(good) // 3])
+    import pickle
+    cases["pickled"].write_bytes(pickle.dumps({"W": 1}))
+    for name, path in cases.items():
+        r = invoke("eval", "--model", path, "--data-dir", learnable_data_dir)
+        assert r.exit_code == 1, (name, r.output)
+        assert str(path) in one_line_error(r), name
+
+
+def test_eval_refuses_a_model_of_other_classes(tmp_path, trained, learnable_data_dir):
+    nine = _rewrite(trained, tmp_path / "nine.npz", W=np.zeros((9, 3073), np.float32),
+                    classes=np.array(list("abcdefghi")))
+    r = invoke("eval", "--model", nine, "--data-dir", learnable_data_dir)
+    assert r.exit_code == 1 and "9 classes, the data has 10" in one_line_error(r)
+    renamed = _rewrite(trained, tmp_path / "renamed.npz", classes=np.array(list("abcdefghij")))
+    r = invoke("eval", "--model", renamed, "--data-dir", learnable_data_dir)
+    assert r.exit_code == 1 and "trained on classes" in one_line_error(r)
+
+
+def test_eval_refuses_a_model_of_other_preprocessing(tmp_path, trained, learnable_data_dir):
+    with np.load(trained, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["prep_mean"] = arrays["prep_mean"][:1024]
+    arrays["prep_scale"] = arrays["prep_scale"][:1024]
+    arrays["W"] = arrays["W"][:, :1025]
+    save_npz_atomic(tmp_path / "gray.npz", arrays)
+    r = invoke("eval", "--model", tmp_path / "gray.npz", "--data-dir", learnable_data_dir)
+    assert r.exit_code == 1 and "expects rows of 1024 values" in one_line_error(r)
+
+
+# ------------------------------------------------------------------ gradcheck
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("reg", ["0", "2.5e4"])
+def test_gradcheck_synthetic_passes(loss, reg):
+    r = invoke("gradcheck", "--synthetic", "--set", f"model.loss={loss}", "--set", f"model.reg={reg}", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["passed"] and set(res["parts"]) == {"data", "reg", "total"}
+    assert abs(res["init_loss"] - res["expected_init_loss"]) < 0.05
+    assert all(p["worst_rel_error"] is None or p["worst_rel_error"] <= 1e-7 for p in res["parts"].values())
+
+
+def test_gradcheck_table(tmp_path):
+    r = invoke("gradcheck", "--synthetic", "--set", "model.loss=softmax", "--checks", "5")
+    assert r.exit_code == 0
+    assert "[data] ok" in r.output and "[reg] ok" in r.output and "[total] ok" in r.output
+    assert "expected about 2.3026" in r.output and r.output.strip().endswith("PASSED")
+
+
+def test_gradcheck_on_the_configured_dataset(config, learnable_data_dir):
+    r = invoke("gradcheck", "--config", config, "--data-dir", learnable_data_dir, "--batch", "50", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["data"] == "cifar-10" and res["batch"] == 50 and res["passed"]
+
+
+def test_gradcheck_fails_on_a_wrong_gradient(monkeypatch):
+    real = gradcheck_mod.softmax_loss
+
+    def wrong(W, X, y, reg=0.0):
+        loss, dW = real(W, X, y, reg)
+        return loss, dW * 1.01
+
+    monkeypatch.setattr(gradcheck_mod, "softmax_loss", wrong)
+    r = invoke("gradcheck", "--synthetic", "--set", "model.loss=softmax", "--set", "model.reg=0")
+    assert r.exit_code == 1
+    line = one_line_error(r)
+    assert "gradient check failed" in line and "W[" in line and "threshold 1e-07" in line
+
+
+def test_gradcheck_reports_svm_kinks_without_failing():
+    r = invoke("gradcheck", "--synthetic", "--set", "model.loss=svm", "--set", "model.init_scale=0.05",
+               "--set", "model.reg=0", "--checks", "300", "--h", "1e-2", "--json")
+    res = json.loads(r.output)
+    assert res["parts"]["data"]["kinks"] > 0
+    assert r.exit_code == 0 and res["passed"]

@@ -1,0 +1,63 @@
+"""Preprocessing fitted on train: values against a plain float64 reference, round trip, edge cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linclf.preprocess import Preprocessor, fit
+
+
+@pytest.fixture
+def X() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (1000, 3072), dtype=np.uint8)
+
+
+def test_mean_and_std_equal_a_float64_reference(X):
+    p = fit(X, mean=True, std=True)
+    ref = X.astype(np.float64)
+    np.testing.assert_allclose(p.mean, ref.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(p.scale, 1.0 / ref.std(axis=0), rtol=1e-5)
+    assert p.mean.dtype == np.float32 and p.scale.dtype == np.float32 and p.bias
+
+
+def test_transform_is_the_explicit_formula(X):
+    p = fit(X, mean=True, std=True)
+    out = p.transform(X[:5], np.float64)
+    expected = (X[:5].astype(np.float64) - p.mean) * p.scale
+    assert out.shape == (5, 3073)
+    np.testing.assert_allclose(out[:, :3072], expected, rtol=1e-12)
+    np.testing.assert_array_equal(out[:, 3072], 1.0)
+
+
+@pytest.mark.parametrize("mean, std, bias", [(False, False, False), (True, False, True), (False, True, False)])
+def test_options_switch_each_part(X, mean, std, bias):
+    p = fit(X, mean=mean, std=std, bias=bias)
+    assert (p.mean is not None) == mean and (p.scale is not None) == std and p.bias == bias
+    assert p.transform(X[:2]).shape == (2, 3072 + bias)
+
+
+def test_constant_pixel_is_not_divided_by_zero():
+    X = np.full((10, 4), 7, dtype=np.uint8)
+    X[:, 1] = np.arange(10)
+    p = fit(X, std=True)
+    assert np.all(np.isfinite(p.scale)) and p.scale[0] == 1.0
+    np.testing.assert_allclose(p.scale[1], 1.0 / np.arange(10).std(), rtol=1e-6)
+
+
+def test_arrays_round_trip_and_reject_malformed(X):
+    p = fit(X, std=True)
+    q = Preprocessor.from_arrays(p.to_arrays())
+    np.testing.assert_array_equal(q.mean, p.mean)
+    np.testing.assert_array_equal(q.scale, p.scale)
+    assert q.bias == p.bias
+    bad = p.to_arrays()
+    bad["prep_mean"] = np.array([np.nan] * 3072, dtype=np.float32)
+    with pytest.raises(ValueError, match="prep_mean"):
+        Preprocessor.from_arrays(bad)
+    with pytest.raises(ValueError, match="prep_bias"):
+        Preprocessor.from_arrays({})
+
+
+def test_empty_training_split_is_refused():
+    with pytest.raises(ValueError, match="empty"):
+        fit(np.zeros((0, 3072), dtype=np.uint8))
