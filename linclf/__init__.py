@@ -1,2 +1,49 @@
-"""linclf: linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy."""
+"""linclf: linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy.
+
+The public API (``from linclf import ...``):
+
+- data: ``load_cifar10`` (uint8 rows X (N, 3072), int64 labels, class names);
+- losses: ``svm_loss``, ``softmax_loss`` (W (C, D), X (N, D), y (N,) -> loss, dW),
+  their naive twins, ``l2_reg``, ``data_loss`` (raw rows, folded preprocessing);
+- gradient checking: ``numerical_gradient``, ``sparse_check``, ``check_loss``, ``rel_error``;
+- update rules and schedules: ``make_update``, ``lr_at``;
+- the model: ``LinearClassifier``; configs: ``Config``, ``load_config``;
+- scikit-learn style estimators: ``LinearSVM``, ``SoftmaxClassifier``.
+
+Submodules are imported on first use, so ``import linclf`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_cifar10": "data", "CIFAR10": "data",
+    "svm_loss": "losses", "softmax_loss": "losses", "svm_loss_naive": "losses",
+    "softmax_loss_naive": "losses", "l2_reg": "losses", "data_loss": "losses",
+    "numerical_gradient": "gradcheck", "sparse_check": "gradcheck", "check_loss": "gradcheck",
+    "rel_error": "gradcheck",
+    "make_update": "optim", "lr_at": "optim",
+    "LinearClassifier": "model",
+    "Config": "config", "load_config": "config",
+    "LinearSVM": "estimators", "SoftmaxClassifier": "estimators",
+    "LinclfError": "errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first access (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'linclf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

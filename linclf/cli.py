@@ -331,6 +331,18 @@ def _gradcheck_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------- sweep
+# (issue 5: the sweep command goes here)
+
+
+# ----------------------------------------------------------------------- plot
+# (issue 5: the plot command goes here)
+
+
+# -------------------------------------------------------------------- predict
+# (issue 5: the predict command goes here)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``linclf`` console script."""
     cli.main(args=argv, prog_name="linclf")
