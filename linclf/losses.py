@@ -39,7 +39,7 @@ import numpy as np
 __all__ = [
     "svm_loss", "softmax_loss", "svm_loss_naive", "softmax_loss_naive",
     "svm_scores_loss", "softmax_scores_loss", "SCORE_LOSSES", "l2_reg",
-    "data_loss", "loss_values", "fold", "svm_hinge_kink", "hinge_margins", "DEFAULT_BLOCK",
+    "data_loss", "loss_values", "set_default_workers", "fold", "svm_hinge_kink", "hinge_margins", "DEFAULT_BLOCK",
 ]
 
 DEFAULT_BLOCK = 256          # raw rows converted per block (3 MB of float32); measured best of 32..2048
@@ -273,8 +273,21 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+_default_workers: int | None = None
+
+
+def set_default_workers(workers: int | None) -> None:
+    """Threads ``data_loss`` uses when not told (None: the usable CPUs); 1 in parallel worker processes."""
+    global _default_workers
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    _default_workers = None if workers is None else int(workers)
+
+
 def _split(N: int, workers: int | None) -> list[tuple[int, int]]:
     """Row ranges, one per worker thread: 1 below _MIN_ROWS_PER_WORKER rows each; aligned to 32 rows."""
+    if workers is None:
+        workers = _default_workers
     if workers is None:
         k = min(_cpus(), _MAX_WORKERS, N // _MIN_ROWS_PER_WORKER)
     else:
