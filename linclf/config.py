@@ -131,7 +131,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = _f(0, "int", "seed of every random choice (init, sampling, splits)", lo=0, hi=2**63 - 1)
+    seed: int = _f(0, "int", "seed of every random choice (init, sampling, splits)", lo=0, hi=2**32 - 1)
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
