@@ -120,7 +120,7 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    log_every: int = _f(100, "int", "steps between loss records in history.csv", lo=1)
+    log_every: int = _f(10, "int", "steps between loss records in history.csv", lo=1)
     keep_best: bool = _f(True, "bool", "keep the weights with the best validation accuracy")
     patience: int | None = _f(None, "int", "stop after this many epochs without a better val accuracy",
                               lo=1, nullable=True)

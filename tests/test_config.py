@@ -25,7 +25,7 @@ def test_defaults_match_the_design_vocabulary():
     assert cfg.model.reg_bias and cfg.model.init_scale == 1e-4 and cfg.model.dtype == "float32"
     assert cfg.optimizer.method == "sgd" and cfg.optimizer.update == "sgd" and cfg.optimizer.lr == 1e-7
     assert cfg.optimizer.batch_size == 200 and cfg.optimizer.iterations == 1500 and cfg.optimizer.epochs is None
-    assert cfg.train.log_every == 100 and cfg.train.keep_best and cfg.train.patience is None
+    assert cfg.train.log_every == 10 and cfg.train.keep_best and cfg.train.patience is None
 
 
 def test_file_overrides_only_what_it_names(tmp_path):
