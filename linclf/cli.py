@@ -145,8 +145,8 @@ def config_cmd(config_path: str | None, overrides: tuple[str, ...]) -> None:
 @_quiet_option
 def download(data_dir: str | None, archive: str | None, fmt: str | None, urls: tuple[str, ...], md5: str | None,
              force: bool, config_path: str | None, overrides: tuple[str, ...], quiet: bool) -> None:
-    """Download, verify and extract CIFAR-10 (or take an archive already on disk)."""
-    from .data import prepare, resolve_data_dir
+    """Download, verify, extract and cache CIFAR-10 (or take an archive already on disk)."""
+    from .data import load_prepared, prepare, resolve_data_dir
 
     cfg = _load_config(config_path, overrides, {"data.format": fmt, "data.md5": md5, "data.archive": archive,
                                                 "data.urls": list(urls) or None})
@@ -154,8 +154,10 @@ def download(data_dir: str | None, archive: str | None, fmt: str | None, urls: t
     target = resolve_data_dir(data_dir, d.dir)
     prepared = prepare(target, d.format, archive=d.archive, md5=d.md5, urls=d.urls, download=True, force=force,
                        timeout=d.timeout, retries=d.retries, quiet=not _progress(quiet))
+    data = load_prepared(prepared, target, rebuild=force)     # every batch read and validated once, then cached
     if not quiet:
-        click.echo(f"CIFAR-10 ({prepared.format}) {prepared.status}: {prepared.folder}", err=True)
+        click.echo(f"CIFAR-10 ({prepared.format}) {prepared.status}: {prepared.folder} "
+                   f"({len(data.y_train)} training and {len(data.y_test)} test images)", err=True)
 
 
 # ---------------------------------------------------------------------- train

@@ -28,7 +28,7 @@ from .errors import ChecksumError, ConfigError, DataError, LinclfWarning
 
 __all__ = [
     "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Splits", "Prepared",
-    "resolve_data_dir", "prepare", "load_cifar10", "split",
+    "resolve_data_dir", "prepare", "load_prepared", "load_cifar10", "split",
 ]
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -177,8 +177,7 @@ def _verify_local_archive(path: Path, fmt: str, md5: str | None) -> tuple[str, s
             return f, got
     detected = _archive_format(path)
     if detected is None:
-        raise DataError(f"{path} is not a CIFAR-10 archive (md5 {got} is not an official one and its first "
-                        f"member is not cifar-10-batches-bin/ or cifar-10-batches-py/)")
+        return fmt, got   # not recognisably CIFAR-10: the safe extraction names what is wrong with it
     warnings.warn(f"{path} is not the official archive (md5 {got}); accepted because its structure "
                   "checks out; pass --md5 to pin it", LinclfWarning, stacklevel=3)
     return detected, got
@@ -339,10 +338,16 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, format: str = "binar
     data_dir = resolve_data_dir(data_dir)
     prepared = prepare(data_dir, format, archive=archive, md5=md5, urls=urls, download=download,
                        force=force, timeout=timeout, retries=retries, quiet=quiet)
+    return load_prepared(prepared, data_dir, cache=cache, rebuild=force)
+
+
+def load_prepared(prepared: Prepared, data_dir: str | os.PathLike, *, cache: bool = True,
+                  rebuild: bool = False) -> CIFAR10:
+    """Read (and validate) the batches ``prepare`` made available, through the .npy cache in ``data_dir``."""
     layout = _archive.LAYOUTS[prepared.format]
     key = _source_key(prepared.folder, layout)
-    cache_dir = _cache_dir(data_dir, prepared.format)
-    if cache and not force:
+    cache_dir = _cache_dir(Path(data_dir), prepared.format)
+    if cache and not rebuild:
         cached = _load_cache(cache_dir, key)
         if cached is not None:
             return cached

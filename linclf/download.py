@@ -268,7 +268,7 @@ def _final_error(name: str, failures: list[str], mismatch: bool) -> DownloadErro
         return ChecksumError(f"could not download {name}: {listed}. A server sent a different file: "
                              "check the expected md5 or use another mirror")
     return DownloadError(f"could not download {name}: {listed}. Check the URLs and the network, or get "
-                         "the file another way and use it as a local archive")
+                         "the file another way and pass it with --archive PATH (or data.archive)")
 
 
 # ------------------------------------------------------------ one URL

@@ -85,9 +85,28 @@ def test_checksum_mismatch_leaves_the_previous_extraction_alone(tmp_path, fake_a
 def test_a_non_archive_is_refused(tmp_path):
     page = tmp_path / "cifar-10-binary.tar.gz"
     page.write_text("<!DOCTYPE html><html><body>Please log in</body></html>")
-    with pytest.raises(DataError, match="not a CIFAR-10 archive"):
+    with pytest.raises(DataError, match="not a gzip file but an HTML page"):
         prepare(tmp_path / "data", archive=page)
-    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_an_archive_whose_first_member_escapes_names_it(tmp_path, fake_cifar):
+    import io
+    import tarfile
+
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../outside")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+        for name, blob in binary_members(fake_cifar).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    r = CliRunner().invoke(cli, ["download", "--data-dir", str(tmp_path / "data"), "--archive", str(evil)])
+    assert r.exit_code == 1 and "../outside" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "outside").exists()
+    assert not (tmp_path / "data" / "cifar-10-batches-bin").exists()
 
 
 def test_an_extracted_folder_elsewhere_can_stand_in(tmp_path, fake_archive, fake_cifar):
@@ -291,3 +310,30 @@ def test_python_format_archive_through_the_cli(tmp_path, fake_archive, fake_cifa
     assert r.exit_code == 0, r.output
     assert_same(load_cifar10(tmp_path / "d", "python"), fake_cifar)
     assert os.path.isdir(tmp_path / "d" / "cifar-10-python-cache")
+
+
+class _Evil:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_cli_refuses_a_malicious_pickle_before_it_runs(tmp_path, fake_cifar):
+    import pickle
+
+    members = python_members(fake_cifar)
+    pwned = tmp_path / "pwned"
+    members["cifar-10-batches-py/data_batch_3"] = pickle.dumps({b"data": _Evil(pwned), b"labels": [0]}, protocol=2)
+    evil = tmp_path / "cifar-10-python.tar.gz"
+    write_tar_gz(evil, members)
+    r = CliRunner().invoke(cli, ["download", "--format", "python", "--data-dir", str(tmp_path / "d"),
+                                 "--archive", str(evil)])
+    assert r.exit_code == 1, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert "os.system" in line and "data_batch_3" in line
+    assert not pwned.exists()
+    assert not (tmp_path / "d" / "cifar-10-python-cache").exists()
