@@ -16,6 +16,7 @@ callback and raises Interrupted.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -31,7 +32,7 @@ from . import optim
 from .config import Config
 from .data import Splits
 from .errors import DivergenceError, Interrupted, ModelFileError
-from .losses import data_loss, l2_reg, loss_values
+from .losses import DEFAULT_BLOCK, _BatchLoss, _pair_allowed, _reserve_helper, data_loss, l2_reg, loss_values
 from .preprocess import Preprocessor
 from .search import random_local_search, random_search
 
@@ -248,6 +249,77 @@ def _objective(cfg: Config, prep: Preprocessor) -> Callable[[np.ndarray, np.ndar
     return f
 
 
+def _batch_objective(cfg: Config, prep: Preprocessor, X: np.ndarray, y: np.ndarray, num_classes: int,
+                     dtype: np.dtype) -> Callable[..., tuple[float, np.ndarray]]:
+    """loss, dW = f(W, idx, next_idx=None): ``_objective`` on the minibatch X[idx], y[idx] (<= DEFAULT_BLOCK rows).
+
+    The same values bit for bit, without the copy X[idx] and the per-call checks (``losses._BatchLoss``);
+    dW is a buffer the next call overwrites (the update rules do not keep it). ``next_idx``, the next
+    step's minibatch, is gathered and converted in the background.
+    """
+    m = cfg.model
+    batch_loss = _BatchLoss(X, y, num_classes, dtype, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale,
+                            bias=prep.bias, reg=m.reg, reg_bias=m.reg_bias)
+
+    def f(W: np.ndarray, idx: np.ndarray, next_idx: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        loss, dW = batch_loss(W, idx, next_idx)
+        return float(loss), dW
+
+    return f
+
+
+_blas_api: tuple[Callable[[], int], Callable[[int], None]] | None | bool = False   # False: not looked up yet
+
+
+def _openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """(get, set) of the thread count of the OpenBLAS NumPy loaded, through ctypes; None if there is none."""
+    global _blas_api
+    if _blas_api is False:
+        _blas_api = None
+        try:
+            import ctypes
+
+            with open("/proc/self/maps") as maps:                # Linux; elsewhere nothing is limited
+                paths = sorted({f[5].strip() for f in (line.split(None, 5) for line in maps)
+                                if len(f) == 6 and "openblas" in f[5].lower()})
+            for path in paths:
+                lib = ctypes.CDLL(path)                          # already loaded: the same library
+                for prefix in ("scipy_openblas_", "openblas_"):
+                    for suffix in ("64_", ""):
+                        get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                        set_ = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+                        if get is not None and set_ is not None:
+                            get.restype, get.argtypes = ctypes.c_int, []
+                            set_.restype, set_.argtypes = None, [ctypes.c_int]
+                            _blas_api = (get, set_)
+                            return _blas_api
+        except (OSError, ValueError):
+            pass
+    return _blas_api
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """OpenBLAS on one thread inside (where it is found): for the per-epoch scoring in the loop.
+
+    A 1,000-image scoring is too small to gain from threads, and after a
+    threaded call OpenBLAS's idle threads spin for ~0.1 s (about 150 steps),
+    taking the second core from the loss's helper thread: measured 850 vs 650
+    us a step. Results do not change: OpenBLAS splits a product between
+    threads by rows and columns, never along the sum.
+    """
+    api = _openblas_threads()
+    n = api[0]() if api is not None else 1
+    if n <= 1:
+        yield
+        return
+    api[1](1)
+    try:
+        yield
+    finally:
+        api[1](n)
+
+
 class _Evaluator:
     """Per-epoch train (fixed subset) and validation accuracy, best-on-val and patience bookkeeping."""
 
@@ -261,9 +333,21 @@ class _Evaluator:
     def __call__(self, state: TrainState, epoch: float) -> bool:
         """Record accuracies at this point; return True when patience has run out."""
         W = state.W
-        train_acc = accuracy(W, self.prep, self.X_sub, self.y_sub)
         has_val = len(self.splits.y_val) > 0
-        val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val) if has_val else float("nan")
+        with _one_blas_thread():
+            helper = _reserve_helper() if has_val and _pair_allowed(None, len(self.y_sub)) else None
+            if helper is None:
+                train_acc = accuracy(W, self.prep, self.X_sub, self.y_sub)
+                val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val) if has_val else float("nan")
+            else:                                                # the two scorings side by side
+                got: list[float] = []
+                task = helper.submit(lambda: got.append(accuracy(W, self.prep, self.X_sub, self.y_sub)))
+                try:
+                    val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val)
+                finally:
+                    task.wait()
+                    helper.busy.release()
+                train_acc = got[0]
         state.history.append({"step": state.step, "epoch": round(epoch, 6), "train_accuracy": train_acc,
                               "val_accuracy": None if not has_val else val_acc})
         if has_val and val_acc > state.best_val:
@@ -284,10 +368,29 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
     p = plan(cfg, n)
     rule = _rule(cfg)
     objective = _objective(cfg, prep)
+    batch_objective = None
+    if o.method == "sgd" and p.batch <= DEFAULT_BLOCK:
+        batch_objective = _batch_objective(cfg, prep, X, y, state.W.shape[0], state.W.dtype)
+    W_dtype = state.W.dtype
+
     evaluate = _Evaluator(cfg, splits, prep)
     lr_kw = dict(step_every=o.step_every, gamma=o.gamma, k=o.k, lr_min=o.lr_min)
     ckpt_every = cfg.train.checkpoint_every
     spe_int = int(p.steps_per_epoch)
+
+    def draw(rng: np.random.Generator, perm: np.ndarray | None, step: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The minibatch of ``step`` drawn from ``rng`` (and the epoch's order ``perm``, renewed when due)."""
+        if o.sampling == "shuffle":
+            pos = step % spe_int
+            if pos == 0 or perm is None:
+                perm = rng.permutation(n)
+            return np.sort(perm[pos * p.batch:(pos + 1) * p.batch]), perm
+        return rng.integers(0, n, p.batch), perm
+
+    ahead_rng: np.random.Generator | None = None
+    ahead_perm: np.ndarray | None = None
+    ahead_idx: np.ndarray | None = None
+    ahead_step = -1
     start_step = state.step
     last_loss = math.nan
     bar = _Bar(progress, p.total_steps, state.step, "train", "step")
@@ -301,17 +404,20 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
                     raise Interrupted(f"interrupted at step {state.step} of {p.total_steps}")
                 step = state.step
                 if o.method == "gd":
-                    Xb, yb = X, y
-                elif o.sampling == "shuffle":
-                    pos = step % spe_int
-                    if pos == 0 or state.perm is None:
-                        state.perm = state.rng.permutation(n)
-                    idx = np.sort(state.perm[pos * p.batch:(pos + 1) * p.batch])
-                    Xb, yb = X[idx], y[idx]
+                    loss, dW = objective(state.W, X, y)
                 else:
-                    idx = state.rng.integers(0, n, p.batch)
-                    Xb, yb = X[idx], y[idx]
-                loss, dW = objective(state.W, Xb, yb)
+                    idx, state.perm = draw(state.rng, state.perm, step)
+                    if batch_objective is not None and state.W.dtype == W_dtype:
+                        # the next step's minibatch, from a copy of the stream one draw ahead (state.rng is
+                        # used exactly as without it); resynchronised whenever a prediction misses
+                        if ahead_step != step or not np.array_equal(ahead_idx, idx):
+                            ahead_rng, ahead_perm = copy.deepcopy(state.rng), state.perm
+                        ahead_idx, ahead_step = None, step + 1
+                        if step + 1 < p.total_steps:
+                            ahead_idx, ahead_perm = draw(ahead_rng, ahead_perm, step + 1)
+                        loss, dW = batch_objective(state.W, idx, ahead_idx)
+                    else:
+                        loss, dW = objective(state.W, X[idx], y[idx])
                 if not math.isfinite(loss):
                     raise DivergenceError(
                         f"the loss became {loss} at step {step + 1} (lr {o.lr:g}); lower optimizer.lr "
