@@ -8,7 +8,6 @@ config error, 3 accuracy below ``--expect-accuracy``, 130 interrupted.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 import warnings
@@ -174,14 +173,21 @@ def download(data_dir: str | None, archive: str | None, fmt: str | None, urls: t
 @click.option("--expect-accuracy", type=click.FloatRange(0, 1), default=None, metavar="X",
               help="Exit with code 3 when the test accuracy is below X (a fraction), for CI gates.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
+@click.option("--plots", is_flag=True,
+              help="After training, write loss, accuracy, templates and confusion PNGs into the run folder "
+                   "(needs matplotlib: pip install 'linclf[plot]').")
 @_quiet_option
 def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, archive: str | None,
               out: str | None, overwrite: bool, resume: str | None, expect_accuracy: float | None,
-              as_json: bool, quiet: bool) -> None:
+              as_json: bool, plots: bool, quiet: bool) -> None:
     """Train a linear classifier as the config says; report train / val / test accuracy."""
     from .config import parse_override, with_values
     from .runs import config_of_checkpoint, default_out_dir, prepare_out_dir, run_train
 
+    if plots:
+        from .plots import require_matplotlib
+
+        require_matplotlib()            # before training, not after an hour of it
     resume_arrays = None
     if resume is not None:
         if config_path is not None:
@@ -199,13 +205,16 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     res = run_train(cfg, out_dir, data_dir=data_dir, resume=resume, resume_arrays=resume_arrays,
                     progress=_progress(quiet), quiet=not _progress(quiet))
     m = res.metrics
+    figures = _plot_run(out_dir, None, "val", data_dir, None, quiet) if plots else []
     if as_json:
-        click.echo(json.dumps({**m, "out_dir": str(out_dir)}))
+        extra = {"plots": [str(f) for f in figures]} if plots else {}
+        click.echo(json.dumps({**m, "out_dir": str(out_dir), **extra}))
     if not quiet:
         val = "n/a" if m["val_accuracy"] is None else f"{m['val_accuracy']:.4f}"
         stream_err = as_json
         for line in (
             f"run folder: {out_dir}",
+            *(f"figure: {f}" for f in figures),
             f"{cfg.model.loss} / {cfg.optimizer.method} ({cfg.optimizer.update}): {m['steps']} steps, "
             f"{m['seconds']['train']:.2f} s training, final loss {m['final_loss']:.4f}"
             + (f"; {m['stopped']}" if m["stopped"] != "completed" else ""),
@@ -334,15 +343,152 @@ def _gradcheck_table(res: dict) -> str:
 
 
 # ---------------------------------------------------------------------- sweep
-# (issue 5: the sweep command goes here)
+
+
+@cli.command("sweep")
+@_config_options
+@_data_options
+@click.option("--param", "params", multiple=True, required=True, metavar="KEY=SPEC",
+              help="A config key to vary (repeatable): log:LOW:HIGH, uniform:LOW:HIGH, grid:A,B,C or choice:a,b,c, "
+                   "e.g. --param optimizer.lr=log:1e-4:3e-3 --param optimizer.update=choice:sgd,adam.")
+@click.option("--trials", type=click.IntRange(1), default=None,
+              help="Random search: number of trials (default 20). Not allowed when every --param is a grid: "
+                   "then all combinations run.")
+@click.option("--jobs", type=click.IntRange(1), default=None,
+              help="Worker processes (default: the usable CPUs).")
+@click.option("--out", type=click.Path(), default=None,
+              help="Sweep folder (default: runs/sweep-<config name>-<timestamp>/); the same --out continues "
+                   "an interrupted sweep, skipping finished trials.")
+@_quiet_option
+def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, archive: str | None,
+              params: tuple[str, ...], trials: int | None, jobs: int | None, out: str | None, quiet: bool) -> None:
+    """Search hyperparameters: train each trial on the training split, score it on the validation split.
+
+    Random search by default (values drawn from a generator seeded by the config
+    seed; trial i trains with seed + 1 + i), the full grid when every --param is
+    a grid. Never reads the test split. Writes results.csv, results.json and
+    best.yaml (ready for `linclf train --config best.yaml`) and prints the trials,
+    best validation accuracy first.
+    """
+    import time
+
+    from .sweep import default_jobs, default_sweep_dir, format_table, parse_spec, run_sweep
+
+    cfg = _load_config(config_path, overrides, {"data.archive": archive, "data.dir": data_dir})
+    specs = [parse_spec(p) for p in params]
+    out_dir = Path(out) if out else default_sweep_dir(config_path)
+    jobs = jobs or default_jobs()
+    t0 = time.perf_counter()
+    rows = run_sweep(cfg, specs, trials=trials, jobs=jobs, out_dir=out_dir, data_dir=data_dir,
+                     progress=_progress(quiet))
+    click.echo(format_table(rows, [p.key for p in specs]))
+    if not quiet:
+        counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "diverged", "failed"))
+        best = rows[0]
+        for line in (f"sweep folder: {out_dir}",
+                     f"{len(rows)} trials ({counts}), --jobs {jobs}, {time.perf_counter() - t0:.1f} s",
+                     f"best: trial {best['trial']}, val accuracy {best['val_accuracy']:.4f}; "
+                     f"train it with `linclf train --config {out_dir / 'best.yaml'}`"):
+            click.echo(line, err=True)
 
 
 # ----------------------------------------------------------------------- plot
-# (issue 5: the plot command goes here)
+
+
+@cli.command("plot")
+@click.argument("folder", type=click.Path())
+@click.option("--out", type=click.Path(), default=None, help="Folder for the PNG files (default: FOLDER itself).")
+@click.option("--split", "split_name", type=click.Choice(["test", "val", "train"]), default="val",
+              show_default=True, help="Split of the run's own config the confusion matrix is computed on.")
+@_data_options
+@_quiet_option
+def plot_cmd(folder: str, out: str | None, split_name: str, data_dir: str | None, archive: str | None,
+             quiet: bool) -> None:
+    """Write PNG figures of a run folder or a sweep folder; print the path of each file written.
+
+    \b
+    run folder:   loss.png accuracy.png templates.png confusion.png (needs the data)
+    sweep folder: sweep_lr_reg.png, and sweep_updates.png when optimizer.update was swept
+    """
+    from .plots import folder_kind, plot_sweep, require_matplotlib
+
+    kind = folder_kind(folder)
+    require_matplotlib()
+    if kind == "sweep":
+        paths = plot_sweep(folder, out)
+    else:
+        paths = _plot_run(Path(folder), out, split_name, data_dir, archive, quiet)
+    for p in paths:
+        click.echo(str(p))
+
+
+def _plot_run(run_dir: Path, out: str | None, split_name: str, data_dir: str | None, archive: str | None,
+              quiet: bool) -> list[Path]:
+    """A run folder's figures; confusion.png only when the split's data loads (else a one-line warning)."""
+    from .errors import ModelFileError
+    from .plots import plot_run
+    from .runs import run_eval
+
+    evaluation = None
+    if (run_dir / "model.npz").is_file():
+        try:
+            evaluation = run_eval(run_dir / "model.npz", split_name, data_dir=data_dir, archive=archive,
+                                  quiet=not _progress(quiet))[1]
+        except ModelFileError:
+            raise
+        except (LinclfError, OSError) as e:
+            click.echo(f"warning: confusion.png skipped: no {split_name} data ({e})", err=True)
+    return plot_run(run_dir, out, evaluation=evaluation, split=split_name)
 
 
 # -------------------------------------------------------------------- predict
-# (issue 5: the predict command goes here)
+
+
+@cli.command("predict")
+@click.option("--model", "model_path", type=click.Path(), required=True,
+              help="A model.npz written by train (or by an estimator's to_model().save(PATH)).")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top", type=click.IntRange(1), default=3, show_default=True,
+              help="How many classes to print per image, best first.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: a list of top classes per image, errors inline.")
+def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
+    """Classify your own pictures (PNG, JPEG, GIF, BMP, WEBP; any size and mode) with a saved model.
+
+    Each picture is cut to its centred square and resized to 32x32 RGB with a
+    Lanczos filter. Softmax models print probabilities, SVM models scores. A file
+    that cannot be read is reported and skipped; the exit code is then 1.
+    Needs Pillow: pip install 'linclf[image]'.
+    """
+    from .images import NUM_VALUES, classify, load_image_rows, require_pillow
+    from .model import LinearClassifier
+
+    require_pillow()
+    model = LinearClassifier.load(model_path)
+    if model.in_dim != NUM_VALUES:
+        raise UsageError(f"{model_path} takes rows of {model.in_dim} values; predict feeds it 32x32 RGB images "
+                         f"({NUM_VALUES} values), so it needs a model trained on CIFAR-10-shaped data")
+    loaded = load_image_rows(images)
+    found = dict(zip(loaded.paths, classify(model, loaded.rows, top))) if loaded.paths else {}
+    failed = dict(loaded.errors)
+    kind = "probability" if model.loss == "softmax" else "score"
+    entries = []
+    for path in images:
+        if path in found:
+            p = found[path]
+            entries.append({"path": path, "top": [{"class": c, kind: v} for c, v in zip(p.classes, p.values)]})
+        else:
+            entries.append({"path": path, "error": failed[path]})
+    if as_json:
+        click.echo(json.dumps({"model": model_path, "kind": kind, "images": entries}))
+    short = "p" if kind == "probability" else "score"
+    for e in entries:
+        if "error" in e:
+            click.echo(f"error: {e['error']}", err=True)
+        elif not as_json:
+            click.echo(f"{e['path']}: " + ", ".join(f"{t['class']} ({short}={t[kind]:.4f})" for t in e["top"]))
+    if loaded.errors:
+        raise LinclfError(f"{len(loaded.errors)} of {len(images)} files could not be classified")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,7 +45,8 @@ import numpy as np
 __all__ = [
     "svm_loss", "softmax_loss", "svm_loss_naive", "softmax_loss_naive",
     "svm_scores_loss", "softmax_scores_loss", "softmax", "SCORE_LOSSES", "l2_reg",
-    "data_loss", "loss_values", "set_default_workers", "fold", "svm_hinge_kink", "hinge_margins", "DEFAULT_BLOCK",
+    "data_loss", "loss_values", "set_default_workers", "usable_cpus", "fold", "svm_hinge_kink", "hinge_margins",
+    "DEFAULT_BLOCK",
 ]
 
 DEFAULT_BLOCK = 256          # raw rows converted per block (3 MB of float32); measured best of 32..2048
@@ -289,7 +290,7 @@ def _rows(X: np.ndarray, y: np.ndarray, At: np.ndarray, b: np.ndarray | None, lo
     return loss, G, g0
 
 
-def _cpus() -> int:
+def usable_cpus() -> int:
     """CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
@@ -313,7 +314,7 @@ def _split(N: int, workers: int | None) -> list[tuple[int, int]]:
     if workers is None:
         workers = _default_workers
     if workers is None:
-        k = min(_cpus(), _MAX_WORKERS, N // _MIN_ROWS_PER_WORKER)
+        k = min(usable_cpus(), _MAX_WORKERS, N // _MIN_ROWS_PER_WORKER)
     else:
         k = min(int(workers), -(-N // _ALIGN))
     k = max(k, 1)
@@ -444,7 +445,7 @@ def _reserve_helper() -> _Helper | None:
 
 def _pair_allowed(workers: int | None, n: int) -> bool:
     """May a block of n rows use the helper thread? Not when told to use one thread, nor on one CPU."""
-    return workers is None and _default_workers is None and n >= _PAIR_MIN_ROWS and _cpus() > 1
+    return workers is None and _default_workers is None and n >= _PAIR_MIN_ROWS and usable_cpus() > 1
 
 
 def _unfold_columns(dW: np.ndarray, G: np.ndarray, g0: np.ndarray, mean: np.ndarray | None,

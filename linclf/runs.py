@@ -35,10 +35,11 @@ __all__ = ["RUN_FILES", "RunResult", "default_out_dir", "prepare_out_dir", "load
 RUN_FILES = ("model.npz", "checkpoint.npz", "metrics.json", "history.csv", "config.yaml")
 
 
-def default_out_dir(config_path: str | os.PathLike | None, root: str | os.PathLike = "runs") -> Path:
-    """``runs/<config name>-<YYYYmmdd-HHMMSS>`` (a numeric suffix if that exists already)."""
+def default_out_dir(config_path: str | os.PathLike | None, root: str | os.PathLike = "runs",
+                    prefix: str = "") -> Path:
+    """``runs/<prefix><config name>-<YYYYmmdd-HHMMSS>`` (a numeric suffix if that exists already)."""
     stem = Path(config_path).stem if config_path else "default"
-    base = Path(root) / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    base = Path(root) / f"{prefix}{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out, i = base, 1
     while out.exists():
         i += 1

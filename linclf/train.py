@@ -34,6 +34,7 @@ from .data import Splits
 from .errors import DivergenceError, Interrupted, ModelFileError
 from .losses import DEFAULT_BLOCK, _BatchLoss, _pair_allowed, _reserve_helper, data_loss, l2_reg, loss_values
 from .preprocess import Preprocessor
+from .progress import Bar
 from .search import random_local_search, random_search
 
 __all__ = ["TrainState", "TrainResult", "train", "rng_stream", "init_state", "state_to_arrays",
@@ -190,27 +191,6 @@ def _sigint_as_flag() -> Iterator[threading.Event]:
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-class _Bar:
-    """A tqdm progress bar when ``enabled``, else nothing (tqdm is imported only when shown)."""
-
-    def __init__(self, enabled: bool, total: int, initial: int, desc: str, unit: str):
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
-
-    def update(self, n: int, **postfix: float) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-            if postfix:
-                self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState | None = None,
@@ -393,7 +373,7 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
     ahead_step = -1
     start_step = state.step
     last_loss = math.nan
-    bar = _Bar(progress, p.total_steps, state.step, "train", "step")
+    bar = Bar(progress, p.total_steps, state.step, "train", "step")
     t0 = time.perf_counter()
     try:
         with _sigint_as_flag() as interrupted:
@@ -463,7 +443,7 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
     objective = _objective(cfg, prep)
     X, y = splits.X_train, splits.y_train
     rng = rng_stream(cfg.seed, "search")
-    bar = _Bar(progress, o.trials, 0, o.method.replace("_", " "), "trial")
+    bar = Bar(progress, o.trials, 0, o.method.replace("_", " "), "trial")
 
     def loss_fn(W: np.ndarray) -> float:
         return objective(W, X, y)[0]

@@ -107,6 +107,27 @@ def write_tar_gz(path: Path, members: dict[str, bytes]) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def small_config(epochs: int = 3, log_every: int = 10, schedule: str = "cosine") -> str:
+    """YAML of a config that trains in a fraction of a second on the learnable fake data."""
+    return f"""\
+data:
+  num_val: 50
+preprocess:
+  std: true
+model:
+  loss: softmax
+  reg: 0.001
+optimizer:
+  update: adam
+  lr: 1.0e-3
+  batch_size: 32
+  epochs: {epochs}
+  schedule: {schedule}
+train:
+  log_every: {log_every}
+"""
+
+
 ARCHIVE_NAMES = {"binary": "cifar-10-binary.tar.gz", "python": "cifar-10-python.tar.gz"}
 
 

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from conftest import CLASSES, FakeCifar, binary_members, make_arrays, python_members, tar_add, write_tar_gz
+from conftest import CLASSES, FakeCifar, binary_members, make_arrays, python_members, write_tar_gz
 from linclf import archive
 from linclf.archive import LAYOUTS, check_folder, read_batch, read_classes, safe_extract, safe_unpickle
 from linclf.errors import DataError, UnsafeArchiveError, UsageError

@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from conftest import small_config
 from click.testing import CliRunner
 
 import linclf.gradcheck as gradcheck_mod
@@ -16,21 +18,7 @@ import linclf.runs as runs_mod
 from linclf.cli import cli
 from linclf.model import LinearClassifier, save_npz_atomic
 
-CONFIG = """\
-data:
-  num_val: 50
-preprocess:
-  std: true
-model:
-  loss: softmax
-  reg: 0.001
-optimizer:
-  update: adam
-  lr: 1.0e-3
-  batch_size: 32
-  epochs: 3
-  schedule: cosine
-"""
+CONFIG = small_config()
 
 
 @pytest.fixture

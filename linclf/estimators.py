@@ -1,0 +1,580 @@
+"""scikit-learn style estimators: ``LinearSVM`` and ``SoftmaxClassifier`` for notebooks and pipelines.
+
+    clf = SoftmaxClassifier(lr=1e-3).fit(X_train, y_train)     # X (N, P) uint8 pixels or floats
+    clf.score(X_test, y_test); clf.predict_proba(X_test)        # (N, C), rows sum to 1
+
+They follow scikit-learn's conventions without importing it: ``__init__`` only
+stores its keyword arguments (so ``clone``, ``get_params`` and ``set_params``
+work); ``fit`` validates them through the config schema (the CLI's checks; a
+ValueError names the constructor parameter), fits the preprocessing
+(``preprocess.fit``) and runs ``train.train``; fitted attributes end in ``_``.
+Each constructor argument sets the config key of the same name (``random_state``
+sets ``seed``); the defaults are those of configs/softmax.yaml and
+configs/svm.yaml (adam, cosine schedule, per-pixel standardisation).
+
+Labels can be any values ``np.unique`` sorts (ints, strings); ``classes_`` maps
+them to the rows of W and ``predict`` returns them. ``coef_`` (C, P) and
+``intercept_`` (C,) act on the raw input (the preprocessing folded in:
+``decision = X @ coef_.T + intercept_``); ``W_`` (C, D) holds the trained
+weights on preprocessed rows. ``n_iter_`` counts optimizer steps (the config's
+``iterations``) and ``loss_curve_`` holds the minibatch loss (data + L2) of
+each step. ``partial_fit`` continues training (one pass over the rows it is
+given, at the constant learning rate ``lr``) with the optimizer state kept.
+
+Deviations from scikit-learn, on purpose: ``coef_`` keeps one row per class
+even for two classes (the model is multinomial), while ``decision_function``
+of a binary problem returns ``scores[:, 1] - scores[:, 0]`` (N,) as scikit-learn
+scorers expect; sparse ``X`` is refused with a TypeError (densify it first);
+``sample_weight`` is not supported in ``fit``. scikit-learn itself is never
+imported here: its tags are built only when scikit-learn asks for them, and
+the NotFittedError / column-vector warning raised become subclasses of
+scikit-learn's classes of the same name when ``sklearn.exceptions`` is loaded.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+import sys
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import preprocess
+from .config import Config, schema_keys, with_values
+from .data import Splits
+from .errors import ConfigError, DivergenceError, LinclfWarning
+from .losses import fold, softmax
+from .model import LinearClassifier
+from .preprocess import Preprocessor
+from .train import TrainState, rng_stream, train
+
+__all__ = ["LinearSVM", "SoftmaxClassifier", "NotFittedError", "ColumnVectorWarning"]
+
+_D = Config()                    # the schema's defaults: the one home of every default not tuned below
+_SEED_MAX = int(schema_keys()["seed"].hi)   # the largest config seed
+_FINITE_BLOCK = 4096             # rows checked for NaN / inf at a time (a bounded temporary)
+
+# constructor parameter -> config key it sets (random_state -> seed is handled apart)
+_CONFIG_KEYS: dict[str, str] = {
+    "reg": "model.reg", "delta": "model.delta", "reg_bias": "model.reg_bias",
+    "init_scale": "model.init_scale", "dtype": "model.dtype",
+    "mean": "preprocess.mean", "std": "preprocess.std", "bias": "preprocess.bias",
+    "method": "optimizer.method", "update": "optimizer.update", "lr": "optimizer.lr",
+    "batch_size": "optimizer.batch_size", "iterations": "optimizer.iterations", "epochs": "optimizer.epochs",
+    "sampling": "optimizer.sampling", "schedule": "optimizer.schedule", "step_every": "optimizer.step_every",
+    "gamma": "optimizer.gamma", "k": "optimizer.k", "lr_min": "optimizer.lr_min",
+    "momentum": "optimizer.momentum", "decay": "optimizer.decay", "beta1": "optimizer.beta1",
+    "beta2": "optimizer.beta2", "eps": "optimizer.eps", "trials": "optimizer.trials",
+    "step_size": "optimizer.step_size", "patience": "train.patience", "keep_best": "train.keep_best",
+}
+_PARAM_OF_KEY = {key: name for name, key in _CONFIG_KEYS.items()} | {"seed": "random_state"}
+
+
+class NotFittedError(ValueError, AttributeError):
+    """predict & co. called before fit (catchable as ValueError or AttributeError, like scikit-learn's)."""
+
+
+class ColumnVectorWarning(LinclfWarning):
+    """y came as a column (N, 1) and was flattened (scikit-learn's DataConversionWarning)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _with_sklearn(cls: type, sklearn_name: str, sklearn_class: type | None) -> type:
+    """``cls``, or a subclass that is also scikit-learn's class of that role, named as scikit-learn names it."""
+    if sklearn_class is None:
+        return cls
+    return type(sklearn_name, (cls, sklearn_class), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+
+
+def _compatible(cls: type, sklearn_name: str) -> type:
+    """``cls``, extended to scikit-learn's ``sklearn.exceptions.<sklearn_name>`` when that is loaded.
+
+    Nobody can catch scikit-learn's class without having imported it, so
+    looking only at ``sys.modules`` keeps scikit-learn optional and unimported.
+    """
+    module = sys.modules.get("sklearn.exceptions")
+    return _with_sklearn(cls, sklearn_name, getattr(module, sklearn_name, None))
+
+
+# ------------------------------------------------------------------ input checks
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python scalar the config schema expects; anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_X(X: Any, who: str) -> np.ndarray:
+    """X as a 2-D numeric array (N, P), N, P >= 1, finite; uint8 and float rows are not copied."""
+    if X is None:
+        raise ValueError(f"{who}: X is None; expected a 2-D array (n_samples, n_features)")
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+        raise TypeError(f"{who}: sparse input is not supported; pass a dense array (X.toarray())")
+    A = np.asarray(X)
+    if A.dtype.kind in "OUS":
+        try:
+            A = A.astype(np.float64)
+        except ValueError as e:
+            raise ValueError(f"{who}: X must be numeric: {e}") from None
+    if A.dtype.kind == "c":
+        raise ValueError(f"{who}: Complex data not supported; X has dtype {A.dtype}")
+    if A.dtype.kind not in "biuf":
+        raise ValueError(f"{who}: X must be numeric, got dtype {A.dtype}")
+    if A.ndim != 2:
+        raise ValueError(f"{who}: expected a 2D array (n_samples, n_features), got an array of shape {A.shape}; "
+                         "Reshape your data either using array.reshape(-1, 1) if your data has a single feature "
+                         "or array.reshape(1, -1) if it contains a single sample")
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if A.shape[axis] < 1:
+            raise ValueError(f"{who}: Found array with 0 {what}(s) (shape={A.shape}) while a minimum of 1 is required.")
+    if A.dtype.kind == "b" or A.dtype == np.float16:
+        A = A.astype(np.uint8 if A.dtype.kind == "b" else np.float32)
+    if A.dtype.kind == "f":
+        for start in range(0, len(A), _FINITE_BLOCK):
+            if not np.isfinite(A[start:start + _FINITE_BLOCK]).all():
+                raise ValueError(f"{who}: Input X contains NaN or infinity (row {start} onwards); "
+                                 "remove or impute those values")
+    return A
+
+
+def _feature_names(X: Any) -> np.ndarray | None:
+    """The column names (P,) of a DataFrame-like X when all are strings, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None:
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    return names if len(names) and all(isinstance(n, str) for n in names) else None
+
+
+def _check_y(y: Any, n: int, who: str) -> np.ndarray:
+    """y as a 1-D array (n,) of class labels; continuous or non-finite float targets are refused."""
+    if y is None:
+        raise ValueError(f"{who} requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(f"A column-vector y was passed when a 1d array was expected ({who}); flattened it to "
+                      f"shape ({len(y)},) (use y.ravel())", _compatible(ColumnVectorWarning, "DataConversionWarning"),
+                      stacklevel=3)
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"{who}: y should be a 1d array of labels (n_samples,), got shape {y.shape}")
+    if len(y) != n:
+        raise ValueError(f"{who}: Found input variables with inconsistent numbers of samples: [{n}, {len(y)}] "
+                         "(rows of X, labels in y)")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"{who}: Input y contains NaN or infinity.")
+        if not np.all(y == np.round(y)):
+            raise ValueError(f"{who}: Unknown label type: continuous; a classifier needs class labels, "
+                             "not real-valued targets")
+    if y.dtype.kind == "c":
+        raise ValueError(f"{who}: Unknown label type: complex")
+    return y
+
+
+def _encode(y: np.ndarray, who: str) -> tuple[np.ndarray, np.ndarray]:
+    """(classes (C,) sorted unique labels, y_idx (N,) int64 indices into them)."""
+    try:
+        classes, y_idx = np.unique(y, return_inverse=True)
+    except TypeError as e:
+        raise ValueError(f"{who}: y mixes labels that cannot be sorted together ({e})") from None
+    return classes, y_idx.astype(np.int64).reshape(-1)
+
+
+def _indices(y: np.ndarray, classes: np.ndarray, who: str) -> np.ndarray:
+    """Indices (N,) int64 of labels y (N,) in the sorted classes (C,); a ValueError lists unknown labels."""
+    idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+    unknown = classes[idx] != y
+    if np.any(unknown):
+        raise ValueError(f"{who}: y holds labels not in classes_ {list(classes)}: {list(np.unique(y[unknown]))[:5]}")
+    return idx.astype(np.int64)
+
+
+def _seed(random_state: Any, who: str) -> int:
+    """The config seed of ``random_state``: an int >= 0, None (fresh), or a numpy Generator / RandomState."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(_SEED_MAX, endpoint=True))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(_SEED_MAX, endpoint=True))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, _SEED_MAX, dtype=np.int64))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    raise ValueError(f"{who}: random_state must be an integer >= 0, None or a numpy Generator / RandomState, "
+                     f"got {random_state!r}")
+
+
+def _step_losses(history: Iterable[dict]) -> list[float]:
+    """The minibatch loss of each step recorded in a training history (log_every = 1)."""
+    return [float(r["loss"]) for r in history if "loss" in r]
+
+
+# --------------------------------------------------------------- the estimators
+
+
+class _LinearEstimator:
+    """Shared machinery of LinearSVM and SoftmaxClassifier (parameters, fit, predict); not public."""
+
+    _loss: str = ""
+    _estimator_type = "classifier"          # scikit-learn < 1.6 reads this; newer versions __sklearn_tags__
+
+    # ---- parameters (scikit-learn's BaseEstimator protocol)
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The constructor's keyword arguments, sorted."""
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def _store(self, values: dict[str, Any]) -> None:
+        """Keep each constructor argument as an attribute of the same name (no validation: fit does it)."""
+        for name in self._get_param_names():
+            setattr(self, name, values[name])
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters; with ``deep``, nested estimators' ones as ``name__param`` too."""
+        out: dict[str, Any] = {}
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{name}__{k}", v) for k, v in value.get_params().items())
+            out[name] = value
+        return out
+
+    def set_params(self, **params: Any) -> "_LinearEstimator":
+        """Set constructor parameters (``name`` or nested ``name__param``); unknown names are a ValueError."""
+        valid = self._get_param_names()
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            name, sep, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator {self!r}. "
+                                 f"Valid parameters are: {valid!r}.")
+            if sep:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            getattr(self, name).set_params(**sub_params)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = []
+        for name in self._get_param_names():
+            value = getattr(self, name, None)
+            try:
+                default = defaults[name]
+                same = value is default or (type(value) is type(default) and bool(value == default))
+            except (TypeError, ValueError):
+                same = False
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn >= 1.6 tags: a classifier that needs y and takes 2-D dense numeric X."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(), input_tags=InputTags(two_d_array=True))
+
+    def _more_tags(self) -> dict[str, Any]:
+        """scikit-learn < 1.6 tags."""
+        return {"requires_y": True, "binary_only": False}
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "W_")
+
+    # ---- configuration
+
+    def _who(self) -> str:
+        return type(self).__name__
+
+    def _config(self, seed: int) -> Config:
+        """The validated Config of the current parameters; a ValueError names the offending parameter."""
+        who = self._who()
+        params = self.get_params(deep=False)
+        if params["iterations"] is None and params["epochs"] is None:
+            raise ValueError(f"{who}: set iterations or epochs (both are None)")
+        frac = params["validation_fraction"]
+        if frac is not None and not (isinstance(_plain(frac), float) and 0 < frac < 1):
+            raise ValueError(f"{who}: validation_fraction must be a float in (0, 1) or None, got {frac!r}")
+        for name in ("patience", "keep_best"):
+            if params[name] not in (None, False) and frac is None:
+                raise ValueError(f"{who}: {name}={params[name]!r} needs validation data: "
+                                 "set validation_fraction too (e.g. 0.1)")
+        values: dict[str, Any] = {"model.loss": self._loss, "train.log_every": 1, "seed": seed}
+        for name, key in _CONFIG_KEYS.items():
+            if name in params:
+                values[key] = _plain(params[name])
+        if values["optimizer.iterations"] is not None:      # iterations, when given, decide the length
+            values["optimizer.epochs"] = None
+        try:
+            return with_values(_D, values)
+        except ConfigError as e:
+            raise ValueError(f"{who}: {_param_message(str(e))}") from None
+
+    # ---- fitting
+
+    def fit(self, X: Any, y: Any) -> "_LinearEstimator":
+        """Train from scratch on rows X (N, P) and labels y (N,); return self."""
+        who = self._who()
+        cfg = self._config(_seed(self.random_state, who))
+        X_in, X = X, _check_X(X, f"{who}.fit")
+        y = _check_y(y, len(X), f"{who}.fit")
+        names = _feature_names(X_in)
+        classes, y_idx = _encode(y, f"{who}.fit")
+        if len(classes) < 2:
+            raise ValueError(f"{who}.fit needs samples of at least 2 classes; y holds 1 class ({classes[0]!r})")
+        splits = self._splits(cfg, X, y_idx, classes)
+        p = cfg.preprocess
+        prep = preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
+        result = self._train(cfg, splits, prep, state=None)
+        st = result.state
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+        self.n_iter_ = st.step
+        self.loss_curve_ = _step_losses(st.history)
+        for name in ("validation_scores_", "best_validation_score_", "feature_names_in_"):
+            self.__dict__.pop(name, None)
+        if names is not None:
+            self.feature_names_in_ = names
+        if len(splits.y_val):
+            self.validation_scores_ = [r["val_accuracy"] for r in st.history if r.get("val_accuracy") is not None]
+            self.best_validation_score_ = st.best_val
+        # partial_fit continues from the weights kept (best-on-validation or last) with the optimizer state
+        self._state = TrainState(W=result.W, opt_state=st.opt_state, step=st.step, rng=st.rng)
+        self._update = cfg.optimizer.update
+        self._publish(self._state.W, prep)
+        return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "_LinearEstimator":
+        """One more pass over rows X (N, P), labels y (N,) at the constant rate lr, optimizer state kept; self.
+
+        The first call (on an unfitted estimator) fixes ``classes_`` (``classes``,
+        or the labels of this y) and fits the preprocessing on this X; later
+        calls must bring labels among ``classes_`` and the same number of features.
+        validation_fraction, patience and keep_best apply to ``fit`` only.
+        """
+        who = self._who()
+        fitted = self.__sklearn_is_fitted__()
+        cfg = self._config(_seed(self.random_state, who))
+        if cfg.optimizer.method not in ("sgd", "gd"):
+            raise ValueError(f"{who}.partial_fit needs method 'sgd' or 'gd', got method={cfg.optimizer.method!r}")
+        X_in, X = X, _check_X(X, f"{who}.partial_fit")
+        y = _check_y(y, len(X), f"{who}.partial_fit")
+        if fitted:
+            self._check_feature_names(X_in)
+            self._check_partial(X, classes, cfg)
+            all_classes = self.classes_
+        else:
+            all_classes = np.unique(y if classes is None else classes)
+            if len(all_classes) < 2:
+                raise ValueError(f"{who}.partial_fit needs at least 2 classes; pass classes=[...] on the "
+                                 f"first call (got 1 class: {all_classes[0]!r})")
+        y_idx = _indices(y, all_classes, f"{who}.partial_fit")
+        cfg = with_values(cfg, {"optimizer.epochs": 1, "optimizer.schedule": "constant",
+                                "train.keep_best": False, "train.patience": None})
+        splits = _splits_of(X, y_idx, X[:0], y_idx[:0], all_classes)
+        if fitted:
+            prep = self.preprocessor_
+            old = self._state
+            state = TrainState(W=old.W.copy(), opt_state=old.opt_state, step=0, rng=old.rng)
+        else:
+            p = cfg.preprocess
+            prep, state = preprocess.fit(X, mean=p.mean, std=p.std, bias=p.bias), None
+        st = self._train(cfg, splits, prep, state=state).state
+        if not fitted:
+            self.classes_, self.n_features_in_, self.n_iter_, self.loss_curve_ = all_classes, X.shape[1], 0, []
+            self._update = cfg.optimizer.update
+            if _feature_names(X_in) is not None:
+                self.feature_names_in_ = _feature_names(X_in)
+        self.n_iter_ += st.step
+        self.loss_curve_ = list(self.loss_curve_) + _step_losses(st.history)
+        self._state = TrainState(W=st.W, opt_state=st.opt_state, step=self.n_iter_, rng=st.rng)
+        self._publish(st.W, prep)
+        return self
+
+    def _check_partial(self, X: np.ndarray, classes: Any, cfg: Config) -> None:
+        """A later partial_fit call must match the first in features, classes, update rule and dtype."""
+        who = self._who()
+        self._check_n_features(X)
+        if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"{who}.partial_fit: classes={list(np.unique(classes))} differ from classes_ "
+                             f"{list(self.classes_)} of the earlier fit")
+        if cfg.optimizer.update != self._update or np.dtype(cfg.model.dtype) != self._state.W.dtype:
+            raise ValueError(f"{who}.partial_fit: update or dtype changed since the first fit "
+                             f"({self._update}, {self._state.W.dtype}); call fit to start over")
+
+    def _splits(self, cfg: Config, X: np.ndarray, y_idx: np.ndarray, classes: np.ndarray) -> Splits:
+        """Training rows (all, or all but a seeded validation_fraction of them) and the validation rows."""
+        frac = self.validation_fraction
+        if frac is None:
+            return _splits_of(X, y_idx, X[:0], y_idx[:0], classes)
+        n = len(X)
+        n_val = min(max(1, round(frac * n)), n - 1)
+        if n_val < 1:
+            raise ValueError(f"{self._who()}: validation_fraction={frac} leaves no training rows of {n}")
+        order = rng_stream(cfg.seed, "dev").permutation(n)
+        tr, va = np.sort(order[:n - n_val]), np.sort(order[n - n_val:])
+        return _splits_of(X[tr], y_idx[tr], X[va], y_idx[va], classes)
+
+    def _train(self, cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState | None) -> Any:
+        """train.train, with a divergence explained in this API's words."""
+        try:
+            return train(cfg, splits, prep, state=state, progress=bool(self.verbose))
+        except DivergenceError as e:
+            lr = cfg.optimizer.lr
+            raise DivergenceError(f"{self._who()} diverged: {str(e).split(';')[0]}; lower lr (e.g. lr={lr / 10:g}) "
+                                  "or use dtype='float64'") from None
+
+    def _publish(self, W: np.ndarray, prep: Preprocessor) -> None:
+        """Set the fitted attributes that follow from W (C, D) and the preprocessing."""
+        self.W_ = W.copy()
+        self.preprocessor_ = prep
+        A, b = fold(self.W_, prep.mean, prep.scale, prep.bias)
+        self.coef_, self.intercept_ = A, b
+        self._model = LinearClassifier(self.W_, prep, tuple(str(c) for c in self.classes_), self._loss)
+
+    # ---- prediction
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            error = _compatible(NotFittedError, "NotFittedError")
+            raise error(f"This {self._who()} instance is not fitted yet. Call 'fit' with appropriate arguments "
+                        "before using this estimator.")
+
+    def _check_n_features(self, X: np.ndarray) -> None:
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {self._who()} is expecting "
+                             f"{self.n_features_in_} features as input.")
+
+    def _check_feature_names(self, X: Any) -> None:
+        """Column names of X must be those seen in fit (a warning when only one of them had names)."""
+        fitted, names = getattr(self, "feature_names_in_", None), _feature_names(X)
+        if fitted is None and names is not None:
+            warnings.warn(f"X has feature names, but {self._who()} was fitted without feature names",
+                          LinclfWarning, stacklevel=4)
+        elif fitted is not None and names is None:
+            warnings.warn(f"X does not have valid feature names, but {self._who()} was fitted with feature names",
+                          LinclfWarning, stacklevel=4)
+        elif fitted is not None and not np.array_equal(fitted, names):
+            raise ValueError(f"The feature names should match those that were passed during fit: got "
+                             f"{list(names)[:5]}..., expected {list(fitted)[:5]}...")
+
+    def _scores(self, X: Any, method: str) -> np.ndarray:
+        """Class scores (N, C) float32 of raw rows X (N, P), the preprocessing folded in."""
+        self._check_fitted()
+        self._check_feature_names(X)
+        X = _check_X(X, f"{self._who()}.{method}")
+        self._check_n_features(X)
+        return self._model.scores(X)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Class scores (N, C) of rows X (N, P); for two classes scores[:, 1] - scores[:, 0] (N,)."""
+        s = self._scores(X, "decision_function")
+        return s[:, 1] - s[:, 0] if s.shape[1] == 2 else s
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The label (from classes_) of the highest score of each row of X (N, P): (N,)."""
+        best = self._scores(X, "predict").argmax(axis=1)
+        return self.classes_[best]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy of predict(X) against y (N,), optionally weighted by sample_weight (N,)."""
+        pred = self.predict(X)
+        y = _check_y(y, len(pred), f"{self._who()}.score")
+        return float(np.average(pred == y, weights=sample_weight))
+
+    def to_model(self) -> LinearClassifier:
+        """The fitted model as a LinearClassifier (``.save(path)`` writes a file ``linclf predict`` reads)."""
+        self._check_fitted()
+        return LinearClassifier(self.W_.copy(), self.preprocessor_, tuple(str(c) for c in self.classes_), self._loss)
+
+
+def _splits_of(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+               classes: np.ndarray) -> Splits:
+    """A Splits of rows (N, P) and label indices (N,), with an empty test split."""
+    return Splits(X_train, y_train, X_val, y_val, X_train[:0], y_train[:0], tuple(str(c) for c in classes))
+
+
+def _param_message(message: str) -> str:
+    """A config error ``section.key: ...`` reworded to name the constructor parameter instead."""
+    key, sep, rest = message.partition(": ")
+    if sep and key in _PARAM_OF_KEY:
+        return f"invalid parameter {_PARAM_OF_KEY[key]}: {rest}"
+    return message
+
+
+_PARAMS_DOC = """
+    Parameters (keyword only; each sets the config key of the same name, see ``linclf config``):
+    reg, delta (SVM only), reg_bias, init_scale, dtype: the model; mean, std, bias: the preprocessing
+    fitted on X; method (sgd | gd | random_search | random_local_search), update (sgd | momentum |
+    nesterov | adagrad | rmsprop | adam), lr, batch_size, epochs (passes over X) or iterations (steps;
+    when not None they decide the length and epochs is ignored), sampling, schedule
+    (constant | step | exponential | cosine | inverse_time), step_every, gamma, k, lr_min, momentum,
+    decay, beta1, beta2, eps, trials, step_size: the optimizer; validation_fraction (None or a float in
+    (0, 1): a seeded share of the rows held out, scored each epoch), patience and keep_best (early
+    stopping and best-on-validation weights; both need validation_fraction); random_state (an int
+    seed, None or a numpy Generator); verbose (a progress bar on stderr).
+
+    Fitted attributes: classes_ (C,), coef_ (C, P), intercept_ (C,), W_ (C, D), preprocessor_,
+    n_features_in_, feature_names_in_ (when X had string column names), n_iter_ (optimizer steps),
+    loss_curve_ (the loss of each step), and with validation_fraction: validation_scores_ (accuracy
+    per epoch), best_validation_score_.
+"""
+
+
+class SoftmaxClassifier(_LinearEstimator):
+    __doc__ = ("Softmax (multinomial cross-entropy) linear classifier trained with NumPy; defaults as "
+               "configs/softmax.yaml.\n" + _PARAMS_DOC)
+
+    _loss = "softmax"
+
+    def __init__(self, *, reg: float = 0.01, lr: float = 3e-4, update: str = "adam", batch_size: int = 256,
+                 epochs: float | None = 10, iterations: int | None = None, schedule: str = "cosine",
+                 sampling: str = _D.optimizer.sampling, method: str = _D.optimizer.method,
+                 momentum: float = _D.optimizer.momentum, decay: float = _D.optimizer.decay,
+                 beta1: float = _D.optimizer.beta1, beta2: float = _D.optimizer.beta2, eps: float = _D.optimizer.eps,
+                 step_every: float = _D.optimizer.step_every, gamma: float = _D.optimizer.gamma,
+                 k: float = _D.optimizer.k, lr_min: float = _D.optimizer.lr_min, trials: int = _D.optimizer.trials,
+                 step_size: float = _D.optimizer.step_size, init_scale: float = _D.model.init_scale,
+                 reg_bias: bool = _D.model.reg_bias, dtype: str = _D.model.dtype, mean: bool = True,
+                 std: bool = True, bias: bool = True, validation_fraction: float | None = None,
+                 patience: int | None = None, keep_best: bool = False, random_state: Any = 0,
+                 verbose: bool = False) -> None:
+        self._store(locals())
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (N, C) float64 of rows X (N, P): the softmax of the scores; columns as classes_."""
+        return softmax(self._scores(X, "predict_proba"))
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log of predict_proba (N, C), computed stably (log-softmax of the scores)."""
+        s = self._scores(X, "predict_log_proba").astype(np.float64)
+        s -= s.max(axis=1, keepdims=True)
+        return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+
+
+class LinearSVM(_LinearEstimator):
+    __doc__ = ("Multiclass SVM (Weston-Watkins hinge) linear classifier trained with NumPy; defaults as "
+               "configs/svm.yaml.\n    It has no predict_proba (hinge scores are not probabilities).\n" + _PARAMS_DOC)
+
+    _loss = "svm"
+
+    def __init__(self, *, reg: float = 0.3, lr: float = 5e-4, delta: float = _D.model.delta, update: str = "adam",
+                 batch_size: int = 256, epochs: float | None = 15, iterations: int | None = None,
+                 schedule: str = "cosine", sampling: str = "shuffle", method: str = _D.optimizer.method,
+                 momentum: float = _D.optimizer.momentum, decay: float = _D.optimizer.decay,
+                 beta1: float = _D.optimizer.beta1, beta2: float = _D.optimizer.beta2, eps: float = _D.optimizer.eps,
+                 step_every: float = _D.optimizer.step_every, gamma: float = _D.optimizer.gamma,
+                 k: float = _D.optimizer.k, lr_min: float = _D.optimizer.lr_min, trials: int = _D.optimizer.trials,
+                 step_size: float = _D.optimizer.step_size, init_scale: float = _D.model.init_scale,
+                 reg_bias: bool = _D.model.reg_bias, dtype: str = _D.model.dtype, mean: bool = True,
+                 std: bool = True, bias: bool = True, validation_fraction: float | None = None,
+                 patience: int | None = None, keep_best: bool = False, random_state: Any = 0,
+                 verbose: bool = False) -> None:
+        self._store(locals())

@@ -1,0 +1,425 @@
+"""Hyperparameter sweeps: spec parsing, trial sampling, and real parallel sweeps through the CLI."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import small_config
+from click.testing import CliRunner
+
+import linclf.sweep as sweep_mod
+from linclf.cli import cli
+from linclf.config import Config, from_dict, load_config, with_values
+from linclf.data import CIFAR10
+from linclf.errors import ConfigError, UsageError
+from linclf.sweep import ParamSpec, format_table, parse_spec, sample_trials, sweep_rng, trial_configs
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork-based sweeps (Linux)")
+
+CONFIG = small_config(epochs=2, log_every=5, schedule="constant")
+LR_REG = ("--param", "optimizer.lr=log:1e-5:1e-2", "--param", "model.reg=log:1e-4:1e-1")
+
+
+@pytest.fixture
+def config(tmp_path):
+    p = tmp_path / "small.yaml"
+    p.write_text(CONFIG)
+    return p
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def sweep(config, data_dir, out, *extra):
+    return invoke("sweep", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", *extra)
+
+
+def one_line_error(result) -> str:
+    lines = result.output.strip().splitlines()
+    assert lines and lines[-1].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    return lines[-1]
+
+
+def saved_rows(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def spy_on_trials(monkeypatch, log):
+    """Record the seed of every trial that trains (in whichever process), one line each in ``log``."""
+    real = sweep_mod.train
+
+    def spying_train(cfg, *args, **kwargs):
+        with open(log, "a") as fh:
+            fh.write(f"{cfg.seed}\n")
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "train", spying_train)
+
+
+# ------------------------------------------------------------------ specs
+
+
+def test_parse_each_kind():
+    assert parse_spec("optimizer.lr=log:1e-4:3e-3") == ParamSpec("optimizer.lr", "log", 1e-4, 3e-3)
+    assert parse_spec(" model.reg = uniform:0:0.5") == ParamSpec("model.reg", "uniform", 0.0, 0.5)
+    assert parse_spec("model.reg=grid:1e-3,0.01,1").values == (0.001, 0.01, 1.0)   # YAML "1e-3" read as a number
+    assert parse_spec("optimizer.update=choice:sgd,momentum,adam").values == ("sgd", "momentum", "adam")
+    assert parse_spec("preprocess.std=choice:true,false").values == (True, False)
+    batch = parse_spec("optimizer.batch_size=log:16:512")
+    assert batch.integer and batch.kind == "log"
+    assert str(parse_spec("optimizer.lr=log:1e-4:3e-3")) == "optimizer.lr=log:0.0001:0.003"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("optimizer.lr", "expected KEY=SPEC"),
+    ("optimizer.lr=", "expected KEY=SPEC"),
+    ("=log:1:2", "expected KEY=SPEC"),
+    ("optimizer.lr=log:1e-4", "expected log:LOW:HIGH"),
+    ("optimizer.lr=log:1e-4:1e-3:1", "expected log:LOW:HIGH"),
+    ("optimizer.lr=log:a:1", "LOW 'a' is not a number"),
+    ("optimizer.lr=uniform:nan:1", "must be finite"),
+    ("optimizer.lr=log:0:1", "LOW > 0"),
+    ("model.reg=log:-1:1", "LOW > 0"),
+    ("optimizer.lr=uniform:2:1", "LOW must be less than HIGH"),
+    ("optimizer.lr=log:1e-3:1e-3", "LOW must be less than HIGH"),
+    ("optimizer.lr=logg:1:2", "did you mean 'log'"),
+    ("optimizer.lr=1e-3", "SPEC must start with"),
+    ("optimizer.lr=grid:", "no empty value"),
+    ("optimizer.lr=grid:1,,2", "no empty value"),
+    ("optimizer.lr=grid:1e-3,0.001", "given twice"),
+    ("optimizer.update=log:1:2", "not a number"),
+    ("optimizer.batch_size=uniform:1.2:1.8", "no integer"),
+    ("optimizer.update=choice:sgd,adamm", "did you mean 'adam'"),
+    ("optimizer.lr=uniform:-1:1", "optimizer.lr: expected a number > 0"),
+    ("optimizer.momentum=uniform:0.5:1", "optimizer.momentum"),
+    ("optimizer.batch_size=grid:0,32", "optimizer.batch_size"),
+])
+def test_malformed_specs_are_usage_errors(text, needle):
+    with pytest.raises(UsageError) as e:
+        parse_spec(text)
+    assert needle in str(e.value) and e.value.exit_code == 2
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("optimizer.lrr=log:1e-4:1e-3", "did you mean 'optimizer.lr'"),
+    ("lr=log:1e-4:1e-3", "did you mean 'optimizer.lr'"),
+    ("modle.reg=log:1e-4:1e-3", "did you mean 'model.reg'"),
+    ("nothing=grid:1,2", "keys look like section.key"),
+    ("data.num_val=grid:10,20", "cannot be swept"),
+    ("data.dir=choice:a,b", "cannot be swept"),
+])
+def test_bad_keys_are_config_errors_with_a_hint(text, hint):
+    with pytest.raises(ConfigError) as e:
+        parse_spec(text)
+    assert hint in str(e.value)
+
+
+# ----------------------------------------------------------------- trials
+
+
+def test_grid_is_the_full_product_in_order():
+    params = [parse_spec("optimizer.lr=grid:1e-4,1e-3"), parse_spec("model.reg=grid:0,0.1,1")]
+    trials = sample_trials(params, None, sweep_rng(0))
+    assert trials == [{"optimizer.lr": lr, "model.reg": reg} for lr in (1e-4, 1e-3) for reg in (0.0, 0.1, 1.0)]
+    with pytest.raises(UsageError, match="--trials does not apply .* all 6 combinations"):
+        sample_trials(params, 6, sweep_rng(0))
+
+
+def test_random_draws_stay_in_bounds_and_log_is_uniform_in_log_space():
+    params = [parse_spec("optimizer.lr=log:1e-6:1"), parse_spec("model.reg=uniform:2:4"),
+              parse_spec("optimizer.batch_size=log:16:512"), parse_spec("optimizer.update=choice:sgd,adam"),
+              parse_spec("model.delta=grid:1,2")]
+    trials = sample_trials(params, 4000, sweep_rng(0))
+    lr = np.array([t["optimizer.lr"] for t in trials])
+    reg = np.array([t["model.reg"] for t in trials])
+    batch = np.array([t["optimizer.batch_size"] for t in trials])
+    assert lr.min() >= 1e-6 and lr.max() <= 1 and reg.min() >= 2 and reg.max() <= 4
+    assert abs(np.mean(np.log10(lr)) + 3) < 0.1                 # uniform in log10: mean -3
+    assert abs(np.mean(lr < 1e-3) - 0.5) < 0.05                  # linear-uniform would give 0.001
+    assert abs(np.mean(reg) - 3) < 0.05 and abs(np.mean(reg < 2.5) - 0.25) < 0.03
+    assert batch.dtype.kind == "i" and batch.min() >= 16 and batch.max() <= 512
+    assert {t["optimizer.update"] for t in trials} == {"sgd", "adam"}
+    assert {t["model.delta"] for t in trials} == {1.0, 2.0}     # a grid among random specs: drawn from
+
+
+def test_draws_are_reproducible_from_the_seed_and_a_longer_sweep_extends_a_shorter_one():
+    params = [parse_spec("optimizer.lr=log:1e-5:1e-2"), parse_spec("model.reg=uniform:0:1")]
+    a = sample_trials(params, 10, sweep_rng(0))
+    assert a == sample_trials(params, 10, sweep_rng(0))
+    assert a != sample_trials(params, 10, sweep_rng(1))
+    assert sample_trials(params, 25, sweep_rng(0))[:10] == a
+    assert len(sample_trials(params, None, sweep_rng(0))) == sweep_mod.DEFAULT_TRIALS
+
+
+def test_trial_configs_get_their_own_seed_and_every_value_is_validated():
+    cfg = with_values(Config(), {"seed": 7})
+    cfgs = trial_configs(cfg, [{"optimizer.lr": 0.1}, {"optimizer.lr": 0.2, "seed": 3}])
+    assert [c.seed for c in cfgs] == [8, 3] and [c.optimizer.lr for c in cfgs] == [0.1, 0.2]
+    bad = ParamSpec("optimizer.lr", "uniform", -2.0, -1.0)      # bypasses parse_spec's check of the bounds
+    with pytest.raises(ConfigError, match=r"trial 0 .*optimizer\.lr: expected a number > 0"):
+        trial_configs(cfg, sample_trials([bad], 3, sweep_rng(0)))
+
+
+def test_table_is_aligned_and_keeps_the_order():
+    rows = [{"trial": 1, "optimizer.lr": 0.001, "val_accuracy": 0.5, "train_accuracy": 0.6, "final_loss": 1.2,
+             "status": "ok", "seconds": 2.0},
+            {"trial": 0, "optimizer.lr": 1e30, "val_accuracy": None, "train_accuracy": None, "final_loss": None,
+             "status": "diverged", "seconds": 0.1}]
+    lines = format_table(rows, ["optimizer.lr"]).splitlines()
+    assert lines[0].split() == ["trial", "optimizer.lr", "val_accuracy", "train_accuracy", "final_loss", "status",
+                                "seconds"]
+    assert lines[1].split()[:3] == ["1", "0.001", "0.5000"] and lines[2].split()[5] == "diverged"
+
+
+# ------------------------------------------------------------- real sweeps
+
+
+def test_sweep_in_parallel_writes_sorted_results_and_a_best_config(tmp_path, config, learnable_data_dir,
+                                                                   monkeypatch):
+    started = tmp_path / "started"
+    started.mkdir()
+    real = sweep_mod.train
+
+    def wait_for_two_workers(cfg, *args, **kwargs):
+        (started / str(os.getpid())).touch()
+        deadline = time.monotonic() + 20
+        while len(os.listdir(started)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "train", wait_for_two_workers)
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 4, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+
+    with open(out / "results.csv", newline="") as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == ["trial", "optimizer.lr", "model.reg", "val_accuracy", "train_accuracy", "final_loss",
+                        "status", "seconds"]
+    assert sorted(int(row[0]) for row in table[1:]) == [0, 1, 2, 3]
+    assert all(row[6] == "ok" for row in table[1:])
+    vals = [float(row[3]) for row in table[1:]]
+    assert vals == sorted(vals, reverse=True)
+
+    rows = saved_rows(out)
+    assert [row["trial"] for row in rows] == [int(row[0]) for row in table[1:]]
+    pids = {row["worker_pid"] for row in rows}
+    assert len(pids) == 2 and os.getpid() not in pids                      # two workers, both busy at once
+    assert sorted(os.listdir(started)) == sorted(str(p) for p in pids)
+    for row in rows:
+        assert row["config"]["seed"] == 1 + row["trial"]                    # seed + 1 + trial
+        assert row["config"]["optimizer"]["lr"] == row["optimizer.lr"]
+        assert row["history"] and row["history"][-1]["val_accuracy"] is not None
+        assert 1e-5 <= row["optimizer.lr"] <= 1e-2 and 1e-4 <= row["model.reg"] <= 1e-1
+
+    printed = r.output.strip().splitlines()                                  # --quiet: the table only
+    assert printed[0].split()[:3] == ["trial", "optimizer.lr", "model.reg"] and len(printed) == 5
+    assert [int(line.split()[0]) for line in printed[1:]] == [row["trial"] for row in rows]
+
+    best = load_config(out / "best.yaml")
+    assert best == from_dict(rows[0]["config"]) and best.seed == 1 + rows[0]["trial"]
+    assert rows[0]["val_accuracy"] == max(vals) >= 0.9
+    r = invoke("train", "--config", out / "best.yaml", "--out", tmp_path / "run", "--quiet", "--json")
+    assert r.exit_code == 0, r.output                                       # data.dir is in best.yaml
+    assert json.loads(r.output)["val_accuracy"] == pytest.approx(rows[0]["val_accuracy"])
+
+
+def test_the_test_split_is_never_read(tmp_path, config, learnable_data_dir, monkeypatch):
+    class Poisoned(np.ndarray):
+        """Test images any computation with raises on (slicing still works)."""
+
+        def __array_ufunc__(self, *args, **kwargs):
+            raise AssertionError("the test split was read")
+
+        def __array_function__(self, *args, **kwargs):
+            raise AssertionError("the test split was read")
+
+        def astype(self, *args, **kwargs):
+            raise AssertionError("the test split was read")
+
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("the test split was read")
+
+    real_load = sweep_mod.load_data
+
+    def poisoned_load(*args, **kwargs):
+        d = real_load(*args, **kwargs)
+        return CIFAR10(d.X_train, d.y_train, np.asarray(d.X_test).view(Poisoned),
+                       np.asarray(d.y_test).view(Poisoned), d.classes)
+
+    with pytest.raises(AssertionError):
+        np.mean(np.zeros((2, 2)).view(Poisoned))
+    monkeypatch.setattr(sweep_mod, "load_data", poisoned_load)
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 2, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    assert [row["status"] for row in saved_rows(out)] == ["ok", "ok"], saved_rows(out)
+
+
+def test_resume_runs_only_the_missing_trials(tmp_path, config, learnable_data_dir, monkeypatch):
+    out = tmp_path / "sweep"
+    log = tmp_path / "trained.txt"
+    spy_on_trials(monkeypatch, log)
+    assert sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 4, "--jobs", 2).exit_code == 0
+    assert sorted(log.read_text().split()) == ["1", "2", "3", "4"]
+    rows = saved_rows(out)
+    kept = [row for row in rows if row["trial"] in (0, 2)]
+    (out / "results.json").write_text(json.dumps(kept))
+    log.unlink()
+
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 4, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    assert sorted(log.read_text().split()) == ["2", "4"]                   # trials 1 and 3 (seed 1 + trial)
+    again = {row["trial"]: row for row in saved_rows(out)}
+    assert sorted(again) == [0, 1, 2, 3]
+    for row in kept:
+        assert again[row["trial"]] == row                                   # untouched, same pid and seconds
+    before = {row["trial"]: row for row in rows}
+    for t in (1, 3):
+        assert again[t]["optimizer.lr"] == before[t]["optimizer.lr"] and again[t]["config"] == before[t]["config"]
+
+    log.unlink()
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)   # a longer sweep: 2 more
+    assert r.exit_code == 0, r.output
+    assert sorted(log.read_text().split()) == ["5", "6"]
+    assert len(saved_rows(out)) == 6 and len((out / "results.csv").read_text().splitlines()) == 7
+
+
+def test_resume_refuses_another_sweep_in_the_folder(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "sweep"
+    assert sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 2, "--jobs", 2).exit_code == 0
+    before = (out / "results.json").read_text()
+    r = sweep(config, learnable_data_dir, out, "--param", "optimizer.lr=log:1e-5:1e-1", "--trials", 2)
+    assert r.exit_code == 2 and "holds a sweep of --param optimizer.lr=log:1e-05:0.01" in one_line_error(r)
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 2, "--set", "optimizer.epochs=3")
+    assert r.exit_code == 2 and "optimizer.epochs=2.0" in one_line_error(r) and "3.0" in one_line_error(r)
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 2, "--set", "seed=5")
+    assert r.exit_code == 2 and "holds another sweep" in one_line_error(r)
+    assert (out / "results.json").read_text() == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    r = sweep(config, learnable_data_dir, tmp_path / "other", *LR_REG, "--trials", 2)
+    assert r.exit_code == 2 and "holds no sweep" in one_line_error(r)
+
+
+def test_ctrl_c_exits_130_keeps_finished_trials_and_the_rerun_finishes(tmp_path, config, learnable_data_dir,
+                                                                        monkeypatch):
+    out = tmp_path / "sweep"
+    real_save = sweep_mod._save_results
+    calls = []
+
+    def save_then_ctrl_c(*args):
+        real_save(*args)
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(sweep_mod, "_save_results", save_then_ctrl_c)
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)
+    assert r.exit_code == 130, r.output
+    assert "interrupted" in r.output and "run the same command again" in r.output
+    first = {row["trial"]: row for row in saved_rows(out)}
+    assert 1 <= len(first) < 6
+
+    monkeypatch.setattr(sweep_mod, "_save_results", real_save)
+    log = tmp_path / "trained.txt"
+    spy_on_trials(monkeypatch, log)
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    assert sorted(int(s) - 1 for s in log.read_text().split()) == sorted(set(range(6)) - set(first))
+    final = {row["trial"]: row for row in saved_rows(out)}
+    assert sorted(final) == list(range(6)) and all(final[t] == first[t] for t in first)
+
+
+def test_a_diverging_trial_is_recorded_and_the_sweep_succeeds(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, "--set", "optimizer.update=sgd",
+              "--param", "optimizer.lr=grid:1e-3,1e30", "--jobs", 1)
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out)
+    assert [(row["optimizer.lr"], row["status"]) for row in rows] == [(1e-3, "ok"), (1e30, "diverged")]
+    assert "at step" in rows[1]["message"] and rows[1]["val_accuracy"] is None
+    assert rows[0]["worker_pid"] == os.getpid()                             # --jobs 1 runs in this process
+    assert load_config(out / "best.yaml").optimizer.lr == 1e-3
+    last = (out / "results.csv").read_text().splitlines()[-1].split(",")
+    assert last[1:] [:1] == ["1e+30"] and last[2:5] == ["", "", ""] and last[5] == "diverged"
+
+    r = sweep(config, learnable_data_dir, tmp_path / "all-bad", "--set", "optimizer.update=sgd",
+              "--param", "optimizer.lr=grid:1e30", "--jobs", 1)
+    assert r.exit_code == 1 and "no trial finished ok (1 diverged" in one_line_error(r)
+
+
+def test_a_failing_trial_is_recorded_with_its_message(tmp_path, config, learnable_data_dir, monkeypatch):
+    real = sweep_mod.train
+
+    def fails_for_big_reg(cfg, *args, **kwargs):
+        if cfg.model.reg > 0.5:
+            raise MemoryError("out of memory (simulated)")
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "train", fails_for_big_reg)
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, "--param", "model.reg=grid:0.001,1", "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out)
+    assert [row["status"] for row in rows] == ["ok", "failed"]
+    assert rows[1]["message"] == "MemoryError: out of memory (simulated)"
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["--param", "optimizer.lr=grid:1e-3,1e-2", "--trials", 3], 2, "--trials does not apply"),
+    (["--param", "optimizer.lrr=log:1e-4:1e-3"], 2, "did you mean 'optimizer.lr'"),
+    (["--param", "optimizer.lr=log:0:1e-3"], 2, "LOW > 0"),
+    (["--param", "optimizer.lr=log:1e-4:1e-3", "--set", "data.num_val=0"], 2, "data.num_val"),
+    (["--param", "data.num_train=grid:100,100000"], 2, "trial 1: data.num_train"),
+    (["--param", "optimizer.lr=log:1e-4:1e-3", "--param", "optimizer.lr=log:1e-4:1e-3"], 2, "more than once"),
+    ([], 2, "--param"),
+])
+def test_usage_and_config_errors_exit_2(tmp_path, config, learnable_data_dir, args, code, needle):
+    r = sweep(config, learnable_data_dir, tmp_path / "sweep", *args)
+    assert r.exit_code == code, r.output
+    assert needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "sweep" / "results.json").exists()
+
+
+def test_help_and_default_out(tmp_path, config, learnable_data_dir, monkeypatch):
+    r = invoke("sweep", "--help")
+    assert r.exit_code == 0 and "log:LOW:HIGH" in r.output and "--jobs" in r.output
+    monkeypatch.chdir(tmp_path)
+    r = invoke("sweep", "--config", config, "--data-dir", learnable_data_dir, "--param", "model.reg=grid:0.001",
+               "--jobs", 1)
+    assert r.exit_code == 0, r.output
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("sweep-small-") and (folder / "best.yaml").exists()
+    assert f"sweep folder: {os.path.join('runs', folder.name)}" in r.output
+    assert math.isfinite(saved_rows(folder)[0]["final_loss"])
+
+
+def test_a_folder_left_by_a_config_error_can_be_reused(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, "--param", "data.num_train=grid:100,100000")
+    assert r.exit_code == 2 and "data.num_train: 100000 is more than" in one_line_error(r)
+    r = sweep(config, learnable_data_dir, out, "--param", "data.num_train=grid:100,200", "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    assert sorted(row["data.num_train"] for row in saved_rows(out)) == [100, 200]
+
+
+def test_spawned_workers_map_the_data_themselves(tmp_path, config, learnable_data_dir, monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(sweep_mod, "_mp_context", lambda: multiprocessing.get_context("spawn"))
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, "--param", "model.reg=grid:0.001,0.01", "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out)
+    assert [row["status"] for row in rows] == ["ok", "ok"] and os.getpid() not in {r["worker_pid"] for r in rows}
