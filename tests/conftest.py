@@ -7,6 +7,8 @@ every code path that reads the real archives runs on it in milliseconds.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import os
 import io
 import pickle
 import tarfile
@@ -15,6 +17,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+def optional(module: str, minversion: str | None = None):
+    """Import an optional dependency, skipping the test without it, unless CI requires it.
+
+    ``.ci/run`` sets LINCLF_REQUIRE_OPTIONAL=1 and installs every extra plus
+    scikit-learn, so there a missing package fails instead of skipping.
+    """
+    if os.environ.get("LINCLF_REQUIRE_OPTIONAL") == "1":
+        mod = importlib.import_module(module)
+        if minversion is not None:
+            top = importlib.import_module(module.split(".")[0])
+
+            def numbers(v: str) -> tuple[int, ...]:
+                return tuple(int(p) for p in v.split(".")[:2])
+
+            assert numbers(top.__version__) >= numbers(minversion), f"{module} is older than {minversion}"
+        return mod
+    return pytest.importorskip(module, minversion=minversion)
+
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
+from conftest import optional
+
 from linclf import LinearSVM, SoftmaxClassifier
 from linclf.errors import DivergenceError
 from linclf.estimators import ColumnVectorWarning, NotFittedError
@@ -334,7 +336,7 @@ def test_divergence_names_lr():
 
 
 def test_clone_gives_an_unfitted_twin(data):
-    base = pytest.importorskip("sklearn.base")
+    base = optional("sklearn.base")
     X, y, _, _ = data
     clf = SoftmaxClassifier(**FAST, random_state=3).fit(X, y)
     twin = base.clone(clf)
@@ -344,7 +346,7 @@ def test_clone_gives_an_unfitted_twin(data):
 
 
 def test_in_a_pipeline(data):
-    pytest.importorskip("sklearn")
+    optional("sklearn")
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
@@ -360,7 +362,7 @@ def test_in_a_pipeline(data):
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_grid_search(cls, data):
-    pytest.importorskip("sklearn")
+    optional("sklearn")
     from sklearn.model_selection import GridSearchCV
 
     X, y, X_test, y_test = data
@@ -374,7 +376,7 @@ def test_grid_search(cls, data):
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_scikit_learn_estimator_checks(cls):
     """scikit-learn's own checks; skipped: check_classifiers_train with the defaults (see below)."""
-    pytest.importorskip("sklearn", minversion="1.6")
+    optional("sklearn", minversion="1.6")
     from sklearn.utils.estimator_checks import check_estimator
 
     skipped = {"check_classifiers_train":

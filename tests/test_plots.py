@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import small_config
+from conftest import optional, small_config
 from click.testing import CliRunner
 
-pytest.importorskip("matplotlib")
-Image = pytest.importorskip("PIL.Image")
+optional("matplotlib")
+Image = optional("PIL.Image")
 
 from linclf import plots  # noqa: E402
 from linclf.cli import cli  # noqa: E402
