@@ -22,8 +22,8 @@ Parallelism. The parent loads the data once (the memory-mapped cache of
 ``runs.load_data``) and forks ``jobs`` workers (Linux) that share its pages;
 where fork is unavailable or unsafe, each spawned worker maps the same cache.
 Only config dicts and result dicts cross between processes. Workers run the
-losses on one thread (``losses.set_default_workers(1)``, and BLAS too when
-threadpoolctl is installed) and leave Ctrl-C to the parent. ``jobs=1`` runs
+losses on one thread (``losses.set_default_workers(1)``, and OpenBLAS too,
+``blas.limit_blas_threads(1)``) and leave Ctrl-C to the parent. ``jobs=1`` runs
 the trials in this process.
 
 Files in the sweep folder, each written atomically: ``sweep.json`` (what is
@@ -55,6 +55,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import yaml
 
+from .blas import limit_blas_threads
 from .config import Config, from_dict, schema_keys, to_dict, to_yaml, with_values
 from .data import CIFAR10, Splits, split
 from .errors import ConfigError, DivergenceError, Interrupted, LinclfError, UsageError
@@ -299,12 +300,7 @@ def _init_worker(payload: tuple[dict, str | None] | None) -> None:
     global _DATA
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_default_workers(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        pass
-    else:
-        threadpool_limits(limits=1)
+    limit_blas_threads(1)
     if payload is not None:
         cfg_dict, data_dir = payload
         _DATA = load_data(from_dict(cfg_dict), data_dir)

@@ -30,9 +30,10 @@ import numpy as np
 
 from . import optim
 from .config import Config
+from .blas import one_blas_thread
 from .data import Splits
 from .errors import DivergenceError, Interrupted, ModelFileError
-from .losses import DEFAULT_BLOCK, _BatchLoss, _pair_allowed, _reserve_helper, data_loss, l2_reg, loss_values
+from .losses import DEFAULT_BLOCK, _BatchLoss, data_loss, l2_reg, loss_values
 from .preprocess import Preprocessor
 from .progress import Bar
 from .search import random_local_search, random_search
@@ -248,58 +249,6 @@ def _batch_objective(cfg: Config, prep: Preprocessor, X: np.ndarray, y: np.ndarr
     return f
 
 
-_blas_api: tuple[Callable[[], int], Callable[[int], None]] | None | bool = False   # False: not looked up yet
-
-
-def _openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """(get, set) of the thread count of the OpenBLAS NumPy loaded, through ctypes; None if there is none."""
-    global _blas_api
-    if _blas_api is False:
-        _blas_api = None
-        try:
-            import ctypes
-
-            with open("/proc/self/maps") as maps:                # Linux; elsewhere nothing is limited
-                paths = sorted({f[5].strip() for f in (line.split(None, 5) for line in maps)
-                                if len(f) == 6 and "openblas" in f[5].lower()})
-            for path in paths:
-                lib = ctypes.CDLL(path)                          # already loaded: the same library
-                for prefix in ("scipy_openblas_", "openblas_"):
-                    for suffix in ("64_", ""):
-                        get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                        set_ = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
-                        if get is not None and set_ is not None:
-                            get.restype, get.argtypes = ctypes.c_int, []
-                            set_.restype, set_.argtypes = None, [ctypes.c_int]
-                            _blas_api = (get, set_)
-                            return _blas_api
-        except (OSError, ValueError):
-            pass
-    return _blas_api
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """OpenBLAS on one thread inside (where it is found): for the per-epoch scoring in the loop.
-
-    A 1,000-image scoring is too small to gain from threads, and after a
-    threaded call OpenBLAS's idle threads spin for ~0.1 s (about 150 steps),
-    taking the second core from the loss's helper thread: measured 850 vs 650
-    us a step. Results do not change: OpenBLAS splits a product between
-    threads by rows and columns, never along the sum.
-    """
-    api = _openblas_threads()
-    n = api[0]() if api is not None else 1
-    if n <= 1:
-        yield
-        return
-    api[1](1)
-    try:
-        yield
-    finally:
-        api[1](n)
-
-
 class _Evaluator:
     """Per-epoch train (fixed subset) and validation accuracy, best-on-val and patience bookkeeping."""
 
@@ -314,20 +263,9 @@ class _Evaluator:
         """Record accuracies at this point; return True when patience has run out."""
         W = state.W
         has_val = len(self.splits.y_val) > 0
-        with _one_blas_thread():
-            helper = _reserve_helper() if has_val and _pair_allowed(None, len(self.y_sub)) else None
-            if helper is None:
-                train_acc = accuracy(W, self.prep, self.X_sub, self.y_sub)
-                val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val) if has_val else float("nan")
-            else:                                                # the two scorings side by side
-                got: list[float] = []
-                task = helper.submit(lambda: got.append(accuracy(W, self.prep, self.X_sub, self.y_sub)))
-                try:
-                    val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val)
-                finally:
-                    task.wait()
-                    helper.busy.release()
-                train_acc = got[0]
+        with one_blas_thread():
+            train_acc = accuracy(W, self.prep, self.X_sub, self.y_sub)
+            val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val) if has_val else float("nan")
         state.history.append({"step": state.step, "epoch": round(epoch, 6), "train_accuracy": train_acc,
                               "val_accuracy": None if not has_val else val_acc})
         if has_val and val_acc > state.best_val:
@@ -400,8 +338,8 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
                         loss, dW = objective(state.W, X[idx], y[idx])
                 if not math.isfinite(loss):
                     raise DivergenceError(
-                        f"the loss became {loss} at step {step + 1} (lr {o.lr:g}); lower optimizer.lr "
-                        f"(e.g. --set optimizer.lr={o.lr / 10:g}) or raise model.reg's precision with model.dtype=float64")
+                        f"the loss became {loss} at step {step + 1} (lr {o.lr:g}): training diverged; lower "
+                        f"optimizer.lr, e.g. --set optimizer.lr={o.lr / 10:g}")
                 lr = optim.lr_at(o.schedule, o.lr, p.epoch(step), p.total_epochs, **lr_kw)
                 delta, state.opt_state = rule.update(dW, state.opt_state, lr)
                 state.W += delta

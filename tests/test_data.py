@@ -46,8 +46,8 @@ def test_load_from_archive_gives_the_exact_arrays(tmp_path, fake_archive, fake_c
 
 
 def test_both_formats_yield_identical_arrays(tmp_path, fake_archive):
-    a = load_cifar10(tmp_path / "a", "binary", archive=fake_archive("binary")[0])
-    b = load_cifar10(tmp_path / "b", "python", archive=fake_archive("python")[0])
+    a = load_cifar10(tmp_path / "a", "binary", archive=fake_archive("binary")[0], md5=fake_archive("binary")[1])
+    b = load_cifar10(tmp_path / "b", "python", archive=fake_archive("python")[0], md5=fake_archive("python")[1])
     for name in ("X_train", "y_train", "X_test", "y_test"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert a.classes == b.classes
