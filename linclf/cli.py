@@ -66,10 +66,16 @@ def cli(debug: bool) -> None:
     """Linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy.
 
     \b
-    linclf download                          fetch and verify CIFAR-10 into data/
-    linclf train --config configs/svm.yaml   train, evaluate, write runs/<name>-<time>/
-    linclf eval --model runs/.../model.npz   accuracy, per class, confusion matrix
-    linclf gradcheck --config configs/softmax.yaml --synthetic
+    linclf download --archive cifar-10-binary.tar.gz   verify, extract, cache into data/
+    linclf train --config configs/softmax.yaml         train, evaluate, write runs/<name>-<time>/
+    linclf eval --model runs/.../model.npz             accuracy, per class, confusion matrix
+    linclf gradcheck --config configs/svm.yaml         analytic vs numerical gradients
+    linclf sweep --config configs/softmax.yaml --param optimizer.lr=log:1e-4:1e-2
+    linclf plot runs/...                               loss, accuracy, templates, confusion
+    linclf predict --model runs/.../model.npz cat.jpg  top 3 classes of your own images
+
+    Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 accuracy below
+    --expect-accuracy, 130 interrupted.
     """
     global _DEBUG
     _DEBUG = debug
@@ -120,7 +126,7 @@ def _check_accuracy(name: str, value: float, expect: float | None) -> None:
 # --------------------------------------------------------------------- config
 
 
-@cli.command("config")
+@cli.command("config", short_help="Print the resolved config.")
 @_config_options
 def config_cmd(config_path: str | None, overrides: tuple[str, ...]) -> None:
     """Print the resolved config (defaults, then FILE, then --set) as YAML."""
@@ -132,7 +138,7 @@ def config_cmd(config_path: str | None, overrides: tuple[str, ...]) -> None:
 # ------------------------------------------------------------------- download
 
 
-@cli.command()
+@cli.command(short_help="Download, verify, extract and cache CIFAR-10.")
 @_data_options
 @click.option("--format", "fmt", type=click.Choice(["binary", "python"]), default=None,
               help="Archive format: binary (default; no pickle is ever loaded) or python.")
@@ -162,7 +168,7 @@ def download(data_dir: str | None, archive: str | None, fmt: str | None, urls: t
 # ---------------------------------------------------------------------- train
 
 
-@cli.command("train")
+@cli.command("train", short_help="Train, evaluate and save a linear classifier.")
 @_config_options
 @_data_options
 @click.option("--out", type=click.Path(), default=None,
@@ -228,7 +234,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
 # ----------------------------------------------------------------------- eval
 
 
-@cli.command("eval")
+@cli.command("eval", short_help="Score a saved model: accuracy, per class, confusion.")
 @click.option("--model", "model_path", type=click.Path(), required=True, help="A model.npz written by train.")
 @click.option("--split", "split_name", type=click.Choice(["test", "val", "train"]), default="test",
               help="Which split of the model's own config to score.")
@@ -266,7 +272,7 @@ def _eval_table(classes: tuple[str, ...], ev: Any, split_name: str) -> str:
 # ------------------------------------------------------------------ gradcheck
 
 
-@cli.command()
+@cli.command(short_help="Check analytic gradients against numerical ones.")
 @_config_options
 @_data_options
 @click.option("--checks", type=click.IntRange(1, 100000), default=20, show_default=True,
@@ -345,7 +351,7 @@ def _gradcheck_table(res: dict) -> str:
 # ---------------------------------------------------------------------- sweep
 
 
-@cli.command("sweep")
+@cli.command("sweep", short_help="Search hyperparameters on the validation split.")
 @_config_options
 @_data_options
 @click.option("--param", "params", multiple=True, required=True, metavar="KEY=SPEC",
@@ -395,7 +401,7 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
 # ----------------------------------------------------------------------- plot
 
 
-@cli.command("plot")
+@cli.command("plot", short_help="Write PNG figures of a run or sweep folder.")
 @click.argument("folder", type=click.Path())
 @click.option("--out", type=click.Path(), default=None, help="Folder for the PNG files (default: FOLDER itself).")
 @click.option("--split", "split_name", type=click.Choice(["test", "val", "train"]), default="val",
@@ -444,7 +450,7 @@ def _plot_run(run_dir: Path, out: str | None, split_name: str, data_dir: str | N
 # -------------------------------------------------------------------- predict
 
 
-@cli.command("predict")
+@cli.command("predict", short_help="Classify your own images with a saved model.")
 @click.option("--model", "model_path", type=click.Path(), required=True,
               help="A model.npz written by train (or by an estimator's to_model().save(PATH)).")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
