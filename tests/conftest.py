@@ -183,3 +183,36 @@ def learnable_data_dir(tmp_path: Path) -> Path:
     data_dir = tmp_path / "data"
     load_cifar10(data_dir, archive=path, md5=md5)
     return data_dir
+
+
+def invoke(*args):
+    """Run the CLI in-process with ``args`` (any path-like turned into text); the click Result."""
+    from click.testing import CliRunner
+
+    from linclf.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line_error(result, only: bool = False) -> str:
+    """The error line a command ended with (``only``: and nothing else was printed); never a traceback."""
+    lines = result.output.strip().splitlines()
+    if only:
+        assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    else:
+        assert lines and lines[-1].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    return lines[-1]
+
+
+def train_cli(config, data_dir, out, *extra):
+    """``linclf train --config config --data-dir data_dir --out out --quiet [extra...]``."""
+    return invoke("train", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", *extra)
+
+
+@pytest.fixture
+def config(request, tmp_path: Path) -> Path:
+    """The test module's CONFIG text written to a YAML file."""
+    p = tmp_path / "small.yaml"
+    p.write_text(request.module.CONFIG)
+    return p

@@ -10,37 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import small_config
-from click.testing import CliRunner
+from conftest import invoke, one_line_error, small_config, train_cli
 
 import linclf.gradcheck as gradcheck_mod
 import linclf.runs as runs_mod
-from linclf.cli import cli
 from linclf.model import LinearClassifier, save_npz_atomic
 
 CONFIG = small_config()
-
-
-@pytest.fixture
-def config(tmp_path):
-    p = tmp_path / "small.yaml"
-    p.write_text(CONFIG)
-    return p
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result) -> str:
-    lines = result.output.strip().splitlines()
-    assert lines and lines[-1].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    return lines[-1]
-
-
-def train(config, data_dir, out, *extra):
-    return invoke("train", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", *extra)
 
 
 def test_help_lists_every_command():
@@ -77,7 +53,7 @@ def test_config_errors_exit_2_in_one_line(args, code, text):
 
 def test_train_then_eval(tmp_path, config, learnable_data_dir):
     out = tmp_path / "run"
-    r = train(config, learnable_data_dir, out, "--json")
+    r = train_cli(config, learnable_data_dir, out, "--json")
     assert r.exit_code == 0, r.output
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
     assert metrics["test_accuracy"] >= 0.9 and 0 <= metrics["train_accuracy"] <= 1
@@ -100,46 +76,46 @@ def test_summary_ends_with_the_test_accuracy(tmp_path, config, learnable_data_di
 
 
 def test_expect_accuracy_gates_with_exit_3(tmp_path, config, learnable_data_dir):
-    r = train(config, learnable_data_dir, tmp_path / "run", "--expect-accuracy", "0.999999")
+    r = train_cli(config, learnable_data_dir, tmp_path / "run", "--expect-accuracy", "0.999999")
     ok = json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] >= 0.999999
     if not ok:
         assert r.exit_code == 3 and "below the expected" in one_line_error(r)
     r = invoke("eval", "--model", tmp_path / "run" / "model.npz", "--data-dir", learnable_data_dir,
                "--expect-accuracy", "1.0", "--split", "train")
     assert r.exit_code in (0, 3)
-    r = train(config, learnable_data_dir, tmp_path / "run2", "--expect-accuracy", "0.5")
+    r = train_cli(config, learnable_data_dir, tmp_path / "run2", "--expect-accuracy", "0.5")
     assert r.exit_code == 0
 
 
 def test_an_earlier_run_is_not_overwritten(tmp_path, config, learnable_data_dir):
     out = tmp_path / "run"
-    assert train(config, learnable_data_dir, out).exit_code == 0
+    assert train_cli(config, learnable_data_dir, out).exit_code == 0
     before = (out / "model.npz").read_bytes()
-    r = train(config, learnable_data_dir, out)
+    r = train_cli(config, learnable_data_dir, out)
     assert r.exit_code == 2 and "already holds a run" in one_line_error(r)
     assert (out / "model.npz").read_bytes() == before
-    assert train(config, learnable_data_dir, out, "--overwrite").exit_code == 0
+    assert train_cli(config, learnable_data_dir, out, "--overwrite").exit_code == 0
 
 
 def test_unwritable_out(tmp_path, config, learnable_data_dir):
     blocker = tmp_path / "file"
     blocker.write_text("keep")
-    r = train(config, learnable_data_dir, blocker / "run")
+    r = train_cli(config, learnable_data_dir, blocker / "run")
     assert r.exit_code == 1 and "--out" in one_line_error(r)
     assert blocker.read_text() == "keep"
-    r = train(config, learnable_data_dir, blocker)
+    r = train_cli(config, learnable_data_dir, blocker)
     assert r.exit_code == 1 and "is a file" in one_line_error(r)
 
 
 def test_divergence_exits_1_with_the_step(tmp_path, config, learnable_data_dir):
-    r = train(config, learnable_data_dir, tmp_path / "run", "--set", "optimizer.update=sgd",
+    r = train_cli(config, learnable_data_dir, tmp_path / "run", "--set", "optimizer.update=sgd",
               "--set", "optimizer.lr=1e30")
     assert r.exit_code == 1
     assert "at step" in one_line_error(r) and "optimizer.lr" in one_line_error(r)
 
 
 def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, learnable_data_dir, monkeypatch):
-    assert train(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
+    assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
     real_train = runs_mod.train
 
     def interrupted_train(*args, **kwargs):
@@ -149,7 +125,7 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, lea
         return real_train(*args, **{**kwargs, "on_step": at_step})
 
     monkeypatch.setattr(runs_mod, "train", interrupted_train)
-    r = train(config, learnable_data_dir, tmp_path / "cut")
+    r = train_cli(config, learnable_data_dir, tmp_path / "cut")
     assert r.exit_code == 130 and "interrupted at step 9" in r.output and "--resume" in r.output
     monkeypatch.setattr(runs_mod, "train", real_train)
     r = invoke("train", "--resume", tmp_path / "cut" / "checkpoint.npz", "--data-dir", learnable_data_dir, "--quiet")
@@ -160,7 +136,7 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, lea
 
 
 def test_resume_refuses_a_model_file(tmp_path, config, learnable_data_dir):
-    assert train(config, learnable_data_dir, tmp_path / "run").exit_code == 0
+    assert train_cli(config, learnable_data_dir, tmp_path / "run").exit_code == 0
     r = invoke("train", "--resume", tmp_path / "run" / "model.npz", "--data-dir", learnable_data_dir)
     assert r.exit_code == 1 and "not a training checkpoint" in one_line_error(r)
 
@@ -171,7 +147,7 @@ def test_resume_refuses_a_model_file(tmp_path, config, learnable_data_dir):
 @pytest.fixture
 def trained(tmp_path, config, learnable_data_dir):
     out = tmp_path / "run"
-    assert train(config, learnable_data_dir, out).exit_code == 0
+    assert train_cli(config, learnable_data_dir, out).exit_code == 0
     return out / "model.npz"
 
 

@@ -12,14 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import optional, small_config
-from click.testing import CliRunner
+from conftest import invoke, one_line_error, optional, small_config, train_cli
 
 optional("matplotlib")
 Image = optional("PIL.Image")
 
 from linclf import plots  # noqa: E402
-from linclf.cli import cli  # noqa: E402
 from linclf.errors import LinclfWarning  # noqa: E402
 from linclf.runs import history_csv  # noqa: E402
 
@@ -27,16 +25,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RUN_FIGURES = ["loss.png", "accuracy.png", "templates.png", "confusion.png"]
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CONFIG = small_config(log_every=2)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result) -> str:
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    return lines[0]
 
 
 def assert_png(path: Path) -> None:
@@ -53,20 +41,9 @@ def no_temp_files(folder: Path) -> bool:
 
 
 @pytest.fixture
-def config(tmp_path):
-    p = tmp_path / "small.yaml"
-    p.write_text(CONFIG)
-    return p
-
-
-def train(config, data_dir, out, *extra):
-    return invoke("train", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", *extra)
-
-
-@pytest.fixture
 def run_dir(tmp_path, config, learnable_data_dir):
     out = tmp_path / "run"
-    r = train(config, learnable_data_dir, out)
+    r = train_cli(config, learnable_data_dir, out)
     assert r.exit_code == 0, r.output
     return out
 
@@ -87,7 +64,7 @@ def test_plot_run_writes_every_figure(run_dir, learnable_data_dir):
 
 def test_train_plots_writes_the_figures_into_the_run_folder(tmp_path, config, learnable_data_dir):
     out = tmp_path / "run"
-    r = train(config, learnable_data_dir, out, "--plots", "--json")
+    r = train_cli(config, learnable_data_dir, out, "--plots", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["plots"] == [str(out / f) for f in RUN_FIGURES]
     for f in RUN_FIGURES:
@@ -234,7 +211,7 @@ def test_a_sweep_without_histories_skips_the_overlay(tmp_path):
 def test_an_empty_sweep_is_an_error(tmp_path):
     (tmp_path / "results.csv").write_text("trial,optimizer.lr,val_accuracy,status,seconds\n")
     r = invoke("plot", tmp_path)
-    assert r.exit_code == 1 and "holds no trials" in one_line_error(r)
+    assert r.exit_code == 1 and "holds no trials" in one_line_error(r, only=True)
 
 
 # ------------------------------------------------------------------ errors
@@ -243,20 +220,20 @@ def test_an_empty_sweep_is_an_error(tmp_path):
 def test_a_folder_that_is_neither_is_a_one_line_error(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     r = invoke("plot", tmp_path)
-    assert r.exit_code == 1 and "neither a run folder" in one_line_error(r)
+    assert r.exit_code == 1 and "neither a run folder" in one_line_error(r, only=True)
     r = invoke("plot", tmp_path / "missing")
-    assert r.exit_code == 1 and "no folder at" in one_line_error(r)
+    assert r.exit_code == 1 and "no folder at" in one_line_error(r, only=True)
     r = invoke("plot", tmp_path / "notes.txt")
-    assert r.exit_code == 1 and "is a file" in one_line_error(r)
+    assert r.exit_code == 1 and "is a file" in one_line_error(r, only=True)
 
 
 def test_missing_matplotlib_says_how_to_install_it(run_dir, tmp_path, config, learnable_data_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     r = invoke("plot", run_dir, "--data-dir", learnable_data_dir)
-    assert r.exit_code == 1 and "pip install 'linclf[plot]'" in one_line_error(r)
+    assert r.exit_code == 1 and "pip install 'linclf[plot]'" in one_line_error(r, only=True)
     assert not list(run_dir.glob("*.png"))
-    r = train(config, learnable_data_dir, tmp_path / "run2", "--plots")       # refused before training
-    assert r.exit_code == 1 and "pip install 'linclf[plot]'" in one_line_error(r)
+    r = train_cli(config, learnable_data_dir, tmp_path / "run2", "--plots")       # refused before training
+    assert r.exit_code == 1 and "pip install 'linclf[plot]'" in one_line_error(r, only=True)
     assert not (tmp_path / "run2").exists()
     with pytest.raises(plots.PlotDependencyError):
         plots.loss_figure(history(1.0))

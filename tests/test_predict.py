@@ -8,21 +8,15 @@ import zlib
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import binary_members, make_arrays, optional, small_config, write_tar_gz
+from conftest import binary_members, invoke, make_arrays, optional, small_config, write_tar_gz
 from linclf import images
-from linclf.cli import cli
 from linclf.data import load_cifar10
 from linclf.model import LinearClassifier
 
 Image = optional("PIL.Image")
 
 CONFIG = small_config()
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

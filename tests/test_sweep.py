@@ -12,11 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import small_config
-from click.testing import CliRunner
+from conftest import invoke, one_line_error, small_config
 
 import linclf.sweep as sweep_mod
-from linclf.cli import cli
 from linclf.config import Config, from_dict, load_config, with_values
 from linclf.data import CIFAR10
 from linclf.errors import ConfigError, UsageError
@@ -28,26 +26,8 @@ CONFIG = small_config(epochs=2, log_every=5, schedule="constant")
 LR_REG = ("--param", "optimizer.lr=log:1e-5:1e-2", "--param", "model.reg=log:1e-4:1e-1")
 
 
-@pytest.fixture
-def config(tmp_path):
-    p = tmp_path / "small.yaml"
-    p.write_text(CONFIG)
-    return p
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def sweep(config, data_dir, out, *extra):
     return invoke("sweep", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", *extra)
-
-
-def one_line_error(result) -> str:
-    lines = result.output.strip().splitlines()
-    assert lines and lines[-1].startswith("error:"), result.output
-    assert "Traceback" not in result.output
-    return lines[-1]
 
 
 def saved_rows(out):
