@@ -28,8 +28,8 @@ per-thread buffer, and from 512 rows on splits the rows between worker threads
 threads, so the two do not fight). A single block (a minibatch, <= 256 rows)
 is shared with one helper thread instead (``_block``): rows for the scores,
 columns for the gradient, so every number is what one thread computes.
-``_BatchLoss`` is the training loop's form: checks once, buffers kept, the
-next minibatch gathered and converted in the background, the L2 term fused.
+The training loop's minibatch form, shared with a worker process, is
+``minibatch.MinibatchLoss``.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ import numpy as np
 __all__ = [
     "svm_loss", "softmax_loss", "svm_loss_naive", "softmax_loss_naive",
     "svm_scores_loss", "softmax_scores_loss", "softmax", "SCORE_LOSSES", "l2_reg",
-    "data_loss", "loss_values", "set_default_workers", "usable_cpus", "fold", "svm_hinge_kink", "hinge_margins",
+    "data_loss", "loss_values", "set_default_workers", "default_workers", "usable_cpus", "fold", "svm_hinge_kink", "hinge_margins",
     "DEFAULT_BLOCK",
 ]
 
@@ -309,6 +309,11 @@ def set_default_workers(workers: int | None) -> None:
     _default_workers = None if workers is None else int(workers)
 
 
+def default_workers() -> int | None:
+    """The thread count set by ``set_default_workers`` (None: the usable CPUs)."""
+    return _default_workers
+
+
 def _split(N: int, workers: int | None) -> list[tuple[int, int]]:
     """Row ranges, one per worker thread: 1 below _MIN_ROWS_PER_WORKER rows each; aligned to 32 rows."""
     if workers is None:
@@ -484,30 +489,24 @@ def _convert_rows(X: np.ndarray, idx: np.ndarray | None, xf: np.ndarray, raw: np
 def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
            fold_fn: Callable[[], tuple[np.ndarray, np.ndarray | None]], count: int, score_loss: ScoreLoss,
            pair: bool, xf: np.ndarray, raw: np.ndarray | None, S: np.ndarray, G: np.ndarray,
-           unfold: tuple | None = None,
-           converted: bool = False, filling: _Task | None = None, then: Callable[[_Helper], None] | None = None,
-           ) -> tuple[float, np.ndarray, np.ndarray]:
+           unfold: tuple | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """``_rows`` for a single block: the rows X[idx] (gathered here) or all of X, bit for bit the same result.
 
     ``fold_fn()`` gives At (D, C) and b (C,) or None. ``xf`` (n, D) receives
     the rows converted to At's dtype (it is X itself when X needs no
-    conversion; ``converted``: it holds them already, or will once the helper
-    task ``filling`` has run), ``raw`` (n, P) in X's dtype the gathered rows
-    before conversion, ``S`` (n, C) the scores, ``G`` (C, D) the gradient
-    product. ``unfold = (dW, mean, scale, bias, reg)`` also writes ``_unfold``'s
-    result into dW (mean, scale in At's dtype), plus l2_reg's gradient if
+    conversion), ``raw`` (n, P) in X's dtype the gathered rows before
+    conversion, ``S`` (n, C) the scores, ``G`` (C, D) the gradient product.
+    ``unfold = (dW, mean, scale, bias, reg)`` also writes ``_unfold``'s result
+    into dW (mean, scale in At's dtype), plus l2_reg's gradient if
     ``reg = (W, 2 * reg, scratch like W, reg_bias)``.
 
     With ``pair`` the helper thread shares the work: first the rows (their
-    gather and conversion and scores, in whole groups of small-GEMM rows;
-    converted rows are scored here alone), then the gradient's columns (and
-    their unfolding). Every output element comes from the same BLAS call or
-    elementwise operation as on one thread, so the result does not depend on
-    ``pair``. The helper gets the smaller share: it starts ~30 us late (a
-    sleeping thread's wake-up on these VMs), and a caller that finishes last
-    waits for nothing. ``then(helper)`` queues more work for the helper (the
-    next minibatch's conversion) where it fits: beside the scoring of
-    converted rows, else behind the helper's columns.
+    gather and conversion and scores, in whole groups of small-GEMM rows),
+    then the gradient's columns (and their unfolding). Every output element
+    comes from the same BLAS call or elementwise operation as on one thread,
+    so the result does not depend on ``pair``. The helper gets the smaller
+    share: it starts ~30 us late (a sleeping thread's wake-up on these VMs),
+    and a caller that finishes last waits for nothing.
     """
     n = S.shape[0]
     D, C = G.shape[1], G.shape[0]
@@ -522,17 +521,9 @@ def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
             s += b
 
     try:
-        if helper is None or converted:
+        if helper is None:
             folded.extend(fold_fn())
-            if filling is not None:
-                filling.wait()
-            if helper is not None and then is not None:
-                # the rows were converted by the helper during the previous call: this thread scores
-                # them while the helper converts the next call's rows
-                then(helper)
-                then = None
-            if not converted:
-                _convert_rows(X, idx, xf, raw, 0, n)
+            _convert_rows(X, idx, xf, raw, 0, n)
             scores(0, n)
         else:
             h = max(r, (n * 5 // 8) // r * r)                    # the caller's rows [0, h), whole groups
@@ -562,8 +553,6 @@ def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
             np.matmul(dT, xf, out=G)
             if unfold is not None:
                 _unfold_columns(dW, G, g0f, mean, scale, 0, D, reg_cols)
-            if then is not None and helper is not None:
-                then(helper)
         else:
             rest = D // w * w                                    # columns [rest, D): one product, as ever
 
@@ -579,24 +568,18 @@ def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
                 if unfold is not None:
                     _unfold_columns(dW, G, g0f, mean, scale, c0, c1, reg_cols)
 
-            # the caller's columns [0, cs): more than half, as the helper starts ~30 us late (and later
-            # still behind a conversion for the next call: measured best 9/16 without, 11/16 with one);
-            # a multiple of 64 (a product's elements do not depend on how its columns are chunked)
+            # the caller's columns [0, cs): more than half, as the helper starts ~30 us late (measured
+            # best 9/16); a multiple of 64 (a product's elements do not depend on how its columns are chunked)
             cs = D
             if helper is not None and rest >= 128:
-                share = 11 if (then is not None or converted) else 9
-                cs = min(rest - 64, max(64, (D * share // 16) // 64 * 64))
+                cs = min(rest - 64, max(64, (D * 9 // 16) // 64 * 64))
             if cs < D:
                 task = helper.submit(lambda: columns(cs, D))
-                if then is not None:
-                    then(helper)
                 try:
                     columns(0, cs)
                 finally:
                     task.wait()
             else:
-                if then is not None and helper is not None:
-                    then(helper)
                 columns(0, D)
         if unfold is not None and bias:
             dW[:, D] = g0
@@ -768,122 +751,6 @@ def data_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm", *,
     A, b = fold(W, mean, scale, bias)
     total, G, g0 = _run(X, y, A.T, b if (bias or mean is not None) else None, score_loss, block, workers)
     return total, _unfold(G, g0, mean, scale, bias)
-
-
-class _BatchLoss:
-    """``data_loss`` on minibatches ``X[idx]`` of at most DEFAULT_BLOCK raw rows, for a training loop.
-
-    ``f(W, idx)`` returns bit for bit ``data_loss(W, X[idx], y[idx], loss, delta=delta, mean=mean,
-    scale=scale, bias=bias, workers=workers)`` plus ``l2_reg(W, reg, reg_bias)`` (added as a caller
-    adds it: loss + reg_loss, dW += reg_dW; W in ``dtype``; idx valid row indices), but the
-    arguments are checked once here, the rows are gathered straight into the conversion buffer
-    (by two threads, see ``_block``), the L2 gradient is added column by column as dW is
-    unfolded, and the folded weights and every buffer are reused: the returned dW is
-    overwritten by the next call.
-
-    ``f(W, idx, next_idx)`` also has the helper thread gather and convert the
-    rows X[next_idx] into a second buffer (while this thread scores the rows of
-    this call); a next call with those indices starts from converted rows, so
-    the gather (random rows: memory latency) and the conversion leave the
-    critical path. The training loop knows the next minibatch one step ahead
-    (it draws from a copy of its sampling stream).
-    """
-
-    def __init__(self, X: np.ndarray, y: np.ndarray, num_classes: int, dtype: np.dtype | type, loss: str = "svm",
-                 *, delta: float = 1.0, mean: np.ndarray | None = None, scale: np.ndarray | None = None,
-                 bias: bool = True, reg: float = 0.0, reg_bias: bool = True, workers: int | None = None):
-        X = np.asarray(X)                                        # a memmap's plain ndarray view
-        if X.ndim != 2:
-            raise ValueError(f"X must be (N, P), got shape {X.shape}")
-        N, P = X.shape
-        C = int(num_classes)
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"dtype must be floating, got {dtype}")
-        self.X, self.y = X, _check_labels(y, N, C)            # every label checked once
-        for name, v in (("mean", mean), ("scale", scale)):
-            if v is not None and np.shape(v) != (P,):
-                raise ValueError(f"{name} must have shape ({P},) to match X, got {np.shape(v)}")
-        self.mean = None if mean is None else np.ascontiguousarray(mean, dtype=dtype)
-        self.scale = None if scale is None else np.ascontiguousarray(scale, dtype=dtype)
-        self.bias, self.workers, self.dtype = bool(bias), workers, dtype
-        self.use_b = self.bias or mean is not None
-        self.score_loss = _score_loss(loss, delta)
-        self.shape = (C, P + int(bias))
-        rows = DEFAULT_BLOCK
-        self.A = np.empty((C, P), dtype=dtype)
-        self.b = np.zeros(C, dtype=dtype)
-        self.xf = [np.empty((rows, P), dtype=dtype) for _ in range(2)]                   # double buffered
-        self.raw = [None if X.dtype == dtype else np.empty((rows, P), dtype=X.dtype) for _ in range(2)]
-        self.S = np.empty((rows, C), dtype=dtype)
-        self.G = np.empty((C, P), dtype=dtype)
-        self.dW = np.empty(self.shape, dtype=dtype)
-        self._pending: tuple[np.ndarray, int, _Task] | None = None   # a prefetch: (indices, buffer, task)
-        self.reg, self.reg_bias = float(reg), bool(reg_bias)
-        # the L2 gradient goes in column by column unless it must skip the last pixel column (no bias trick)
-        self.reg_fused = self.reg != 0 and (self.bias or self.reg_bias)
-        self.reg_tmp = np.empty(self.shape, dtype=dtype) if self.reg_fused else None
-        self.pair = _pair_allowed(workers, DEFAULT_BLOCK)        # (the CPU count, looked up once)
-
-    def _rows(self, k: int, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        raw = self.raw[k]
-        return self.xf[k][:n], None if raw is None else raw[:n]
-
-    def __call__(self, W: np.ndarray, idx: np.ndarray, next_idx: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        """Data loss (mean over the rows) and dW (C, P + bias), a reused buffer, on rows X[idx]."""
-        n = len(idx)
-        if W.shape != self.shape or W.dtype != self.dtype or not 0 < n <= DEFAULT_BLOCK:
-            raise ValueError(f"W must be {self.dtype} {self.shape} and 1..{DEFAULT_BLOCK} rows given; "
-                             f"got W {W.dtype} {W.shape}, {n} rows")
-        A, b, P = self.A, self.b, self.A.shape[1]
-
-        def fold_fn() -> tuple[np.ndarray, np.ndarray | None]:
-            if self.scale is not None:                           # as fold(): the same values, no temporaries
-                np.multiply(W[:, :P], self.scale, out=A)
-            else:
-                np.copyto(A, W[:, :P])
-            if self.bias:
-                np.copyto(b, W[:, P])
-            else:
-                b.fill(0)
-            if self.mean is not None:
-                np.subtract(b, np.einsum("cp,p->c", A, self.mean), out=b)
-            return A.T, b if self.use_b else None
-
-        buf, filling = 0, None
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            p_idx, p_buf, p_task = pending
-            if len(p_idx) == n and np.array_equal(p_idx, idx):
-                buf, filling = p_buf, p_task                     # the rows are (being) converted already
-            else:
-                p_task.wait()                                    # not these rows: let it finish with its buffer
-        then = None
-        if next_idx is not None and 0 < len(next_idx) <= DEFAULT_BLOCK:
-            nxt, m = 1 - buf, len(next_idx)
-
-            def then(helper: _Helper) -> None:
-                xf, raw = self._rows(nxt, m)
-                task = helper.submit(lambda: _convert_rows(self.X, next_idx, xf, raw, 0, m))
-                self._pending = (next_idx, nxt, task)
-
-        xf, raw = self._rows(buf, n)
-        reg = (W, 2.0 * self.reg, self.reg_tmp, self.reg_bias) if self.reg_fused else None
-        try:
-            total, _, _ = _block(self.X, idx, self.y[idx], fold_fn, n, self.score_loss,
-                                 self.pair and n >= _PAIR_MIN_ROWS, xf, raw, self.S[:n], self.G,
-                                 (self.dW, self.mean, self.scale, self.bias, reg),
-                                 converted=filling is not None, filling=filling, then=then)
-        except BaseException:
-            if filling is not None:                              # leave no task writing into a buffer
-                filling.error = None
-                filling.wait()
-            raise
-        if self.reg:
-            total += _l2_value(W, self.reg, self.reg_bias)
-            if not self.reg_fused:
-                self.dW += l2_reg(W, self.reg, self.reg_bias)[1]
-        return total, self.dW
 
 
 def loss_values(Ws: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm", *, delta: float = 1.0,

@@ -33,7 +33,8 @@ from .config import Config
 from .blas import one_blas_thread
 from .data import Splits
 from .errors import DivergenceError, Interrupted, ModelFileError
-from .losses import DEFAULT_BLOCK, _BatchLoss, data_loss, l2_reg, loss_values
+from .losses import DEFAULT_BLOCK, data_loss, l2_reg, loss_values
+from .minibatch import MinibatchLoss
 from .preprocess import Preprocessor
 from .progress import Bar
 from .search import random_local_search, random_search
@@ -231,22 +232,17 @@ def _objective(cfg: Config, prep: Preprocessor) -> Callable[[np.ndarray, np.ndar
 
 
 def _batch_objective(cfg: Config, prep: Preprocessor, X: np.ndarray, y: np.ndarray, num_classes: int,
-                     dtype: np.dtype) -> Callable[..., tuple[float, np.ndarray]]:
+                     dtype: np.dtype) -> MinibatchLoss:
     """loss, dW = f(W, idx, next_idx=None): ``_objective`` on the minibatch X[idx], y[idx] (<= DEFAULT_BLOCK rows).
 
-    The same values bit for bit, without the copy X[idx] and the per-call checks (``losses._BatchLoss``);
-    dW is a buffer the next call overwrites (the update rules do not keep it). ``next_idx``, the next
-    step's minibatch, is gathered and converted in the background.
+    The same values to float rounding, without the copy X[idx] and the per-call checks, with a
+    worker process sharing the work (``minibatch.MinibatchLoss``; close it after use); dW is a
+    buffer the next call overwrites (the update rules do not keep it). ``next_idx``, the next
+    step's minibatch, is gathered and converted ahead.
     """
     m = cfg.model
-    batch_loss = _BatchLoss(X, y, num_classes, dtype, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale,
-                            bias=prep.bias, reg=m.reg, reg_bias=m.reg_bias)
-
-    def f(W: np.ndarray, idx: np.ndarray, next_idx: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        loss, dW = batch_loss(W, idx, next_idx)
-        return float(loss), dW
-
-    return f
+    return MinibatchLoss(X, y, num_classes, dtype, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale,
+                         bias=prep.bias, reg=m.reg, reg_bias=m.reg_bias)
 
 
 class _Evaluator:
@@ -314,7 +310,8 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
     bar = Bar(progress, p.total_steps, state.step, "train", "step")
     t0 = time.perf_counter()
     try:
-        with _sigint_as_flag() as interrupted:
+        # one BLAS thread: after a threaded call OpenBLAS's idle threads spin, taking the worker's CPU
+        with _sigint_as_flag() as interrupted, one_blas_thread():
             while state.step < p.total_steps:
                 if interrupted.is_set():
                     if on_checkpoint is not None:
@@ -362,6 +359,8 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
                     on_step(state)
     finally:
         bar.close()
+        if batch_objective is not None:
+            batch_objective.close()
     seconds = time.perf_counter() - t0
     if not state.history or "train_accuracy" not in state.history[-1] or state.history[-1]["step"] != state.step:
         evaluate(state, p.epoch(state.step))

@@ -114,19 +114,21 @@ def test_periodic_checkpoint_survives_divergence(tmp_path, learnable_data_dir):
 
 
 @pytest.mark.parametrize("sampling", ["replacement", "shuffle"])
-def test_ctrl_c_then_resume_gives_the_uninterrupted_weights(tmp_path, learnable_data_dir, sampling):
-    cfg = cfg_for(learnable_data_dir, **{"optimizer.sampling": sampling})
+@pytest.mark.parametrize("batch, cut", [(32, 17), (128, 7)])      # 128 rows: the worker process shares the steps
+def test_ctrl_c_then_resume_gives_the_uninterrupted_weights(tmp_path, learnable_data_dir, sampling, batch, cut):
+    cfg = cfg_for(learnable_data_dir, **{"optimizer.sampling": sampling, "optimizer.batch_size": batch,
+                                         "optimizer.epochs": 4 if batch == 32 else 8})
     whole = train_in(tmp_path, cfg, "whole")
 
     def ctrl_c(state):
-        if state.step == 17:
+        if state.step == cut:
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(Interrupted, match="step 17"):
+    with pytest.raises(Interrupted, match=f"step {cut}"):
         train_in(tmp_path, cfg, "cut", on_step=ctrl_c)
     ckpt_path = tmp_path / "cut" / "checkpoint.npz"
     arrays = load_npz(ckpt_path)
-    assert int(arrays["ckpt_step"]) == 17 and str(arrays["metrics_json"]) == '{"reason": "interrupted"}'
+    assert int(arrays["ckpt_step"]) == cut and str(arrays["metrics_json"]) == '{"reason": "interrupted"}'
     assert not (tmp_path / "cut" / "model.npz").exists()
     cfg2, arrays = config_of_checkpoint(ckpt_path)
     resumed = run_train(cfg2, tmp_path / "cut", resume=ckpt_path, resume_arrays=arrays)

@@ -1,0 +1,429 @@
+"""The training loop's minibatch loss: data loss + L2 on raw rows X[idx], shared with a worker process.
+
+``f = MinibatchLoss(X, y, C, dtype, loss, mean=..., scale=..., bias=..., reg=..., reg_bias=...)``;
+``loss, dW = f(W, idx, next_idx)`` gives ``data_loss(W, X[idx], y[idx], ...)`` plus ``l2_reg(W, reg,
+reg_bias)`` (W (C, P + bias), dW the same shape, a buffer the next call overwrites), equal to float
+rounding: the products are summed in the same order whatever the number of processes, so the
+result does not depend on whether the worker runs.
+
+Shapes per call: idx (n,) row indices, n <= DEFAULT_BLOCK; xf (n, P) the rows converted to
+``dtype``; scores S (n, C); dT (C, n) the score gradient; G (C, P) = dT @ xf.
+
+Why a process, and how the work is cut (measured on the 2-core development machine, a 256-row
+step): the two products cost about 0.2 ms each on one core, the gather and conversion 0.1 ms,
+the loss, the unfolding, the update and the loop about 0.15 ms. Handing work to a second
+*thread* costs a ~30 us futex wake-up each way, and the two threads then queue for the GIL
+between their small NumPy calls: the previous two-thread version was no faster than one thread
+in the real loop (860-930 us a step either way). A forked worker process has its own
+interpreter; both sides spin on counters in shared memory (``os.sched_yield`` in the loop, so a
+busy machine is not starved), and a handoff costs about a microsecond. Each step:
+
+    main                                    worker
+    fold W into A (C, P), b (C,)
+    post SCORES ------------------------->  S[h:n] = xf[h:n] @ A.T
+    S[:h] = xf[:h] @ A.T
+    wait; loss on S -> dT
+    post GRADIENT ----------------------->  G[:, cs:] = dT @ xf[:, cs:]
+    G[:, :cs] = dT @ xf[:, :cs]             then gather + convert X[next_idx] (the next step's rows)
+    wait; unfold G into dW, add 2 reg W
+    (the update, the loop)
+
+Without the worker (one CPU, ``workers=1``, a platform without ``fork``, or not x86-64: the
+counters rely on x86's ordered stores) the same calls run in the same order in this process.
+"""
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import platform
+import signal
+import time
+import weakref
+
+import numpy as np
+
+from . import losses
+from .blas import limit_blas_threads
+from .errors import LinclfError
+
+__all__ = ["MinibatchLoss", "WorkerError"]
+
+_ROWS = losses.DEFAULT_BLOCK
+_ROW_ALIGN = 32               # row shares are whole groups of the small-GEMM scoring
+_MAIN_ROWS = 3 / 8            # main's share of a minibatch's rows (it also does the loss, the unfolding, the update)
+_MIN_SHARED_ROWS = 128        # smaller minibatches are not worth a handoff
+_CHECK_EVERY = 2048           # spins between liveness checks while waiting
+_IDLE_S = 0.02                # the worker sleeps between polls after this long without work
+
+# the control block: commands on one cache line, the worker's replies on another
+_SEQ, _OP, _K, _N, _H, _GATHER, _NEXT, _NEXT_H = range(8)
+_ROWS_DONE, _PREFETCH_DONE, _FAILED = 16, 17, 18
+_OP_ROWS, _OP_STOP = 1, 2
+
+
+class WorkerError(LinclfError):
+    """The minibatch worker process died or failed (exit code 1)."""
+
+
+def _buffer(shape: tuple[int, ...], dtype: np.dtype | type, shared: bool = False) -> np.ndarray:
+    """A zeroed array of ``shape``, page aligned (the gradient product runs ~25% faster on 64-byte
+    aligned rows than on NumPy's 16-byte alignment); ``shared``: mapped shared, so a forked worker
+    writes into the same memory."""
+    dtype = np.dtype(dtype)
+    count = math.prod(shape)
+    if shared:
+        mem = mmap.mmap(-1, max(count * dtype.itemsize, 1))
+        return np.frombuffer(mem, dtype=dtype, count=count).reshape(shape)
+    raw = np.zeros(count * dtype.itemsize + 4096, dtype=np.uint8)
+    start = -raw.ctypes.data % 4096
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def _gather(X: np.ndarray, idx: np.ndarray, xf: np.ndarray, raw: np.ndarray | None) -> None:
+    """xf[:m] = X[idx] in xf's dtype (m = len(idx)); ``raw`` (X's dtype) holds the rows before the cast."""
+    m = len(idx)
+    if raw is None:
+        np.take(X, idx, axis=0, out=xf[:m], mode="clip")
+    else:
+        np.take(X, idx, axis=0, out=raw[:m], mode="clip")
+        np.copyto(xf[:m], raw[:m], casting="unsafe")          # uint8 -> float: the one pass over the rows
+
+
+def _gradient(dT: np.ndarray, xf: np.ndarray, G: np.ndarray) -> None:
+    """G (C, P) = dT (C, r) @ xf (r, P), as one stacked call of w-column products (OpenBLAS's small path)."""
+    C, r = dT.shape
+    P = xf.shape[1]
+    w = min(P, losses._SMALL_GEMM_MNK // max(C * r, 1) // 64 * 64)
+    k = P // w if w >= 64 else 0
+    m = k * w
+    if k:
+        np.matmul(dT, losses._column_chunks(xf, k, w), out=losses._column_chunks(G, k, w))
+    if m < P:
+        np.matmul(dT, xf[:, m:], out=G[:, m:])
+
+
+def _rows_loss(run: "MinibatchLoss", xf: np.ndarray, y: np.ndarray, count: int, S: np.ndarray, G: np.ndarray,
+               g0: np.ndarray) -> float:
+    """The loss part (sum over these rows / count) of rows xf (r, P), labels y (r,); G (C, P) and g0 (C,)
+    float64 receive their gradient parts dS.T @ xf and dS.sum(0); S (r, C) the scores."""
+    losses._scores_into(xf, run.A.T, S)
+    if run.use_b:
+        S += run.b
+    part, dS = run.score_loss(S, y, count)
+    dT = np.ascontiguousarray(dS.T)                              # (C, r)
+    _gradient(dT, xf, G)
+    dT.sum(axis=1, dtype=np.float64, out=g0)
+    return part
+
+
+def _share(n: int) -> int:
+    """Rows [0, h) of an n-row minibatch are main's, [h, n) the worker's (h = n: all main's)."""
+    if n < _MIN_SHARED_ROWS:
+        return n
+    return min(n - _ROW_ALIGN, max(_ROW_ALIGN, round(n * _MAIN_ROWS / _ROW_ALIGN) * _ROW_ALIGN))
+
+
+# the counters are plain stores read by a spinning process: x86-64 keeps stores in order, other
+# architectures would need fences that Python cannot issue
+CAN_FORK_WORKER = hasattr(os, "fork") and platform.machine().lower() in ("x86_64", "amd64")
+
+
+def worker_allowed(workers: int | None) -> bool:
+    """May a MinibatchLoss fork a worker? Only where it can, and not when told to use one CPU."""
+    if not CAN_FORK_WORKER:
+        return False
+    if workers is not None:
+        return workers > 1
+    default = losses.default_workers()
+    return (default is None or default > 1) and losses.usable_cpus() > 1
+
+
+class _Worker:
+    """The forked process and its control block; ``post`` a command, ``wait`` for a reply counter."""
+
+    def __init__(self, run: "MinibatchLoss") -> None:
+        self.ctl = run.ctl
+        self.seq = 0
+        self.pid = os.fork()
+        if self.pid == 0:                                        # the child never returns from here
+            code = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the parent's to handle
+                limit_blas_threads(1)
+                _serve(run)
+                code = 0
+            except BaseException:
+                run.ctl[_FAILED] = 1
+            finally:
+                os._exit(code)
+
+    def post(self, op: int, **fields: int) -> int:
+        ctl = self.ctl
+        for name, value in fields.items():
+            ctl[_FIELD[name]] = value
+        ctl[_OP] = op
+        self.seq += 1
+        ctl[_SEQ] = self.seq                                     # last: the worker reads the fields after it
+        return self.seq
+
+    def wait(self, slot: int, seq: int) -> None:
+        ctl = self.ctl
+        spins = 0
+        while ctl[slot] < seq:
+            os.sched_yield()
+            spins += 1
+            if spins % _CHECK_EVERY == 0:
+                self.check()
+
+    def check(self) -> None:
+        if self.ctl[_FAILED]:
+            raise WorkerError("the minibatch worker process failed; rerun with one process (workers=1)")
+        done, status = os.waitpid(self.pid, os.WNOHANG)
+        if done:
+            self.pid = 0
+            raise WorkerError(f"the minibatch worker process died ({_describe(status)}); "
+                              "rerun with one process (workers=1) or with more free memory")
+
+    def stop(self) -> None:
+        """Ask the worker to exit, wait up to 2 s, then kill it; always reap it."""
+        if not self.pid:
+            return
+        pid, self.pid = self.pid, 0
+        self.post(_OP_STOP)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+            time.sleep(0.001)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+_FIELD = {"k": _K, "n": _N, "h": _H, "gather": _GATHER, "next": _NEXT, "next_h": _NEXT_H}
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"killed by signal {sig}" + (" (out of memory?)" if sig == signal.SIGKILL else "")
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def _serve(run: "MinibatchLoss") -> None:
+    """The worker's loop: wait for a command, run it, post the reply counter; exit on STOP or an orphaning.
+
+    Its rows of each minibatch live in its own memory (``run.xw``, made here): they never cross
+    to the other core; only A, its scores, dT and its part of G do (about 250 KB a step).
+    """
+    ctl = run.ctl
+    parent = os.getppid()
+    xw, raw = run._rows_buffers()
+    seen = 0
+    while True:
+        idle_since = time.monotonic()
+        spins = 0
+        idle = False
+        while ctl[_SEQ] == seen:
+            spins += 1
+            if spins % _CHECK_EVERY == 0:
+                if os.getppid() != parent:
+                    return                                       # the parent is gone
+                idle = time.monotonic() - idle_since > _IDLE_S
+            if idle:
+                time.sleep(0.0005)                               # idle (evaluation, checkpoints): free the CPU
+            else:
+                os.sched_yield()
+        seen = int(ctl[_SEQ])
+        op, k, n, h = int(ctl[_OP]), int(ctl[_K]), int(ctl[_N]), int(ctl[_H])
+        if op == _OP_STOP:
+            return
+        if op == _OP_ROWS:
+            xs = xw[k][:n - h]
+            if ctl[_GATHER]:
+                _gather(run.X, run.idx[h:n], xs, raw)
+            run.part[0] = _rows_loss(run, xs, run.y[run.idx[h:n]], n, run.S[h:n], run.Gw, run.g0w)
+            ctl[_ROWS_DONE] = seen
+            m, mh = int(ctl[_NEXT]), int(ctl[_NEXT_H])
+            if m:
+                _gather(run.X, run.next_idx[mh:m], xw[1 - k], raw)
+            ctl[_PREFETCH_DONE] = seen
+
+
+class MinibatchLoss:
+    """loss, dW = f(W, idx, next_idx=None): the training objective on the minibatch X[idx] (see the module doc).
+
+    X (N, P) raw rows (uint8 or float), y (N,) labels in [0, num_classes); mean, scale (P,) the
+    folded preprocessing; ``bias`` adds the bias column to W. ``next_idx`` names the next call's
+    rows so they are converted ahead. ``workers=1`` keeps everything in this process. Use as a
+    context manager or call ``close()``: it stops the worker process (a finalizer does too).
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, num_classes: int, dtype: np.dtype | type, loss: str = "svm",
+                 *, delta: float = 1.0, mean: np.ndarray | None = None, scale: np.ndarray | None = None,
+                 bias: bool = True, reg: float = 0.0, reg_bias: bool = True, workers: int | None = None):
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"X must be (N, P), got shape {X.shape}")
+        N, P = X.shape
+        C = int(num_classes)
+        self.dtype = dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise ValueError(f"dtype must be floating, got {dtype}")
+        for name, v in (("mean", mean), ("scale", scale)):
+            if v is not None and np.shape(v) != (P,):
+                raise ValueError(f"{name} must have shape ({P},) to match X, got {np.shape(v)}")
+        self.X, self.y = X, losses._check_labels(y, N, C)
+        self.C, self.P = C, P
+        self.mean = None if mean is None else np.ascontiguousarray(mean, dtype=dtype)
+        self.scale = None if scale is None else np.ascontiguousarray(scale, dtype=dtype)
+        self.bias, self.reg, self.reg_bias = bool(bias), float(reg), bool(reg_bias)
+        self.use_b = self.bias or mean is not None
+        self.score_loss = losses._score_loss(loss, delta)
+        self.shape = (C, P + int(bias))
+        share = worker_allowed(workers)
+        # shared with the worker (mapped before the fork): the folded weights and bias, the scores,
+        # the worker's parts of G, g0 and the loss, the row indices, the control block
+        self.A = _buffer((C, P), dtype, share)
+        self.b = _buffer((C,), dtype, share)
+        self.S = _buffer((_ROWS, C), dtype, share)
+        self.Gw = _buffer((C, P), dtype, share)
+        self.g0w = _buffer((C,), np.float64, share)
+        self.part = _buffer((1,), np.float64, share)
+        self.idx = _buffer((_ROWS,), np.intp, share)
+        self.next_idx = _buffer((_ROWS,), np.intp, share)
+        self.ctl = _buffer((32,), np.int64, share)
+        # this process's: its rows (double buffered: this step, the next), its part of G, dW
+        self.xm, self.raw = self._rows_buffers()
+        self.xw: list[np.ndarray] | None = None                 # the worker's rows, when they are computed here
+        self.G = _buffer((C, P), dtype)
+        self.g0 = np.zeros(C, dtype=np.float64)
+        self.Am = np.zeros(C, dtype=dtype)                       # A @ mean
+        self.dW = np.empty(self.shape, dtype=dtype)
+        self.tmp = np.empty(self.shape, dtype=dtype)
+        self._k = 0                                             # the buffers holding this call's rows
+        self._pending: tuple[np.ndarray, int] | None = None     # (indices, reply seq) of rows converted ahead
+        self._share = share
+        self._worker: _Worker | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    def _rows_buffers(self) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Two aligned (DEFAULT_BLOCK, P) buffers for converted rows, and one for raw rows (None if X needs no cast)."""
+        raw = None if self.X.dtype == self.dtype else np.empty((_ROWS, self.P), dtype=self.X.dtype)
+        return [_buffer((_ROWS, self.P), self.dtype) for _ in range(2)], raw
+
+    # -- lifecycle
+
+    def _start(self) -> _Worker | None:
+        if self._worker is None and self._share:
+            self._share = False                                  # one attempt
+            try:
+                self._worker = _Worker(self)
+            except OSError:
+                return None
+            self._finalizer = weakref.finalize(self, _Worker.stop, self._worker)
+        return self._worker
+
+    def close(self) -> None:
+        """Stop the worker process (idempotent)."""
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> "MinibatchLoss":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker's process id while it runs (tests), else None."""
+        return self._worker.pid if self._worker is not None and self._worker.pid else None
+
+    # -- one step
+
+    def _fold(self, W: np.ndarray) -> None:
+        """A = W[:, :P] * scale, b = W[:, P] - A @ mean (``losses.fold``), into the shared buffers."""
+        A, b, P = self.A, self.b, self.P
+        if self.scale is not None:
+            np.multiply(W[:, :P], self.scale, out=A)
+        else:
+            np.copyto(A, W[:, :P])
+        if self.bias:
+            np.copyto(b, W[:, P])
+        else:
+            b.fill(0)
+        if self.mean is not None:
+            b -= np.dot(A, self.mean, out=self.Am)               # (C,); one BLAS thread in the loop
+
+    def _unfold(self, W: np.ndarray, g0: np.ndarray) -> np.ndarray:
+        """dW = the chain rule through the folding (``losses._unfold``) of G, plus l2_reg's gradient."""
+        dW, P = self.dW, self.P
+        body = dW[:, :P]
+        if self.mean is not None:
+            np.multiply.outer(g0.astype(self.dtype), self.mean, out=body)
+            np.subtract(self.G, body, out=body)
+        else:
+            np.copyto(body, self.G)
+        if self.scale is not None:
+            body *= self.scale
+        if self.bias:
+            dW[:, P] = g0
+        if self.reg:
+            reg_dW = np.multiply(W, 2.0 * self.reg, out=self.tmp)       # as l2_reg: (2 reg) * W
+            if not self.reg_bias:
+                reg_dW[:, -1] = 0
+            dW += reg_dW
+        return dW
+
+    def __call__(self, W: np.ndarray, idx: np.ndarray, next_idx: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Loss (data mean + L2) and dW (C, P + bias), a buffer the next call overwrites, on rows X[idx]."""
+        n = len(idx)
+        if W.shape != self.shape or W.dtype != self.dtype or not 0 < n <= _ROWS:
+            raise ValueError(f"W must be {self.dtype} {self.shape} and 1..{_ROWS} rows given; "
+                             f"got W {W.dtype} {W.shape}, {n} rows")
+        h = _share(n)
+        worker = self._start() if h < n else self._worker
+        k, gather = self._k, True
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            p_idx, p_seq = pending
+            worker.wait(_PREFETCH_DONE, p_seq)                   # the worker is done with its other buffer
+            if len(p_idx) == n and np.array_equal(p_idx, idx):
+                k = self._k = 1 - k                              # both shares were converted ahead
+                gather = False
+        shared = worker is not None and h < n
+        xm = self.xm[k]
+        self._fold(W)
+        self.idx[:n] = idx
+        m = mh = 0
+        if shared:
+            if next_idx is not None and 0 < len(next_idx) <= _ROWS and _share(len(next_idx)) < len(next_idx):
+                m, mh = len(next_idx), _share(len(next_idx))
+                self.next_idx[:m] = next_idx
+            seq = worker.post(_OP_ROWS, k=k, n=n, h=h, gather=int(gather), next=m, next_h=mh)
+        if gather:
+            _gather(self.X, idx[:h], xm, self.raw)
+        y = self.y[idx]
+        total = _rows_loss(self, xm[:h], y[:h], n, self.S[:h], self.G, self.g0)
+        if m:
+            _gather(self.X, self.next_idx[:mh], self.xm[1 - k], self.raw)   # this process's share of the next rows
+            self._pending = (self.next_idx[:m].copy(), seq)
+        if h < n:
+            if shared:
+                worker.wait(_ROWS_DONE, seq)
+            else:
+                if self.xw is None:
+                    self.xw = self._rows_buffers()[0]
+                xs = self.xw[k][:n - h]
+                _gather(self.X, idx[h:], xs, self.raw)
+                self.part[0] = _rows_loss(self, xs, y[h:], n, self.S[h:n], self.Gw, self.g0w)
+            total += float(self.part[0])
+            self.G += self.Gw
+            self.g0 += self.g0w
+        g0 = self.g0
+        dW = self._unfold(W, g0)
+        if self.reg:
+            total += losses._l2_value(W, self.reg, self.reg_bias)
+        return total, dW
