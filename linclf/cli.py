@@ -62,7 +62,10 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="linclf")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
-def cli(debug: bool) -> None:
+@click.option("--workers", type=click.IntRange(min=1), envvar="LINCLF_WORKERS", default=None, metavar="N",
+              help="CPUs to compute on (default: all usable); 1: one thread, no training worker process. "
+                   "Env: LINCLF_WORKERS.")
+def cli(debug: bool, workers: int | None) -> None:
     """Linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy.
 
     \b
@@ -79,6 +82,10 @@ def cli(debug: bool) -> None:
     """
     global _DEBUG
     _DEBUG = debug
+    if workers is not None:
+        from .losses import set_default_workers
+
+        set_default_workers(workers)
 
 
 # --------------------------------------------------------------- shared options

@@ -51,6 +51,42 @@ def test_config_errors_exit_2_in_one_line(args, code, text):
     assert text in one_line_error(r)
 
 
+@pytest.mark.parametrize("args, env, text", [
+    (["--workers", "0", "config"], {}, "0 is not in the range"),
+    (["config"], {"LINCLF_WORKERS": "two"}, "'two' is not a valid integer"),
+])
+def test_bad_workers_exit_2(args, env, text):
+    r = subprocess.run([sys.executable, "-m", "linclf", *args], capture_output=True, text=True,
+                       env={**os.environ, **env})
+    assert r.returncode == 2 and text in r.stderr
+
+
+def test_workers_1_trains_in_one_process(tmp_path, config, learnable_data_dir, monkeypatch):
+    """--workers 1 (or LINCLF_WORKERS=1): no worker process even for minibatches it would share."""
+    import linclf.minibatch as minibatch_mod
+    from linclf.losses import set_default_workers
+
+    forks = []
+
+    def no_fork(run):                                           # count the attempts; fork fails: one process
+        forks.append(run)
+        raise OSError("fork refused")
+
+    monkeypatch.setattr(minibatch_mod, "_Worker", no_fork)
+    try:
+        r = invoke("--workers", "1", "train", "--config", config, "--data-dir", learnable_data_dir, "--out",
+                   tmp_path / "one", "--quiet", "--set", "optimizer.batch_size=128")
+        assert r.exit_code == 0, r.output
+        assert forks == []
+        set_default_workers(None)
+        r = invoke("train", "--config", config, "--data-dir", learnable_data_dir, "--out", tmp_path / "two",
+                   "--quiet", "--set", "optimizer.batch_size=128")
+        assert r.exit_code == 0, r.output
+        assert len(forks) == (1 if minibatch_mod.worker_allowed(None) else 0)
+    finally:
+        set_default_workers(None)
+
+
 def test_train_then_eval(tmp_path, config, learnable_data_dir):
     out = tmp_path / "run"
     r = train_cli(config, learnable_data_dir, out, "--json")
