@@ -1,9 +1,9 @@
 """OpenBLAS thread control, for the training loop's small products.
 
 After a multithreaded call, OpenBLAS's idle worker threads spin for about
-0.1 s; inside a training loop that shares each step with a helper thread,
+0.1 s; inside a training loop that shares each step with a worker process,
 they take the second core away. ``one_blas_thread()`` pins OpenBLAS to one
-thread around the loop's per-epoch scoring. Only the OpenBLAS that NumPy
+thread around the training loop. Only the OpenBLAS that NumPy
 loaded is touched (found through /proc/self/maps and ctypes); elsewhere
 (other BLAS, other systems) it does nothing. Results do not change: OpenBLAS
 splits a product between threads by rows and columns, never along the sum.
@@ -47,12 +47,13 @@ def openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """OpenBLAS on one thread inside (where it is found): for the per-epoch scoring in the loop.
+    """OpenBLAS on one thread inside (where it is found): around the training loop.
 
-    A 1,000-image scoring is too small to gain from threads, and after a
-    threaded call OpenBLAS's idle threads spin for ~0.1 s (about 150 steps),
-    taking the second core from the loss's helper thread: measured 850 vs 650
-    us a step. Results do not change: OpenBLAS splits a product between
+    Its products are small (a minibatch, a 1,000-image scoring) and gain
+    nothing from threads, and after a threaded call OpenBLAS's idle threads
+    spin for ~0.1 s (about 150 steps), taking the second core from the
+    minibatch worker (with the helper thread this replaced: 850 vs 650 us a
+    step). Results do not change: OpenBLAS splits a product between
     threads by rows and columns, never along the sum.
     """
     api = openblas_threads()
