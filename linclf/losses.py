@@ -362,7 +362,7 @@ def _run(X: np.ndarray, y: np.ndarray, At: np.ndarray, b: np.ndarray | None, sco
             D, C = At.shape
             direct = X.dtype == At.dtype and X.flags.c_contiguous
             xf = X if direct else _scratch("buf", (N, D), At.dtype)
-            return _block(X, None, y, lambda: (At, b), count, score_loss, _pair_allowed(workers, N), xf, None,
+            return _block(X, y, lambda: (At, b), count, score_loss, _pair_allowed(workers, N), xf,
                           _scratch("scores", (N, C), At.dtype), np.zeros((C, D), dtype=At.dtype))
         return _rows(X, y, At, b, 0, N, block, count, score_loss)
     pool = _get_pool()
@@ -454,12 +454,8 @@ def _pair_allowed(workers: int | None, n: int) -> bool:
 
 
 def _unfold_columns(dW: np.ndarray, G: np.ndarray, g0: np.ndarray, mean: np.ndarray | None,
-                    scale: np.ndarray | None, c0: int, c1: int, reg: tuple[np.ndarray, float, np.ndarray] | None = None,
-                    ) -> None:
-    """Columns [c0, c1) of ``_unfold``'s body, elementwise the same: dW[:, c] = (G[:, c] - g0 mean[c]) * scale[c].
-
-    ``reg = (W, 2 * reg, scratch)`` adds l2_reg's gradient as ``dW += (2 * reg) * W`` does, column by column.
-    """
+                    scale: np.ndarray | None, c0: int, c1: int) -> None:
+    """Columns [c0, c1) of ``_unfold``'s body, elementwise the same: dW[:, c] = (G[:, c] - g0 mean[c]) * scale[c]."""
     body = dW[:, c0:c1]
     if mean is not None:
         np.multiply.outer(g0, mean[c0:c1], out=body)
@@ -468,40 +464,27 @@ def _unfold_columns(dW: np.ndarray, G: np.ndarray, g0: np.ndarray, mean: np.ndar
         body[...] = G[:, c0:c1]
     if scale is not None:
         body *= scale[c0:c1]
-    if reg is not None:
-        W, reg2, tmp = reg
-        body += np.multiply(W[:, c0:c1], reg2, out=tmp[:, c0:c1])
 
 
-def _convert_rows(X: np.ndarray, idx: np.ndarray | None, xf: np.ndarray, raw: np.ndarray | None,
-                  lo: int, hi: int) -> None:
-    """xf[lo:hi] = rows lo..hi of X[idx] (or of X) in xf's dtype; ``raw`` (X's dtype) holds a gather before it is cast."""
-    if idx is not None:
-        if raw is None:
-            np.take(X, idx[lo:hi], axis=0, out=xf[lo:hi], mode="clip")
-        else:
-            np.take(X, idx[lo:hi], axis=0, out=raw[lo:hi], mode="clip")
-            np.copyto(xf[lo:hi], raw[lo:hi], casting="unsafe")
-    elif xf is not X:
+def _convert_rows(X: np.ndarray, xf: np.ndarray, lo: int, hi: int) -> None:
+    """xf[lo:hi] = X[lo:hi] in xf's dtype (nothing to do when xf is X)."""
+    if xf is not X:
         np.copyto(xf[lo:hi], X[lo:hi], casting="unsafe")      # uint8 -> float, the one pass over X
 
 
-def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
-           fold_fn: Callable[[], tuple[np.ndarray, np.ndarray | None]], count: int, score_loss: ScoreLoss,
-           pair: bool, xf: np.ndarray, raw: np.ndarray | None, S: np.ndarray, G: np.ndarray,
+def _block(X: np.ndarray, y: np.ndarray, fold_fn: Callable[[], tuple[np.ndarray, np.ndarray | None]], count: int,
+           score_loss: ScoreLoss, pair: bool, xf: np.ndarray, S: np.ndarray, G: np.ndarray,
            unfold: tuple | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-    """``_rows`` for a single block: the rows X[idx] (gathered here) or all of X, bit for bit the same result.
+    """``_rows`` for a single block, all of X (n, P), bit for bit the same result.
 
     ``fold_fn()`` gives At (D, C) and b (C,) or None. ``xf`` (n, D) receives
     the rows converted to At's dtype (it is X itself when X needs no
-    conversion), ``raw`` (n, P) in X's dtype the gathered rows before
-    conversion, ``S`` (n, C) the scores, ``G`` (C, D) the gradient product.
-    ``unfold = (dW, mean, scale, bias, reg)`` also writes ``_unfold``'s result
-    into dW (mean, scale in At's dtype), plus l2_reg's gradient if
-    ``reg = (W, 2 * reg, scratch like W, reg_bias)``.
+    conversion), ``S`` (n, C) the scores, ``G`` (C, D) the gradient product.
+    ``unfold = (dW, mean, scale, bias)`` also writes ``_unfold``'s result into
+    dW (mean, scale in At's dtype).
 
     With ``pair`` the helper thread shares the work: first the rows (their
-    gather and conversion and scores, in whole groups of small-GEMM rows),
+    conversion and scores, in whole groups of small-GEMM rows),
     then the gradient's columns (and their unfolding). Every output element
     comes from the same BLAS call or elementwise operation as on one thread,
     so the result does not depend on ``pair``. The helper gets the smaller
@@ -523,19 +506,19 @@ def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
     try:
         if helper is None:
             folded.extend(fold_fn())
-            _convert_rows(X, idx, xf, raw, 0, n)
+            _convert_rows(X, xf, 0, n)
             scores(0, n)
         else:
             h = max(r, (n * 5 // 8) // r * r)                    # the caller's rows [0, h), whole groups
             folded.extend(fold_fn())
 
             def helper_rows() -> None:
-                _convert_rows(X, idx, xf, raw, h, n)
+                _convert_rows(X, xf, h, n)
                 scores(h, n)
 
             task = helper.submit(helper_rows)
             try:
-                _convert_rows(X, idx, xf, raw, 0, h)
+                _convert_rows(X, xf, 0, h)
                 scores(0, h)
             finally:
                 task.wait()
@@ -544,15 +527,14 @@ def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
         g0 = np.zeros(C, dtype=np.float64)
         g0 += dS.sum(axis=0, dtype=np.float64)
         if unfold is not None:
-            dW, mean, scale, bias, reg = unfold
+            dW, mean, scale, bias = unfold
             g0f = g0.astype(G.dtype) if mean is not None else None
-            reg_cols = None if reg is None else reg[:3]
         dT = np.ascontiguousarray(dS.T)                              # (C, n)
         w = min(D, _SMALL_GEMM_MNK // max(C * n, 1) // 64 * 64)      # as in _grad_into
         if w < 64 or xf.strides[1] != xf.itemsize:
             np.matmul(dT, xf, out=G)
             if unfold is not None:
-                _unfold_columns(dW, G, g0f, mean, scale, 0, D, reg_cols)
+                _unfold_columns(dW, G, g0f, mean, scale, 0, D)
         else:
             rest = D // w * w                                    # columns [rest, D): one product, as ever
 
@@ -566,7 +548,7 @@ def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
                 if c1 > rest:
                     np.matmul(dT, xf[:, rest:], out=G[:, rest:])
                 if unfold is not None:
-                    _unfold_columns(dW, G, g0f, mean, scale, c0, c1, reg_cols)
+                    _unfold_columns(dW, G, g0f, mean, scale, c0, c1)
 
             # the caller's columns [0, cs): more than half, as the helper starts ~30 us late (measured
             # best 9/16); a multiple of 64 (a product's elements do not depend on how its columns are chunked)
@@ -583,9 +565,6 @@ def _block(X: np.ndarray, idx: np.ndarray | None, y: np.ndarray,
                 columns(0, D)
         if unfold is not None and bias:
             dW[:, D] = g0
-            if reg is not None and reg[3]:
-                W, reg2 = reg[:2]
-                dW[:, D] += W[:, D] * reg2
     finally:
         if helper is not None:
             helper.busy.release()
@@ -743,9 +722,9 @@ def data_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm", *,
         direct = X.dtype == dtype and X.flags.c_contiguous
         dW = np.empty((C, P + int(bias)), dtype=dtype)
         unfold = (dW, None if mean is None else np.asarray(mean, dtype=dtype),
-                  None if scale is None else np.asarray(scale, dtype=dtype), bias, None)
-        total, _, _ = _block(X, None, y, fold_fn, N, score_loss, _pair_allowed(workers, N),
-                             X if direct else _scratch("buf", (N, P), dtype), None, _scratch("scores", (N, C), dtype),
+                  None if scale is None else np.asarray(scale, dtype=dtype), bias)
+        total, _, _ = _block(X, y, fold_fn, N, score_loss, _pair_allowed(workers, N),
+                             X if direct else _scratch("buf", (N, P), dtype), _scratch("scores", (N, C), dtype),
                              np.empty((C, P), dtype=dtype), unfold)
         return total, dW
     A, b = fold(W, mean, scale, bias)
