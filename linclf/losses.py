@@ -302,7 +302,8 @@ _default_workers: int | None = None
 
 
 def set_default_workers(workers: int | None) -> None:
-    """Threads ``data_loss`` uses when not told (None: the usable CPUs); 1 in parallel worker processes."""
+    """CPUs ``data_loss`` and the training loop use when not told (None: $LINCLF_WORKERS, else the usable
+    CPUs); 1 in parallel worker processes. 1 also keeps training steps in one process."""
     global _default_workers
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -310,14 +311,21 @@ def set_default_workers(workers: int | None) -> None:
 
 
 def default_workers() -> int | None:
-    """The thread count set by ``set_default_workers`` (None: the usable CPUs)."""
-    return _default_workers
+    """The CPU count set by ``set_default_workers``, else $LINCLF_WORKERS, else None (the usable CPUs)."""
+    if _default_workers is not None:
+        return _default_workers
+    env = os.environ.get("LINCLF_WORKERS", "").strip()
+    if not env:
+        return None
+    if not env.isdigit() or int(env) < 1:
+        raise ValueError(f"LINCLF_WORKERS must be a positive integer, got {env!r}")
+    return int(env)
 
 
 def _split(N: int, workers: int | None) -> list[tuple[int, int]]:
     """Row ranges, one per worker thread: 1 below _MIN_ROWS_PER_WORKER rows each; aligned to 32 rows."""
     if workers is None:
-        workers = _default_workers
+        workers = default_workers()
     if workers is None:
         k = min(usable_cpus(), _MAX_WORKERS, N // _MIN_ROWS_PER_WORKER)
     else:
@@ -450,7 +458,7 @@ def _reserve_helper() -> _Helper | None:
 
 def _pair_allowed(workers: int | None, n: int) -> bool:
     """May a block of n rows use the helper thread? Not when told to use one thread, nor on one CPU."""
-    return workers is None and _default_workers is None and n >= _PAIR_MIN_ROWS and usable_cpus() > 1
+    return workers is None and default_workers() is None and n >= _PAIR_MIN_ROWS and usable_cpus() > 1
 
 
 def _unfold_columns(dW: np.ndarray, G: np.ndarray, g0: np.ndarray, mean: np.ndarray | None,

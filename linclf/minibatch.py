@@ -222,12 +222,13 @@ class _Worker:
 
     def check(self) -> None:
         if self.ctl[_FAILED]:
-            raise WorkerError("the minibatch worker process failed; rerun with one process (workers=1)")
+            raise WorkerError("the minibatch worker process failed; rerun in one process "
+                              "(linclf --workers 1, or LINCLF_WORKERS=1)")
         done, status = os.waitpid(self.pid, os.WNOHANG)
         if done:
             self.pid = 0
-            raise WorkerError(f"the minibatch worker process died ({_describe(status)}); "
-                              "rerun with one process (workers=1) or with more free memory")
+            raise WorkerError(f"the minibatch worker process died ({_describe(status)}); rerun in one "
+                              "process (linclf --workers 1, or LINCLF_WORKERS=1) or with more free memory")
 
     def stop(self) -> None:
         """Ask the worker to exit, wait up to 2 s, then kill it; always reap it."""

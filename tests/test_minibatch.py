@@ -196,3 +196,17 @@ def test_training_with_and_without_the_worker_gives_identical_weights_and_leaves
     finally:
         set_default_workers(None)
     np.testing.assert_array_equal(with_worker, without)
+
+
+def test_linclf_workers_in_the_environment(monkeypatch):
+    from linclf.minibatch import worker_allowed
+
+    _, X, y, _, _ = problem()
+    monkeypatch.setenv("LINCLF_WORKERS", "1")
+    assert not worker_allowed(None)
+    with MinibatchLoss(X, y, C, np.float32) as f:
+        f(np.zeros((C, X.shape[1] + 1), np.float32), np.arange(DEFAULT_BLOCK))
+        assert f.worker_pid is None
+    monkeypatch.setenv("LINCLF_WORKERS", "two")
+    with pytest.raises(ValueError, match="LINCLF_WORKERS must be a positive integer, got 'two'"):
+        data_loss(np.zeros((C, X.shape[1] + 1)), X[:600], y[:600])
