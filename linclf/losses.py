@@ -673,10 +673,13 @@ def fold(W: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None,
 
 
 def _unfold(G: np.ndarray, g0: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None,
-            bias: bool) -> np.ndarray:
-    """dW (C, P + bias) from G (C, P) = dS.T @ X and g0 (C,) = dS.sum(0): the chain rule through ``fold``."""
+            bias: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """dW (C, P + bias) from G (C, P) = dS.T @ X and g0 (C,) = dS.sum(0): the chain rule through ``fold``.
+
+    ``out``: a (C, P + bias) array of G's dtype to write dW into.
+    """
     C, P = G.shape
-    dW = np.empty((C, P + int(bias)), dtype=G.dtype)
+    dW = np.empty((C, P + int(bias)), dtype=G.dtype) if out is None else out
     body = dW[:, :P]
     if mean is not None:
         np.multiply.outer(g0.astype(G.dtype), np.asarray(mean, dtype=G.dtype), out=body)   # (C, P)

@@ -114,19 +114,6 @@ def _gather(X: np.ndarray, idx: np.ndarray, xf: np.ndarray, raw: np.ndarray | No
         np.copyto(xf[:m], raw[:m], casting="unsafe")          # uint8 -> float: the one pass over the rows
 
 
-def _gradient(dT: np.ndarray, xf: np.ndarray, G: np.ndarray) -> None:
-    """G (C, P) = dT (C, r) @ xf (r, P), as one stacked call of w-column products (OpenBLAS's small path)."""
-    C, r = dT.shape
-    P = xf.shape[1]
-    w = min(P, losses._SMALL_GEMM_MNK // max(C * r, 1) // 64 * 64)
-    k = P // w if w >= 64 else 0
-    m = k * w
-    if k:
-        np.matmul(dT, losses._column_chunks(xf, k, w), out=losses._column_chunks(G, k, w))
-    if m < P:
-        np.matmul(dT, xf[:, m:], out=G[:, m:])
-
-
 def _rows_loss(run: "MinibatchLoss", xf: np.ndarray, y: np.ndarray, count: int, S: np.ndarray, G: np.ndarray,
                g0: np.ndarray) -> float:
     """The loss part (sum over these rows / count) of rows xf (r, P), labels y (r,); G (C, P) and g0 (C,)
@@ -135,9 +122,8 @@ def _rows_loss(run: "MinibatchLoss", xf: np.ndarray, y: np.ndarray, count: int, 
     if run.use_b:
         S += run.b
     part, dS = run.score_loss(S, y, count)
-    dT = np.ascontiguousarray(dS.T)                              # (C, r)
-    _gradient(dT, xf, G)
-    dT.sum(axis=1, dtype=np.float64, out=g0)
+    losses._grad_into(dS, xf, G)
+    np.sum(dS, axis=0, dtype=np.float64, out=g0)
     return part
 
 
@@ -404,17 +390,7 @@ class MinibatchLoss:
 
     def _unfold(self, W: np.ndarray, g0: np.ndarray) -> np.ndarray:
         """dW = the chain rule through the folding (``losses._unfold``) of G, plus l2_reg's gradient."""
-        dW, P = self.dW, self.P
-        body = dW[:, :P]
-        if self.mean is not None:
-            np.multiply.outer(g0.astype(self.dtype), self.mean, out=body)
-            np.subtract(self.G, body, out=body)
-        else:
-            np.copyto(body, self.G)
-        if self.scale is not None:
-            body *= self.scale
-        if self.bias:
-            dW[:, P] = g0
+        dW = losses._unfold(self.G, g0, self.mean, self.scale, self.bias, out=self.dW)
         if self.reg:
             reg_dW = np.multiply(W, 2.0 * self.reg, out=self.tmp)       # as l2_reg: (2 reg) * W
             if not self.reg_bias:
