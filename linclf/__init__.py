@@ -20,13 +20,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_cifar10": "data", "CIFAR10": "data",
-    "svm_loss": "losses", "softmax_loss": "losses", "svm_loss_naive": "losses",
-    "softmax_loss_naive": "losses", "l2_reg": "losses", "data_loss": "losses",
-    "numerical_gradient": "gradcheck", "sparse_check": "gradcheck", "check_loss": "gradcheck",
-    "rel_error": "gradcheck",
-    "make_update": "optim", "lr_at": "optim",
-    "LinearClassifier": "model",
+    "load_cifar10": "data.cifar10", "CIFAR10": "data.cifar10",
+    "svm_loss": "core.losses", "softmax_loss": "core.losses", "svm_loss_naive": "core.losses",
+    "softmax_loss_naive": "core.losses", "l2_reg": "core.losses", "data_loss": "core.losses",
+    "numerical_gradient": "core.gradcheck", "sparse_check": "core.gradcheck", "check_loss": "core.gradcheck",
+    "rel_error": "core.gradcheck",
+    "make_update": "core.optim", "lr_at": "core.optim",
+    "LinearClassifier": "core.model",
     "Config": "config", "load_config": "config",
     "LinearSVM": "estimators", "SoftmaxClassifier": "estimators",
     "LinclfError": "errors",

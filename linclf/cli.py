@@ -83,7 +83,7 @@ def cli(debug: bool, workers: int | None) -> None:
     global _DEBUG
     _DEBUG = debug
     if workers is not None:
-        from .losses import set_default_workers
+        from .core.losses import set_default_workers
 
         set_default_workers(workers)
 
@@ -158,7 +158,7 @@ def config_cmd(config_path: str | None, overrides: tuple[str, ...]) -> None:
 def download(data_dir: str | None, archive: str | None, fmt: str | None, urls: tuple[str, ...], md5: str | None,
              force: bool, config_path: str | None, overrides: tuple[str, ...], quiet: bool) -> None:
     """Download, verify, extract and cache CIFAR-10 (or take an archive already on disk)."""
-    from .data import load_prepared, prepare, resolve_data_dir
+    from .data.cifar10 import load_prepared, prepare, resolve_data_dir
 
     cfg = _load_config(config_path, overrides, {"data.format": fmt, "data.md5": md5, "data.archive": archive,
                                                 "data.urls": list(urls) or None})
@@ -195,7 +195,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
               as_json: bool, plots: bool, quiet: bool) -> None:
     """Train a linear classifier as the config says; report train / val / test accuracy."""
     from .config import parse_override, with_values
-    from .runs import config_of_checkpoint, default_out_dir, prepare_out_dir, run_train
+    from .training.runs import config_of_checkpoint, default_out_dir, prepare_out_dir, run_train
 
     if plots:
         from .plots import require_matplotlib
@@ -253,7 +253,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
 def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: str | None,
              expect_accuracy: float | None, as_json: bool, quiet: bool) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a saved model."""
-    from .runs import run_eval
+    from .training.runs import run_eval
 
     model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not _progress(quiet))
     if as_json:
@@ -306,7 +306,7 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     is at most the threshold, 1 otherwise.
     """
     from .errors import GradcheckError
-    from .runs import run_gradcheck
+    from .training.runs import run_gradcheck
 
     cfg = _load_config(config_path, overrides, {"data.archive": archive})
     res = run_gradcheck(cfg, synthetic=synthetic, batch=batch, checks=checks, h=h, method=method,
@@ -385,7 +385,7 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     """
     import time
 
-    from .sweep import default_jobs, default_sweep_dir, format_table, parse_spec, run_sweep
+    from .training.sweep import default_jobs, default_sweep_dir, format_table, parse_spec, run_sweep
 
     cfg = _load_config(config_path, overrides, {"data.archive": archive, "data.dir": data_dir})
     specs = [parse_spec(p) for p in params]
@@ -440,7 +440,7 @@ def _plot_run(run_dir: Path, out: str | None, split_name: str, data_dir: str | N
     """A run folder's figures; confusion.png only when the split's data loads (else a one-line warning)."""
     from .errors import ModelFileError
     from .plots import plot_run
-    from .runs import run_eval
+    from .training.runs import run_eval
 
     evaluation = None
     if (run_dir / "model.npz").is_file():
@@ -474,7 +474,7 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     Needs Pillow: pip install 'linclf[image]'.
     """
     from .images import NUM_VALUES, classify, load_image_rows, require_pillow
-    from .model import LinearClassifier
+    from .core.model import LinearClassifier
 
     require_pillow()
     model = LinearClassifier.load(model_path)

@@ -41,14 +41,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import preprocess
+from .core import preprocess
 from .config import Config, schema_keys, with_values
-from .data import Splits
+from .data.cifar10 import Splits
 from .errors import ConfigError, DivergenceError, LinclfWarning
-from .losses import fold, softmax
-from .model import LinearClassifier
-from .preprocess import Preprocessor
-from .train import TrainState, rng_stream, train
+from .core.losses import fold, softmax
+from .core.model import LinearClassifier
+from .core.preprocess import Preprocessor
+from .training.loop import TrainState, rng_stream, train
 
 __all__ = ["LinearSVM", "SoftmaxClassifier", "NotFittedError", "ColumnVectorWarning"]
 

@@ -38,8 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import LinclfError
-from .losses import softmax
-from .model import LinearClassifier
+from .core.losses import softmax
+from .core.model import LinearClassifier
 
 __all__ = ["SIDE", "NUM_VALUES", "MAX_PIXELS", "FORMATS", "PillowMissingError", "ImageReadError", "ImageRows",
            "Prediction", "require_pillow", "image_row", "read_image_row", "load_image_rows", "classify"]

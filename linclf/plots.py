@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .evaluate import Evaluation
+    from .training.evaluate import Evaluation
 
 __all__ = ["PlotError", "PlotDependencyError", "NothingToPlot", "INSTALL_HINT", "DPI", "SIZES", "require_matplotlib",
            "folder_kind", "plot_run", "plot_sweep", "read_history", "read_results", "smooth",
@@ -568,7 +568,7 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     label, search = _run_info(run_dir)
     model = None
     if (run_dir / "model.npz").is_file():
-        from .model import LinearClassifier
+        from .core.model import LinearClassifier
 
         model = LinearClassifier.load(run_dir / "model.npz")
     if (run_dir / "history.csv").is_file():

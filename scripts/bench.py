@@ -30,7 +30,7 @@ Benches (``--only NAME``, repeatable):
   split         the whole training split (39,000 images): ``data_loss`` on uint8
                 vs the baseline on a float64 copy (target 4x) and on a float32
                 copy (target 1.5x)
-  train         the training phase, ``linclf.train.train``, vs the textbook
+  train         the training phase, ``linclf.training.loop.train``, vs the textbook
                 loop doing the same steps on the same minibatches: plain SGD,
                 batch 256, 1,500 steps, svm and softmax; then configs/softmax.yaml
                 and configs/svm.yaml (Adam, cosine schedule) against the
@@ -71,7 +71,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from linclf.losses import data_loss, l2_reg, softmax_loss, svm_loss  # noqa: E402
+from linclf.core.losses import data_loss, l2_reg, softmax_loss, svm_loss  # noqa: E402
 
 DEFAULT_DATA = REPO / "data" / "dev" / "cifar-10-binary.tar.gz"
 NUM_TRAIN = 39_000          # the training split: the first 39,000 of the 40,000 training images
@@ -385,12 +385,12 @@ def adam_course(w, dw, config):
 
 
 def minibatches(cfg, n: int, batch: int) -> Iterator[np.ndarray]:
-    """The row indices linclf.train draws, step after step (same stream, same sampling), for the textbook loop.
+    """The row indices linclf.training.loop draws, step after step (same stream, same sampling), for the textbook loop.
 
     The course draws ``np.random.choice(N, batch)``; drawing the same minibatches
     as ours costs the same and makes the final weights comparable.
     """
-    from linclf.train import rng_stream
+    from linclf.training.loop import rng_stream
 
     rng = rng_stream(cfg.seed, "sample")
     if cfg.optimizer.sampling == "shuffle":
@@ -408,7 +408,7 @@ def minibatches(cfg, n: int, batch: int) -> Iterator[np.ndarray]:
 
 def textbook_train(cfg, X64: np.ndarray, y: np.ndarray, W0: np.ndarray, steps: int) -> tuple[np.ndarray, float]:
     """The course's training loop: float64 W (D, C), X64[idx] gathers, the vectorized loss, SGD or Adam steps."""
-    from linclf.optim import lr_at
+    from linclf.core.optim import lr_at
 
     o, m = cfg.optimizer, cfg.model
     loss_fn = BASELINES[m.loss]
@@ -443,11 +443,11 @@ def preprocess_prep(X: np.ndarray, prep, dtype=np.float64) -> np.ndarray:
 
 
 def bench_train(ctx: Context) -> Iterator[dict]:
-    """The training phase: linclf.train.train vs the textbook loop on the same minibatches, samples per second."""
-    from linclf import preprocess
+    """The training phase: linclf.training.loop.train vs the textbook loop on the same minibatches, samples per second."""
+    from linclf.core import preprocess
     from linclf.config import Config, load_config, with_values
-    from linclf.data import Splits
-    from linclf.train import init_state, plan, train
+    from linclf.data.cifar10 import Splits
+    from linclf.training.loop import init_state, plan, train
 
     classes = tuple(f"class{i}" for i in range(10))
     splits = Splits(ctx.X, ctx.y, ctx.X_val, ctx.y_val, ctx.X_val[:0], ctx.y_val[:0], classes)
@@ -492,7 +492,7 @@ def bench_train(ctx: Context) -> Iterator[dict]:
         ratio = ours_sps / base_sps
         yield {"bench": "train", "case": label, "loss": cfg.model.loss, "update": cfg.optimizer.update,
                "steps": n_steps, "batch": batch, "n": len(ctx.y),
-               "ours": "linclf.train.train (uint8 rows, float32, per-epoch evaluation included)",
+               "ours": "linclf.training.loop.train (uint8 rows, float32, per-epoch evaluation included)",
                "baseline": "textbook loop (float64 X64[idx], vectorized loss, W -= lr*grad / course Adam)",
                "ours_s": round(statistics.median(t_ours), 3), "baseline_s": round(statistics.median(t_base), 3),
                "ours_samples_per_s": round(ours_sps), "baseline_samples_per_s": round(base_sps),

@@ -175,7 +175,7 @@ def fake_archive(tmp_path: Path, fake_cifar: FakeCifar):
 @pytest.fixture
 def learnable_data_dir(tmp_path: Path) -> Path:
     """A data folder holding an extracted, cached, linearly separable fake CIFAR-10 (400 train, 100 test)."""
-    from linclf.data import load_cifar10
+    from linclf.data.cifar10 import load_cifar10
 
     fake = make_arrays(per_batch=80, n_test=100, seed=1, separable=True)
     path = tmp_path / "learnable.tar.gz"

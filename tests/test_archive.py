@@ -1,4 +1,4 @@
-"""Tests of linclf.archive: safe extraction, the restricted unpickler, validating readers.
+"""Tests of linclf.data.archive: safe extraction, the restricted unpickler, validating readers.
 
 Every failure test checks the exception type, that the message names the
 member or file, that nothing was written outside the target folder, that no
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from conftest import CLASSES, FakeCifar, binary_members, make_arrays, python_members, write_tar_gz
-from linclf import archive
-from linclf.archive import LAYOUTS, check_folder, read_batch, read_classes, safe_extract, safe_unpickle
+from linclf.data import archive
+from linclf.data.archive import LAYOUTS, check_folder, read_batch, read_classes, safe_extract, safe_unpickle
 from linclf.errors import DataError, UnsafeArchiveError, UsageError
 
 FMTS = ["binary", "python"]

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import invoke, one_line_error, small_config, train_cli
 
-import linclf.gradcheck as gradcheck_mod
-import linclf.runs as runs_mod
-from linclf.model import LinearClassifier, save_npz_atomic
+import linclf.core.gradcheck as gradcheck_mod
+import linclf.training.runs as runs_mod
+from linclf.core.model import LinearClassifier, save_npz_atomic
 
 CONFIG = small_config()
 
@@ -63,8 +63,8 @@ def test_bad_workers_exit_2(args, env, text):
 
 def test_workers_1_trains_in_one_process(tmp_path, config, learnable_data_dir, monkeypatch):
     """--workers 1 (or LINCLF_WORKERS=1): no worker process even for minibatches it would share."""
-    import linclf.minibatch as minibatch_mod
-    from linclf.losses import set_default_workers
+    import linclf.core.minibatch as minibatch_mod
+    from linclf.core.losses import set_default_workers
 
     forks = []
 

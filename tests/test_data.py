@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from linclf import data as data_mod
+from linclf.data import cifar10 as data_mod
 from linclf.cli import cli
-from linclf.data import load_cifar10, prepare, resolve_data_dir, split
+from linclf.data.cifar10 import load_cifar10, prepare, resolve_data_dir, split
 from linclf.errors import ChecksumError, ConfigError, DataError, LinclfWarning
 
 from conftest import binary_members, python_members, write_tar_gz

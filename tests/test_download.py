@@ -1,4 +1,4 @@
-"""Tests of linclf.download against a scripted HTTP server on 127.0.0.1.
+"""Tests of linclf.data.download against a scripted HTTP server on 127.0.0.1.
 
 Each test scripts what the server answers to each request on a path, then
 checks both the outcome of ``fetch`` and the files left on disk.
@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from linclf.download import fetch, md5sum, redirect_target, retry_delay
+from linclf.data.download import fetch, md5sum, redirect_target, retry_delay
 from linclf.errors import ChecksumError, DataError, DownloadError, UsageError
 
 PAYLOAD = random.Random(0).randbytes(300_000)
@@ -546,7 +546,7 @@ def test_disk_full_keeps_previous_file(server, old_dest, monkeypatch):
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("linclf.download.os.fsync", full)
+    monkeypatch.setattr("linclf.data.download.os.fsync", full)
     url = server.script("/f.bin", serve())
     with pytest.raises(DataError, match="No space left on device") as err:
         get(old_dest, url)

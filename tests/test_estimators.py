@@ -12,7 +12,7 @@ from conftest import optional
 from linclf import LinearSVM, SoftmaxClassifier
 from linclf.errors import DivergenceError
 from linclf.estimators import ColumnVectorWarning, NotFittedError
-from linclf.model import LinearClassifier
+from linclf.core.model import LinearClassifier
 
 ESTIMATORS = [SoftmaxClassifier, LinearSVM]
 FAST = {"lr": 1e-2, "epochs": 20, "batch_size": 64}          # small data needs more steps than CIFAR's defaults

@@ -1,7 +1,7 @@
 """Accuracy, per-class accuracy and confusion matrix against hand-counted values."""
 import numpy as np
 
-from linclf.evaluate import confusion_matrix, evaluate_predictions
+from linclf.training.evaluate import confusion_matrix, evaluate_predictions
 
 
 def test_confusion_matrix_counts_by_hand():

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linclf.gradcheck import (
+from linclf.core.gradcheck import (
     DEFAULT_THRESHOLDS, Check, as_plain, check_loss, numerical_gradient, rel_error, sparse_check,
 )
-from linclf.losses import softmax_loss, svm_loss
+from linclf.core.losses import softmax_loss, svm_loss
 
 A = np.array([[0.5, 2.0, -1.0], [3.0, 0.25, 1.5]])     # f(W) = sum(A * W^2) + sum(B * W)
 B = np.array([[1.0, -2.0, 0.0], [0.5, 0.0, -1.0]])

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from linclf.gradcheck import numerical_gradient
-from linclf.losses import (
+from linclf.core.gradcheck import numerical_gradient
+from linclf.core.losses import (
     SCORE_LOSSES, data_loss, fold, hinge_margins, l2_reg, softmax_loss, softmax_loss_naive,
     softmax_scores_loss, svm_hinge_kink, svm_loss, svm_loss_naive, svm_scores_loss,
 )

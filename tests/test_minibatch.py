@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from linclf import train as train_mod
+from linclf.training import loop as train_mod
 from linclf.config import Config, with_values
-from linclf.data import Splits
-from linclf.losses import DEFAULT_BLOCK, data_loss, l2_reg, set_default_workers
-from linclf.minibatch import CAN_FORK_WORKER, MinibatchLoss, WorkerError
-from linclf.preprocess import fit
-from linclf.train import train
+from linclf.data.cifar10 import Splits
+from linclf.core.losses import DEFAULT_BLOCK, data_loss, l2_reg, set_default_workers
+from linclf.core.minibatch import CAN_FORK_WORKER, MinibatchLoss, WorkerError
+from linclf.core.preprocess import fit
+from linclf.training.loop import train
 
 pytestmark = pytest.mark.skipif(not CAN_FORK_WORKER, reason="the worker process needs os.fork on x86-64")
 
@@ -122,7 +122,7 @@ def test_an_idle_worker_sleeps_and_an_orphaned_one_exits(tmp_path):
     script = tmp_path / "orphan.py"
     script.write_text(
         "import os, sys, time, numpy as np\n"
-        "from linclf.minibatch import MinibatchLoss\n"
+        "from linclf.core.minibatch import MinibatchLoss\n"
         "X = np.zeros((300, 8), np.uint8); y = np.zeros(300, int)\n"
         "f = MinibatchLoss(X, y, 10, np.float32, workers=2)\n"
         "f(np.zeros((10, 9), np.float32), np.arange(256))\n"
@@ -186,7 +186,7 @@ def test_training_with_and_without_the_worker_gives_identical_weights_and_leaves
             return out
 
     monkeypatch.setattr(train_mod, "MinibatchLoss", Recording)
-    monkeypatch.setattr("linclf.minibatch.worker_allowed", lambda workers: True)
+    monkeypatch.setattr("linclf.core.minibatch.worker_allowed", lambda workers: True)
     with_worker = train(cfg, splits, prep).W
     assert pids and not any(alive(p) for p in set(pids))
     set_default_workers(1)
@@ -199,7 +199,7 @@ def test_training_with_and_without_the_worker_gives_identical_weights_and_leaves
 
 
 def test_linclf_workers_in_the_environment(monkeypatch):
-    from linclf.minibatch import worker_allowed
+    from linclf.core.minibatch import worker_allowed
 
     _, X, y, _, _ = problem()
     monkeypatch.setenv("LINCLF_WORKERS", "1")

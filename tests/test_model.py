@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from linclf.errors import ModelFileError
-from linclf.model import FORMAT_VERSION, LinearClassifier, save_npz_atomic
-from linclf.preprocess import fit
+from linclf.core.model import FORMAT_VERSION, LinearClassifier, save_npz_atomic
+from linclf.core.preprocess import fit
 
 CLASSES = tuple("abcdefghij")
 

@@ -1,4 +1,4 @@
-"""Tests of linclf.optim: update rules against hand-computed steps, purity, state files, schedules."""
+"""Tests of linclf.core.optim: update rules against hand-computed steps, purity, state files, schedules."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from linclf import optim
+from linclf.core import optim
 from linclf.config import OptimizerConfig
 
 EPS = 1e-8

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import binary_members, invoke, make_arrays, optional, small_config, write_tar_gz
 from linclf import images
-from linclf.data import load_cifar10
-from linclf.model import LinearClassifier
+from linclf.data.cifar10 import load_cifar10
+from linclf.core.model import LinearClassifier
 
 Image = optional("PIL.Image")
 
@@ -236,7 +236,7 @@ def test_without_pillow_one_line_with_the_install_hint(trained, pictures, monkey
 
 def no_preprocessing():
     """A Preprocessor that changes nothing (for hand-made models)."""
-    from linclf.preprocess import Preprocessor
+    from linclf.core.preprocess import Preprocessor
 
     return Preprocessor(mean=None, scale=None, bias=True)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linclf.preprocess import Preprocessor, fit
+from linclf.core.preprocess import Preprocessor, fit
 
 
 @pytest.fixture

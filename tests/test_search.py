@@ -1,7 +1,7 @@
 """Derivative-free search: keeps the best, grouped scoring gives the same run as one at a time."""
 import numpy as np
 
-from linclf.search import random_local_search, random_search
+from linclf.core.search import random_local_search, random_search
 
 
 def quadratic(target):

@@ -14,11 +14,11 @@ import pytest
 
 from conftest import invoke, one_line_error, small_config
 
-import linclf.sweep as sweep_mod
+import linclf.training.sweep as sweep_mod
 from linclf.config import Config, from_dict, load_config, with_values
-from linclf.data import CIFAR10
+from linclf.data.cifar10 import CIFAR10
 from linclf.errors import ConfigError, UsageError
-from linclf.sweep import ParamSpec, format_table, parse_spec, sample_trials, sweep_rng, trial_configs
+from linclf.training.sweep import ParamSpec, format_table, parse_spec, sample_trials, sweep_rng, trial_configs
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork-based sweeps (Linux)")
 

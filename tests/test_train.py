@@ -8,12 +8,12 @@ import signal
 import numpy as np
 import pytest
 
-from linclf import runs as runs_mod
+from linclf.training import runs as runs_mod
 from linclf.config import Config, with_values
 from linclf.errors import DivergenceError, Interrupted
-from linclf.model import LinearClassifier, load_npz
-from linclf.runs import config_of_checkpoint, prepare_out_dir, run_train
-from linclf.train import plan
+from linclf.core.model import LinearClassifier, load_npz
+from linclf.training.runs import config_of_checkpoint, prepare_out_dir, run_train
+from linclf.training.loop import plan
 
 BASE = {
     "data.num_val": 50, "preprocess.std": True, "model.loss": "softmax", "model.reg": 1e-3,

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ModelFileError
-from .fsutil import atomic_open
+from ..errors import ModelFileError
+from ..fsutil import atomic_open
 from .losses import _scores_into, fold
 from .preprocess import Preprocessor
 

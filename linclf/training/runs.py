@@ -20,14 +20,14 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from . import preprocess
-from .config import Config, from_dict, to_yaml, with_values
-from .data import CIFAR10, Splits, load_cifar10, resolve_data_dir, split
-from .errors import ConfigError, DataError, Interrupted, LinclfError, ModelFileError, UsageError
+from ..core import preprocess
+from ..config import Config, from_dict, to_yaml, with_values
+from ..data.cifar10 import CIFAR10, Splits, load_cifar10, resolve_data_dir, split
+from ..errors import ConfigError, DataError, Interrupted, LinclfError, ModelFileError, UsageError
 from .evaluate import Evaluation, evaluate_predictions
-from .fsutil import write_json_atomic, write_text_atomic
-from .model import LinearClassifier, load_npz
-from .train import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
+from ..fsutil import write_json_atomic, write_text_atomic
+from ..core.model import LinearClassifier, load_npz
+from .loop import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
 
 __all__ = ["RUN_FILES", "RunResult", "default_out_dir", "prepare_out_dir", "load_data", "make_splits",
            "run_train", "run_eval", "config_of_checkpoint", "history_csv"]
@@ -251,7 +251,7 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
     (the data loss at W) and ``expected_init_loss`` ((C-1)*delta for the SVM,
     ln C for softmax, both for small W) and where the data came from.
     """
-    from .gradcheck import as_plain, check_loss
+    from ..core.gradcheck import as_plain, check_loss
 
     X, y, C = gradcheck_data(cfg, synthetic=synthetic, batch=batch, data_dir=data_dir, quiet=quiet)
     m = cfg.model

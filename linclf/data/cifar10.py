@@ -23,8 +23,8 @@ import numpy as np
 
 from . import archive as _archive
 from .download import fetch, md5sum
-from .fsutil import atomic_open, unlink_quiet, write_json_atomic
-from .errors import ChecksumError, ConfigError, DataError, LinclfWarning
+from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
+from ..errors import ChecksumError, ConfigError, DataError, LinclfWarning
 
 __all__ = [
     "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Splits", "Prepared",

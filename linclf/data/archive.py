@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import DataError, UnsafeArchiveError, UsageError
+from ..errors import DataError, UnsafeArchiveError, UsageError
 
 try:  # progress bars are a nicety, never a requirement
     from tqdm import tqdm

@@ -46,8 +46,8 @@ from collections.abc import Callable
 import numpy as np
 
 from . import losses
-from .blas import limit_blas_threads
-from .errors import LinclfError
+from ..threads import limit_blas_threads
+from ..errors import LinclfError
 
 __all__ = ["MinibatchLoss", "WorkerError"]
 

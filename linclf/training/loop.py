@@ -28,16 +28,16 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import optim
-from .config import Config
-from .blas import one_blas_thread
-from .data import Splits
-from .errors import DivergenceError, Interrupted, ModelFileError
-from .losses import DEFAULT_BLOCK, data_loss, l2_reg, loss_values
-from .minibatch import MinibatchLoss
-from .preprocess import Preprocessor
-from .progress import Bar
-from .search import random_local_search, random_search
+from ..core import optim
+from ..config import Config
+from ..threads import one_blas_thread
+from ..data.cifar10 import Splits
+from ..errors import DivergenceError, Interrupted, ModelFileError
+from ..core.losses import DEFAULT_BLOCK, data_loss, l2_reg, loss_values
+from ..core.minibatch import MinibatchLoss
+from ..core.preprocess import Preprocessor
+from ..progress import Bar
+from ..core.search import random_local_search, random_search
 
 __all__ = ["TrainState", "TrainResult", "train", "rng_stream", "init_state", "state_to_arrays",
            "state_from_arrays", "accuracy", "plan"]
@@ -169,7 +169,7 @@ def state_from_arrays(arrays: dict[str, np.ndarray], cfg: Config, source: str) -
 
 def accuracy(W: np.ndarray, prep: Preprocessor, X: np.ndarray, y: np.ndarray) -> float:
     """Fraction of rows X (N, P) whose argmax score under W (C, D) equals y (N,)."""
-    from .model import LinearClassifier  # local: model imports losses, not train
+    from ..core.model import LinearClassifier  # local: model imports losses, not train
 
     if len(y) == 0:
         return float("nan")

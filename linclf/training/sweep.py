@@ -55,16 +55,16 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import yaml
 
-from .blas import limit_blas_threads
-from .config import Config, from_dict, schema_keys, to_dict, to_yaml, with_values
-from .data import CIFAR10, Splits, split
-from .errors import ConfigError, DivergenceError, Interrupted, LinclfError, UsageError
-from .fsutil import write_json_atomic, write_text_atomic
-from .losses import set_default_workers, usable_cpus
-from .preprocess import Preprocessor, fit
-from .progress import Bar
+from ..threads import limit_blas_threads
+from ..config import Config, from_dict, schema_keys, to_dict, to_yaml, with_values
+from ..data.cifar10 import CIFAR10, Splits, split
+from ..errors import ConfigError, DivergenceError, Interrupted, LinclfError, UsageError
+from ..fsutil import write_json_atomic, write_text_atomic
+from ..core.losses import set_default_workers, usable_cpus
+from ..core.preprocess import Preprocessor, fit
+from ..progress import Bar
 from .runs import default_out_dir, load_data, make_splits, prepare_out_dir
-from .train import accuracy, init_state, train
+from .loop import accuracy, init_state, train
 
 __all__ = ["ParamSpec", "SweepError", "parse_spec", "sample_trials", "trial_configs", "run_sweep",
            "load_results", "format_table", "default_jobs", "default_sweep_dir", "RESULT_COLUMNS",
