@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_cifar10": "data.cifar10", "CIFAR10": "data.cifar10",
     "svm_loss": "core.losses", "softmax_loss": "core.losses", "svm_loss_naive": "core.losses",
-    "softmax_loss_naive": "core.losses", "l2_reg": "core.losses", "data_loss": "core.losses",
+    "softmax_loss_naive": "core.losses", "l2_reg": "core.losses", "data_loss": "core.objective",
     "numerical_gradient": "core.gradcheck", "sparse_check": "core.gradcheck", "check_loss": "core.gradcheck",
     "rel_error": "core.gradcheck",
     "make_update": "core.optim", "lr_at": "core.optim",

@@ -62,10 +62,11 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="linclf")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
-@click.option("--workers", type=click.IntRange(min=1), envvar="LINCLF_WORKERS", default=None, metavar="N",
-              help="CPUs to compute on (default: all usable); 1: one thread, no training worker process. "
-                   "Env: LINCLF_WORKERS.")
-def cli(debug: bool, workers: int | None) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="CPUs to compute on (default: $LINCLF_WORKERS, else all usable); the results do not "
+                   "depend on it.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, workers: int | None) -> None:
     """Linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy.
 
     \b
@@ -82,13 +83,17 @@ def cli(debug: bool, workers: int | None) -> None:
     """
     global _DEBUG
     _DEBUG = debug
-    if workers is not None:
-        from .core.losses import set_default_workers
+    from .threads import resolve_workers
 
-        set_default_workers(workers)
+    ctx.obj = {"workers": resolve_workers(workers)}     # a bad $LINCLF_WORKERS: exit 2 before any work
 
 
 # --------------------------------------------------------------- shared options
+
+
+def _workers() -> int:
+    """The CPUs ``linclf --workers`` (or $LINCLF_WORKERS) allows, resolved by the group."""
+    return click.get_current_context().find_root().obj["workers"]
 
 
 def _config_options(f: Callable) -> Callable:
@@ -216,7 +221,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     if cfg.optimizer.method in ("random_search", "random_local_search") and resume is not None:
         raise UsageError(f"--resume works for sgd and gd runs, not {cfg.optimizer.method}")
     res = run_train(cfg, out_dir, data_dir=data_dir, resume=resume, resume_arrays=resume_arrays,
-                    progress=_progress(quiet), quiet=not _progress(quiet))
+                    progress=_progress(quiet), quiet=not _progress(quiet), workers=_workers())
     m = res.metrics
     figures = _plot_run(out_dir, None, "val", data_dir, None, quiet) if plots else []
     if as_json:
@@ -390,7 +395,7 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     cfg = _load_config(config_path, overrides, {"data.archive": archive, "data.dir": data_dir})
     specs = [parse_spec(p) for p in params]
     out_dir = Path(out) if out else default_sweep_dir(config_path)
-    jobs = jobs or default_jobs()
+    jobs = jobs or min(default_jobs(), _workers())
     t0 = time.perf_counter()
     rows = run_sweep(cfg, specs, trials=trials, jobs=jobs, out_dir=out_dir, data_dir=data_dir,
                      progress=_progress(quiet))

@@ -45,9 +45,9 @@ from .core import preprocess
 from .config import Config, schema_keys, with_values
 from .data.cifar10 import Splits
 from .errors import ConfigError, DivergenceError, LinclfWarning
-from .core.losses import fold, softmax
+from .core.losses import softmax
 from .core.model import LinearClassifier
-from .core.preprocess import Preprocessor
+from .core.preprocess import Preprocessor, fold
 from .training.loop import TrainState, rng_stream, train
 
 __all__ = ["LinearSVM", "SoftmaxClassifier", "NotFittedError", "ColumnVectorWarning"]

@@ -1,77 +1,69 @@
-"""OpenBLAS thread control, for the training loop's small products.
+"""How many CPUs linclf uses, and BLAS's threads, through threadpoolctl.
 
-After a multithreaded call, OpenBLAS's idle worker threads spin for about
-0.1 s; inside a training loop that shares each step with a worker process,
-they take the second core away. ``one_blas_thread()`` pins OpenBLAS to one
-thread around the training loop. Only the OpenBLAS that NumPy
-loaded is touched (found through /proc/self/maps and ctypes); elsewhere
-(other BLAS, other systems) it does nothing. Results do not change: OpenBLAS
-splits a product between threads by rows and columns, never along the sum.
+``workers`` means CPUs: an explicit argument (``linclf --workers N``), else
+``$LINCLF_WORKERS``, else the CPUs this process may run on. The training
+engine computes with one BLAS thread per worker: a minibatch's products are
+far too small for BLAS's own threads, whose start-up and idle spinning cost
+more than the product (``scripts/bench.py`` measures both). threadpoolctl
+knows every BLAS NumPy may be built with (OpenBLAS, MKL, BLIS, Accelerate);
+limits set here do not change a product's value (BLAS threads split rows and
+columns, not the sum), so results do not depend on them.
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from functools import lru_cache
+from typing import Iterator
 
-__all__ = ["openblas_threads", "one_blas_thread", "limit_blas_threads"]
+from .errors import UsageError
 
-_api: tuple[Callable[[], int], Callable[[int], None]] | None | bool = False   # False: not looked up yet
+__all__ = ["ENV_WORKERS", "usable_cpus", "resolve_workers", "blas_threads", "set_blas_threads"]
+
+ENV_WORKERS = "LINCLF_WORKERS"
 
 
-def openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None:
-    """(get, set) of the thread count of the OpenBLAS NumPy loaded, through ctypes; None if there is none."""
-    global _api
-    if _api is False:
-        _api = None
-        try:
-            import ctypes
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
-            with open("/proc/self/maps") as maps:                # Linux; elsewhere nothing is limited
-                paths = sorted({f[5].strip() for f in (line.split(None, 5) for line in maps)
-                                if len(f) == 6 and "openblas" in f[5].lower()})
-            for path in paths:
-                lib = ctypes.CDLL(path)                          # already loaded: the same library
-                for prefix in ("scipy_openblas_", "openblas_"):
-                    for suffix in ("64_", ""):
-                        get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
-                        set_ = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
-                        if get is not None and set_ is not None:
-                            get.restype, get.argtypes = ctypes.c_int, []
-                            set_.restype, set_.argtypes = None, [ctypes.c_int]
-                            _api = (get, set_)
-                            return _api
-        except (OSError, ValueError):
-            pass
-    return _api
+
+def resolve_workers(workers: int | None = None) -> int:
+    """CPUs to use: ``workers`` if given, else $LINCLF_WORKERS, else ``usable_cpus()``.
+
+    A bad value raises UsageError naming where it came from (the argument or
+    the environment variable).
+    """
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise UsageError(f"workers must be a positive integer (CPUs to use), got {workers!r}")
+        return workers
+    env = os.environ.get(ENV_WORKERS, "").strip()
+    if not env:
+        return usable_cpus()
+    if not env.isdigit() or int(env) < 1:
+        raise UsageError(f"${ENV_WORKERS} must be a positive integer (CPUs to use), got {env!r}; "
+                         f"unset it or set e.g. {ENV_WORKERS}=1")
+    return int(env)
+
+
+@lru_cache(maxsize=1)
+def _controller():  # -> threadpoolctl.ThreadpoolController; built once: it inspects the loaded libraries
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 @contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """OpenBLAS on one thread inside (where it is found): around the training loop.
-
-    Its products are small (a minibatch, a 1,000-image scoring) and gain
-    nothing from threads, and after a threaded call OpenBLAS's idle threads
-    spin for ~0.1 s (about 150 steps), taking the second core from the
-    minibatch worker (with the helper thread this replaced: 850 vs 650 us a
-    step). Results do not change: OpenBLAS splits a product between
-    threads by rows and columns, never along the sum.
-    """
-    api = openblas_threads()
-    n = api[0]() if api is not None else 1
-    if n <= 1:
+def blas_threads(n: int) -> Iterator[None]:
+    """Inside, BLAS uses at most ``n`` threads (every BLAS threadpoolctl finds); restored on exit."""
+    with _controller().limit(limits=int(n), user_api="blas"):
         yield
-        return
-    api[1](1)
-    try:
-        yield
-    finally:
-        api[1](n)
 
 
-def limit_blas_threads(n: int) -> bool:
-    """Set OpenBLAS's thread count for the rest of the process (worker processes); False if not found."""
-    api = openblas_threads()
-    if api is None:
-        return False
-    api[1](int(n))
-    return True
+def set_blas_threads(n: int) -> None:
+    """For the rest of this process BLAS uses at most ``n`` threads (a worker process of a sweep: 1)."""
+    _controller().limit(limits=int(n), user_api="blas")

@@ -53,7 +53,8 @@ def test_config_errors_exit_2_in_one_line(args, code, text):
 
 @pytest.mark.parametrize("args, env, text", [
     (["--workers", "0", "config"], {}, "0 is not in the range"),
-    (["config"], {"LINCLF_WORKERS": "two"}, "'two' is not a valid integer"),
+    (["config"], {"LINCLF_WORKERS": "two"}, "$LINCLF_WORKERS must be a positive integer (CPUs to use), got 'two'"),
+    (["config"], {"LINCLF_WORKERS": "0"}, "$LINCLF_WORKERS must be a positive integer (CPUs to use), got '0'"),
 ])
 def test_bad_workers_exit_2(args, env, text):
     r = subprocess.run([sys.executable, "-m", "linclf", *args], capture_output=True, text=True,
@@ -61,30 +62,32 @@ def test_bad_workers_exit_2(args, env, text):
     assert r.returncode == 2 and text in r.stderr
 
 
-def test_workers_1_trains_in_one_process(tmp_path, config, learnable_data_dir, monkeypatch):
-    """--workers 1 (or LINCLF_WORKERS=1): no worker process even for minibatches it would share."""
-    import linclf.core.minibatch as minibatch_mod
-    from linclf.core.losses import set_default_workers
+def test_workers_reach_the_training_engine(tmp_path, config, learnable_data_dir, monkeypatch):
+    """--workers N, else $LINCLF_WORKERS, is the engine's thread count, and the weights do not depend on it."""
+    from linclf.core import objective
 
-    forks = []
+    seen = []
+    original = objective.Objective.__init__
 
-    def no_fork(run):                                           # count the attempts; fork fails: one process
-        forks.append(run)
-        raise OSError("fork refused")
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.workers)
 
-    monkeypatch.setattr(minibatch_mod, "_Worker", no_fork)
-    try:
-        r = invoke("--workers", "1", "train", "--config", config, "--data-dir", learnable_data_dir, "--out",
-                   tmp_path / "one", "--quiet", "--set", "optimizer.batch_size=128")
-        assert r.exit_code == 0, r.output
-        assert forks == []
-        set_default_workers(None)
-        r = invoke("train", "--config", config, "--data-dir", learnable_data_dir, "--out", tmp_path / "two",
+    monkeypatch.setattr(objective.Objective, "__init__", recording)
+    runs = []
+    for flags, env in ((["--workers", "1"], None), (["--workers", "2"], None), ([], "3")):
+        if env is None:
+            monkeypatch.delenv("LINCLF_WORKERS", raising=False)
+        else:
+            monkeypatch.setenv("LINCLF_WORKERS", env)
+        out = tmp_path / f"run{len(runs)}"
+        r = invoke(*flags, "train", "--config", config, "--data-dir", learnable_data_dir, "--out", out,
                    "--quiet", "--set", "optimizer.batch_size=128")
         assert r.exit_code == 0, r.output
-        assert len(forks) == (1 if minibatch_mod.worker_allowed(None) else 0)
-    finally:
-        set_default_workers(None)
+        runs.append(np.load(out / "model.npz", allow_pickle=False)["W"])
+    assert seen == [1, 2, 3]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
 
 
 def test_train_then_eval(tmp_path, config, learnable_data_dir):

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from linclf.core.gradcheck import numerical_gradient
 from linclf.core.losses import (
-    SCORE_LOSSES, data_loss, fold, hinge_margins, l2_reg, softmax_loss, softmax_loss_naive,
+    SCORE_LOSSES, hinge_margins, l2_reg, softmax_loss, softmax_loss_naive,
     softmax_scores_loss, svm_hinge_kink, svm_loss, svm_loss_naive, svm_scores_loss,
 )
+from linclf.core.objective import data_loss
+from linclf.core.preprocess import fold
 
 VECTORIZED = {"svm": svm_loss, "softmax": softmax_loss}
 NAIVE = {"svm": svm_loss_naive, "softmax": softmax_loss_naive}
@@ -242,11 +244,13 @@ def test_data_loss_float32_close_to_float64_reference(loss, use_scale, block):
 def test_data_loss_workers_and_float_input_agree(loss):
     X, y, mean, scale = raw_problem(300, 3072, seed=5)
     W = 1e-3 * np.random.default_rng(5).standard_normal((10, 3073))
-    ref = data_loss(W, X, y, loss, mean=mean, scale=scale, workers=1)
-    for kw in ({"workers": 2}, {"workers": 3, "block": 50}, {"workers": 64}):
-        got = data_loss(W, X, y, loss, mean=mean, scale=scale, **kw)
-        assert got[0] == pytest.approx(ref[0], rel=1e-12)
-        assert max_rel(got[1], ref[1]) <= 1e-12
+    ref = data_loss(W, X, y, loss, mean=mean, scale=scale, workers=1, block=50)
+    for workers in (2, 3, 64):                                  # the same blocks, summed in the same order
+        got = data_loss(W, X, y, loss, mean=mean, scale=scale, workers=workers, block=50)
+        assert got[0] == ref[0]
+        np.testing.assert_array_equal(got[1], ref[1])
+    other = data_loss(W, X, y, loss, mean=mean, scale=scale, workers=1)
+    assert max_rel(other[1], ref[1]) <= 1e-12
     got = data_loss(W, X.astype(np.float64), y, loss, mean=mean, scale=scale)   # float rows used in place
     assert max_rel(got[1], ref[1]) <= 1e-12
     got = data_loss(W, np.asfortranarray(X.astype(np.float32)), y, loss, mean=mean, scale=scale)
@@ -269,20 +273,21 @@ def test_fold_matches_explicit_scores():
     np.testing.assert_allclose(X @ A.T + b, explicit(X, mean, scale, True) @ W.T, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("bad", [
-    dict(W=np.zeros((10, 3072))),                      # bias=True needs 3073 columns
-    dict(y=np.full(5, 10)),                            # label out of range
-    dict(y=np.zeros(4, dtype=int)),                    # wrong length
-    dict(y=np.zeros(5)),                               # float labels
-    dict(loss="hinge"),                                # unknown loss
-    dict(mean=np.zeros(10)),                           # wrong mean shape
-    dict(block=0),
+@pytest.mark.parametrize("bad, message", [
+    (dict(W=np.zeros((10, 3072))), r"W must be \(C, 3073\)"),            # bias=True needs 3073 columns
+    (dict(y=np.full(5, 10)), r"labels must be in \[0, 10\)"),             # label out of range
+    (dict(y=np.zeros(4, dtype=int)), r"y must have shape \(5,\)"),        # wrong length
+    (dict(y=np.zeros(5)), "integer class indices"),                       # float labels
+    (dict(loss="hinge"), "unknown loss 'hinge'"),
+    (dict(mean=np.zeros(10)), r"mean must have shape \(3072,\)"),
+    (dict(block=0), "block must be a positive number of rows"),
+    (dict(X=np.zeros((5, 3072), dtype=complex)), "X must hold real numbers"),
 ])
-def test_data_loss_rejects_bad_arguments(bad):
+def test_data_loss_rejects_bad_arguments(bad, message):
     args = dict(W=np.zeros((10, 3073)), X=np.zeros((5, 3072), dtype=np.uint8), y=np.zeros(5, dtype=int),
                 loss="svm", mean=None, block=None)
     args.update(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         data_loss(args["W"], args["X"], args["y"], args["loss"], mean=args["mean"], block=args["block"])
 
 

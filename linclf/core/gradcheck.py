@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .losses import SCORE_LOSSES, _hinge_kink, hinge_margins, l2_reg, softmax_loss, svm_loss
+from .losses import SCORE_LOSSES, hinge_kink, hinge_margins, l2_reg, softmax_loss, svm_loss
 
 __all__ = ["rel_error", "numerical_gradient", "Check", "sparse_check", "DEFAULT_THRESHOLDS", "check_loss",
            "METHODS"]
@@ -207,7 +207,7 @@ def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta:
     kink = None
     if loss == "svm":
         margins = hinge_margins(W, X, y, delta)
-        kink = lambda index, step: _hinge_kink(margins, X, y, index, step)  # noqa: E731
+        kink = lambda index, step: hinge_kink(margins, X, y, index, step)  # noqa: E731
     seed = int(rng.integers(2**63))
     parts = {}
     for name, f, grad, part_kink in (

@@ -1,7 +1,7 @@
 """LinearClassifier: W, the preprocessing it was trained with, class names; save/load as .npz.
 
 Scores ``s = W x_pre`` are computed from raw uint8 rows with the preprocessing
-folded into the weights (``losses.fold``), one block of rows at a time. Files
+folded into the weights (``preprocess.fold``), one block of rows at a time. Files
 are .npz archives written atomically and read with ``allow_pickle=False``.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import ModelFileError
 from ..fsutil import atomic_open
-from .losses import _scores_into, fold
-from .preprocess import Preprocessor
+from .objective import scores as block_scores
+from .preprocess import Preprocessor, fold
 
 __all__ = ["LinearClassifier", "FORMAT_VERSION", "save_npz_atomic", "load_npz"]
 
@@ -56,15 +56,7 @@ class LinearClassifier:
         """Class scores (N, C) float32 of raw rows X (N, P), computed block by block."""
         self.check_input(X)
         A, b = fold(self.W.astype(np.float32, copy=False), self.prep.mean, self.prep.scale, self.prep.bias)
-        out = np.empty((len(X), self.num_classes), dtype=np.float32)
-        buf = np.empty((min(_SCORE_BLOCK, len(X)), X.shape[1]), dtype=np.float32)
-        for start in range(0, len(X), _SCORE_BLOCK):
-            xb = X[start:start + _SCORE_BLOCK]
-            xf = buf[:len(xb)]
-            np.copyto(xf, xb, casting="unsafe")
-            _scores_into(xf, A.T, out[start:start + len(xb)])        # the small-GEMM path: ~2x a general matmul
-        out += b
-        return out
+        return block_scores(X, A, b, block=_SCORE_BLOCK)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted class indices (N,) int64: the argmax of the scores."""

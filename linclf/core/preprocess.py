@@ -3,8 +3,10 @@
 ``x_pre = [(x - mean) * scale, 1]``: with ``mean`` the mean training image,
 ``scale = 1 / std`` (or ones), and the trailing 1 the bias trick (D = 3073).
 The parameters are stored with the model so evaluation repeats exactly what
-training did. Training never materialises ``x_pre`` for the whole set: the
-losses fold ``mean`` and ``scale`` into the weights (see ``losses.data_loss``).
+training did. Training never materialises ``x_pre`` for the whole set: an
+affine map commutes with a linear model, ``W [(x - m) s, 1] = A x + b`` with
+``A = W[:, :P] s`` and ``b = W[:, P] - A m`` (``fold``), and the gradient
+unfolds the same way (``unfold``); ``objective`` computes on raw rows.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Preprocessor", "fit"]
+__all__ = ["Preprocessor", "fit", "fold", "unfold"]
 
 _BLOCK = 256           # rows converted to float32 at a time when fitting the std (3 MB, stays in cache)
 _MIN_STD = 1e-6        # a constant pixel is left unscaled instead of divided by ~0
@@ -125,3 +127,47 @@ def _column_sq_dev(X: np.ndarray, m64: np.ndarray) -> np.ndarray:
         b -= m32
         out += np.einsum("ij,ij->j", b, b)
     return out
+
+
+# ----------------------------------------------------------------------------- folding into the weights
+
+def fold(W: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None,
+         bias: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A (C, P), b (C,) with W @ [(x - mean) * scale, 1] == A @ x + b; in W's (floating) dtype."""
+    W = np.asarray(W)
+    dtype = W.dtype if W.dtype.kind == "f" else np.dtype(np.float64)
+    P = W.shape[1] - int(bias)
+    A = np.ascontiguousarray(W[:, :P], dtype=dtype)
+    if scale is not None:
+        A = A * np.asarray(scale, dtype=dtype)                   # (C, P)
+    b = W[:, P].astype(dtype) if bias else np.zeros(W.shape[0], dtype=dtype)
+    if mean is not None:
+        b = b - np.einsum("cp,p->c", A, np.asarray(mean, dtype=dtype))  # (C,)
+    return A, b
+
+
+def unfold(G: np.ndarray, g0: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None,
+           bias: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """dW (C, P + bias) from G (C, P) = dS.T @ X and g0 (C,) = dS.sum(0): the chain rule through ``fold``.
+
+    dW[:, :P] = (G - g0 mean) * scale and dW[:, P] = g0. ``out``: a
+    (C, P + bias) array of G's dtype to write dW into (G itself may be a view
+    of ``out[:, :P]``).
+    """
+    C, P = G.shape
+    dW = np.empty((C, P + int(bias)), dtype=G.dtype) if out is None else out
+    body = dW[:, :P]
+    if mean is not None:
+        body_is_G = np.shares_memory(body, G)
+        if body_is_G:
+            body -= np.multiply.outer(g0.astype(G.dtype), np.asarray(mean, dtype=G.dtype))
+        else:
+            np.multiply.outer(g0.astype(G.dtype), np.asarray(mean, dtype=G.dtype), out=body)   # (C, P)
+            np.subtract(G, body, out=body)
+    elif not np.shares_memory(body, G):
+        body[...] = G
+    if scale is not None:
+        body *= np.asarray(scale, dtype=G.dtype)
+    if bias:
+        dW[:, P] = g0
+    return dW

@@ -16,7 +16,6 @@ callback and raises Interrupted.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import signal
@@ -28,16 +27,15 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..core import optim
 from ..config import Config
-from ..threads import one_blas_thread
+from ..core import optim
+from ..core.losses import l2_reg
+from ..core.objective import Objective, loss_values
+from ..core.preprocess import Preprocessor
+from ..core.search import random_local_search, random_search
 from ..data.cifar10 import Splits
 from ..errors import DivergenceError, Interrupted, ModelFileError
-from ..core.losses import DEFAULT_BLOCK, data_loss, l2_reg, loss_values
-from ..core.minibatch import MinibatchLoss
-from ..core.preprocess import Preprocessor
 from ..progress import Bar
-from ..core.search import random_local_search, random_search
 
 __all__ = ["TrainState", "TrainResult", "train", "rng_stream", "init_state", "state_to_arrays",
            "state_from_arrays", "accuracy", "plan"]
@@ -196,11 +194,14 @@ def _sigint_as_flag() -> Iterator[threading.Event]:
 
 
 def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState | None = None,
-          progress: bool = False, on_checkpoint: Callable[[TrainState, str], None] | None = None,
+          progress: bool = False, workers: int | None = None,
+          on_checkpoint: Callable[[TrainState, str], None] | None = None,
           on_step: Callable[[TrainState], None] | None = None) -> TrainResult:
-    """Train on splits.X_train (N, P) uint8 with ``prep`` folded in; return the weights to keep.
+    """Train on splits.X_train (N, P) stored rows (uint8 pixels or float features) with ``prep`` folded in.
 
-    ``state`` continues a checkpointed run. ``on_checkpoint(state, reason)`` is
+    Returns the weights to keep. ``state`` continues a checkpointed run.
+    ``workers``: CPUs to compute on (None: $LINCLF_WORKERS, else all usable);
+    the weights do not depend on it. ``on_checkpoint(state, reason)`` is
     called every ``train.checkpoint_every`` epochs ("periodic"), at the end
     ("completed") and on Ctrl-C ("interrupted", then Interrupted is raised).
     ``on_step(state)`` runs after every step (tests use it to inject faults).
@@ -212,37 +213,17 @@ def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState 
     elif state.W.shape != shape:
         raise ModelFileError(f"the checkpoint's W is {state.W.shape}, this data needs {shape}")
     if cfg.optimizer.method in ("random_search", "random_local_search"):
-        return _train_search(cfg, splits, prep, state, progress)
-    return _train_gradient(cfg, splits, prep, state, progress, on_checkpoint, on_step)
+        return _train_search(cfg, splits, prep, state, progress, workers)
+    return _train_gradient(cfg, splits, prep, state, progress, workers, on_checkpoint, on_step)
 
 
-def _objective(cfg: Config, prep: Preprocessor) -> Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, np.ndarray]]:
-    """loss, dW = f(W, X_raw, y): the configured data loss plus L2 regularisation."""
+def _objective(cfg: Config, splits: Splits, prep: Preprocessor, dtype: np.dtype, batch_size: int,
+               workers: int | None) -> Objective:
+    """The configured data loss + L2 on the training rows, preprocessing folded in (close it after use)."""
     m = cfg.model
-
-    def f(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, dW = data_loss(W, X, y, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale, bias=prep.bias)
-        if m.reg:
-            reg_loss, reg_dW = l2_reg(W, m.reg, m.reg_bias)
-            loss += reg_loss
-            dW += reg_dW
-        return float(loss), dW
-
-    return f
-
-
-def _batch_objective(cfg: Config, prep: Preprocessor, X: np.ndarray, y: np.ndarray, num_classes: int,
-                     dtype: np.dtype) -> MinibatchLoss:
-    """loss, dW = f(W, idx, next_idx=None): ``_objective`` on the minibatch X[idx], y[idx] (<= DEFAULT_BLOCK rows).
-
-    The same values to float rounding, without the copy X[idx] and the per-call checks, with a
-    worker process sharing the work (``minibatch.MinibatchLoss``; close it after use); dW is a
-    buffer the next call overwrites (the update rules do not keep it). ``next_idx``, the next
-    step's minibatch, is gathered and converted ahead.
-    """
-    m = cfg.model
-    return MinibatchLoss(X, y, num_classes, dtype, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale,
-                         bias=prep.bias, reg=m.reg, reg_bias=m.reg_bias)
+    return Objective(splits.X_train, splits.y_train, len(splits.classes), loss=m.loss, delta=m.delta,
+                     mean=prep.mean, scale=prep.scale, bias=prep.bias, reg=m.reg, reg_bias=m.reg_bias,
+                     dtype=dtype, workers=workers, batch_size=batch_size)
 
 
 class _Evaluator:
@@ -259,9 +240,8 @@ class _Evaluator:
         """Record accuracies at this point; return True when patience has run out."""
         W = state.W
         has_val = len(self.splits.y_val) > 0
-        with one_blas_thread():
-            train_acc = accuracy(W, self.prep, self.X_sub, self.y_sub)
-            val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val) if has_val else float("nan")
+        train_acc = accuracy(W, self.prep, self.X_sub, self.y_sub)
+        val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val) if has_val else float("nan")
         state.history.append({"step": state.step, "epoch": round(epoch, 6), "train_accuracy": train_acc,
                               "val_accuracy": None if not has_val else val_acc})
         if has_val and val_acc > state.best_val:
@@ -274,65 +254,40 @@ class _Evaluator:
 
 
 def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState, progress: bool,
-                    on_checkpoint: Callable[[TrainState, str], None] | None,
+                    workers: int | None, on_checkpoint: Callable[[TrainState, str], None] | None,
                     on_step: Callable[[TrainState], None] | None) -> TrainResult:
     o = cfg.optimizer
-    X, y = splits.X_train, splits.y_train
-    n = len(y)
+    n = len(splits.y_train)
     p = plan(cfg, n)
     rule = _rule(cfg)
-    objective = _objective(cfg, prep)
-    batch_objective = None
-    if o.method == "sgd" and p.batch <= DEFAULT_BLOCK:
-        batch_objective = _batch_objective(cfg, prep, X, y, state.W.shape[0], state.W.dtype)
-    W_dtype = state.W.dtype
-
     evaluate = _Evaluator(cfg, splits, prep)
     lr_kw = dict(step_every=o.step_every, gamma=o.gamma, k=o.k, lr_min=o.lr_min)
     ckpt_every = cfg.train.checkpoint_every
     spe_int = int(p.steps_per_epoch)
 
-    def draw(rng: np.random.Generator, perm: np.ndarray | None, step: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The minibatch of ``step`` drawn from ``rng`` (and the epoch's order ``perm``, renewed when due)."""
+    def draw(step: int) -> np.ndarray:
+        """The minibatch of ``step``: from the epoch's order (renewed when due) or drawn with replacement."""
         if o.sampling == "shuffle":
             pos = step % spe_int
-            if pos == 0 or perm is None:
-                perm = rng.permutation(n)
-            return np.sort(perm[pos * p.batch:(pos + 1) * p.batch]), perm
-        return rng.integers(0, n, p.batch), perm
+            if pos == 0 or state.perm is None:
+                state.perm = state.rng.permutation(n)
+            return np.sort(state.perm[pos * p.batch:(pos + 1) * p.batch])
+        return state.rng.integers(0, n, p.batch)
 
-    ahead_rng: np.random.Generator | None = None
-    ahead_perm: np.ndarray | None = None
-    ahead_idx: np.ndarray | None = None
-    ahead_step = -1
     start_step = state.step
     last_loss = math.nan
     bar = Bar(progress, p.total_steps, state.step, "train", "step")
     t0 = time.perf_counter()
     try:
-        # one BLAS thread: after a threaded call OpenBLAS's idle threads spin, taking the worker's CPU
-        with _sigint_as_flag() as interrupted, one_blas_thread():
+        with _sigint_as_flag() as interrupted, \
+                _objective(cfg, splits, prep, state.W.dtype, p.batch, workers) as objective:
             while state.step < p.total_steps:
                 if interrupted.is_set():
                     if on_checkpoint is not None:
                         on_checkpoint(state, "interrupted")
                     raise Interrupted(f"interrupted at step {state.step} of {p.total_steps}")
                 step = state.step
-                if o.method == "gd":
-                    loss, dW = objective(state.W, X, y)
-                else:
-                    idx, state.perm = draw(state.rng, state.perm, step)
-                    if batch_objective is not None and state.W.dtype == W_dtype:
-                        # the next step's minibatch, from a copy of the stream one draw ahead (state.rng is
-                        # used exactly as without it); resynchronised whenever a prediction misses
-                        if ahead_step != step or not np.array_equal(ahead_idx, idx):
-                            ahead_rng, ahead_perm = copy.deepcopy(state.rng), state.perm
-                        ahead_idx, ahead_step = None, step + 1
-                        if step + 1 < p.total_steps:
-                            ahead_idx, ahead_perm = draw(ahead_rng, ahead_perm, step + 1)
-                        loss, dW = batch_objective(state.W, idx, ahead_idx)
-                    else:
-                        loss, dW = objective(state.W, X[idx], y[idx])
+                loss, dW = objective.full(state.W) if o.method == "gd" else objective.batch(state.W, draw(step))
                 if not math.isfinite(loss):
                     raise DivergenceError(
                         f"the loss became {loss} at step {step + 1} (lr {o.lr:g}): training diverged; lower "
@@ -359,8 +314,6 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
                     on_step(state)
     finally:
         bar.close()
-        if batch_objective is not None:
-            batch_objective.close()
     seconds = time.perf_counter() - t0
     if not state.history or "train_accuracy" not in state.history[-1] or state.history[-1]["step"] != state.step:
         evaluate(state, p.epoch(state.step))
@@ -375,15 +328,15 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
 
 
 def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState,
-                  progress: bool) -> TrainResult:
+                  progress: bool, workers: int | None) -> TrainResult:
     o = cfg.optimizer
-    objective = _objective(cfg, prep)
     X, y = splits.X_train, splits.y_train
     rng = rng_stream(cfg.seed, "search")
     bar = Bar(progress, o.trials, 0, o.method.replace("_", " "), "trial")
+    objective = _objective(cfg, splits, prep, state.W.dtype, 0, workers)
 
     def loss_fn(W: np.ndarray) -> float:
-        return objective(W, X, y)[0]
+        return objective.full(W)[0]
 
     def many_loss_fn(Ws: np.ndarray) -> np.ndarray:
         m = cfg.model
@@ -399,12 +352,14 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
 
     t0 = time.perf_counter()
     try:
-        if o.method == "random_search":
-            W, best = random_search(loss_fn, state.W.shape, trials=o.trials, scale=cfg.model.init_scale,
-                                    rng=rng, dtype=state.W.dtype, callback=callback, many_loss_fn=many_loss_fn)
-        else:
-            W, best = random_local_search(loss_fn, state.W, trials=o.trials, step_size=o.step_size,
-                                          rng=rng, callback=callback)
+        with objective:
+            if o.method == "random_search":
+                W, best = random_search(loss_fn, state.W.shape, trials=o.trials, scale=cfg.model.init_scale,
+                                        rng=rng, dtype=state.W.dtype, callback=callback,
+                                        many_loss_fn=many_loss_fn)
+            else:
+                W, best = random_local_search(loss_fn, state.W, trials=o.trials, step_size=o.step_size,
+                                              rng=rng, callback=callback)
     except FloatingPointError as e:
         raise DivergenceError(f"{o.method}: {e}") from None
     except KeyboardInterrupt:

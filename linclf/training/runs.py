@@ -122,9 +122,12 @@ class RunResult:
 
 def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None = None,
               resume: str | os.PathLike | None = None, resume_arrays: dict | None = None,
-              progress: bool = False, quiet: bool = True,
+              progress: bool = False, quiet: bool = True, workers: int | None = None,
               on_step: Callable[[TrainState], None] | None = None) -> RunResult:
-    """Train as ``cfg`` says, writing the run's files into ``out_dir`` (created by ``prepare_out_dir``)."""
+    """Train as ``cfg`` says, writing the run's files into ``out_dir`` (created by ``prepare_out_dir``).
+
+    ``workers``: CPUs to train on (None: $LINCLF_WORKERS, else all usable).
+    """
     seconds: dict[str, float] = {}
     config_text = to_yaml(cfg)
     write_text_atomic(out_dir / "config.yaml", config_text)
@@ -153,8 +156,8 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
         ckpt.save(out_dir / "checkpoint.npz", extra=state_to_arrays(st))
 
     try:
-        result = train(cfg, splits, prep, state=state, progress=progress, on_checkpoint=save_checkpoint,
-                       on_step=on_step)
+        result = train(cfg, splits, prep, state=state, progress=progress, workers=workers,
+                       on_checkpoint=save_checkpoint, on_step=on_step)
     except Interrupted as e:
         ckpt = out_dir / "checkpoint.npz"
         if cfg.optimizer.method in ("sgd", "gd") and ckpt.exists():

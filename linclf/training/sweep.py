@@ -22,8 +22,8 @@ Parallelism. The parent loads the data once (the memory-mapped cache of
 ``runs.load_data``) and forks ``jobs`` workers (Linux) that share its pages;
 where fork is unavailable or unsafe, each spawned worker maps the same cache.
 Only config dicts and result dicts cross between processes. Workers run the
-losses on one thread (``losses.set_default_workers(1)``, and OpenBLAS too,
-``blas.limit_blas_threads(1)``) and leave Ctrl-C to the parent. ``jobs=1`` runs
+losses on one thread (``train(..., workers=1)``, and BLAS too,
+``threads.set_blas_threads(1)``) and leave Ctrl-C to the parent. ``jobs=1`` runs
 the trials in this process.
 
 Files in the sweep folder, each written atomically: ``sweep.json`` (what is
@@ -55,14 +55,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import yaml
 
-from ..threads import limit_blas_threads
 from ..config import Config, from_dict, schema_keys, to_dict, to_yaml, with_values
 from ..data.cifar10 import CIFAR10, Splits, split
 from ..errors import ConfigError, DivergenceError, Interrupted, LinclfError, UsageError
 from ..fsutil import write_json_atomic, write_text_atomic
-from ..core.losses import set_default_workers, usable_cpus
 from ..core.preprocess import Preprocessor, fit
 from ..progress import Bar
+from ..threads import set_blas_threads, usable_cpus
 from .runs import default_out_dir, load_data, make_splits, prepare_out_dir
 from .loop import accuracy, init_state, train
 
@@ -299,8 +298,7 @@ def _init_worker(payload: tuple[dict, str | None] | None) -> None:
     """Start of a worker process: one thread for the losses and BLAS, Ctrl-C left to the parent, the data."""
     global _DATA
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    set_default_workers(1)
-    limit_blas_threads(1)
+    set_blas_threads(1)
     if payload is not None:
         cfg_dict, data_dir = payload
         _DATA = load_data(from_dict(cfg_dict), data_dir)
@@ -327,13 +325,13 @@ def _finite(x: Any) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def _train_and_score(cfg: Config, states: list) -> dict:
+def _train_and_score(cfg: Config, states: list, workers: int | None) -> dict:
     """Train on the training split and score on the validation split; ``states`` receives the TrainState."""
     splits = _splits(cfg)
     prep = _prep(cfg, splits)
     state = init_state(cfg, (len(splits.classes), prep.out_dim(splits.X_train.shape[1])))
     states.append(state)
-    result = train(cfg, splits, prep, state=state)
+    result = train(cfg, splits, prep, state=state, workers=workers)
     return {"val_accuracy": _finite(accuracy(result.W, prep, splits.X_val, splits.y_val)),
             "train_accuracy": _finite(accuracy(result.W, prep, splits.X_train, splits.y_train)),
             "final_loss": _finite(result.final_loss)}
@@ -351,14 +349,14 @@ def _clean(obj: Any) -> Any:
 
 
 def _run_trial(task: dict) -> dict:
-    """Run one trial (``{"trial", "config"}``); never raises: ``status`` says ok, diverged, failed, interrupted."""
+    """Run one trial (``{"trial", "config", "workers"}``); never raises: ``status`` says ok, diverged, failed, interrupted."""
     t0 = time.perf_counter()
     out: dict[str, Any] = {"val_accuracy": None, "train_accuracy": None, "final_loss": None}
     states: list = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)     # overflow on the way to a divergence
-            out.update(_train_and_score(from_dict(task["config"]), states))
+            out.update(_train_and_score(from_dict(task["config"]), states, task.get("workers")))
         status, message = "ok", ""
     except DivergenceError as e:
         status, message = "diverged", str(e)
@@ -589,8 +587,9 @@ def _run_pending(cfg: Config, configs: list[Config], values: list[dict], pending
     """Load the data once, run the pending trials in parallel, save the results after each one."""
     global _DATA
     _PREP.clear()
-    tasks = [{"trial": i, "config": to_dict(configs[i])} for i in pending]
-    workers = min(jobs or default_jobs(), len(tasks))
+    workers = min(jobs or default_jobs(), len(pending))
+    per_trial = 1 if workers > 1 else None      # parallel trials compute on one CPU each
+    tasks = [{"trial": i, "config": to_dict(configs[i]), "workers": per_trial} for i in pending]
     bar = None
     try:
         _DATA = load_data(cfg, data_dir, quiet=not progress)
