@@ -1,0 +1,165 @@
+"""The training engine: minibatch and full-split losses against explicit references, workers, stored dtypes."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from linclf.core.losses import l2_reg, softmax_loss, svm_loss
+from linclf.core.objective import Objective, data_loss, loss_values, scores
+from linclf.core.preprocess import fold
+from linclf.errors import UsageError
+
+C = 10
+LOSSES = {"svm": svm_loss, "softmax": softmax_loss}
+
+
+def problem(N=600, P=96, seed=0, stored=np.uint8):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, (N, P)).astype(stored)
+    y = rng.integers(0, C, N)
+    mean = X.astype(np.float64).mean(axis=0)
+    scale = 1.0 / (X.astype(np.float64).std(axis=0) + 1.0)
+    return rng, X, y, mean, scale
+
+
+def explicit(W, X, y, loss, mean, scale, bias, reg, reg_bias):
+    """Loss + L2 and dW in float64 on [(X - mean) * scale, 1] built the obvious way."""
+    Xp = X.astype(np.float64)
+    if mean is not None:
+        Xp = Xp - mean
+    if scale is not None:
+        Xp = Xp * scale
+    if bias:
+        Xp = np.hstack([Xp, np.ones((len(X), 1))])
+    W64 = W.astype(np.float64)
+    value, dW = LOSSES[loss](W64, Xp, y)
+    r, rdW = l2_reg(W64, reg, reg_bias)
+    return value + r, dW + rdW
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("stored", [np.uint8, np.float16, np.float32])
+@pytest.mark.parametrize("prep", [dict(), dict(mean=True), dict(mean=True, scale=True), dict(bias=False)])
+@pytest.mark.parametrize("reg_bias", [True, False])
+def test_batch_equals_explicit_preprocessing(loss, dtype, stored, prep, reg_bias):
+    rng, X, y, mean, scale = problem(stored=stored)
+    mean = mean if prep.get("mean") else None
+    scale = scale if prep.get("scale") else None
+    bias = prep.get("bias", True)
+    W = (0.01 * rng.standard_normal((C, X.shape[1] + int(bias)))).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 3e-5
+    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, bias=bias, reg=0.5, reg_bias=reg_bias,
+                   dtype=dtype, workers=2) as f:
+        for n in (1, 37, 128, 200, 256):
+            idx = rng.integers(0, len(y), n)
+            got, dW = f.batch(W, idx)
+            want, want_dW = explicit(W, X[idx], y[idx], loss, mean, scale, bias, 0.5, reg_bias)
+            assert got == pytest.approx(want, rel=tol)
+            assert dW.dtype == dtype and dW.shape == W.shape
+            assert np.max(np.abs(dW - want_dW)) <= tol * np.max(np.abs(want_dW))
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("stored", [np.uint8, np.float16])
+def test_full_equals_explicit_preprocessing(loss, stored):
+    rng, X, y, mean, scale = problem(N=2100, seed=3, stored=stored)     # several groups of blocks
+    W = 0.01 * rng.standard_normal((C, X.shape[1] + 1))
+    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.1, dtype=np.float64, block=64) as f:
+        got, dW = f.full(W)
+    want, want_dW = explicit(W, X, y, loss, mean, scale, True, 0.1, True)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert np.max(np.abs(dW - want_dW)) <= 1e-11 * np.max(np.abs(want_dW))
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+def test_workers_change_no_bit(loss):
+    """The same steps with 1, 2 and 3 workers: identical losses and gradients, minibatch and full split."""
+    rng, X, y, mean, scale = problem(N=3000, P=200, seed=1)
+    W = (0.01 * rng.standard_normal((C, 201))).astype(np.float32)
+    batches = [rng.integers(0, len(y), n) for n in (256, 255, 64, 3, 1, 256)]
+    results = []
+    for workers in (1, 2, 3):
+        with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, workers=workers) as f:
+            results.append([(v, dW.copy()) for v, dW in (f.batch(W, idx) for idx in batches)]
+                           + [tuple(x.copy() if isinstance(x, np.ndarray) else x for x in f.full(W))])
+    for other in results[1:]:
+        for (v1, g1), (v2, g2) in zip(results[0], other):
+            assert v1 == v2
+            np.testing.assert_array_equal(g1, g2)
+
+
+def test_pool_threads_end_and_blas_threads_are_restored():
+    _, X, y, mean, _ = problem()
+    before_threads = threading.active_count()
+    before_blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    with Objective(X, y, C, mean=mean, workers=2) as f:
+        f.batch(np.zeros((C, X.shape[1] + 1), np.float32), np.arange(200))
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+    assert threading.active_count() == before_threads
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before_blas
+
+
+def test_batch_size_above_the_block():
+    rng, X, y, mean, scale = problem(N=1000, seed=4)
+    W = 0.01 * rng.standard_normal((C, X.shape[1] + 1))
+    idx = rng.integers(0, len(y), 700)
+    with Objective(X, y, C, mean=mean, dtype=np.float64, block=128, batch_size=700) as f:
+        got, dW = f.batch(W, idx)
+    want, want_dW = explicit(W, X[idx], y[idx], "svm", mean, None, True, 0.0, True)
+    assert got == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(dW, want_dW, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda f, W: f.batch(W, np.arange(257)), "idx must hold 1 to 256 row indices, got 257"),
+    (lambda f, W: f.batch(W, np.arange(0)), "idx must hold 1 to 256 row indices, got 0"),
+    (lambda f, W: f.batch(W, np.array([0.5])), "of dtype float64"),
+    (lambda f, W: f.batch(W, np.array([600])), r"row indices must be in \[0, 600\), got \[600, 600\]"),
+    (lambda f, W: f.batch(W, np.array([-1])), r"row indices must be in \[0, 600\)"),
+    (lambda f, W: f.batch(W[:, :-1], np.arange(3)), r"W must be float32 of shape \(10, 97\)"),
+    (lambda f, W: f.full(W.astype(np.float64)), r"W must be float32 of shape \(10, 97\), got float64"),
+])
+def test_bad_calls_are_refused(call, message):
+    _, X, y, mean, _ = problem()
+    with Objective(X, y, C, mean=mean, workers=1) as f:
+        with pytest.raises(ValueError, match=message):
+            call(f, np.zeros((C, X.shape[1] + 1), np.float32))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dtype=np.float16), "compute dtype must be float32 or float64, got float16"),
+    (dict(block=0), "block must be a positive number of rows, got 0"),
+    (dict(loss="hinge"), "unknown loss 'hinge'"),
+    (dict(scale=np.ones(3)), r"scale must have shape \(96,\)"),
+])
+def test_bad_settings_are_refused(kwargs, message):
+    _, X, y, _, _ = problem()
+    with pytest.raises(ValueError, match=message):
+        Objective(X, y, C, **kwargs)
+
+
+def test_bad_workers_are_a_usage_error(monkeypatch):
+    _, X, y, _, _ = problem()
+    with pytest.raises(UsageError, match="workers must be a positive integer"):
+        Objective(X, y, C, workers=0)
+    monkeypatch.setenv("LINCLF_WORKERS", "lots")
+    with pytest.raises(UsageError, match=r"\$LINCLF_WORKERS must be a positive integer \(CPUs to use\), got 'lots'"):
+        Objective(X, y, C)
+    monkeypatch.setenv("LINCLF_WORKERS", "2")
+    assert Objective(X, y, C).workers == 2
+
+
+def test_scores_and_loss_values_match_the_folded_reference():
+    rng, X, y, mean, scale = problem(N=2500, seed=5)
+    Ws = 0.01 * rng.standard_normal((3, C, X.shape[1] + 1))
+    A, b = fold(Ws[0], mean, scale, True)
+    Xp = (X - mean) * scale
+    np.testing.assert_allclose(scores(X, A, b, block=1000), Xp @ Ws[0, :, :-1].T + Ws[0, :, -1], rtol=1e-10)
+    for loss in ("svm", "softmax"):
+        values = loss_values(Ws, X, y, loss, mean=mean, scale=scale, block=700)
+        expected = [data_loss(W, X, y, loss, mean=mean, scale=scale)[0] for W in Ws]
+        np.testing.assert_allclose(values, expected, rtol=1e-10)
