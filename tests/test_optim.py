@@ -61,18 +61,20 @@ def test_two_steps_match_hand_computation(name: str) -> None:
     assert state.t == 2
 
 
-def test_sgd_is_momentum_zero() -> None:
-    """sgd gives bit-identical steps to momentum with mu = 0."""
+def test_sgd_and_momentum_against_their_recurrences() -> None:
+    """sgd steps -lr g; momentum keeps v = mu v - lr g and steps v, written out by hand here."""
     rng = np.random.default_rng(0)
     W = rng.standard_normal((3, 4))
-    sgd, mom0 = optim.make_update("sgd"), optim.make_update("momentum", momentum=0.0)
-    s1, s2 = sgd.init(W), mom0.init(W)
-    for _ in range(3):
+    sgd, mom = optim.make_update("sgd"), optim.make_update("momentum", momentum=0.9)
+    s1, s2 = sgd.init(W), mom.init(W)
+    v = np.zeros_like(W)
+    for lr in (0.3, 0.1, 0.05):
         g = rng.standard_normal(W.shape)
-        a, s1 = sgd.update(g, s1, 0.3)
-        b, s2 = mom0.update(g, s2, 0.3)
-        assert np.array_equal(a, b)
-        assert np.array_equal(a, -0.3 * g)
+        a, s1 = sgd.update(g, s1, lr)
+        b, s2 = mom.update(g, s2, lr)
+        v = 0.9 * v - lr * g
+        np.testing.assert_allclose(a, -lr * g, rtol=1e-15, atol=0)
+        np.testing.assert_allclose(b, v, rtol=1e-14, atol=1e-16)
 
 
 # ------------------------------------------------------------ convergence
