@@ -1,13 +1,16 @@
 """The training loop: sampling, updates, schedules, per-epoch evaluation, best-on-val, Ctrl-C.
 
-``train(cfg, splits, prep)`` runs the configured method on raw uint8 rows:
+``train(cfg, splits, prep)`` runs the configured method on the stored rows
+(uint8 pixels or float feature rows), with the preprocessing folded into W by
+the engine (``core.objective``):
 
 - ``sgd``: minibatches drawn with replacement (the lecture's loop) or from an
   epoch-wise shuffle; ``gd``: the whole training split every step;
 - ``random_search`` / ``random_local_search``: the derivative-free methods of
   ``search.py`` on the full training loss.
 
-The loop is the only place W changes. Everything needed to continue a run
+The loop is the only place W changes; a step is ``objective.batch(W, idx)``
+(or ``objective.full(W)`` for gd), an update rule, and the bookkeeping. Everything needed to continue a run
 bit-identically lives in a ``TrainState`` (W, optimizer state, step, sampling
 generator, current permutation, best weights, history), which a checkpoint
 stores and ``--resume`` restores. A non-finite loss raises DivergenceError; the
@@ -30,8 +33,8 @@ import numpy as np
 from ..config import Config
 from ..core import optim
 from ..core.losses import l2_reg
-from ..core.objective import Objective, loss_values
-from ..core.preprocess import Preprocessor
+from ..core.objective import Objective, loss_values, scores
+from ..core.preprocess import Preprocessor, fold
 from ..core.search import random_local_search, random_search
 from ..data.cifar10 import Splits
 from ..errors import DivergenceError, Interrupted, ModelFileError
@@ -166,12 +169,11 @@ def state_from_arrays(arrays: dict[str, np.ndarray], cfg: Config, source: str) -
 
 
 def accuracy(W: np.ndarray, prep: Preprocessor, X: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows X (N, P) whose argmax score under W (C, D) equals y (N,)."""
-    from ..core.model import LinearClassifier  # local: model imports losses, not train
-
+    """Fraction of rows X (N, P) whose argmax score under W (C, D) equals y (N,), computed in float32."""
     if len(y) == 0:
         return float("nan")
-    return float(np.mean(LinearClassifier(W, prep, ()).predict(X) == y))
+    A, b = fold(W.astype(np.float32, copy=False), prep.mean, prep.scale, prep.bias)
+    return float(np.mean(scores(X, A, b).argmax(axis=1) == y))
 
 
 @contextmanager
