@@ -87,7 +87,7 @@ def test_a_run_remembers_its_data_folder_for_eval_and_plot(tmp_path, elsewhere, 
 def test_eval_does_not_create_a_missing_env_data_folder(tmp_path, config, learnable_data_dir, offline,
                                                         monkeypatch):
     out = tmp_path / "run"
-    assert train_cli(config, learnable_data_dir, out).exit_code == 0
+    assert train_cli(config, learnable_data_dir, out, "--set", "data.retries=0").exit_code == 0
     missing = tmp_path / "no" / "such" / "folder"
     monkeypatch.setenv("LINCLF_DATA_DIR", str(missing))
     r = invoke("eval", "--model", out / "model.npz")
