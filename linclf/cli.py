@@ -18,6 +18,7 @@ import click
 
 from . import __version__
 from .errors import AccuracyError, LinclfError, UsageError
+from .fsutil import json_text
 
 _DEBUG = False
 
@@ -30,9 +31,31 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 class _Group(click.Group):
     """A group that maps library exceptions to one-line messages and exit codes."""
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Click's own usage errors (unknown option or command, bad value) as one line, exit 2, like ours."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message().rstrip('.')}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
+        from .errors import LinclfWarning
+
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            warnings.simplefilter("always", LinclfWarning)     # each of ours once per command, every command
             try:
                 return super().invoke(ctx)
             except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -108,7 +131,8 @@ def _data_options(f: Callable) -> Callable:
     f = click.option("--archive", type=click.Path(), default=None,
                      help="Use a CIFAR-10 archive or extracted folder already on disk instead of downloading.")(f)
     f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Data folder (default: $LINCLF_DATA_DIR, then data.dir, then ./data).")(f)
+                     help="Data folder (default: $LINCLF_DATA_DIR, then data.dir, then the user cache folder, "
+                          "e.g. ~/.cache/linclf; a run remembers the folder it was trained from).")(f)
     return f
 
 
@@ -200,7 +224,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
               as_json: bool, plots: bool, quiet: bool) -> None:
     """Train a linear classifier as the config says; report train / val / test accuracy."""
     from .config import parse_override, with_values
-    from .training.runs import config_of_checkpoint, default_out_dir, prepare_out_dir, run_train
+    from .training.runs import check_out_dir, config_of_checkpoint, default_out_dir, run_train
 
     if plots:
         from .plots import require_matplotlib
@@ -217,7 +241,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     else:
         cfg = _load_config(config_path, overrides, {"data.archive": archive})
         out_dir = Path(out) if out else default_out_dir(config_path)
-    out_dir = prepare_out_dir(out_dir, overwrite=overwrite, resuming=resume is not None)
+    out_dir = check_out_dir(out_dir, overwrite=overwrite, resuming=resume is not None)
     if cfg.optimizer.method in ("random_search", "random_local_search") and resume is not None:
         raise UsageError(f"--resume works for sgd and gd runs, not {cfg.optimizer.method}")
     res = run_train(cfg, out_dir, data_dir=data_dir, resume=resume, resume_arrays=resume_arrays,
@@ -226,15 +250,17 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     figures = _plot_run(out_dir, None, "val", data_dir, None, quiet) if plots else []
     if as_json:
         extra = {"plots": [str(f) for f in figures]} if plots else {}
-        click.echo(json.dumps({**m, "out_dir": str(out_dir), **extra}))
+        click.echo(json_text({**m, "out_dir": str(out_dir), **extra}))
     if not quiet:
         val = "n/a" if m["val_accuracy"] is None else f"{m['val_accuracy']:.4f}"
         stream_err = as_json
+        o = cfg.optimizer
+        what = (f"{cfg.model.loss} / {o.method}: {m['steps']} trials" if o.method in ("random_search",
+                "random_local_search") else f"{cfg.model.loss} / {o.method} ({o.update}): {m['steps']} steps")
         for line in (
             f"run folder: {out_dir}",
             *(f"figure: {f}" for f in figures),
-            f"{cfg.model.loss} / {cfg.optimizer.method} ({cfg.optimizer.update}): {m['steps']} steps, "
-            f"{m['seconds']['train']:.2f} s training, final loss {m['final_loss']:.4f}"
+            f"{what}, {m['seconds']['train']:.2f} s training, final loss {m['final_loss']:.4f}"
             + (f"; {m['stopped']}" if m["stopped"] != "completed" else ""),
             f"train accuracy {m['train_accuracy']:.4f}   val accuracy {val}",
             f"test accuracy {m['test_accuracy']:.4f}",
@@ -262,7 +288,7 @@ def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: st
 
     model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not _progress(quiet))
     if as_json:
-        click.echo(json.dumps({"model": model_path, "split": split_name, **ev.to_dict(model.classes)}))
+        click.echo(json_text({"model": model_path, "split": split_name, **ev.to_dict(model.classes)}))
     else:
         click.echo(_eval_table(model.classes, ev, split_name))
     _check_accuracy(split_name, ev.accuracy, expect_accuracy)
@@ -297,7 +323,8 @@ def _eval_table(classes: tuple[str, ...], ev: Any, split_name: str) -> str:
               help="Training images (or synthetic rows) the loss is evaluated on.")
 @click.option("--synthetic", is_flag=True, help="Use small random data instead of CIFAR-10 (no download).")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Largest relative error that passes (default 1e-7 centered, 1e-2 forward).")
+              help="Largest relative error that passes (default 1e-7); a coordinate within the method's own "
+                   "error bound (rounding; forward: its truncation error h*f''/2) passes too.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @_quiet_option
 def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, archive: str | None,
@@ -317,7 +344,7 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     res = run_gradcheck(cfg, synthetic=synthetic, batch=batch, checks=checks, h=h, method=method,
                         threshold=threshold, data_dir=data_dir, quiet=not _progress(quiet))
     if as_json:
-        click.echo(json.dumps(res))
+        click.echo(json_text(res))
     else:
         click.echo(_gradcheck_table(res))
     if not res["passed"]:
@@ -333,8 +360,8 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
 def _gradcheck_hint(cfg: Any, res: dict, part: str) -> str:
     """Why a correct gradient can still miss the threshold, when the settings suggest it."""
     if res["method"] == "forward":
-        return ("; forward differences err by about h*f''/2, which swamps gradients near zero (e.g. the L2 "
-                "term where |W| is not much larger than h): the lecture's advice is --method centered")
+        return ("; the difference is outside even the forward method's error bound (h*f''/2): the gradient "
+                "is likely wrong; confirm with --method centered")
     if part != "reg" and cfg.model.loss == "softmax" and not cfg.preprocess.std and res["data"] != "synthetic":
         return ("; on pixel-scale features (preprocess.std false) the centered difference's h^2 error is "
                 "large for softmax: try --set preprocess.std=true or a looser --threshold")
@@ -345,17 +372,18 @@ def _gradcheck_table(res: dict) -> str:
     """The gradient check as text: a table per part and the loss at initialisation."""
     lines = [f"{res['loss']} loss at init {res['init_loss']:.4f} (expected about {res['expected_init_loss']:.4f} "
              f"for small W; init_scale {res['init_scale']:g}); reg term {res['values']['reg']:.4g}",
-             f"{res['method']} differences, h={res['h']:g}, threshold {res['threshold']:g}, "
-             f"{res['batch']} {res['data']} rows, float64"]
+             f"{res['method']} differences, h={res['h']:g}, threshold {res['threshold']:g} (or within the error "
+             f"bound), {res['batch']} {res['data']} rows, float64"]
     for name, part in res["parts"].items():
         verdict = "ok" if part["passed"] else "FAILED"
         worst = "n/a" if part["worst_rel_error"] is None else f"{part['worst_rel_error']:.3g}"
         lines += ["", f"[{name}] {verdict}: worst relative error {worst} over {part['checked']} coordinates"
                   + (f", {part['kinks']} at a kink (not counted)" if part["kinks"] else ""),
-                  f"{'coordinate':>14}  {'analytic':>14}  {'numerical':>14}  {'rel error':>10}  kink"]
+                  f"{'coordinate':>14}  {'analytic':>14}  {'numerical':>14}  {'rel error':>10}  "
+                  f"{'error bound':>11}  kink"]
         for c in part["checks"]:
             lines.append(f"{str(tuple(c['index'])):>14}  {c['analytic']:>14.6e}  {c['numerical']:>14.6e}  "
-                         f"{c['rel_error']:>10.3g}  {'yes' if c['kink'] else ''}")
+                         f"{c['rel_error']:>10.3g}  {c['bound']:>11.3g}  {'yes' if c['kink'] else ''}")
     lines += ["", "PASSED" if res["passed"] else "FAILED"]
     return "\n".join(lines)
 
@@ -444,13 +472,14 @@ def _plot_run(run_dir: Path, out: str | None, split_name: str, data_dir: str | N
               quiet: bool) -> list[Path]:
     """A run folder's figures; confusion.png only when the split's data loads (else a one-line warning)."""
     from .errors import ModelFileError
-    from .plots import plot_run
+    from .plots import plot_run, run_model_file
     from .training.runs import run_eval
 
     evaluation = None
-    if (run_dir / "model.npz").is_file():
+    model_file = run_model_file(run_dir)
+    if model_file is not None:
         try:
-            evaluation = run_eval(run_dir / "model.npz", split_name, data_dir=data_dir, archive=archive,
+            evaluation = run_eval(model_file, split_name, data_dir=data_dir, archive=archive,
                                   quiet=not _progress(quiet))[1]
         except ModelFileError:
             raise
@@ -498,7 +527,7 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
         else:
             entries.append({"path": path, "error": failed[path]})
     if as_json:
-        click.echo(json.dumps({"model": model_path, "kind": kind, "images": entries}))
+        click.echo(json_text({"model": model_path, "kind": kind, "images": entries}))
     short = "p" if kind == "probability" else "score"
     for e in entries:
         if "error" in e:
@@ -511,6 +540,12 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``linclf`` console script."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started by a shell that ignores SIGINT (a background job of a script): Ctrl-C and
+        # `kill -INT` still stop every command the same way (exit 130)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     cli.main(args=argv, prog_name="linclf")
 
 

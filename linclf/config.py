@@ -40,6 +40,7 @@ class Spec:
     hi_open: bool = False          # hi excluded
     nullable: bool = False
     pattern: str | None = None     # regex a str must match in full
+    pattern_help: str = ""         # what ``pattern`` means, for messages ("32 hex digits")
 
 
 def _f(default: Any, kind: str, help: str, **kw: Any) -> Any:
@@ -52,13 +53,14 @@ def _f(default: Any, kind: str, help: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dir: str = _f("data", "str", "download / cache folder (env LINCLF_DATA_DIR, flag --data-dir)")
+    dir: str | None = _f(None, "str", "download / cache folder (null = the user cache folder, e.g. ~/.cache/linclf; "
+                                      "env LINCLF_DATA_DIR and flag --data-dir win)", nullable=True)
     format: str = _f("binary", "str", "archive format; binary never loads a pickle",
                      choices=("binary", "python"))
     archive: str | None = _f(None, "str", "a local archive or extracted folder instead of downloading",
                              nullable=True)
     md5: str | None = _f(None, "str", "expected md5 of that archive / of a mirror's file",
-                         nullable=True, pattern=r"[0-9a-fA-F]{32}")
+                         nullable=True, pattern=r"[0-9a-fA-F]{32}", pattern_help="32 hex digits")
     urls: list = _f([], "list[str]", "mirrors, tried in order before the official URL")
     num_train: int | None = _f(None, "int", "training images (null = all not used for validation)",
                                lo=1, nullable=True)
@@ -216,6 +218,11 @@ def _kind(v: Any) -> str:
             list: "list", dict: "mapping"}.get(type(v), type(v).__name__)
 
 
+def _bound(v: float) -> str:
+    """A range bound as written in a config: 4294967295, not 4.29497e+09."""
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
 def _expected(spec: Spec) -> str:
     if spec.choices:
         text = "one of " + ", ".join(spec.choices)
@@ -228,10 +235,10 @@ def _expected(spec: Spec) -> str:
     elif spec.kind == "list[str]":
         text = "a list of strings"
     else:
-        text = "a string"
+        text = spec.pattern_help or "a string"
     if spec.lo is not None or spec.hi is not None:
-        lo = "" if spec.lo is None else f"{'>' if spec.lo_open else '>='} {spec.lo:g}"
-        hi = "" if spec.hi is None else f"{'<' if spec.hi_open else '<='} {spec.hi:g}"
+        lo = "" if spec.lo is None else f"{'>' if spec.lo_open else '>='} {_bound(spec.lo)}"
+        hi = "" if spec.hi is None else f"{'<' if spec.hi_open else '<='} {_bound(spec.hi)}"
         text += " " + " and ".join(s for s in (lo, hi) if s)
     if spec.nullable:
         text += " (or null)"
@@ -371,6 +378,9 @@ def _set_path(raw: dict, path: str, value: Any) -> None:
     known = schema_keys()
     parts = path.split(".")
     if path not in known:
+        if path in _SECTIONS:
+            example = next(k for k in known if k.startswith(path + "."))
+            raise ConfigError(f"{path} is a section; set {path}.KEY=VALUE, e.g. --set {example}=...")
         if parts[0] in _SECTIONS and len(parts) == 2:
             names = [k.split(".", 1)[1] for k in known if k.startswith(parts[0] + ".")]
             raise _unknown(path, parts[1], names)

@@ -37,7 +37,7 @@ import inspect
 import numbers
 import sys
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -489,10 +489,28 @@ class _LinearEstimator:
         y = _check_y(y, len(pred), f"{self._who()}.score")
         return float(np.average(pred == y, weights=sample_weight))
 
-    def to_model(self) -> LinearClassifier:
-        """The fitted model as a LinearClassifier (``.save(path)`` writes a file ``linclf predict`` reads)."""
+    def to_model(self, class_names: Sequence[str] | None = None) -> LinearClassifier:
+        """The fitted model as a LinearClassifier (``.save(path)`` writes a file ``linclf eval`` / ``predict`` read).
+
+        ``class_names`` names the classes, e.g. ``data.classes`` of ``load_cifar10()``: indexed by
+        the label when the labels are integers 0..len-1 (CIFAR-10's), else one name per entry of
+        ``classes_`` in order. Without it the labels themselves are the names.
+        """
         self._check_fitted()
-        return LinearClassifier(self.W_.copy(), self.preprocessor_, tuple(str(c) for c in self.classes_), self._loss)
+        return LinearClassifier(self.W_.copy(), self.preprocessor_, self._class_names(class_names), self._loss)
+
+    def _class_names(self, class_names: Sequence[str] | None) -> tuple[str, ...]:
+        """The names of classes_ (C,) for a saved model; see ``to_model``."""
+        if class_names is None:
+            return tuple(str(c) for c in self.classes_)
+        names = [str(n) for n in class_names]
+        labels = self.classes_
+        if labels.dtype.kind in "iu" and len(labels) and labels.min() >= 0 and labels.max() < len(names):
+            return tuple(names[int(c)] for c in labels)
+        if len(names) == len(labels):
+            return tuple(names)
+        raise ValueError(f"{self._who()}.to_model: class_names has {len(names)} names; expected one per class "
+                         f"({len(labels)}: {list(labels)[:10]}) or one per integer label 0..{len(names) - 1}")
 
 
 def _splits_of(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,

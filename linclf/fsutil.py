@@ -6,13 +6,14 @@ half-written file under the final name.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_open", "write_text_atomic", "write_json_atomic", "unlink_quiet"]
+__all__ = ["atomic_open", "write_text_atomic", "write_json_atomic", "unlink_quiet", "json_safe", "json_text"]
 
 
 def unlink_quiet(path: str | os.PathLike) -> None:
@@ -54,6 +55,25 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         fh.write(text)
 
 
+def json_safe(obj: object) -> object:
+    """``obj`` with every NaN or infinite float (Python or NumPy) replaced by None, and NumPy scalars
+    and arrays turned into plain Python values, so that strict JSON parsers accept it."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):     # numpy scalars and arrays
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_text(obj: object, indent: int | None = None) -> str:
+    """Strict JSON text of ``obj`` (non-finite numbers written as null; never NaN or Infinity)."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: object, indent: int | None = None) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=indent) + ("\n" if indent else ""))
+    """Write ``obj`` as strict JSON (non-finite numbers as null) to ``path`` atomically."""
+    write_text_atomic(path, json_text(obj, indent=indent) + ("\n" if indent else ""))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 import yaml
 
-from .errors import LinclfError, LinclfWarning
+from .errors import LinclfError, LinclfWarning, UsageError
 from .fsutil import atomic_open
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .training.evaluate import Evaluation
 
 __all__ = ["PlotError", "PlotDependencyError", "NothingToPlot", "INSTALL_HINT", "DPI", "SIZES", "require_matplotlib",
-           "folder_kind", "plot_run", "plot_sweep", "read_history", "read_results", "smooth",
+           "folder_kind", "plot_run", "plot_sweep", "run_model_file", "read_history", "read_results", "smooth",
            "template_images", "loss_figure", "accuracy_figure", "templates_figure", "confusion_figure",
            "sweep_lr_reg_figure", "sweep_updates_figure", "save_figure"]
 
@@ -51,7 +51,7 @@ SIZES = {                                  # inches; pixels = inches * DPI
     "sweep_lr_reg.png": (8.0, 5.0),
     "sweep_updates.png": (8.0, 4.0),
 }
-RUN_MARKERS = ("model.npz", "history.csv")
+RUN_MARKERS = ("model.npz", "history.csv", "checkpoint.npz")
 SWEEP_MARKER = "results.csv"
 LR_KEY, REG_KEY, UPDATE_KEY = "optimizer.lr", "model.reg", "optimizer.update"
 _RESULT_FIELDS = ("trial", "val_accuracy", "status", "seconds")
@@ -214,7 +214,7 @@ def folder_kind(path: str | os.PathLike) -> str:
         return "sweep"
     if any((p / m).is_file() for m in RUN_MARKERS):
         return "run"
-    raise PlotError(f"{p} is neither a run folder (model.npz, history.csv) nor a sweep folder (results.csv); "
+    raise PlotError(f"{p} is neither a run folder (model.npz, history.csv, checkpoint.npz) nor a sweep folder (results.csv); "
                     "give a folder written by `linclf train` or `linclf sweep`")
 
 
@@ -529,7 +529,7 @@ def _out(folder: Path, out_dir: str | os.PathLike | None) -> Path:
     """The folder PNGs go into (created when missing)."""
     out = Path(out_dir) if out_dir is not None else folder
     if out.exists() and not out.is_dir():
-        raise PlotError(f"--out {out} is a file, not a folder")
+        raise UsageError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -566,13 +566,17 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     out = _out(run_dir, out_dir)
     written: list[Path] = []
     label, search = _run_info(run_dir)
-    model = None
-    if (run_dir / "model.npz").is_file():
-        from .core.model import LinearClassifier
+    model, history = None, None
+    model_file = run_model_file(run_dir)
+    if model_file is not None:
+        from .core.model import LinearClassifier, load_npz
 
-        model = LinearClassifier.load(run_dir / "model.npz")
-    if (run_dir / "history.csv").is_file():
+        model = LinearClassifier.load(model_file)
+        if model_file.name == "checkpoint.npz" and not (run_dir / "history.csv").is_file():
+            history = _checkpoint_history(load_npz(model_file))
+    if history is None and (run_dir / "history.csv").is_file():
         history = read_history(run_dir / "history.csv")
+    if history is not None:
         num_classes = model.num_classes if model is not None else None
         written += _try("loss.png", out, lambda: loss_figure(history, subtitle=label, search=search))
         written += _try("accuracy.png", out, lambda: accuracy_figure(history, num_classes=num_classes,
@@ -586,8 +590,27 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
             written += _try("confusion.png", out, lambda: confusion_figure(evaluation.confusion, model.classes,
                                                                            split=split))
     else:
-        _skip("templates.png and confusion.png", f"no model.npz in {run_dir}")
+        _skip("templates.png and confusion.png", f"no model.npz or checkpoint.npz in {run_dir}")
     return written
+
+
+def run_model_file(run_dir: str | os.PathLike) -> Path | None:
+    """A run's model.npz, else its checkpoint.npz (an interrupted or failed run), else None."""
+    for name in ("model.npz", "checkpoint.npz"):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+
+def _checkpoint_history(arrays: dict) -> list[dict] | None:
+    """The history rows a checkpoint stores (None when it holds none)."""
+    if "ckpt_history" not in arrays:
+        return None
+    try:
+        rows = json.loads(str(arrays["ckpt_history"]))
+    except ValueError:
+        return None
+    return rows if isinstance(rows, list) else None
 
 
 def plot_sweep(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Iterator
 
 from .errors import UsageError
@@ -50,20 +49,17 @@ def resolve_workers(workers: int | None = None) -> int:
     return int(env)
 
 
-@lru_cache(maxsize=1)
-def _controller():  # -> threadpoolctl.ThreadpoolController; built once: it inspects the loaded libraries
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 @contextmanager
 def blas_threads(n: int) -> Iterator[None]:
-    """Inside, BLAS uses at most ``n`` threads (every BLAS threadpoolctl finds); restored on exit."""
-    with _controller().limit(limits=int(n), user_api="blas"):
+    """Inside, BLAS uses at most ``n`` threads (every BLAS loaded so far); restored on exit."""
+    from threadpoolctl import threadpool_limits   # inspects the libraries loaded now, so call it late
+
+    with threadpool_limits(limits=int(n), user_api="blas"):
         yield
 
 
 def set_blas_threads(n: int) -> None:
     """For the rest of this process BLAS uses at most ``n`` threads (a worker process of a sweep: 1)."""
-    _controller().limit(limits=int(n), user_api="blas")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(n), user_api="blas")

@@ -216,3 +216,10 @@ def config(request, tmp_path: Path) -> Path:
     p = tmp_path / "small.yaml"
     p.write_text(request.module.CONFIG)
     return p
+
+
+@pytest.fixture(autouse=True)
+def _no_user_data_folders(tmp_path_factory, monkeypatch):
+    """Every test gets an empty user cache (the default data folder) and no $LINCLF_DATA_DIR."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    monkeypatch.delenv("LINCLF_DATA_DIR", raising=False)

@@ -442,7 +442,8 @@ def evil_payloads(target: Path) -> dict[str, tuple[object, str]]:
         "builtins.eval": (Reduce(builtins.eval, (f"__import__('os').system({cmd!r})",)), "builtins.eval"),
         "builtins.exec": (Reduce(builtins.exec, (f"open({str(target)!r}, 'w')",)), "builtins.exec"),
         "subprocess.Popen": (Reduce(subprocess.Popen, (["touch", str(target)],)), "subprocess.Popen"),
-        "io.open": (Reduce(builtins.open, (str(target), "w")), "io.open"),
+        # pickled as io.open up to Python 3.12, as _io.open from 3.13
+        "io.open": (Reduce(builtins.open, (str(target), "w")), f"{builtins.open.__module__}.open"),
         "numpy.load": (Reduce(np.load, (str(target),)), "numpy.load"),
     }
 

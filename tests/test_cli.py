@@ -144,10 +144,10 @@ def test_unwritable_out(tmp_path, config, learnable_data_dir):
     blocker = tmp_path / "file"
     blocker.write_text("keep")
     r = train_cli(config, learnable_data_dir, blocker / "run")
-    assert r.exit_code == 1 and "--out" in one_line_error(r)
+    assert r.exit_code == 2 and "--out" in one_line_error(r)
     assert blocker.read_text() == "keep"
     r = train_cli(config, learnable_data_dir, blocker)
-    assert r.exit_code == 1 and "is a file" in one_line_error(r)
+    assert r.exit_code == 2 and "is a file" in one_line_error(r)
 
 
 def test_divergence_exits_1_with_the_step(tmp_path, config, learnable_data_dir):

@@ -17,7 +17,7 @@ def write(tmp_path, text: str, name: str = "c.yaml"):
 def test_defaults_match_the_design_vocabulary():
     cfg = load_config()
     assert cfg.seed == 0
-    assert cfg.data.dir == "data" and cfg.data.format == "binary" and cfg.data.num_val == 1000
+    assert cfg.data.dir is None and cfg.data.format == "binary" and cfg.data.num_val == 1000
     assert cfg.data.urls == [] and cfg.data.num_train is None and cfg.data.num_dev == 0
     assert cfg.preprocess.mean and not cfg.preprocess.std and cfg.preprocess.bias
     assert cfg.model.loss == "svm" and cfg.model.delta == 1.0 and cfg.model.reg == 2.5e4
@@ -83,7 +83,7 @@ def test_resolved_yaml_round_trips():
     ("model:\n  lsos: svm\n", r"unknown key model\.lsos; did you mean 'loss'"),
     ("modle:\n  loss: svm\n", r"unknown key modle; did you mean 'model'"),
     ("preprocess:\n  mean: 1\n", r"preprocess\.mean: expected true or false"),
-    ("data:\n  md5: abc\n", r"data\.md5: expected a string"),
+    ("data:\n  md5: abc\n", r"data\.md5: expected 32 hex digits \(or null\), got 'abc'"),
     ("data:\n  num_val: -5\n", r"data\.num_val:.*>= 0"),
     ("model: 5\n", r"model: expected a mapping"),
     ("seed: -1\n", r"seed:.*out of range"),

@@ -155,13 +155,16 @@ def test_corrupt_cache_is_ignored(tmp_path, fake_archive, fake_cifar):
     assert_same(load_cifar10(tmp_path / "data", archive=path, md5=md5), fake_cifar)
 
 
-def test_data_dir_precedence(monkeypatch):
+def test_data_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("LINCLF_DATA_DIR", raising=False)
-    assert resolve_data_dir() == Path("data")
-    assert resolve_data_dir(None, "cfg") == Path("cfg")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_dir() == tmp_path / "cache" / "linclf"          # the user cache, not ./data
+    assert resolve_data_dir(None, "cfg") == tmp_path / "cfg"             # made absolute
     monkeypatch.setenv("LINCLF_DATA_DIR", "env")
-    assert resolve_data_dir(None, "cfg") == Path("env")
-    assert resolve_data_dir("flag", "cfg") == Path("flag")
+    assert resolve_data_dir(None, "cfg") == tmp_path / "env"
+    assert resolve_data_dir("flag", "cfg") == tmp_path / "flag"
+    assert not (tmp_path / "cache").exists()                            # resolving creates nothing
 
 
 # --------------------------------------------------------------------- splits

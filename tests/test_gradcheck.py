@@ -211,7 +211,7 @@ def test_check_loss_result_converts_to_plain_dicts():
     W, X, y = unit_problem(seed=6)
     plain = as_plain(check_loss(W, X, y, loss="svm", checks=3, rng=np.random.default_rng(0)))
     first = plain["parts"]["data"]["checks"][0]
-    assert set(first) == {"index", "analytic", "numerical", "rel_error", "kink"}
+    assert set(first) == {"index", "analytic", "numerical", "rel_error", "kink", "bound"}
 
 
 def test_forward_threshold_passes_correct_gradients_on_unit_scale_data():

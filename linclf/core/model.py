@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import ModelFileError
-from ..fsutil import atomic_open
+from ..fsutil import atomic_open, json_text
 from .objective import scores as block_scores
 from .preprocess import Preprocessor, fold
 
@@ -70,7 +70,7 @@ class LinearClassifier:
             "classes": np.array(list(self.classes), dtype=str),
             "loss": np.array(self.loss),
             "config_yaml": np.array(self.config_yaml),
-            "metrics_json": np.array(json.dumps(self.metrics)),
+            "metrics_json": np.array(json_text(self.metrics)),
             **self.prep.to_arrays(),
         }
 
@@ -145,6 +145,16 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ModelFileError(f"no model file at {p}")
     if os.path.isdir(p):
         raise ModelFileError(f"{p} is a folder; give the model file inside it (e.g. {p}/model.npz)")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(6)
+    except OSError as e:
+        raise ModelFileError(f"cannot read the model file {p}: {e.strerror or e}") from None
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        what = ("it holds pickled objects, which linclf never loads" if head[:1] == b"\x80"
+                else "empty (0 bytes)" if not head else f"it starts with {head!r}")
+        raise ModelFileError(f"{p} is not a zip/npz file ({what}); give a model.npz written by "
+                             "`linclf train` or by an estimator's to_model().save(PATH)")
     try:
         npz = np.load(p, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):

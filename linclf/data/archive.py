@@ -100,21 +100,32 @@ FORMATS = tuple(LAYOUTS)
 
 _REDOWNLOAD = "delete it and download the archive again"
 _REEXTRACT = "delete the folder and extract the archive again"
+_NOT_CIFAR = ("check that --archive names a complete CIFAR-10 archive (cifar-10-binary.tar.gz or "
+              "cifar-10-python.tar.gz) or its extracted folder")
 
 
 # --------------------------------------------------------------------------- extraction
 
 def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, layout: Layout,
-                 *, quiet: bool = True) -> Path:
+                 *, quiet: bool = True, user_file: bool = False) -> Path:
     """Extract ``layout``'s members of the .tar.gz ``archive`` into ``dest_dir/layout.folder``; return that folder.
 
     Only the layout's files are written, as regular files, first into a
     temporary folder inside ``dest_dir``; a previous extraction is replaced
     only when the new one is complete and checked. Raises UnsafeArchiveError
     for anything an official archive would not hold and DataError for a
-    missing, truncated or non-gzip archive or missing members.
+    missing, truncated or non-gzip archive or missing members. ``user_file``: the
+    archive is the user's own (``--archive``), so errors do not tell them to delete it.
     """
-    archive, dest = Path(archive), Path(dest_dir)
+    try:
+        return _safe_extract(Path(archive), Path(dest_dir), layout, quiet)
+    except DataError as e:
+        if user_file and _REDOWNLOAD in str(e):
+            raise type(e)(str(e).replace(_REDOWNLOAD, _NOT_CIFAR)) from None
+        raise
+
+
+def _safe_extract(archive: Path, dest: Path, layout: Layout, quiet: bool) -> Path:
     _check_gzip_file(archive)
     try:
         dest.mkdir(parents=True, exist_ok=True)

@@ -24,11 +24,11 @@ import numpy as np
 from . import archive as _archive
 from .download import fetch, md5sum
 from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
-from ..errors import ChecksumError, ConfigError, DataError, LinclfWarning
+from ..errors import ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning
 
 __all__ = [
     "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Splits", "Prepared",
-    "resolve_data_dir", "prepare", "load_prepared", "load_cifar10", "split",
+    "default_data_dir", "resolve_data_dir", "WHERE_HINT", "prepare", "load_prepared", "load_cifar10", "split",
 ]
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -80,12 +80,26 @@ class Prepared:
     archive_md5: str | None
 
 
-def resolve_data_dir(flag: str | os.PathLike | None = None, config_dir: str | None = None) -> Path:
-    """The data folder: ``--data-dir`` beats $LINCLF_DATA_DIR beats ``data.dir`` beats ``data``."""
-    for candidate in (flag, os.environ.get(ENV_DATA_DIR) or None, config_dir, "data"):
+def default_data_dir() -> Path:
+    """The per-user cache folder of the platform (``~/.cache/linclf`` on Linux, honouring $XDG_CACHE_HOME)."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("linclf", appauthor=False))
+
+
+def resolve_data_dir(flag: str | os.PathLike | None = None, config_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``--data-dir`` beats $LINCLF_DATA_DIR beats ``data.dir`` beats the user cache folder.
+
+    The result does not depend on the working directory: a relative path is made absolute.
+    """
+    for candidate in (flag, os.environ.get(ENV_DATA_DIR) or None, config_dir):
         if candidate:
-            return Path(candidate).expanduser()
-    raise AssertionError("unreachable")  # pragma: no cover
+            return Path(candidate).expanduser().absolute()
+    return default_data_dir()
+
+
+WHERE_HINT = (f"point elsewhere with --data-dir DIR, ${ENV_DATA_DIR} or data.dir in the config, "
+              "or give an archive already on disk with --archive PATH")
 
 
 def _check_format(fmt: str) -> _archive.Layout:
@@ -150,10 +164,40 @@ def _mkdir(data_dir: Path) -> None:
                         f"choose another with --data-dir or ${ENV_DATA_DIR}")
 
 
-def _extract(archive_path: Path, data_dir: Path, fmt: str, md5: str, quiet: bool) -> Path:
+def _fetch_into(data_dir: Path, target: Path, urls: list[str], md5: str, size: int | None, timeout: float,
+                retries: int, quiet: bool) -> None:
+    """Download into data_dir; a failure names the folder and how to point elsewhere, and leaves no
+    folder that was made only for this download (a partly downloaded .part is kept for a resume)."""
+    created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
+    _mkdir(data_dir)
+    part = target.with_name(target.name + ".part")
+    try:
+        fetch(urls, target, md5=md5, size=size, timeout=timeout, retries=retries, quiet=quiet)
+    except KeyboardInterrupt:
+        have = part.stat().st_size if part.is_file() else 0
+        kept = (f"{have:,} bytes kept in {part}; run the same command again to resume the download" if have
+                else "nothing was kept")
+        _remove_empty(created)
+        raise Interrupted(f"download interrupted; {kept}") from None
+    except (DownloadError, DataError) as e:
+        _remove_empty(created)
+        raise type(e)(f"{e}. Looked for CIFAR-10 in {data_dir}: {WHERE_HINT}") from None
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (innermost first) this call created, if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _extract(archive_path: Path, data_dir: Path, fmt: str, md5: str, quiet: bool, user_file: bool = False) -> Path:
     """Extract a verified archive into data_dir atomically and record which archive it was."""
     _mkdir(data_dir)
-    folder = _archive.safe_extract(archive_path, data_dir, _archive.LAYOUTS[fmt], quiet=quiet)
+    folder = _archive.safe_extract(archive_path, data_dir, _archive.LAYOUTS[fmt], quiet=quiet,
+                                   user_file=user_file)
     try:
         write_json_atomic(folder / _SOURCE_FILE, {"md5": md5, **_file_id(archive_path)})
     except OSError:
@@ -161,8 +205,11 @@ def _extract(archive_path: Path, data_dir: Path, fmt: str, md5: str, quiet: bool
     return folder
 
 
-def _verify_local_archive(path: Path, fmt: str, md5: str | None) -> tuple[str, str]:
-    """Checksum a user-given archive: (format, md5). Unknown checksums need a structure check (done at extract)."""
+def _verify_local_archive(path: Path, fmt: str, md5: str | None) -> tuple[str, str, bool]:
+    """Checksum a user-given archive: (format, md5, whether it is unpinned: neither --md5 nor official).
+
+    An unpinned archive is accepted only when its extraction checks out (the caller warns after that).
+    """
     if not path.is_file():
         raise DataError(f"--archive {path}: no such file or folder")
     got = md5sum(path)
@@ -171,16 +218,11 @@ def _verify_local_archive(path: Path, fmt: str, md5: str | None) -> tuple[str, s
             raise ChecksumError(f"{path}: md5 expected {md5.lower()}, got {got}; "
                                 "the file is damaged or not the one you meant")
         detected = _archive_format(path) or fmt
-        return detected, got
+        return detected, got, False
     for f, official in OFFICIAL.items():
         if got == official.md5:
-            return f, got
-    detected = _archive_format(path)
-    if detected is None:
-        return fmt, got   # not recognisably CIFAR-10: the safe extraction names what is wrong with it
-    warnings.warn(f"{path} is not the official archive (md5 {got}); accepted because its structure "
-                  "checks out; pass --md5 to pin it", LinclfWarning, stacklevel=3)
-    return detected, got
+            return f, got, False
+    return _archive_format(path) or fmt, got, True
 
 
 def _already_extracted(src: Path, data_dir: Path, md5: str | None) -> Prepared | None:
@@ -232,8 +274,19 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
             done = _already_extracted(src, data_dir, md5)
             if done is not None:
                 return done
-        f, got = _verify_local_archive(src, fmt, md5)
-        return Prepared(_extract(src, data_dir, f, got, quiet), f, "extracted", got)
+        created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
+        if src.is_file():
+            _mkdir(data_dir)          # a read-only data folder is reported before hashing 170 MB
+        try:
+            f, got, unpinned = _verify_local_archive(src, fmt, md5)
+            folder = _extract(src, data_dir, f, got, quiet, user_file=True)
+        except BaseException:
+            _remove_empty(created)
+            raise
+        if unpinned:
+            warnings.warn(f"{src} is not the official archive (md5 {got}); accepted because its structure "
+                          "checks out; pass --md5 to pin it", LinclfWarning, stacklevel=2)
+        return Prepared(folder, f, "extracted", got)
 
     layout = _archive.LAYOUTS[fmt]
     official = OFFICIAL[fmt]
@@ -247,17 +300,16 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
             pass  # an incomplete or foreign folder: fall through and rebuild it from the archive
     target = data_dir / official.file
     if target.is_file() and not force:
+        _mkdir(data_dir)
         got = md5sum(target)
         if got != expected:
             raise ChecksumError(f"{target}: md5 expected {expected}, got {got}; delete it or run "
                                 "`linclf download --force` to download it again")
         return Prepared(_extract(target, data_dir, fmt, got, quiet), fmt, "extracted", got)
     if not download:
-        raise DataError(f"CIFAR-10 ({fmt}) is not in {data_dir}: run `linclf download`, or give an "
-                        "archive already on disk with --archive PATH")
-    _mkdir(data_dir)
-    fetch([*urls, BASE_URL + official.file], target, md5=expected,
-          size=official.size if md5 is None else None, timeout=timeout, retries=retries, quiet=quiet)
+        raise DataError(f"CIFAR-10 ({fmt}) is not in {data_dir}: run `linclf download`, or {WHERE_HINT}")
+    _fetch_into(data_dir, target, [*urls, BASE_URL + official.file], expected,
+                official.size if md5 is None else None, timeout, retries, quiet)
     return Prepared(_extract(target, data_dir, fmt, expected, quiet), fmt, "downloaded and extracted", expected)
 
 
@@ -330,7 +382,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, format: str = "binar
                  quiet: bool = True) -> CIFAR10:
     """Load CIFAR-10 as uint8 rows: X_train (50000, 3072), X_test (10000, 3072), labels int64, classes.
 
-    ``data_dir`` None means $LINCLF_DATA_DIR or ``data``. The first load reads the
+    ``data_dir`` None means $LINCLF_DATA_DIR, else the user cache folder (``default_data_dir``). The first load reads the
     batches and writes a cache of .npy files in ``data_dir``; later loads map them
     into memory and take milliseconds. ``download``, ``archive``, ``md5``, ``urls``,
     ``force`` are as in ``prepare``. A read-only ``data_dir`` works, without a cache.

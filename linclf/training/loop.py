@@ -291,9 +291,10 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
                 step = state.step
                 loss, dW = objective.full(state.W) if o.method == "gd" else objective.batch(state.W, draw(step))
                 if not math.isfinite(loss):
-                    raise DivergenceError(
-                        f"the loss became {loss} at step {step + 1} (lr {o.lr:g}): training diverged; lower "
-                        f"optimizer.lr, e.g. --set optimizer.lr={o.lr / 10:g}")
+                    err = DivergenceError(f"the loss became {loss} at step {step + 1} (optimizer.lr {o.lr:g}): "
+                                          "training diverged; lower optimizer.lr")
+                    err.step = step + 1          # runs.py probes a lower lr this many steps
+                    raise err
                 lr = optim.lr_at(o.schedule, o.lr, p.epoch(step), p.total_epochs, **lr_kw)
                 delta, state.opt_state = rule.update(dW, state.opt_state, lr)
                 state.W += delta
@@ -351,10 +352,13 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
         if trial % cfg.train.log_every == 0 or trial in (1, o.trials):
             state.history.append({"step": trial, "epoch": float(trial), "loss": best, "lr": None})
         bar.update(1, best_loss=best)
+        if interrupted.is_set():     # Ctrl-C (or SIGINT while the shell ignored it) stops at a trial boundary
+            raise Interrupted(f"{o.method} interrupted at trial {trial} of {o.trials} "
+                              "(search runs are not resumable)")
 
     t0 = time.perf_counter()
     try:
-        with objective:
+        with _sigint_as_flag() as interrupted, objective:
             if o.method == "random_search":
                 W, best = random_search(loss_fn, state.W.shape, trials=o.trials, scale=cfg.model.init_scale,
                                         rng=rng, dtype=state.W.dtype, callback=callback,
@@ -365,7 +369,7 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
     except FloatingPointError as e:
         raise DivergenceError(f"{o.method}: {e}") from None
     except KeyboardInterrupt:
-        raise Interrupted(f"{o.method} interrupted; nothing saved (search runs are not resumable)") from None
+        raise Interrupted(f"{o.method} interrupted (search runs are not resumable)") from None
     finally:
         bar.close()
     seconds = time.perf_counter() - t0

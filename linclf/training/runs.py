@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
+import shutil
+import warnings
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,13 +26,14 @@ import yaml
 from ..core import preprocess
 from ..config import Config, from_dict, to_yaml, with_values
 from ..data.cifar10 import CIFAR10, Splits, load_cifar10, resolve_data_dir, split
-from ..errors import ConfigError, DataError, Interrupted, LinclfError, ModelFileError, UsageError
+from ..errors import (ConfigError, DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning,
+                      ModelFileError, UsageError)
 from .evaluate import Evaluation, evaluate_predictions
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..core.model import LinearClassifier, load_npz
 from .loop import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
 
-__all__ = ["RUN_FILES", "RunResult", "default_out_dir", "prepare_out_dir", "load_data", "make_splits",
+__all__ = ["RUN_FILES", "RunResult", "default_out_dir", "check_out_dir", "prepare_out_dir", "located", "load_data", "make_splits",
            "run_train", "run_eval", "config_of_checkpoint", "history_csv"]
 
 RUN_FILES = ("model.npz", "checkpoint.npz", "metrics.json", "history.csv", "config.yaml")
@@ -51,15 +55,32 @@ class OutputError(LinclfError):
     """The output folder cannot be used (exit 1)."""
 
 
-def prepare_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = False) -> Path:
-    """Create ``out`` and prove it is writable; refuse to overwrite an earlier run unless asked."""
+def check_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = False) -> Path:
+    """Refuse an ``out`` that is a file, holds an earlier run (unless asked) or cannot be created; create nothing.
+
+    ``run_train`` creates the folder only once the data has loaded, so a run that fails before its
+    first step leaves no folder behind.
+    """
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file, not a folder")
+        raise UsageError(f"--out {out} is a file, not a folder")
     if not resuming and not overwrite and out.is_dir():
         taken = [f for f in RUN_FILES if (out / f).exists()]
         if taken:
             raise UsageError(f"--out {out} already holds a run ({', '.join(taken)}); choose another folder, "
                              "pass --overwrite, or continue it with --resume")
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into --out {out}: {parent} is not writable; choose a writable folder")
+    return out
+
+
+def prepare_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = False) -> Path:
+    """Create ``out`` and prove it is writable; refuse to overwrite an earlier run unless asked."""
+    check_out_dir(out, overwrite=overwrite, resuming=resuming)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".linclf-write-test-{os.getpid()}"
@@ -68,6 +89,18 @@ def prepare_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = Fals
     except OSError as e:
         raise OutputError(f"cannot write into --out {out}: {e.strerror or e}; choose a writable folder") from None
     return out
+
+
+def located(cfg: Config, data_dir: str | os.PathLike | None = None) -> Config:
+    """``cfg`` with ``data.dir`` (and a relative ``data.archive``) made absolute, as a run records them.
+
+    The folder is the one ``load_data`` reads (``--data-dir``, $LINCLF_DATA_DIR, ``data.dir``, the user
+    cache), so ``eval`` and ``plot`` of a run find its data from any working directory.
+    """
+    values: dict = {"data.dir": str(resolve_data_dir(data_dir, cfg.data.dir))}
+    if cfg.data.archive is not None:
+        values["data.archive"] = str(Path(cfg.data.archive).expanduser().absolute())
+    return with_values(cfg, values)
 
 
 def load_data(cfg: Config, data_dir: str | os.PathLike | None = None, *, quiet: bool = True) -> CIFAR10:
@@ -97,6 +130,9 @@ def history_csv(history: list[dict]) -> str:
 
 def config_of_checkpoint(path: str | os.PathLike, overrides: dict | None = None) -> tuple[Config, dict]:
     """The resolved config stored in a checkpoint (with ``overrides`` applied) and all its arrays."""
+    if not os.path.exists(path):
+        raise UsageError(f"--resume {os.fspath(path)}: no checkpoint at {os.path.abspath(path)}; give the "
+                         "checkpoint.npz of a run folder (runs/<name>-<time>/checkpoint.npz)")
     arrays = load_npz(path)
     if "config_yaml" not in arrays or "ckpt_W" not in arrays:
         raise ModelFileError(f"{path} is not a training checkpoint; resume needs the checkpoint.npz of a run")
@@ -124,13 +160,15 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
               resume: str | os.PathLike | None = None, resume_arrays: dict | None = None,
               progress: bool = False, quiet: bool = True, workers: int | None = None,
               on_step: Callable[[TrainState], None] | None = None) -> RunResult:
-    """Train as ``cfg`` says, writing the run's files into ``out_dir`` (created by ``prepare_out_dir``).
+    """Train as ``cfg`` says, writing the run's files into ``out_dir`` (checked by ``check_out_dir``).
 
+    The folder is created once the data has loaded. A failure before the first step removes a
+    folder this call created; a later one keeps ``checkpoint.npz`` and ``history.csv`` and names them.
     ``workers``: CPUs to train on (None: $LINCLF_WORKERS, else all usable).
     """
     seconds: dict[str, float] = {}
+    cfg = located(cfg, data_dir)
     config_text = to_yaml(cfg)
-    write_text_atomic(out_dir / "config.yaml", config_text)
 
     t = time.perf_counter()
     data = load_data(cfg, data_dir, quiet=quiet)
@@ -154,16 +192,26 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     def save_checkpoint(st: TrainState, reason: str) -> None:
         ckpt = LinearClassifier(st.W, prep, splits.classes, cfg.model.loss, config_text, {"reason": reason})
         ckpt.save(out_dir / "checkpoint.npz", extra=state_to_arrays(st))
+        saved["reason"] = reason
 
+    started: dict = {}      # the TrainState, once a first step has run
+    saved: dict = {}        # the reason of the last checkpoint this run wrote
+
+    def step_seen(st: TrainState) -> None:
+        started["state"] = st
+        if on_step is not None:
+            on_step(st)
+
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "config.yaml", config_text)
     try:
         result = train(cfg, splits, prep, state=state, progress=progress, workers=workers,
-                       on_checkpoint=save_checkpoint, on_step=on_step)
-    except Interrupted as e:
-        ckpt = out_dir / "checkpoint.npz"
-        if cfg.optimizer.method in ("sgd", "gd") and ckpt.exists():
-            raise Interrupted(f"{e}; checkpoint saved to {ckpt}; continue with "
-                              f"`linclf train --resume {ckpt}`") from None
-        raise
+                       on_checkpoint=save_checkpoint, on_step=step_seen)
+    except BaseException as e:
+        if isinstance(e, DivergenceError) and getattr(e, "step", None):
+            e = DivergenceError(f"{e}{_lr_hint(cfg, splits, prep, e.step, workers)}")
+        raise _after_failure(e, out_dir, created, started.get("state"), saved, save_checkpoint) from None
     seconds["train"] = result.seconds
 
     t = time.perf_counter()
@@ -186,10 +234,94 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }
     model.metrics = metrics
+    for message in outcome_warnings(metrics, result.state.history, len(splits.classes)):
+        warnings.warn(message, LinclfWarning, stacklevel=2)
     model.save(out_dir / "model.npz")
     write_text_atomic(out_dir / "history.csv", history_csv(result.state.history))
     write_json_atomic(out_dir / "metrics.json", metrics, indent=2)
     return RunResult(model=model, metrics=metrics, out_dir=out_dir, result=result)
+
+
+def outcome_warnings(metrics: dict, history: list[dict], num_classes: int) -> list[str]:
+    """What looks wrong with a run that finished: accuracy at chance level, a loss that rose.
+
+    Chance level: the validation accuracy (training accuracy without a validation split) is
+    within three standard errors of 1/C for that many images.
+    """
+    out = []
+    split_name, acc, n = ("val", metrics["val_accuracy"], metrics["num_val"])
+    if acc is None:
+        split_name, acc, n = "train", metrics["train_accuracy"], metrics["num_train"]
+    chance = 1.0 / num_classes
+    if n and acc <= chance + 3 * math.sqrt(chance * (1 - chance) / n):
+        out.append(f"the final {split_name} accuracy {acc:.4f} is at chance level (1/{num_classes} = {chance:.2f} "
+                   f"on {n} images): the model learned nothing; check optimizer.lr (too high or too low), "
+                   "optimizer.iterations and the data")
+    losses = [r["loss"] for r in history if r.get("loss") is not None]
+    final = metrics["final_loss"]
+    if len(losses) > 1 and final is not None and math.isfinite(final) and final > 1.5 * losses[0]:
+        out.append(f"the final loss {final:.4g} is above the loss at the first step ({losses[0]:.4g}): "
+                   "optimizer.lr is probably too high")
+    return out
+
+
+def _after_failure(e: BaseException, out_dir: Path, created: bool, state: TrainState | None, saved: dict,
+                   save_checkpoint: Callable[[TrainState, str], None]) -> BaseException:
+    """Leave the run folder in a state that says what happened; return ``e`` reworded to say where things are.
+
+    No step ran and nothing was saved: the folder goes (if this run created it). Otherwise the state
+    at the failure (or the checkpoint the loop saved) and the history stay, and the message names them.
+    """
+    ckpt = out_dir / "checkpoint.npz"
+    if state is None and not saved:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        return Interrupted(f"{e}; nothing was saved") if isinstance(e, Interrupted) else e
+    if state is not None and not saved and np.all(np.isfinite(state.W)):
+        try:
+            save_checkpoint(state, "failed")
+        except OSError:
+            pass
+    if state is not None:
+        try:
+            write_text_atomic(out_dir / "history.csv", history_csv(state.history))
+        except OSError:
+            pass
+    if isinstance(e, Interrupted):
+        return Interrupted(f"{e}; checkpoint saved to {ckpt}; continue with `linclf train --resume {ckpt}`")
+    if isinstance(e, LinclfError):
+        if not saved:
+            what = f"the weights were no longer finite, so no checkpoint; the history so far is in {out_dir}"
+        elif saved["reason"] == "periodic":
+            what = f"the last periodic checkpoint is kept in {ckpt}"
+        else:
+            what = f"the state at the failure is kept in {ckpt}"
+        return type(e)(f"{e}; {what} (`linclf plot {out_dir}` shows the run so far)")
+    return e
+
+
+def _lr_hint(cfg: Config, splits: Splits, prep: preprocess.Preprocessor, failed_step: int,
+             workers: int | None = None) -> str:
+    """A learning rate that trains without diverging, found by a short range test below optimizer.lr.
+
+    Each candidate (lr / 10, lr / 100, ...) trains from the same start with a constant schedule,
+    twice as many steps as the run took to diverge (at least 100, at most 300; gd: as many, at
+    most 20); the first that stays finite is suggested.
+    """
+    steps = min(max(2 * failed_step, 100), 300) if cfg.optimizer.method == "sgd" else min(failed_step, 20)
+    lr = cfg.optimizer.lr
+    for k in range(1, 7):
+        candidate = float(f"{lr / 10 ** k:.3g}")
+        probe = with_values(cfg, {"optimizer.lr": candidate, "optimizer.iterations": steps,
+                                  "optimizer.schedule": "constant", "train.checkpoint_every": None,
+                                  "train.patience": None, "train.log_every": max(steps, 1)})
+        try:
+            train(probe, splits, prep, workers=workers)
+        except DivergenceError:
+            continue
+        return (f", e.g. --set optimizer.lr={candidate:g} (it trained {steps} steps from the same start "
+                "without diverging)")
+    return f"; even optimizer.lr={lr / 1e6:g} diverged within {steps} steps: check the data and preprocessing"
 
 
 def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_dir: str | os.PathLike | None = None,
@@ -197,7 +329,9 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
     """Evaluate a saved model on the train / val / test split its own config defines."""
     model = LinearClassifier.load(model_path)
     try:
-        cfg = from_dict(yaml.safe_load(model.config_yaml) or {})
+        # a model without a config (an estimator's to_model()) was trained on rows we do not know:
+        # no validation split is carved, so train and test are the whole splits of the data
+        cfg = from_dict(yaml.safe_load(model.config_yaml) or {"data": {"num_val": 0}})
     except (yaml.YAMLError, ConfigError) as e:
         raise ModelFileError(f"{model_path}: the stored config is not valid: {e}") from None
     if archive is not None:

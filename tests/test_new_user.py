@@ -1,0 +1,428 @@
+"""Issue 11, what a new user trips over: each item as the user meets it, from the command line."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import CLASSES, binary_members, invoke, make_arrays, one_line_error, optional, small_config, \
+    train_cli, write_tar_gz
+
+import linclf.data.cifar10 as cifar10_mod
+import linclf.training.loop as loop_mod
+from linclf.core.gradcheck import check_loss
+from linclf.core.losses import softmax_loss, svm_loss
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = small_config()
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity (what a strict parser does)."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    """A working directory outside the checkout, and the user cache it should fall back to."""
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cwd, cache / "linclf"
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """The official URL is a closed local port: a download fails at once, without the network."""
+    monkeypatch.setattr(cifar10_mod, "BASE_URL", "http://127.0.0.1:9/")
+
+
+# ------------------------------------------------------------------ 1. data from any folder
+
+def test_missing_data_names_the_folder_and_the_ways_out_and_leaves_nothing(elsewhere, offline, config):
+    cwd, cache = elsewhere
+    r = invoke("train", "--config", config, "--set", "data.retries=0", "--quiet")
+    assert r.exit_code == 1
+    line = one_line_error(r)
+    assert str(cache) in line
+    for way in ("--data-dir", "$LINCLF_DATA_DIR", "data.dir", "--archive"):
+        assert way in line
+    assert list(cwd.iterdir()) == []                   # no ./data, no runs/<name>/ holding only config.yaml
+    assert not cache.exists()                          # the folder made for the download is gone again
+
+
+def test_default_data_folder_is_the_user_cache(elsewhere, fake_archive):
+    cwd, cache = elsewhere
+    path, md5 = fake_archive()
+    r = invoke("download", "--archive", path, "--md5", md5)
+    assert r.exit_code == 0, r.output
+    assert (cache / "cifar-10-batches-bin").is_dir() and not (cwd / "data").exists()
+    assert str(cache) in r.output
+
+
+def test_a_run_remembers_its_data_folder_for_eval_and_plot(tmp_path, elsewhere, config, learnable_data_dir,
+                                                         monkeypatch):
+    out = tmp_path / "run"
+    assert train_cli(config, learnable_data_dir, out).exit_code == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["dir"] == str(learnable_data_dir)
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)                           # another folder, no --data-dir, an empty user cache
+    r = invoke("eval", "--model", out / "model.npz")
+    assert r.exit_code == 0, r.output
+    assert "test accuracy" in r.output
+
+
+def test_eval_does_not_create_a_missing_env_data_folder(tmp_path, config, learnable_data_dir, offline,
+                                                        monkeypatch):
+    out = tmp_path / "run"
+    assert train_cli(config, learnable_data_dir, out, "--set", "data.retries=0").exit_code == 0
+    missing = tmp_path / "no" / "such" / "folder"
+    monkeypatch.setenv("LINCLF_DATA_DIR", str(missing))
+    r = invoke("eval", "--model", out / "model.npz")
+    assert r.exit_code == 1 and str(missing) in one_line_error(r)
+    assert not (tmp_path / "no").exists()
+
+
+# ------------------------------------------------------------ 2. the README's Python snippet
+
+def _readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    snippet = next(b for b in blocks if "SoftmaxClassifier(" in b and "to_model(" in b)
+    return snippet
+
+
+def test_the_readme_snippet_makes_a_model_eval_and_predict_accept(tmp_path, monkeypatch, learnable_data_dir):
+    monkeypatch.setenv("LINCLF_DATA_DIR", str(learnable_data_dir))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_readme_snippet(), "README.md", "exec"), {})          # as written
+    assert (tmp_path / "softmax.npz").is_file()
+    r = invoke("eval", "--model", "softmax.npz", "--json")
+    assert r.exit_code == 0, r.output
+    assert strict_json(r.stdout)["classes"] == CLASSES
+    Image = optional("PIL.Image")
+    from linclf import load_cifar10
+
+    data = load_cifar10()
+    rgb = np.asarray(data.X_test[0]).reshape(3, 32, 32).transpose(1, 2, 0)
+    Image.fromarray(rgb).save(tmp_path / "img.png")
+    r = invoke("predict", "--model", "softmax.npz", "img.png", "--top", "1")
+    assert r.exit_code == 0, r.output
+    assert re.fullmatch(r"img\.png: (\w+) \(p=[0-9.]+\)", r.output.strip())
+    assert r.output.split(": ")[1].split(" ")[0] in CLASSES
+
+
+def test_to_model_names_integer_labels_and_checks_the_count():
+    from linclf import SoftmaxClassifier
+
+    fake = make_arrays(per_batch=8, seed=2)
+    clf = SoftmaxClassifier(epochs=1, batch_size=16).fit(fake.X_train, fake.y_train)
+    assert clf.to_model().classes == tuple(str(i) for i in range(10))
+    assert clf.to_model(class_names=CLASSES).classes == tuple(CLASSES)
+    with pytest.raises(ValueError, match="class_names has 3 names; expected one per class"):
+        clf.to_model(class_names=["a", "b", "c"])
+
+
+# ------------------------------------------------------------------ 3. errors that say the truth
+
+def test_a_text_file_named_model_npz_is_not_called_pickled(tmp_path):
+    (tmp_path / "model.npz").write_text("hello\n")
+    r = invoke("eval", "--model", tmp_path / "model.npz")
+    assert r.exit_code == 1
+    line = one_line_error(r, only=True)
+    assert "not a zip/npz file" in line and "pickle" not in line
+
+
+def test_a_readme_given_as_archive_is_not_to_be_deleted(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# hello\n")
+    r = invoke("download", "--archive", readme, "--data-dir", tmp_path / "d")
+    assert r.exit_code == 1
+    line = one_line_error(r, only=True)
+    assert "not a gzip file" in line and "delete" not in line and "--archive" in line
+    assert readme.read_text() == "# hello\n" and not (tmp_path / "d").exists()
+
+
+def test_a_truncated_archive_is_one_error_and_no_structure_warning(tmp_path, fake_archive):
+    path, _ = fake_archive()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    r = invoke("download", "--archive", cut, "--data-dir", tmp_path / "d")
+    assert r.exit_code == 1
+    line = one_line_error(r, only=True)
+    assert "truncated or corrupt" in line and "checks out" not in r.output
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["download", "--md5", "xyz"], 2, "expected 32 hex digits"),
+    (["train", "--resume", "missing.npz"], 2, "no checkpoint at "),
+    (["config", "--set", "optimizer=3"], 2, "optimizer is a section; set optimizer.KEY=VALUE"),
+    (["config", "--set", "seed=-1"], 2, "<= 4294967295, got -1"),
+    (["--confg", "x"], 2, "No such option '--confg'"),
+    (["train", "--confg", "x"], 2, "No such option '--confg'"),
+    (["frobnicate"], 2, "No such command 'frobnicate'"),
+    (["--workers", "0", "config"], 2, "'--workers': 0 is not in the range"),
+])
+def test_usage_errors_are_one_line_exit_2(tmp_path, monkeypatch, args, code, text):
+    monkeypatch.chdir(tmp_path)
+    r = invoke(*args)
+    assert r.exit_code == code
+    assert text in one_line_error(r, only=True)
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "plot"])
+def test_out_pointing_at_a_file_exits_2_everywhere(tmp_path, config, learnable_data_dir, command):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    if command == "train":
+        r = train_cli(config, learnable_data_dir, blocker)
+    elif command == "sweep":
+        r = invoke("sweep", "--config", config, "--data-dir", learnable_data_dir, "--param",
+                   "optimizer.lr=log:1e-4:1e-3", "--trials", "1", "--jobs", "1", "--out", blocker, "--quiet")
+    else:
+        optional("matplotlib")
+        assert train_cli(config, learnable_data_dir, tmp_path / "run").exit_code == 0
+        r = invoke("plot", tmp_path / "run", "--out", blocker, "--quiet")
+    assert r.exit_code == 2 and "is a file" in one_line_error(r)
+    assert blocker.read_text() == "keep"
+
+
+# ------------------------------------------------------------------ 4. forward differences
+
+@pytest.mark.parametrize("name", ["softmax", "svm", "smoke", "random_search", "random_local_search", None])
+@pytest.mark.parametrize("method", ["forward", "centered"])
+def test_gradcheck_passes_every_shipped_config_with_both_methods(name, method, learnable_data_dir):
+    cfg = [] if name is None else ["--config", ROOT / "configs" / f"{name}.yaml"]
+    for data in (["--synthetic"], ["--data-dir", learnable_data_dir, "--set", "data.num_val=50",
+                                   "--set", "data.num_train=null", "--set", "data.num_dev=0"]):
+        r = invoke("gradcheck", *cfg, *data, "--method", method, "--json", "--quiet")
+        assert r.exit_code == 0, r.output
+        assert strict_json(r.stdout)["passed"]
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("method", ["forward", "centered"])
+def test_a_one_percent_error_fails_with_both_methods(loss, method):
+    rng = np.random.default_rng(0)
+    X = np.hstack([rng.standard_normal((60, 40)), np.ones((60, 1))])
+    y = rng.integers(0, 10, 60)
+    W = 1e-4 * rng.standard_normal((10, 41))
+    fn = svm_loss if loss == "svm" else softmax_loss
+    ok = check_loss(W, X, y, loss=loss, reg=2.5e4 if loss == "svm" else 0.01, method=method, checks=40,
+                    rng=np.random.default_rng(1))
+    assert ok["passed"], {k: p["worst_rel_error"] for k, p in ok["parts"].items()}
+    bad = check_loss(W, X, y, loss=loss, reg=2.5e4 if loss == "svm" else 0.01, method=method, checks=40,
+                     rng=np.random.default_rng(1), grad_fn=lambda V: 1.01 * fn(V, X, y, 0.0)[1])
+    assert not bad["passed"] and not bad["parts"]["data"]["passed"]
+
+
+def test_forward_l2_error_is_within_its_bound():
+    # the forward difference of reg * w^2 errs by exactly reg * h; its bound must cover that
+    W = np.full((2, 3), 1e-6)
+    out = check_loss(W, np.ones((4, 3)), np.array([0, 1, 0, 1]), loss="softmax", reg=2.5e4, method="forward",
+                     checks=6, rng=np.random.default_rng(0))
+    reg = out["parts"]["reg"]
+    assert reg["passed"] and reg["worst_rel_error"] > 0.5          # a relative threshold alone would fail it
+    for c in reg["checks"]:
+        assert abs(c.analytic - c.numerical) == pytest.approx(2.5e4 * 1e-5, rel=1e-3)
+        assert c.bound >= abs(c.analytic - c.numerical)
+
+
+# ------------------------------------------------------------------ 5. divergence
+
+def test_the_divergence_hint_is_a_learning_rate_that_trains(tmp_path, learnable_data_dir):
+    cfg = tmp_path / "sgd.yaml"
+    cfg.write_text(small_config().replace("update: adam", "update: sgd").replace("lr: 1.0e-3", "lr: 1.0e+4")
+                   .replace("std: true", "std: false").replace("loss: softmax", "loss: svm"))
+    r = train_cli(cfg, learnable_data_dir, tmp_path / "run")
+    assert r.exit_code == 1
+    line = one_line_error(r)
+    m = re.search(r"--set optimizer\.lr=([0-9.e+-]+) \(it trained \d+ steps", line)
+    assert m, line
+    assert float(m.group(1)) < 1e4
+    r = train_cli(cfg, learnable_data_dir, tmp_path / "again", "--set", f"optimizer.lr={m.group(1)}")
+    assert r.exit_code == 0, r.output
+
+
+def test_a_run_at_chance_level_ends_with_a_warning(tmp_path, config, learnable_data_dir):
+    # W = 0 and no step: every score ties, every image is called class 0
+    r = train_cli(config, learnable_data_dir, tmp_path / "run", "--set", "model.init_scale=0",
+                  "--set", "optimizer.epochs=null", "--set", "optimizer.iterations=0")
+    assert r.exit_code == 0
+    assert re.search(r"warning: the final val accuracy 0\.\d+ is at chance level", r.output), r.output
+
+
+def test_a_good_run_has_no_warning(tmp_path, config, learnable_data_dir):
+    r = train_cli(config, learnable_data_dir, tmp_path / "run")
+    assert r.exit_code == 0 and "warning" not in r.output
+
+
+# ------------------------------------------------------------------ 6. nothing half-made
+
+def test_a_bad_archive_leaves_no_run_folder(tmp_path, config):
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"\x1f\x8b not really")
+    out = tmp_path / "run"
+    r = invoke("train", "--config", config, "--archive", bad, "--data-dir", tmp_path / "d", "--out", out, "--quiet")
+    assert r.exit_code == 1
+    assert not out.exists() and not (tmp_path / "d").exists()
+
+
+def test_a_later_failure_keeps_a_checkpoint_that_plot_draws(tmp_path, config, learnable_data_dir, monkeypatch):
+    import linclf.training.runs as runs_mod
+    from linclf.errors import DivergenceError
+
+    real = runs_mod.train
+
+    def failing_train(*args, **kwargs):
+        def at_step(state):
+            kwargs["on_step"](state)
+            if state.step == 5:
+                raise DivergenceError("injected failure at step 5")
+        return real(*args, **{**kwargs, "on_step": at_step})
+
+    monkeypatch.setattr(runs_mod, "train", failing_train)
+    out = tmp_path / "run"
+    r = train_cli(config, learnable_data_dir, out)
+    assert r.exit_code == 1
+    line = one_line_error(r)
+    assert "injected failure at step 5" in line and str(out / "checkpoint.npz") in line
+    assert (out / "checkpoint.npz").is_file() and (out / "history.csv").is_file()
+    assert not (out / "model.npz").exists()
+    optional("matplotlib")
+    r = invoke("plot", out, "--data-dir", learnable_data_dir, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert {"loss.png", "templates.png"} <= {Path(p).name for p in r.stdout.split()}
+
+
+def test_plot_of_an_interrupted_run_draws_its_checkpoint(tmp_path, config, learnable_data_dir, monkeypatch):
+    import linclf.training.runs as runs_mod
+
+    real = runs_mod.train
+
+    def interrupted(*args, **kwargs):
+        def at_step(state):
+            kwargs["on_step"](state)
+            if state.step == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **{**kwargs, "on_step": at_step})
+
+    monkeypatch.setattr(runs_mod, "train", interrupted)
+    out = tmp_path / "cut"
+    r = train_cli(config, learnable_data_dir, out)
+    assert r.exit_code == 130
+    optional("matplotlib")
+    (out / "history.csv").unlink()                     # only the checkpoint is left
+    r = invoke("plot", out, "--data-dir", learnable_data_dir, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert {"loss.png", "templates.png", "confusion.png"} <= {Path(p).name for p in r.stdout.split()}
+
+
+# ------------------------------------------------------------------ 7. strict JSON
+
+def test_metrics_and_json_output_hold_no_nan(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "run"
+    r = train_cli(config, learnable_data_dir, out, "--json", "--set", "optimizer.epochs=null",
+                  "--set", "optimizer.iterations=0", "--set", "data.num_test=3")
+    assert r.exit_code == 0, r.output
+    printed = strict_json(r.stdout)
+    assert printed["final_loss"] is None                         # no step ran: there is no loss
+    assert strict_json((out / "metrics.json").read_text())["final_loss"] is None
+    r = invoke("eval", "--model", out / "model.npz", "--json")
+    assert r.exit_code == 0
+    per_class = strict_json(r.stdout)["per_class_accuracy"]
+    assert None in per_class.values()                            # classes absent from 3 test images
+
+
+# ------------------------------------------------------------------ 8. Ctrl-C
+
+@pytest.mark.parametrize("method", ["random_search", "random_local_search"])
+def test_search_stops_on_sigint_even_when_the_shell_ignored_it(tmp_path, learnable_data_dir, monkeypatch, method):
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text(f"data:\n  num_val: 50\noptimizer:\n  method: {method}\n  trials: 200\n")
+    name = method
+    real = getattr(loop_mod, name)
+
+    def with_sigint(*args, callback, **kwargs):
+        def cb(trial, best):
+            if trial == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            callback(trial, best)
+        return real(*args, callback=cb, **kwargs)
+
+    monkeypatch.setattr(loop_mod, name, with_sigint)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        r = train_cli(cfg, learnable_data_dir, tmp_path / "run")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert r.exit_code == 130
+    assert f"{method} interrupted at trial 3 of 200" in one_line_error(r)
+    assert not (tmp_path / "run").exists()                       # a search keeps nothing to resume
+
+
+def test_the_cli_undoes_an_inherited_sigint_ignore(monkeypatch):
+    from linclf.cli import main
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(SystemExit):
+            main(["--version"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_download_says_what_was_kept(tmp_path, monkeypatch):
+    def half_then_ctrl_c(urls, dest, **kwargs):
+        Path(str(dest) + ".part").write_bytes(b"x" * 1234)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cifar10_mod, "fetch", half_then_ctrl_c)
+    r = invoke("download", "--data-dir", tmp_path / "d")
+    assert r.exit_code == 130
+    line = one_line_error(r, only=True)
+    assert "1,234 bytes kept in" in line and "cifar-10-binary.tar.gz.part" in line
+    assert "run the same command again to resume" in line
+
+
+# ------------------------------------------------------------------ 11. small ones
+
+def test_pytest_shows_its_summary_line():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert not re.search(r"^addopts\s*=.*-q", text, flags=re.M)
+
+
+def test_random_search_summary_names_no_update_rule(tmp_path, learnable_data_dir):
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text("data:\n  num_val: 50\noptimizer:\n  method: random_search\n  trials: 20\n")
+    r = invoke("train", "--config", cfg, "--data-dir", learnable_data_dir, "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    summary = next(line for line in r.output.splitlines() if "svm / random_search" in line)
+    assert "(sgd)" not in summary and "trials" in summary
+
+
+def test_a_read_only_data_folder_is_reported_before_hashing(tmp_path, fake_archive, monkeypatch):
+    path, md5 = fake_archive()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: not (Path(p) == ro and mode & os.W_OK)
+                        and real_access(p, mode, **kw))
+    hashed = []
+    monkeypatch.setattr(cifar10_mod, "md5sum", lambda p: hashed.append(p) or md5)
+    r = invoke("download", "--archive", path, "--data-dir", ro)
+    assert r.exit_code == 1 and "not writable" in one_line_error(r), r.output
+    assert hashed == []
