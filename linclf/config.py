@@ -88,6 +88,7 @@ class FeaturesConfig:
     encoder: str = _f("triangle", "str", "kmeans: triangle (max(0, mean_dist - dist)) or soft (max(0, z.c - alpha))",
                       choices=("triangle", "soft"))
     alpha: float = _f(0.25, "float", "kmeans: soft encoder threshold", lo=0)
+    split: bool = _f(False, "bool", "kmeans: soft encoder also keeps max(0, -z.c - alpha) (twice the features)")
     pool: int = _f(2, "int", "kmeans: sum pooling over a pool x pool grid of the feature map", lo=1)
     orientations: int = _f(9, "int", "hog_color: orientation bins of the gradient histogram", lo=1, hi=180)
     cell: int = _f(8, "int", "hog_color: side of the square HOG cells, pixels", lo=1, hi=32)
@@ -384,6 +385,9 @@ def _check_features(f: FeaturesConfig) -> None:
         if f.pool > side:
             raise ConfigError(f"features.pool: a {f.pool}x{f.pool} grid does not fit the {side}x{side} map of "
                               f"{f.patch}-pixel patches at stride {f.stride}; expected at most {side}")
+        if f.split and f.encoder != "soft":
+            raise ConfigError("features.split: the sign split is for encoder soft; set features.encoder=soft "
+                              "or features.split=false")
         if f.k > f.patches:
             raise ConfigError(f"features.k: {f.k} centroids need at least as many patches, features.patches is "
                               f"{f.patches}; raise features.patches or lower features.k")

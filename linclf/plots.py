@@ -654,7 +654,7 @@ def _kmeans_centroids(model: Any) -> np.ndarray:
         ex = extractor_from_arrays("kmeans", model.features_arrays)
     except (ValueError, TypeError, KeyError) as e:
         raise NothingToPlot(f"the model's k-means extractor is malformed: {e}") from None
-    return centroid_images(ex.centroids_, ex.patch, ex.whiten_, ex.mean_, limit=CENTROIDS_SHOWN)
+    return centroid_images(ex.centroids_, ex.patch, ex.whiten_, ex.whiten_mean_, limit=CENTROIDS_SHOWN)
 
 
 def plot_sweep(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:

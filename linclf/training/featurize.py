@@ -22,7 +22,7 @@ from ..core import preprocess
 from ..core.model import LinearClassifier
 from ..core.preprocess import Preprocessor
 from ..data.cifar10 import Splits, resolve_data_dir
-from ..errors import Interrupted, ModelFileError
+from ..errors import ConfigError, Interrupted, ModelFileError
 from ..features import cache
 from ..features.registry import LEARNED, extractor_class, extractor_from_arrays
 
@@ -31,7 +31,8 @@ __all__ = ["SPLIT_NAMES", "settings", "make_extractor", "cache_root", "fit_extra
 
 SPLIT_NAMES = ("train", "val", "test")
 _SETTINGS = {
-    "kmeans": ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "norm_eps", "zca_eps"),
+    "kmeans": ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "split", "pool", "norm_eps",
+               "zca_eps"),
     "hog_color": ("orientations", "cell", "hue_bins"),
 }
 
@@ -46,7 +47,10 @@ def make_extractor(f: FeaturesConfig, seed: int, progress: bool = False) -> Any:
     kw = settings(f)
     if f.kind == "kmeans":
         kw["seed"] = seed
-    return extractor_class(f.kind)(**kw, progress=progress)
+    try:
+        return extractor_class(f.kind)(**kw, progress=progress)
+    except ValueError as e:            # the config's checks come first; this names the key all the same
+        raise ConfigError(f"features.{e}") from None
 
 
 def cache_root(cfg: Config, data_dir: str | os.PathLike | None) -> Path:
