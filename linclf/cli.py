@@ -285,7 +285,8 @@ def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: st
     """Accuracy, per-class accuracy and confusion matrix of a saved model."""
     from .training.runs import run_eval
 
-    model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not _progress(quiet))
+    model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not _progress(quiet),
+                         progress=_progress(quiet))
     if as_json:
         click.echo(json.dumps({"model": model_path, "split": split_name, **ev.to_dict(model.classes)}))
     else:
