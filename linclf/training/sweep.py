@@ -61,6 +61,8 @@ from ..errors import ConfigError, DivergenceError, Interrupted, LinclfError, Usa
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..core.preprocess import Preprocessor, fit
 from ..progress import Bar
+from ..features.registry import LEARNED
+from .featurize import feature_prep, featurize
 from ..threads import set_blas_threads, usable_cpus
 from .runs import default_out_dir, load_data, make_splits, prepare_out_dir
 from .loop import accuracy, init_state, train
@@ -292,21 +294,30 @@ def _check_sizes(configs: Sequence[Config], data: CIFAR10) -> None:
 
 _DATA: CIFAR10 | None = None                  # the dataset, set in the parent and inherited by forked workers
 _PREP: dict[tuple, Preprocessor] = {}         # preprocessing fitted per (settings, training split), per process
+_FEATS: dict[tuple, Splits] = {}              # feature splits per (features settings, data settings), per process
+_DATA_DIR: str | None = None                  # where the feature cache lives (features.kind kmeans, hog_color)
 
 
 def _init_worker(payload: tuple[dict, str | None] | None) -> None:
     """Start of a worker process: one thread for the losses and BLAS, Ctrl-C left to the parent, the data."""
-    global _DATA
+    global _DATA, _DATA_DIR
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_blas_threads(1)
     if payload is not None:
         cfg_dict, data_dir = payload
-        _DATA = load_data(from_dict(cfg_dict), data_dir)
+        _DATA, _DATA_DIR = load_data(from_dict(cfg_dict), data_dir), data_dir
 
 
 def _splits(cfg: Config) -> Splits:
     """The trial's train / val splits of the shared data; the test split is replaced by empty arrays."""
     s = make_splits(cfg, _DATA)
+    if cfg.features.kind in LEARNED:       # from the feature cache the parent filled before the trials
+        d = cfg.data
+        key = (tuple(sorted(dataclasses.asdict(cfg.features).items())), cfg.seed, d.num_train, d.num_val,
+               d.num_dev)
+        if key not in _FEATS:              # the trials of one worker share the memory-mapped rows
+            _FEATS[key] = featurize(cfg, s, _DATA_DIR, only=("train", "val"))[0]
+        return _FEATS[key]
     no_rows = np.empty((0, s.X_train.shape[1]), dtype=s.X_train.dtype)
     return dataclasses.replace(s, X_test=no_rows, y_test=np.empty(0, dtype=s.y_train.dtype))
 
@@ -314,9 +325,12 @@ def _splits(cfg: Config) -> Splits:
 def _prep(cfg: Config, splits: Splits) -> Preprocessor:
     """The preprocessing fitted on the training split, reused by later trials with the same settings."""
     p, d = cfg.preprocess, cfg.data
-    key = (p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None)
+    key = (p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None,
+           tuple(sorted(dataclasses.asdict(cfg.features).items())),
+           cfg.seed if cfg.features.kind == "kmeans" else None)
     if key not in _PREP:
-        _PREP[key] = fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
+        _PREP[key] = (fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias) if cfg.features.kind == "pixels"
+                      else feature_prep(cfg, splits.X_train))
     return _PREP[key]
 
 
@@ -585,7 +599,7 @@ def _run_pending(cfg: Config, configs: list[Config], values: list[dict], pending
                  keys: list[str], jobs: int | None, out_dir: Path, data_dir: str | os.PathLike | None,
                  progress: bool, n_run: int) -> None:
     """Load the data once, run the pending trials in parallel, save the results after each one."""
-    global _DATA
+    global _DATA, _DATA_DIR
     _PREP.clear()
     workers = min(jobs or default_jobs(), len(pending))
     per_trial = 1 if workers > 1 else None      # parallel trials compute on one CPU each
@@ -593,7 +607,10 @@ def _run_pending(cfg: Config, configs: list[Config], values: list[dict], pending
     bar = None
     try:
         _DATA = load_data(cfg, data_dir, quiet=not progress)
+        _DATA_DIR = None if data_dir is None else os.fspath(data_dir)
         _check_sizes([configs[i] for i in pending], _DATA)
+        if cfg.features.kind in LEARNED:     # build the features once, before the workers read them
+            featurize(cfg, make_splits(cfg, _DATA), _DATA_DIR, only=("train", "val"), progress=progress)
         with _executor(tasks, workers, cfg, data_dir) as results:
             bar = Bar(progress, n_run, n_run - len(pending), "sweep", "trial")   # after the fork: no tqdm thread in workers
             for res in results:
@@ -610,8 +627,9 @@ def _run_pending(cfg: Config, configs: list[Config], values: list[dict], pending
     finally:
         if bar is not None:
             bar.close()
-        _DATA = None
+        _DATA = _DATA_DIR = None
         _PREP.clear()
+        _FEATS.clear()
 
 
 def format_table(rows: Sequence[dict], keys: Sequence[str]) -> str:
