@@ -164,44 +164,55 @@ def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, poo
     every row to its nearest centroid (argmax of x.c - ||c||^2 / 2, one
     augmented product per block) and moves each centroid to the mean of its
     rows; a centroid left without rows is re-seeded at a row drawn by ``rng``.
-    ``step(iteration, inertia)`` (mean squared distance of the assignment) is
-    called after each iteration.
+    Each block also sums its rows by cluster while they are in cache; the
+    blocks' sums are added up in block order, so the result does not depend
+    on the number of threads. ``step(iteration, inertia)`` (mean squared
+    distance of the assignment) is called after each iteration.
     """
     n, d = Xa.shape[0], Xa.shape[1] - 1
     X = Xa[:, :d]
     dtype = Xa.dtype
     C = X[np.sort(rng.choice(n, k, replace=False))].copy()
-    xx = np.einsum("ij,ij->i", X, X)                                 # (n,)
-    labels = np.empty(n, dtype=np.intp)
-    best = np.empty(n, dtype=dtype)
+    xx = np.einsum("ij,ij->i", X, X, dtype=np.float64)               # (n,)
     local = threading.local()
     spans = _spans(n, block)
     inertia = math.nan
     B = np.empty((d + 1, k), dtype=dtype)
 
-    def assign(span: tuple[int, int]) -> None:
+    def assign(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         s, e = span
         buf = getattr(local, "buf", None)
-        if buf is None or buf.shape[0] < e - s:
+        if buf is None:
             buf = local.buf = np.empty((block, k), dtype=dtype)
         S = buf[: e - s]
         np.matmul(Xa[s:e], B, out=S)                                 # x.c - ||c||^2 / 2, (b, k)
         lab = S.argmax(axis=1)
-        labels[s:e] = lab
-        best[s:e] = S[np.arange(e - s), lab]
+        best = S[np.arange(e - s), lab]
+        part = float(np.sum(xx[s:e] - 2 * best.astype(np.float64)))  # ||x - c||^2 = ||x||^2 - 2 (x.c - ||c||^2/2)
+        order = np.argsort(lab, kind="stable")
+        ls = lab[order]
+        starts = np.flatnonzero(np.concatenate([[True], ls[1:] != ls[:-1]]))
+        sums = np.add.reduceat(X[s:e][order], starts, axis=0, dtype=np.float64)
+        return ls[starts], sums, np.diff(np.append(starts, e - s)), part
 
     for it in range(iterations):
         B[:d] = C.T
         B[d] = -0.5 * np.einsum("ij,ij->i", C, C)
-        pool.run(assign, spans)
-        inertia = float(np.sum(xx - 2 * best, dtype=np.float64)) / n   # ||x - c||^2 = ||x||^2 - 2 (x.c - ||c||^2/2)
-        counts = np.bincount(labels, minlength=k)
-        order = np.argsort(labels, kind="stable")
-        filled = np.flatnonzero(counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
-        sums = np.add.reduceat(X[order], starts, axis=0, dtype=np.float64)   # (len(filled), d)
-        C[filled] = sums / counts[filled, None]
-        empty = np.flatnonzero(counts == 0)
+        total = np.zeros((k, d))
+        counts = np.zeros(k, dtype=np.int64)
+        parts: list[float] = []
+
+        def add(span: tuple[int, int], r: tuple[np.ndarray, np.ndarray, np.ndarray, float]) -> None:
+            labels, sums, count, part = r                            # labels are distinct within a block
+            total[labels] += sums
+            counts[labels] += count
+            parts.append(part)
+
+        pool.run(assign, spans, add)
+        inertia = math.fsum(parts) / n
+        filled = counts > 0
+        C[filled] = total[filled] / counts[filled, None]
+        empty = np.flatnonzero(~filled)
         if empty.size:
             C[empty] = X[rng.choice(n, empty.size, replace=False)]
         if step is not None:
@@ -351,7 +362,7 @@ class KMeansFeatures:
     # ------------------------------------------------------------------ transform
 
     def _products(self) -> tuple[np.ndarray, np.ndarray]:
-        """The right-hand matrix of the block product, and the whitening bias -(m W) (p,)."""
+        """The right-hand matrix of the code product, and the whitening [W; -(m W)] (p + 1, p) of [p, 1] rows."""
         C = self.centroids_.astype(np.float64)
         W = self.whiten_.astype(np.float64)
         mW = self.whiten_mean_.astype(np.float64) @ W
@@ -369,7 +380,8 @@ class KMeansFeatures:
             if self.split:
                 B[:p, self.k:] = -WC
                 B[p, self.k:] = (mW @ C.T) - self.alpha
-        return B.astype(self.dtype), (-mW).astype(self.dtype)
+        Wb = np.concatenate([W, -mW[None, :]]).astype(self.dtype)
+        return B.astype(self.dtype), Wb
 
     def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Pooled codes (N, n_features) of rows X (N, 3072), in float32 (the fit dtype) or written into ``out``.
@@ -386,8 +398,8 @@ class KMeansFeatures:
             shape = getattr(out, "shape", None)
             dtype = getattr(out, "dtype", type(out).__name__)
             raise ValueError(f"out: expected a float array of shape ({N}, {nf}), got shape {shape} dtype {dtype}")
-        B, bias = self._products()
-        work = _Extractor(self, B, bias)
+        B, Wb = self._products()
+        work = _Extractor(self, B, Wb)
         bar = Bar(self.progress, N, desc="k-means features", unit="img")
         try:
             with _pool(self.threads, self.parallel) as pool:
@@ -480,8 +492,10 @@ class _Extractor:
     codes of one cache-sized sub-block.
     """
 
-    def __init__(self, f: KMeansFeatures, B: np.ndarray, bias: np.ndarray):
-        self.f, self.B, self.bias = f, B, bias
+    def __init__(self, f: KMeansFeatures, B: np.ndarray, Wb: np.ndarray):
+        self.f, self.B, self.Wb = f, B, Wb
+        self.zero = np.zeros(f.n_codes, dtype=f.dtype)      # np.maximum against a row is faster than against 0
+        self.ones = np.ones(f.k, dtype=f.dtype)
         self.local = threading.local()
         m = f.map_size
         self.m = m
@@ -545,25 +559,24 @@ class _Extractor:
         D = loc.D[:n]
         if f.encoder == "soft":
             np.matmul(block, self.B, out=D)                               # c.x - alpha (and -c.x - alpha)
-            np.maximum(D, 0, out=D)
+            np.maximum(D, self.zero, out=D)
             return D
         A = loc.A[:n]
         x = A[:, :p]
-        np.matmul(block[:, :p], f.whiten_, out=x)
-        x += self.bias                                                    # x = (p - m) @ W
+        np.matmul(block, self.Wb, out=x)                                  # x = (p - m) @ W
         np.einsum("ij,ij->i", x, x, out=A[:, p + 1])
         np.matmul(A, self.B, out=D)                                       # ||x - c||^2, (n, k)
         with np.errstate(invalid="ignore"):
             np.sqrt(D, out=D)                                             # rounding can leave -tiny: NaN
-        mu = np.add.reduce(D, axis=1)
+        mu = D @ self.ones                                                # (n,) sum of distances
         bad = np.isnan(mu)
         if bad.any():                                                     # those distances are 0
             rows = np.flatnonzero(bad)
             Dr = D[rows]
             Dr[np.isnan(Dr)] = 0
             D[rows] = Dr
-            mu[rows] = np.add.reduce(Dr, axis=1)
-        mu /= f.k
+            mu[rows] = Dr @ self.ones
+        mu *= 1 / f.k
         np.subtract(mu[:, None], D, out=D)
-        np.maximum(D, 0, out=D)
+        np.maximum(D, self.zero, out=D)
         return D
