@@ -267,7 +267,7 @@ class KMeansFeatures:
         self.alpha = _float("alpha", alpha)
         m = map_size(self.patch, self.stride)
         self.pool = _int("pool", pool, 1, m, f" (the map of patch {self.patch}, stride {self.stride} is {m}x{m})")
-        self.norm_eps = _float("norm_eps", norm_eps, 0.0)
+        self.norm_eps = _float("norm_eps", norm_eps, 0.0, strict=True)
         self.zca_eps = _float("zca_eps", zca_eps, 0.0, strict=True)
         self.seed = _int("seed", seed, 0)
         self.progress = bool(progress)
@@ -366,6 +366,8 @@ class KMeansFeatures:
         C = self.centroids_.astype(np.float64)
         W = self.whiten_.astype(np.float64)
         mW = self.whiten_mean_.astype(np.float64) @ W
+        # ((p - mean(p)) / s) @ W = (p / s) @ (W - column means of W): centring folded into the whitening
+        Wc = W - W.mean(axis=0, keepdims=True)
         p = self.patch_dim
         if self.encoder == "triangle":
             B = np.empty((p + 2, self.k))
@@ -373,14 +375,14 @@ class KMeansFeatures:
             B[p] = np.einsum("ij,ij->i", C, C)
             B[p + 1] = 1
         else:
-            WC = W @ C.T                                               # (p, k): c . x = p . (W c) - (m W) . c
+            WC = Wc @ C.T                                              # (p, k): c . x = q . (W c) - (m W) . c
             B = np.empty((p + 1, self.n_codes))
             B[:p, : self.k] = WC
             B[p, : self.k] = -(mW @ C.T) - self.alpha
             if self.split:
                 B[:p, self.k:] = -WC
                 B[p, self.k:] = (mW @ C.T) - self.alpha
-        Wb = np.concatenate([W, -mW[None, :]]).astype(self.dtype)
+        Wb = np.concatenate([Wc, -mW[None, :]]).astype(self.dtype)
         return B.astype(self.dtype), Wb
 
     def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -487,26 +489,67 @@ class KMeansFeatures:
 class _Extractor:
     """The per-block work of ``transform``: a callable (X, (i0, i1), out) writing out[i0:i1] (pooled codes).
 
-    Each thread keeps its own buffers: the patches of a block of images (with
-    a column of ones, for the augmented product), the whitened patches and the
-    codes of one cache-sized sub-block.
+    The patches of a block of images are laid out region-major (pooling
+    region, then image, then the region's positions row by row), so each
+    (region, image) pair is a contiguous segment of rows and pooling is one
+    reduction along the rows of a sub-block. Sub-blocks ("chunks") gather
+    whole segments up to ``block_patches`` rows or split a longer one. Each
+    thread keeps its own buffers: the block's patches (with a column of ones,
+    for the augmented products), the whitened patches and the codes of one
+    chunk, and the pooled sums.
     """
 
     def __init__(self, f: KMeansFeatures, B: np.ndarray, Wb: np.ndarray):
         self.f, self.B, self.Wb = f, B, Wb
         self.zero = np.zeros(f.n_codes, dtype=f.dtype)      # np.maximum against a row is faster than against 0
         self.ones = np.ones(f.k, dtype=f.dtype)
+        self.ones_p = np.ones(f.patch_dim, dtype=f.dtype)
         self.local = threading.local()
         m = f.map_size
         self.m = m
-        self.rb = region_bounds(m, f.pool)
-        rows = max(1, f.block_patches // m)
-        if rows >= m:                                  # whole images a sub-block
-            per = max(1, f.block_patches // (m * m))
-            self.chunks = [(j, j + per, 0, m) for j in range(0, f.block_images, per)]
-        else:                                          # rows of one image a sub-block
-            self.chunks = [(j, j + 1, r, min(m, r + rows)) for j in range(f.block_images) for r in range(0, m, rows)]
-        self.chunk_rows = max(((j1 - j0) * (r1 - r0)) for j0, j1, r0, r1 in self.chunks) * m
+        rb = region_bounds(m, f.pool)
+        self.regions = [(rb[g], rb[g + 1], rb[h], rb[h + 1]) for g in range(f.pool) for h in range(f.pool)]
+        self.plans: dict[int, list] = {}
+        self.chunk_rows = max(self.plan(f.block_images)[1], max(1, min(f.block_patches, m * m)))
+        if f.block_images > 1:
+            self.chunk_rows = max(self.chunk_rows, self.plan(1)[1])
+
+    def plan(self, b: int) -> tuple[list, int]:
+        """For b images: [(region row start, region row stop, target rows)] and [(chunk start, stop, segments)], max chunk rows.
+
+        A chunk's segments are (offset in the chunk, image, region index).
+        """
+        if b in self.plans:
+            return self.plans[b]
+        limit = self.f.block_patches
+        copies, segments, base = [], [], 0
+        for r, (r0, r1, c0, c1) in enumerate(self.regions):
+            size = (r1 - r0) * (c1 - c0)
+            copies.append((base, base + b * size))
+            segments += [(base + j * size, base + (j + 1) * size, j, r) for j in range(b)]
+            base += b * size
+        chunks: list = []
+        cur: list = []
+        for s, e, j, r in segments:
+            if e - s > limit:                               # a long segment: its own chunks, split evenly
+                if cur:
+                    chunks.append(cur)
+                    cur = []
+                pieces = -(-(e - s) // limit)
+                cuts = np.linspace(s, e, pieces + 1).round().astype(int)
+                chunks += [[(int(u), int(v), j, r)] for u, v in zip(cuts[:-1], cuts[1:])]
+                continue
+            if cur and e - cur[0][0] > limit:
+                chunks.append(cur)
+                cur = []
+            cur.append((s, e, j, r))
+        if cur:
+            chunks.append(cur)
+        plan = [(c[0][0], c[-1][1], np.array([u - c[0][0] for u, _, _, _ in c]), np.array([j for _, _, j, _ in c]),
+                 np.array([r for _, _, _, r in c])) for c in chunks]
+        rows = max(e - s for s, e, *_ in plan)
+        self.plans[b] = (copies, plan), rows
+        return self.plans[b]
 
     def buffers(self) -> Any:
         loc = self.local
@@ -518,42 +561,49 @@ class _Extractor:
             if f.encoder == "triangle":
                 loc.A = np.empty((self.chunk_rows, p + 2), dtype=f.dtype)
                 loc.A[:, p] = 1
-            loc.pooled = np.empty((f.block_images, f.pool, f.pool, f.n_codes), dtype=f.dtype)
+            loc.pooled = np.empty((f.block_images, len(self.regions), f.n_codes), dtype=f.dtype)
         return loc
 
     def __call__(self, X: np.ndarray, span: tuple[int, int], out: np.ndarray) -> None:
-        f, m, rb = self.f, self.m, self.rb
+        f = self.f
         i0, i1 = span
         b = i1 - i0
         p = f.patch_dim
         loc = self.buffers()
-        P = loc.P[: b * m * m]
-        view = patch_view(np.asarray(X[i0:i1]), f.patch, f.stride)            # (b, m, m, 3, patch, patch)
-        target = P[:, :p].view()
-        target.shape = (b, m, m, CHANNELS, f.patch, f.patch)                 # a view, never a copy (raises if not)
-        np.copyto(target, view, casting="unsafe")
+        (copies, chunks), _ = self.plan(b)
+        Xb = np.asarray(X[i0:i1])
+        exact = Xb.dtype == np.uint8          # sums of uint8 values and squares are exact in float32 (< 2**24)
+        view = patch_view(Xb, f.patch, f.stride)                              # (b, m, m, 3, patch, patch)
+        for (s, e), (r0, r1, c0, c1) in zip(copies, self.regions):
+            target = loc.P[s:e, :p].view()
+            target.shape = (b, r1 - r0, c1 - c0, CHANNELS, f.patch, f.patch)  # a view, never a copy (raises if not)
+            np.copyto(target, view[:, r0:r1, c0:c1], casting="unsafe")
         pooled = loc.pooled[:b]
         pooled.fill(0)
-        for j0, j1, r0, r1 in self.chunks:
-            if j0 >= b:
-                break
-            j1 = min(j1, b)
-            s = j0 * m * m + r0 * m
-            e = (j1 - 1) * m * m + r1 * m
-            block = P[s:e]
-            normalize_patches(block[:, :p], f.norm_eps)
+        for s, e, offsets, images, regions in chunks:
+            block = loc.P[s:e]
+            self.scale(block[:, :p], exact)
             D = self.encode(block, loc)
-            D4 = D.reshape(j1 - j0, r1 - r0, m, f.n_codes)
-            for g in range(f.pool):
-                a, z = max(rb[g], r0), min(rb[g + 1], r1)
-                if a >= z:
-                    continue
-                for h in range(f.pool):
-                    pooled[j0:j1, g, h] += D4[:, a - r0:z - r0, rb[h]:rb[h + 1]].sum(axis=(1, 2))
+            if len(offsets) == 1:
+                pooled[images[0], regions[0]] += np.add.reduce(D, axis=0)
+            else:
+                pooled[images, regions] += np.add.reduceat(D, offsets, axis=0)   # (image, region) pairs distinct
         out[i0:i1] = pooled.reshape(b, -1)                                  # the buffer is this thread's: copy out here
 
+    def scale(self, P: np.ndarray, exact: bool) -> None:
+        """In place: raw patches P (n, p) become p / sqrt(var(p) + norm_eps) (the mean is taken out by the whitening)."""
+        d = P.shape[1]
+        if exact:
+            s1 = (P @ self.ones_p).astype(np.float64)
+            s2 = np.einsum("ij,ij->i", P, P).astype(np.float64)
+        else:
+            s1 = P.sum(axis=1, dtype=np.float64)
+            s2 = np.einsum("ij,ij->i", P, P, dtype=np.float64)
+        var = (s2 - s1 * s1 / d) / (d - 1)                       # as normalize_patches: n - 1
+        P *= (1 / np.sqrt(np.maximum(var, 0) + self.f.norm_eps)).astype(P.dtype)[:, None]
+
     def encode(self, block: np.ndarray, loc: Any) -> np.ndarray:
-        """Codes (n, n_codes) of normalised patches block (n, p + 1) (last column 1), in a reused buffer."""
+        """Codes (n, n_codes) of scaled patches block (n, p + 1) (last column 1), in a reused buffer."""
         f = self.f
         n, p = block.shape[0], f.patch_dim
         D = loc.D[:n]
