@@ -287,3 +287,11 @@ def test_interrupt_during_transform_propagates(fitted, X, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         f.transform(X[:12])
     assert len(calls) < 12                      # the tasks not started were cancelled
+
+
+def test_progress_bars_only_when_asked(X, capsys):
+    KMeansFeatures(k=4, patches=500, iterations=2, progress=True).fit(X).transform(X[:2])
+    err = capsys.readouterr().err
+    assert "patches" in err and "k-means" in err and "img/s" in err
+    KMeansFeatures(k=4, patches=500, iterations=2).fit(X).transform(X[:2])
+    assert capsys.readouterr().err == ""
