@@ -776,7 +776,7 @@ def kmeans_torch(f, X: np.ndarray, batch: int = 50) -> np.ndarray:
 
 def gemm_rate(threads: int, rows: int = 8192, k: int = KM_K, d: int = 108, reps: int = 5) -> tuple[float, float]:
     """GFLOP/s of a float32 (rows, d) @ (d, k) product on ``threads`` BLAS threads: (wall, per CPU-second of the process)."""
-    from linclf.features.kmeans import _blas_threads
+    from linclf.features.kmeans import blas_threads
 
     rng = np.random.default_rng(0)
     A = rng.standard_normal((rows, d), dtype=np.float32)
@@ -784,7 +784,7 @@ def gemm_rate(threads: int, rows: int = 8192, k: int = KM_K, d: int = 108, reps:
     out = np.empty((rows, k), dtype=np.float32)
     flops = 2 * rows * d * k
     walls, cpus = [], []
-    with _blas_threads(threads):
+    with blas_threads(threads):
         np.matmul(A, B, out=out)
         for _ in range(reps):
             t0, c0 = time.perf_counter(), time.process_time()
@@ -796,7 +796,7 @@ def gemm_rate(threads: int, rows: int = 8192, k: int = KM_K, d: int = 108, reps:
 
 def bench_kmeans(ctx: Context) -> Iterator[dict]:
     """Coates k-means features: fit seconds, then extraction against the same-run GEMM, the plain NumPy code and PyTorch."""
-    from linclf.features.kmeans import KMeansFeatures, _blas_threads
+    from linclf.features.kmeans import KMeansFeatures, blas_threads
 
     threads = len(os.sched_getaffinity(0))
     patches, iterations = (100_000, 10) if ctx.quick else (400_000, 50)
@@ -814,7 +814,7 @@ def bench_kmeans(ctx: Context) -> Iterator[dict]:
            "frac_gemm": round(km_flops / fit_s / 1e9 / statistics.median([g_wall, g_wall2]), 2),
            "inertia": round(f.inertia_, 3), "threads": threads, "loadavg_1min": round(os.getloadavg()[0], 2)}
 
-    n = 100 if ctx.quick else 400
+    n = 200 if ctx.quick else 400
     X = np.ascontiguousarray(ctx.X[-n:])
     flops = 2 * n * f.map_size ** 2 * f.patch_dim * KM_K
     rounds = ctx.repeat or (2 if ctx.quick else 3)
@@ -845,7 +845,7 @@ def bench_kmeans(ctx: Context) -> Iterator[dict]:
         blas.transform(X)
         t["blas"].append(time.perf_counter() - t0)
         time.sleep(SETTLE)
-        with _blas_threads(threads):
+        with blas_threads(threads):
             t0 = time.perf_counter()
             plain = kmeans_plain(f, X)
             t["plain"].append(time.perf_counter() - t0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linclf.features.kmeans import KMeansFeatures, lloyd, _Pool
+from linclf.features.kmeans import KMeansFeatures, lloyd, TaskPool
 from linclf.features.patches import normalize_patches, region_bounds, sample_patches
 
 
@@ -143,7 +143,7 @@ def test_lloyd_matches_plain_loop_and_reseeds_empty_clusters():
     X[7] = X[8] = X[9] = [100, 100]                       # far points: a centroid there, the others empty out
     Xa = np.concatenate([X, np.ones((100, 1), np.float32)], axis=1)
     seen = []
-    C, inertia = lloyd(Xa, 4, 3, np.random.default_rng(5), _Pool(1), block=16,
+    C, inertia = lloyd(Xa, 4, 3, np.random.default_rng(5), TaskPool(1), block=16,
                        step=lambda it, v: seen.append(v))
     # the same iterations written plainly
     r = np.random.default_rng(5)
@@ -166,7 +166,7 @@ def test_empty_clusters_are_reseeded_from_data():
     X = np.zeros((40, 3), np.float32)
     X[0] = [1, 2, 3]
     Xa = np.concatenate([X, np.ones((40, 1), np.float32)], axis=1)
-    C, _ = lloyd(Xa, 5, 2, np.random.default_rng(0), _Pool(1))
+    C, _ = lloyd(Xa, 5, 2, np.random.default_rng(0), TaskPool(1))
     rows = {tuple(r) for r in X.tolist()}
     assert all(tuple(c) in rows for c in C.tolist())     # no zero-filled or NaN centroid, all at data rows
     assert np.isfinite(C).all()
@@ -271,22 +271,27 @@ def test_interrupted_fit_leaves_state_untouched(fitted, X, monkeypatch):
 
 
 def test_interrupt_during_transform_propagates(fitted, X, monkeypatch):
+    import threading
+
     import linclf.features.kmeans as km
 
     f = KMeansFeatures.from_arrays(fitted.to_arrays(), threads=2, block_images=1)
-    original = km._Extractor.__call__
+    real = km.patch_view
     calls = []
+    lock = threading.Lock()
 
-    def interrupting(self, X, span, out):
-        calls.append(span)
-        if span[0] >= 3:
-            raise KeyboardInterrupt
-        original(self, X, span, out)
+    def interrupting(Xb, patch, stride):                  # called once per task (one image here)
+        with lock:
+            calls.append(1)
+            if len(calls) == 4:
+                raise KeyboardInterrupt
+        return real(Xb, patch, stride)
 
-    monkeypatch.setattr(km._Extractor, "__call__", interrupting)
+    monkeypatch.setattr(km, "patch_view", interrupting)
     with pytest.raises(KeyboardInterrupt):
         f.transform(X[:12])
-    assert len(calls) < 12                      # the tasks not started were cancelled
+    assert len(calls) < 12                                # the tasks not started were cancelled
+    assert threading.active_count() == 1 or all(not t.name.startswith("kmeans") for t in threading.enumerate())
 
 
 def test_progress_bars_only_when_asked(X, capsys):

@@ -32,7 +32,7 @@ from ..progress import Bar
 from ..threads import openblas_threads
 from .patches import CHANNELS, IMAGE, map_size, normalize_patches, patch_view, region_bounds, sample_patches
 
-__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION"]
+__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd", "TaskPool", "task_pool", "blas_threads"]
 
 ENCODERS = ("triangle", "soft")
 PARALLEL = ("threads", "blas")
@@ -81,7 +81,7 @@ def _rows(X: Any, name: str = "X") -> np.ndarray:
 # ----------------------------------------------------------------------------- threads
 
 @contextmanager
-def _blas_threads(n: int) -> Iterator[None]:
+def blas_threads(n: int) -> Iterator[None]:
     """OpenBLAS on ``n`` threads inside (where NumPy's OpenBLAS is found), the previous count after."""
     api = openblas_threads()
     if api is None:
@@ -95,7 +95,7 @@ def _blas_threads(n: int) -> Iterator[None]:
         api[1](before)
 
 
-class _Pool:
+class TaskPool:
     """Runs tasks in order on ``threads`` threads (inline for 1), a bounded number in flight.
 
     On any exception (KeyboardInterrupt included) the tasks not started are
@@ -139,12 +139,12 @@ class _Pool:
 
 
 @contextmanager
-def _pool(threads: int, parallel: str) -> Iterator[_Pool]:
+def task_pool(threads: int, parallel: str) -> Iterator[TaskPool]:
     """A pool of ``threads`` workers with one BLAS thread each ("threads"), or one worker with ``threads`` BLAS threads."""
     workers, blas = (threads, 1) if parallel == "threads" else (1, threads)
-    pool = _Pool(workers)
+    pool = TaskPool(workers)
     try:
-        with _blas_threads(blas):
+        with blas_threads(blas):
             yield pool
     finally:
         pool.close()
@@ -156,7 +156,7 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------------------- k-means
 
-def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, pool: _Pool,
+def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, pool: TaskPool,
           block: int = 1024, step: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, float]:
     """Lloyd's k-means on rows Xa (n, d + 1) whose last column is 1; returns centroids (k, d) and the last inertia.
 
@@ -350,7 +350,7 @@ class KMeansFeatures:
         Xa[:, p] = 1
         bar = Bar(self.progress, self.iterations, desc="k-means", unit="it")
         try:
-            with _pool(self.threads, self.parallel) as pool:
+            with task_pool(self.threads, self.parallel) as pool:
                 C, inertia = lloyd(Xa, self.k, self.iterations, rng, pool,
                                    step=lambda it, inertia: bar.update(1, iteration=it, inertia=inertia))
         finally:
@@ -404,7 +404,7 @@ class KMeansFeatures:
         work = _Extractor(self, B, Wb)
         bar = Bar(self.progress, N, desc="k-means features", unit="img")
         try:
-            with _pool(self.threads, self.parallel) as pool:
+            with task_pool(self.threads, self.parallel) as pool:
                 pool.run(lambda span: work(X, span, out), _spans(N, self.block_images),
                          lambda span, _: bar.update(span[1] - span[0]))
         finally:
