@@ -8,13 +8,17 @@ z_k = ||x - c_k||; soft threshold: max(0, c_k . x - alpha)) and sum-pools the
 codes over a ``pool`` x ``pool`` grid of the map.
 
 Speed: extraction is one product of every patch with every centroid. It runs
-in blocks of a few hundred patches whose codes stay in cache; the distance
-expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
-[x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1] (for the soft encoder the whitening and
-alpha are folded into the centroids, [p, 1] @ [W C^T; -(m W) C^T - alpha]);
-encoding and pooling are done in place on the block. Blocks of images run on
-a thread pool (NumPy releases the GIL in products and ufuncs) with OpenBLAS on
-one thread each.
+in chunks of a few hundred patches whose codes stay in cache. A raw patch p is
+only scaled, q = p / sqrt(var(p) + norm_eps): its mean is removed by the
+whitening matrix, because (p - mean(p)) @ W = p @ (W - column means of W).
+The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
+[x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1]; for the soft encoder the whitening and
+alpha are folded into the centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
+Encoding and pooling are done in place on the chunk; the patches are laid out
+so that a pooling region is a run of rows. Blocks of images run on a thread
+pool (NumPy releases the GIL in products and ufuncs) with OpenBLAS on one
+thread each, which measured faster than one worker with OpenBLAS threads (the
+encoding ufuncs then run on one core).
 """
 from __future__ import annotations
 
