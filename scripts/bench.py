@@ -45,6 +45,13 @@ Benches (``--only NAME``, repeatable):
                 batches, write the cache) and warm, vs the textbook pipeline
                 (float64 copies of train/val/test) in a subprocess (target <= 600 MB)
 
+  kmeans        Coates k-means features (k=1600, patch 6, stride 1, triangle,
+                2x2 pooling): ``KMeansFeatures.fit`` on 400,000 patches x 50
+                iterations (seconds), then extraction images/s against a float32
+                GEMM of the same shape measured in the same run (target: 60% of
+                its rate over the whole extraction), the plain whole-batch NumPy
+                extractor and PyTorch conv2d doing the same steps (same threads)
+
 Our loss figures include ``l2_reg`` (reg = 2.5e4), as the baseline's do. Benches
 are functions in ``BENCHES`` (name -> function(Context) -> records).
 """
@@ -789,6 +796,173 @@ def bench_memory(ctx: Context) -> Iterator[dict]:
                "wall_s": round(statistics.median(walls), 2), "repeat": reps}
 
 
+# ----------------------------------------------------------------------------- k-means features
+
+KM_K = 1600
+KM_TARGET = 0.6             # fraction of the same-run GEMM rate over the whole extraction
+
+
+def kmeans_plain(f, X: np.ndarray, batch: int = 50) -> np.ndarray:
+    """The plain NumPy extractor: every patch of a batch at once, whole-batch temporaries (triangle, sum pooling)."""
+    from linclf.features.patches import region_bounds
+
+    C, M, P = f.centroids_, f.whiten_mean_, f.whiten_
+    m, k, pp = f.map_size, f.k, f.patch
+    rb = region_bounds(m, f.pool)
+    cc = (C ** 2).sum(axis=1)
+    out = []
+    for s in range(0, len(X), batch):
+        Xb = X[s:s + batch].reshape(-1, 3, 32, 32).astype(np.float32)
+        patches = np.lib.stride_tricks.sliding_window_view(Xb, (pp, pp), axis=(2, 3))[:, :, ::f.stride, ::f.stride]
+        patches = patches.transpose(0, 2, 3, 1, 4, 5).reshape(-1, 3 * pp * pp)
+        patches = (patches - patches.mean(axis=1, keepdims=True)) / np.sqrt(
+            patches.var(axis=1, ddof=1, keepdims=True) + f.norm_eps)
+        patches = (patches - M) @ P
+        xx = (patches ** 2).sum(axis=1, keepdims=True)
+        z = np.sqrt(np.maximum(xx + cc - 2 * (patches @ C.T), 0))
+        codes = np.maximum(z.mean(axis=1, keepdims=True) - z, 0).reshape(-1, m, m, k)
+        out.append(np.concatenate([codes[:, rb[i]:rb[i + 1], rb[j]:rb[j + 1]].sum(axis=(1, 2))
+                                   for i in range(f.pool) for j in range(f.pool)], axis=1))
+    return np.concatenate(out)
+
+
+def kmeans_torch(f, X: np.ndarray, batch: int = 50) -> np.ndarray:
+    """The same triangle features with PyTorch conv2d: normalisation and whitening as convolutions, then 1x1 distances."""
+    import torch
+    import torch.nn.functional as F
+    from linclf.features.patches import region_bounds
+
+    pp, k, m = f.patch, f.k, f.map_size
+    rb = region_bounds(m, f.pool)
+    d = 3 * pp * pp
+    W = torch.from_numpy(np.ascontiguousarray(f.whiten_))                       # x = (p - M) @ W
+    C = torch.from_numpy(np.ascontiguousarray(f.centroids_))
+    Wk = W.T.reshape(d, 3, pp, pp).contiguous()                                  # output j: sum_i p_i W_ij
+    colsum = W.sum(dim=0)[None, :, None, None]
+    mW = (torch.from_numpy(f.whiten_mean_) @ W)[None, :, None, None]
+    ones = torch.ones(1, 3, pp, pp)
+    Ck = C.reshape(k, d, 1, 1)
+    cc = (C ** 2).sum(dim=1)[None, :, None, None]
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(X), batch):
+            img = torch.from_numpy(X[s:s + batch].reshape(-1, 3, 32, 32).astype(np.float32))
+            mean = F.conv2d(img, ones, stride=f.stride) / d
+            var = (F.conv2d(img * img, ones, stride=f.stride) - d * mean * mean) / (d - 1)
+            sd = torch.sqrt(var + f.norm_eps)
+            x = (F.conv2d(img, Wk, stride=f.stride) - colsum * mean) / sd - mW         # (b, d, m, m)
+            d2 = (x * x).sum(dim=1, keepdim=True) + cc - 2 * F.conv2d(x, Ck)           # (b, k, m, m)
+            z = torch.sqrt(torch.clamp(d2, min=0))
+            codes = torch.relu(z.mean(dim=1, keepdim=True) - z)
+            out.append(torch.cat([codes[:, :, rb[i]:rb[i + 1], rb[j]:rb[j + 1]].sum(dim=(2, 3))
+                                  for i in range(f.pool) for j in range(f.pool)], dim=1).numpy())
+    return np.concatenate(out)
+
+
+def gemm_rate(threads: int, rows: int = 8192, k: int = KM_K, d: int = 108, reps: int = 5) -> tuple[float, float]:
+    """GFLOP/s of a float32 (rows, d) @ (d, k) product on ``threads`` BLAS threads: (wall, per CPU-second of the process)."""
+    from linclf.threads import blas_threads
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((rows, d), dtype=np.float32)
+    B = rng.standard_normal((d, k), dtype=np.float32)
+    out = np.empty((rows, k), dtype=np.float32)
+    flops = 2 * rows * d * k
+    walls, cpus = [], []
+    with blas_threads(threads):
+        np.matmul(A, B, out=out)
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            np.matmul(A, B, out=out)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+    return flops / statistics.median(walls) / 1e9, flops / statistics.median(cpus) / 1e9
+
+
+def bench_kmeans(ctx: Context) -> Iterator[dict]:
+    """Coates k-means features: fit seconds, then extraction against the same-run GEMM, the plain NumPy code and PyTorch."""
+    from linclf.features.kmeans import KMeansFeatures
+    from linclf.threads import blas_threads
+
+    threads = len(os.sched_getaffinity(0))
+    patches, iterations = (100_000, 10) if ctx.quick else (400_000, 50)
+    f = KMeansFeatures(k=KM_K, patches=patches, iterations=iterations, seed=0, threads=threads)
+    g_wall, _ = gemm_rate(threads)
+    t0, c0 = time.perf_counter(), time.process_time()
+    f.fit(ctx.X)
+    fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
+    km_flops = 2 * patches * (f.patch_dim + 1) * KM_K * iterations
+    g_wall2, _ = gemm_rate(threads)
+    yield {"bench": "kmeans", "what": "fit", "k": KM_K, "patches": patches, "iterations": iterations,
+           "fit_s": round(fit_s, 2), "fit_cpu_s": round(fit_cpu, 2),
+           "kmeans_gflops": round(km_flops / fit_s / 1e9, 1),
+           "gemm_gflops": round(statistics.median([g_wall, g_wall2]), 1),
+           "frac_gemm": round(km_flops / fit_s / 1e9 / statistics.median([g_wall, g_wall2]), 2),
+           "inertia": round(f.inertia_, 3), "threads": threads, "loadavg_1min": round(os.getloadavg()[0], 2)}
+
+    n = 200 if ctx.quick else 400
+    X = np.ascontiguousarray(ctx.X[-n:])
+    flops = 2 * n * f.map_size ** 2 * f.patch_dim * KM_K
+    rounds = ctx.repeat or (2 if ctx.quick else 3)
+    have_torch = True
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        have_torch = False
+    f.transform(X[:10])                                                          # warm up threads and buffers
+    ours = f.transform(X).astype(np.float64)                                     # the reference result
+    blas = KMeansFeatures.from_arrays(f.to_arrays(), threads=threads, parallel="blas")   # the other way to use the cores
+    t = {"ours": [], "ours_cpu": [], "gemm": [], "gemm_cpu": [], "plain": [], "torch": [], "blas": []}
+    plain = torch_out = None
+    for _ in range(rounds):
+        time.sleep(SETTLE)
+        g_w, g_cpu = gemm_rate(threads)
+        t["gemm"].append(g_w)
+        t["gemm_cpu"].append(g_cpu)
+        time.sleep(SETTLE)
+        t0, c0 = time.perf_counter(), time.process_time()
+        f.transform(X)
+        t["ours"].append(time.perf_counter() - t0)
+        t["ours_cpu"].append(time.process_time() - c0)
+        time.sleep(SETTLE)
+        t0 = time.perf_counter()
+        blas.transform(X)
+        t["blas"].append(time.perf_counter() - t0)
+        time.sleep(SETTLE)
+        with blas_threads(threads):
+            t0 = time.perf_counter()
+            plain = kmeans_plain(f, X)
+            t["plain"].append(time.perf_counter() - t0)
+        if have_torch:
+            time.sleep(SETTLE)
+            t0 = time.perf_counter()
+            torch_out = kmeans_torch(f, X)
+            t["torch"].append(time.perf_counter() - t0)
+
+    def rel(a):
+        return float(f"{np.linalg.norm(a.astype(np.float64) - ours) / np.linalg.norm(ours):.2e}")
+
+    ours_s, gemm = statistics.median(t["ours"]), statistics.median(t["gemm"])
+    ours_gflops = flops / ours_s / 1e9
+    cpu_gflops = flops / statistics.median(t["ours_cpu"]) / 1e9
+    rec = {"bench": "kmeans", "what": "extract", "n": n, "k": KM_K, "threads": threads,
+           "ours": f"KMeansFeatures.transform ({f.parallel}, block_patches={f.block_patches})",
+           "ours_img_s": round(n / ours_s, 1), "ours_gflops": round(ours_gflops, 1),
+           "gemm_gflops": round(gemm, 1), "frac_gemm": round(ours_gflops / gemm, 2),
+           "frac_gemm_cpu_time": round(cpu_gflops / statistics.median(t["gemm_cpu"]), 2),
+           "target": KM_TARGET, "met": ours_gflops / gemm >= KM_TARGET,
+           "blas_threads_img_s": round(n / statistics.median(t["blas"]), 1),
+           "plain_img_s": round(n / statistics.median(t["plain"]), 1),
+           "ratio_plain": round(statistics.median(t["plain"]) / ours_s, 2), "rel_diff_plain": rel(plain)}
+    if have_torch:
+        rec.update({"torch_img_s": round(n / statistics.median(t["torch"]), 1),
+                    "ratio_torch": round(statistics.median(t["torch"]) / ours_s, 2), "rel_diff_torch": rel(torch_out)})
+    rec.update({"rounds": rounds, "loadavg_1min": round(os.getloadavg()[0], 2)})
+    yield rec
+
+
 BENCHES: dict[str, Callable[[Context], Iterator[dict]]] = {
     "batch256": bench_batch,
     "sgd_batch256": bench_sgd_batch,
@@ -796,6 +970,7 @@ BENCHES: dict[str, Callable[[Context], Iterator[dict]]] = {
     "train": bench_train,
     "command": bench_command,
     "memory": bench_memory,
+    "kmeans": bench_kmeans,
 }
 
 

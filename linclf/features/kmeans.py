@@ -8,13 +8,17 @@ z_k = ||x - c_k||; soft threshold: max(0, c_k . x - alpha)) and sum-pools the
 codes over a ``pool`` x ``pool`` grid of the map.
 
 Speed: extraction is one product of every patch with every centroid. It runs
-in blocks of a few hundred patches whose codes stay in cache; the distance
-expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
-[x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1] (for the soft encoder the whitening and
-alpha are folded into the centroids, [p, 1] @ [W C^T; -(m W) C^T - alpha]);
-encoding and pooling are done in place on the block. Blocks of images run on
-a thread pool (NumPy releases the GIL in products and ufuncs) with OpenBLAS on
-one thread each.
+in chunks of a few hundred patches whose codes stay in cache. A raw patch p is
+only scaled, q = p / sqrt(var(p) + norm_eps): its mean is removed by the
+whitening matrix, because (p - mean(p)) @ W = p @ (W - column means of W).
+The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
+[x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1]; for the soft encoder the whitening and
+alpha are folded into the centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
+Encoding and pooling are done in place on the chunk; the patches are laid out
+so that a pooling region is a run of rows. Blocks of images run on a thread
+pool (NumPy releases the GIL in products and ufuncs) with OpenBLAS on one
+thread each, which measured faster than one worker with OpenBLAS threads (the
+encoding ufuncs then run on one core).
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from ..progress import Bar
 from ..threads import blas_threads
 from .patches import CHANNELS, IMAGE, map_size, normalize_patches, patch_view, region_bounds, sample_patches
 
-__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION"]
+__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd", "TaskPool", "task_pool"]
 
 ENCODERS = ("triangle", "soft")
 PARALLEL = ("threads", "blas")
@@ -80,7 +84,7 @@ def _rows(X: Any, name: str = "X") -> np.ndarray:
 
 # ----------------------------------------------------------------------------- threads
 
-class _Pool:
+class TaskPool:
     """Runs tasks in order on ``threads`` threads (inline for 1), a bounded number in flight.
 
     On any exception (KeyboardInterrupt included) the tasks not started are
@@ -124,10 +128,10 @@ class _Pool:
 
 
 @contextmanager
-def _pool(threads: int, parallel: str) -> Iterator[_Pool]:
+def task_pool(threads: int, parallel: str) -> Iterator[TaskPool]:
     """A pool of ``threads`` workers with one BLAS thread each ("threads"), or one worker with ``threads`` BLAS threads."""
     workers, blas = (threads, 1) if parallel == "threads" else (1, threads)
-    pool = _Pool(workers)
+    pool = TaskPool(workers)
     try:
         with blas_threads(blas):
             yield pool
@@ -141,7 +145,7 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------------------- k-means
 
-def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, pool: _Pool,
+def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, pool: TaskPool,
           block: int = 1024, step: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, float]:
     """Lloyd's k-means on rows Xa (n, d + 1) whose last column is 1; returns centroids (k, d) and the last inertia.
 
@@ -149,44 +153,55 @@ def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, poo
     every row to its nearest centroid (argmax of x.c - ||c||^2 / 2, one
     augmented product per block) and moves each centroid to the mean of its
     rows; a centroid left without rows is re-seeded at a row drawn by ``rng``.
-    ``step(iteration, inertia)`` (mean squared distance of the assignment) is
-    called after each iteration.
+    Each block also sums its rows by cluster while they are in cache; the
+    blocks' sums are added up in block order, so the result does not depend
+    on the number of threads. ``step(iteration, inertia)`` (mean squared
+    distance of the assignment) is called after each iteration.
     """
     n, d = Xa.shape[0], Xa.shape[1] - 1
     X = Xa[:, :d]
     dtype = Xa.dtype
     C = X[np.sort(rng.choice(n, k, replace=False))].copy()
-    xx = np.einsum("ij,ij->i", X, X)                                 # (n,)
-    labels = np.empty(n, dtype=np.intp)
-    best = np.empty(n, dtype=dtype)
+    xx = np.einsum("ij,ij->i", X, X, dtype=np.float64)               # (n,)
     local = threading.local()
     spans = _spans(n, block)
     inertia = math.nan
     B = np.empty((d + 1, k), dtype=dtype)
 
-    def assign(span: tuple[int, int]) -> None:
+    def assign(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         s, e = span
         buf = getattr(local, "buf", None)
-        if buf is None or buf.shape[0] < e - s:
+        if buf is None:
             buf = local.buf = np.empty((block, k), dtype=dtype)
         S = buf[: e - s]
         np.matmul(Xa[s:e], B, out=S)                                 # x.c - ||c||^2 / 2, (b, k)
         lab = S.argmax(axis=1)
-        labels[s:e] = lab
-        best[s:e] = S[np.arange(e - s), lab]
+        best = S[np.arange(e - s), lab]
+        part = float(np.sum(xx[s:e] - 2 * best.astype(np.float64)))  # ||x - c||^2 = ||x||^2 - 2 (x.c - ||c||^2/2)
+        order = np.argsort(lab, kind="stable")
+        ls = lab[order]
+        starts = np.flatnonzero(np.concatenate([[True], ls[1:] != ls[:-1]]))
+        sums = np.add.reduceat(X[s:e][order], starts, axis=0, dtype=np.float64)
+        return ls[starts], sums, np.diff(np.append(starts, e - s)), part
 
     for it in range(iterations):
         B[:d] = C.T
         B[d] = -0.5 * np.einsum("ij,ij->i", C, C)
-        pool.run(assign, spans)
-        inertia = float(np.sum(xx - 2 * best, dtype=np.float64)) / n   # ||x - c||^2 = ||x||^2 - 2 (x.c - ||c||^2/2)
-        counts = np.bincount(labels, minlength=k)
-        order = np.argsort(labels, kind="stable")
-        filled = np.flatnonzero(counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
-        sums = np.add.reduceat(X[order], starts, axis=0, dtype=np.float64)   # (len(filled), d)
-        C[filled] = sums / counts[filled, None]
-        empty = np.flatnonzero(counts == 0)
+        total = np.zeros((k, d))
+        counts = np.zeros(k, dtype=np.int64)
+        parts: list[float] = []
+
+        def add(span: tuple[int, int], r: tuple[np.ndarray, np.ndarray, np.ndarray, float]) -> None:
+            labels, sums, count, part = r                            # labels are distinct within a block
+            total[labels] += sums
+            counts[labels] += count
+            parts.append(part)
+
+        pool.run(assign, spans, add)
+        inertia = math.fsum(parts) / n
+        filled = counts > 0
+        C[filled] = total[filled] / counts[filled, None]
+        empty = np.flatnonzero(~filled)
         if empty.size:
             C[empty] = X[rng.choice(n, empty.size, replace=False)]
         if step is not None:
@@ -241,7 +256,7 @@ class KMeansFeatures:
         self.alpha = _float("alpha", alpha)
         m = map_size(self.patch, self.stride)
         self.pool = _int("pool", pool, 1, m, f" (the map of patch {self.patch}, stride {self.stride} is {m}x{m})")
-        self.norm_eps = _float("norm_eps", norm_eps, 0.0)
+        self.norm_eps = _float("norm_eps", norm_eps, 0.0, strict=True)
         self.zca_eps = _float("zca_eps", zca_eps, 0.0, strict=True)
         self.seed = _int("seed", seed, 0)
         self.progress = bool(progress)
@@ -324,7 +339,7 @@ class KMeansFeatures:
         Xa[:, p] = 1
         bar = Bar(self.progress, self.iterations, desc="k-means", unit="it")
         try:
-            with _pool(self.threads, self.parallel) as pool:
+            with task_pool(self.threads, self.parallel) as pool:
                 C, inertia = lloyd(Xa, self.k, self.iterations, rng, pool,
                                    step=lambda it, inertia: bar.update(1, iteration=it, inertia=inertia))
         finally:
@@ -336,10 +351,12 @@ class KMeansFeatures:
     # ------------------------------------------------------------------ transform
 
     def _products(self) -> tuple[np.ndarray, np.ndarray]:
-        """The right-hand matrix of the block product, and the whitening bias -(m W) (p,)."""
+        """The right-hand matrix of the code product, and the whitening [W; -(m W)] (p + 1, p) of [p, 1] rows."""
         C = self.centroids_.astype(np.float64)
         W = self.whiten_.astype(np.float64)
         mW = self.whiten_mean_.astype(np.float64) @ W
+        # ((p - mean(p)) / s) @ W = (p / s) @ (W - column means of W): centring folded into the whitening
+        Wc = W - W.mean(axis=0, keepdims=True)
         p = self.patch_dim
         if self.encoder == "triangle":
             B = np.empty((p + 2, self.k))
@@ -347,14 +364,15 @@ class KMeansFeatures:
             B[p] = np.einsum("ij,ij->i", C, C)
             B[p + 1] = 1
         else:
-            WC = W @ C.T                                               # (p, k): c . x = p . (W c) - (m W) . c
+            WC = Wc @ C.T                                              # (p, k): c . x = q . (W c) - (m W) . c
             B = np.empty((p + 1, self.n_codes))
             B[:p, : self.k] = WC
             B[p, : self.k] = -(mW @ C.T) - self.alpha
             if self.split:
                 B[:p, self.k:] = -WC
                 B[p, self.k:] = (mW @ C.T) - self.alpha
-        return B.astype(self.dtype), (-mW).astype(self.dtype)
+        Wb = np.concatenate([Wc, -mW[None, :]]).astype(self.dtype)
+        return B.astype(self.dtype), Wb
 
     def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Pooled codes (N, n_features) of rows X (N, 3072), in float32 (the fit dtype) or written into ``out``.
@@ -371,11 +389,11 @@ class KMeansFeatures:
             shape = getattr(out, "shape", None)
             dtype = getattr(out, "dtype", type(out).__name__)
             raise ValueError(f"out: expected a float array of shape ({N}, {nf}), got shape {shape} dtype {dtype}")
-        B, bias = self._products()
-        work = _Extractor(self, B, bias)
+        B, Wb = self._products()
+        work = _Extractor(self, B, Wb)
         bar = Bar(self.progress, N, desc="k-means features", unit="img")
         try:
-            with _pool(self.threads, self.parallel) as pool:
+            with task_pool(self.threads, self.parallel) as pool:
                 pool.run(lambda span: work(X, span, out), _spans(N, self.block_images),
                          lambda span, _: bar.update(span[1] - span[0]))
         finally:
@@ -460,24 +478,67 @@ class KMeansFeatures:
 class _Extractor:
     """The per-block work of ``transform``: a callable (X, (i0, i1), out) writing out[i0:i1] (pooled codes).
 
-    Each thread keeps its own buffers: the patches of a block of images (with
-    a column of ones, for the augmented product), the whitened patches and the
-    codes of one cache-sized sub-block.
+    The patches of a block of images are laid out region-major (pooling
+    region, then image, then the region's positions row by row), so each
+    (region, image) pair is a contiguous segment of rows and pooling is one
+    reduction along the rows of a sub-block. Sub-blocks ("chunks") gather
+    whole segments up to ``block_patches`` rows or split a longer one. Each
+    thread keeps its own buffers: the block's patches (with a column of ones,
+    for the augmented products), the whitened patches and the codes of one
+    chunk, and the pooled sums.
     """
 
-    def __init__(self, f: KMeansFeatures, B: np.ndarray, bias: np.ndarray):
-        self.f, self.B, self.bias = f, B, bias
+    def __init__(self, f: KMeansFeatures, B: np.ndarray, Wb: np.ndarray):
+        self.f, self.B, self.Wb = f, B, Wb
+        self.zero = np.zeros(f.n_codes, dtype=f.dtype)      # np.maximum against a row is faster than against 0
+        self.ones = np.ones(f.k, dtype=f.dtype)
+        self.ones_p = np.ones(f.patch_dim, dtype=f.dtype)
         self.local = threading.local()
         m = f.map_size
         self.m = m
-        self.rb = region_bounds(m, f.pool)
-        rows = max(1, f.block_patches // m)
-        if rows >= m:                                  # whole images a sub-block
-            per = max(1, f.block_patches // (m * m))
-            self.chunks = [(j, j + per, 0, m) for j in range(0, f.block_images, per)]
-        else:                                          # rows of one image a sub-block
-            self.chunks = [(j, j + 1, r, min(m, r + rows)) for j in range(f.block_images) for r in range(0, m, rows)]
-        self.chunk_rows = max(((j1 - j0) * (r1 - r0)) for j0, j1, r0, r1 in self.chunks) * m
+        rb = region_bounds(m, f.pool)
+        self.regions = [(rb[g], rb[g + 1], rb[h], rb[h + 1]) for g in range(f.pool) for h in range(f.pool)]
+        self.plans: dict[int, list] = {}
+        self.chunk_rows = max(self.plan(f.block_images)[1], max(1, min(f.block_patches, m * m)))
+        if f.block_images > 1:
+            self.chunk_rows = max(self.chunk_rows, self.plan(1)[1])
+
+    def plan(self, b: int) -> tuple[list, int]:
+        """For b images: [(region row start, region row stop, target rows)] and [(chunk start, stop, segments)], max chunk rows.
+
+        A chunk's segments are (offset in the chunk, image, region index).
+        """
+        if b in self.plans:
+            return self.plans[b]
+        limit = self.f.block_patches
+        copies, segments, base = [], [], 0
+        for r, (r0, r1, c0, c1) in enumerate(self.regions):
+            size = (r1 - r0) * (c1 - c0)
+            copies.append((base, base + b * size))
+            segments += [(base + j * size, base + (j + 1) * size, j, r) for j in range(b)]
+            base += b * size
+        chunks: list = []
+        cur: list = []
+        for s, e, j, r in segments:
+            if e - s > limit:                               # a long segment: its own chunks, split evenly
+                if cur:
+                    chunks.append(cur)
+                    cur = []
+                pieces = -(-(e - s) // limit)
+                cuts = np.linspace(s, e, pieces + 1).round().astype(int)
+                chunks += [[(int(u), int(v), j, r)] for u, v in zip(cuts[:-1], cuts[1:])]
+                continue
+            if cur and e - cur[0][0] > limit:
+                chunks.append(cur)
+                cur = []
+            cur.append((s, e, j, r))
+        if cur:
+            chunks.append(cur)
+        plan = [(c[0][0], c[-1][1], np.array([u - c[0][0] for u, _, _, _ in c]), np.array([j for _, _, j, _ in c]),
+                 np.array([r for _, _, _, r in c])) for c in chunks]
+        rows = max(e - s for s, e, *_ in plan)
+        self.plans[b] = (copies, plan), rows
+        return self.plans[b]
 
     def buffers(self) -> Any:
         loc = self.local
@@ -489,66 +550,72 @@ class _Extractor:
             if f.encoder == "triangle":
                 loc.A = np.empty((self.chunk_rows, p + 2), dtype=f.dtype)
                 loc.A[:, p] = 1
-            loc.pooled = np.empty((f.block_images, f.pool, f.pool, f.n_codes), dtype=f.dtype)
+            loc.pooled = np.empty((f.block_images, len(self.regions), f.n_codes), dtype=f.dtype)
         return loc
 
     def __call__(self, X: np.ndarray, span: tuple[int, int], out: np.ndarray) -> None:
-        f, m, rb = self.f, self.m, self.rb
+        f = self.f
         i0, i1 = span
         b = i1 - i0
         p = f.patch_dim
         loc = self.buffers()
-        P = loc.P[: b * m * m]
-        view = patch_view(np.asarray(X[i0:i1]), f.patch, f.stride)            # (b, m, m, 3, patch, patch)
-        target = P[:, :p].view()
-        target.shape = (b, m, m, CHANNELS, f.patch, f.patch)                 # a view, never a copy (raises if not)
-        np.copyto(target, view, casting="unsafe")
+        (copies, chunks), _ = self.plan(b)
+        Xb = np.asarray(X[i0:i1])
+        exact = Xb.dtype == np.uint8          # sums of uint8 values and squares are exact in float32 (< 2**24)
+        view = patch_view(Xb, f.patch, f.stride)                              # (b, m, m, 3, patch, patch)
+        for (s, e), (r0, r1, c0, c1) in zip(copies, self.regions):
+            target = loc.P[s:e, :p].view()
+            target.shape = (b, r1 - r0, c1 - c0, CHANNELS, f.patch, f.patch)  # a view, never a copy (raises if not)
+            np.copyto(target, view[:, r0:r1, c0:c1], casting="unsafe")
         pooled = loc.pooled[:b]
         pooled.fill(0)
-        for j0, j1, r0, r1 in self.chunks:
-            if j0 >= b:
-                break
-            j1 = min(j1, b)
-            s = j0 * m * m + r0 * m
-            e = (j1 - 1) * m * m + r1 * m
-            block = P[s:e]
-            normalize_patches(block[:, :p], f.norm_eps)
+        for s, e, offsets, images, regions in chunks:
+            block = loc.P[s:e]
+            self.scale(block[:, :p], exact)
             D = self.encode(block, loc)
-            D4 = D.reshape(j1 - j0, r1 - r0, m, f.n_codes)
-            for g in range(f.pool):
-                a, z = max(rb[g], r0), min(rb[g + 1], r1)
-                if a >= z:
-                    continue
-                for h in range(f.pool):
-                    pooled[j0:j1, g, h] += D4[:, a - r0:z - r0, rb[h]:rb[h + 1]].sum(axis=(1, 2))
+            if len(offsets) == 1:
+                pooled[images[0], regions[0]] += np.add.reduce(D, axis=0)
+            else:
+                pooled[images, regions] += np.add.reduceat(D, offsets, axis=0)   # (image, region) pairs distinct
         out[i0:i1] = pooled.reshape(b, -1)                                  # the buffer is this thread's: copy out here
 
+    def scale(self, P: np.ndarray, exact: bool) -> None:
+        """In place: raw patches P (n, p) become p / sqrt(var(p) + norm_eps) (the mean is taken out by the whitening)."""
+        d = P.shape[1]
+        if exact:
+            s1 = (P @ self.ones_p).astype(np.float64)
+            s2 = np.einsum("ij,ij->i", P, P).astype(np.float64)
+        else:
+            s1 = P.sum(axis=1, dtype=np.float64)
+            s2 = np.einsum("ij,ij->i", P, P, dtype=np.float64)
+        var = (s2 - s1 * s1 / d) / (d - 1)                       # as normalize_patches: n - 1
+        P *= (1 / np.sqrt(np.maximum(var, 0) + self.f.norm_eps)).astype(P.dtype)[:, None]
+
     def encode(self, block: np.ndarray, loc: Any) -> np.ndarray:
-        """Codes (n, n_codes) of normalised patches block (n, p + 1) (last column 1), in a reused buffer."""
+        """Codes (n, n_codes) of scaled patches block (n, p + 1) (last column 1), in a reused buffer."""
         f = self.f
         n, p = block.shape[0], f.patch_dim
         D = loc.D[:n]
         if f.encoder == "soft":
             np.matmul(block, self.B, out=D)                               # c.x - alpha (and -c.x - alpha)
-            np.maximum(D, 0, out=D)
+            np.maximum(D, self.zero, out=D)
             return D
         A = loc.A[:n]
         x = A[:, :p]
-        np.matmul(block[:, :p], f.whiten_, out=x)
-        x += self.bias                                                    # x = (p - m) @ W
+        np.matmul(block, self.Wb, out=x)                                  # x = (p - m) @ W
         np.einsum("ij,ij->i", x, x, out=A[:, p + 1])
         np.matmul(A, self.B, out=D)                                       # ||x - c||^2, (n, k)
         with np.errstate(invalid="ignore"):
             np.sqrt(D, out=D)                                             # rounding can leave -tiny: NaN
-        mu = np.add.reduce(D, axis=1)
+        mu = D @ self.ones                                                # (n,) sum of distances
         bad = np.isnan(mu)
         if bad.any():                                                     # those distances are 0
             rows = np.flatnonzero(bad)
             Dr = D[rows]
             Dr[np.isnan(Dr)] = 0
             D[rows] = Dr
-            mu[rows] = np.add.reduce(Dr, axis=1)
-        mu /= f.k
+            mu[rows] = Dr @ self.ones
+        mu *= 1 / f.k
         np.subtract(mu[:, None], D, out=D)
-        np.maximum(D, 0, out=D)
+        np.maximum(D, self.zero, out=D)
         return D
