@@ -4,12 +4,17 @@ so faults are deterministic, not timed:
 
 - LINCLF_TEST_LOG=PATH: append ``trial seed pid`` for every trial that starts;
 - LINCLF_TEST_KILL=N: trial N kills its own process with SIGKILL (every attempt);
-- LINCLF_TEST_FAIL_REG=X: trials with model.reg > X raise MemoryError.
+- LINCLF_TEST_FAIL_REG=X: trials with model.reg > X raise MemoryError;
+- LINCLF_TEST_SIGINT=1: the trial sends SIGINT to its own process (Ctrl-C of a sweep running trials in-process);
+- LINCLF_TEST_GATE=FIFO: the first trial of the process waits until the test writes to the named pipe FIFO
+  (a blocking open, no polling).
 """
 from __future__ import annotations
 
 import os
 import signal
+
+_gated = []
 
 
 def hook(task: dict) -> None:
@@ -20,6 +25,13 @@ def hook(task: dict) -> None:
             fh.write(f"{task['trial']} {cfg['seed']} {os.getpid()}\n")
     if os.environ.get("LINCLF_TEST_KILL") == str(task["trial"]):
         os.kill(os.getpid(), signal.SIGKILL)
+    gate = os.environ.get("LINCLF_TEST_GATE")
+    if gate and not _gated:
+        _gated.append(1)
+        with open(gate) as fh:
+            fh.read()
+    if os.environ.get("LINCLF_TEST_SIGINT") == "1":
+        os.kill(os.getpid(), signal.SIGINT)
     limit = os.environ.get("LINCLF_TEST_FAIL_REG")
     if limit is not None and cfg["model"]["reg"] > float(limit):
         raise MemoryError("out of memory (simulated)")

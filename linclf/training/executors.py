@@ -20,7 +20,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -113,9 +112,9 @@ class ProcessPool:
         except BrokenProcessPool:
             pool = self._pools[slot]
             # The stdlib keeps the dead worker's Process (and its exit code) until shutdown; read it there.
-            procs = getattr(pool, "_processes", None) or {}
-            codes = [p.exitcode for p in list(procs.values())]
-            pool.shutdown(wait=True, cancel_futures=True)
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=True, cancel_futures=True)           # joins the dead worker: its exit code is set
+            codes = [p.exitcode for p in procs]
             self._pools[slot] = None
             cause = signal_name(next((c for c in codes if c is not None), None))
             return _lost(task, f"the trial's process was killed by {cause} (out of memory?); "
@@ -214,11 +213,11 @@ def make_executor(jobs: int, scheduler: str | None = None,
 
 
 def check_scheduler(scheduler: str | None) -> None:
-    """UsageError unless ``scheduler`` is None, ``local`` or a ``tcp://`` / ``tls://`` address."""
-    if scheduler is None or scheduler == "local":
+    """UsageError unless ``scheduler`` is None, ``local`` or a ``tcp://`` / ``tls://`` address, and Dask is
+    installed when it is not None."""
+    if scheduler is None:
         return
-    if not scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+    if scheduler != "local" and not scheduler.startswith(("tcp://", "tls://", "ucx://")):
         raise UsageError(f"--scheduler {scheduler}: expected local or a scheduler address like "
                          "tcp://host:8786")
-    if sys.platform == "win32":  # pragma: no cover
-        return
+    import_dask()
