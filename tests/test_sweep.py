@@ -6,8 +6,6 @@ import json
 import math
 import os
 import signal
-import sys
-import time
 
 import numpy as np
 import pytest

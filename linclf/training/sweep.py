@@ -1,4 +1,4 @@
-"""Hyperparameter sweeps: random or grid search scored on the validation split, in parallel processes.
+"""Hyperparameter sweeps: random, grid or TPE search scored on the validation split, run in parallel.
 
 ``--param KEY=SPEC`` names a config key and how to vary it: ``log:LOW:HIGH``
 (log-uniform), ``uniform:LOW:HIGH``, ``grid:A,B,C`` or ``choice:a,b,c``. When
@@ -31,7 +31,9 @@ Files in the sweep folder, each written atomically: ``sweep.json`` (what is
 swept), and after every finished trial ``results.csv``, ``results.json`` and
 ``best.yaml``. Running the same sweep again with the same folder skips the
 trials recorded there as ok or diverged (failed ones run again); a folder
-holding another sweep (other params, config or seed) is refused.
+holding another sweep (other params, config or seed) is refused. A TPE sweep
+writes the same three files from its study (``study.log`` in the folder unless
+``--storage`` names another one); its rerun resumes the study.
 """
 from __future__ import annotations
 
@@ -541,7 +543,7 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
              data_dir: str | os.PathLike | None, progress: bool, prune: str, storage: str | None,
              scheduler: str | None, connect_timeout: float) -> list[dict]:
     """An Optuna TPE study: ask a trial when a slot is free, run it, tell its result, write the files."""
-    from .search_tpe import TPESearch, process_seed
+    from .search_tpe import TPESearch
 
     keys = [p.key for p in params]
     budget = DEFAULT_TRIALS if trials is None else trials
@@ -554,14 +556,11 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
     tpe = TPESearch(params, budget, cfg.seed, url, study_manifest, prune, max_epochs)
     configs: dict[int, Config] = {}
     location = data_location(cfg, data_dir)
-    failures = [0]
 
     def to_rows() -> dict[int, dict]:
         return {r["trial"]: r for r in tpe.rows()}
 
     def next_task() -> dict | None:
-        if failures[0] > budget:
-            return None                      # every trial fails (e.g. no data on the workers): stop
         asked = tpe.ask()
         if asked is None:
             return None
@@ -576,7 +575,6 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
 
     def record(res: dict) -> None:
         i = res["trial"]
-        failures[0] += res["status"] == "failed"
         c = configs.pop(i)
         tpe.tell(i, _row(res, c, {k: _get(c, k) for k in keys}))
         _save_results(out_dir, to_rows(), keys)

@@ -56,7 +56,15 @@ def data_location(cfg: Config, data_dir: str | os.PathLike | None) -> dict:
     """What a worker needs to load the sweep's data itself: the config (data section) and ``--data-dir``."""
     from ..config import to_dict
 
-    return {"config": to_dict(cfg), "data_dir": None if data_dir is None else os.fspath(data_dir)}
+    from ..data.cifar10 import resolve_data_dir
+
+    d = to_dict(cfg)
+    # Workers elsewhere (Dask) start in another folder with another environment: the folder this process
+    # would use, and the archive, as absolute paths.
+    archive = d["data"].get("archive")
+    if isinstance(archive, str) and not os.path.isabs(archive):
+        d["data"]["archive"] = os.path.abspath(os.path.expanduser(archive))
+    return {"config": d, "data_dir": os.path.abspath(resolve_data_dir(data_dir, cfg.data.dir))}
 
 
 def one_thread_process() -> None:
