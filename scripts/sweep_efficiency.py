@@ -3,8 +3,8 @@
 For each sweep seed: a random search of --trials trials, then a TPE + Hyperband
 study of the same budget over the same params; prints one JSON object a line:
 the random search's best validation accuracy and total epochs, and the epochs
-the TPE study had trained (trials in the order they were asked) when a trial
-first reached that accuracy. Run from the repository root, e.g.
+the TPE study had trained (trials in the order they were asked, pruned ones
+with the epochs they ran) when a trial first reached that accuracy. Run from the repository root, e.g.
 
     python scripts/sweep_efficiency.py --config configs/softmax.yaml --data-dir /work/devdata \\
         --set optimizer.epochs=6 --param optimizer.lr=log:1e-5:1e-2 --param model.reg=log:1e-4:1e-1
@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--param", dest="params", action="append", required=True)
     ap.add_argument("--trials", type=int, default=32)
+    ap.add_argument("--tpe-trials", type=int, default=None,
+                    help="the TPE study's budget (default: --trials); what counts is the epochs it took to reach")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--prune", default="hyperband")
@@ -52,7 +54,7 @@ def main() -> None:
             target = max(r["val_accuracy"] for r in rnd if r["status"] == "ok")
             rnd_epochs = sum(epochs(r) for r in rnd)
             t0 = time.perf_counter()
-            tpe = run_sweep(cfg, specs, trials=a.trials, jobs=a.jobs, out_dir=tmp / f"tpe-{seed}",
+            tpe = run_sweep(cfg, specs, trials=a.tpe_trials or a.trials, jobs=a.jobs, out_dir=tmp / f"tpe-{seed}",
                             data_dir=a.data_dir, search="tpe", prune=a.prune)
             t_tpe = time.perf_counter() - t0
             spent, reached = 0.0, None

@@ -142,7 +142,15 @@ class DaskExecutor:
 
         self._cluster = None
         # A task is given up after it lost this many workers: run once more on another worker, then failed.
-        dask.config.set({"distributed.scheduler.allowed-failures": 1})
+        # The workers' stack-sampling profiler and GIL monitor take CPU from a trial's steps: off (they
+        # apply to the workers of a LocalCluster; a remote cluster's workers keep their own settings).
+        dask.config.set({"distributed.scheduler.allowed-failures": 1,
+                         "distributed.worker.profile.enabled": False,
+                         "distributed.admin.system-monitor.gil.enabled": False,
+                         # Dask's default MALLOC_TRIM_THRESHOLD_ turns every large temporary of a step into
+                         # an mmap / munmap pair (page faults each step); one thread per library is kept.
+                         "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
+                                                                 "OPENBLAS_NUM_THREADS": 1}})
         try:
             if scheduler == "local":
                 self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
