@@ -65,12 +65,15 @@ class InProcess:
         self._queue: list[dict] = []
 
     def submit(self, task: dict) -> None:
+        """Queue ``task``; it runs in ``next_result``."""
         self._queue.append(task)
 
     def next_result(self) -> dict:
+        """Run the oldest queued task here and return its result."""
         return run_trial(self._queue.pop(0))
 
     def close(self) -> None:
+        """Forget the queued tasks."""
         self._queue.clear()
 
 
@@ -93,17 +96,20 @@ class ProcessPool:
         self._running: dict[Future, tuple[int, dict]] = {}
 
     def _pool(self, slot: int) -> ProcessPoolExecutor:
+        """The pool of ``slot``, started (a spawned worker) when it has none."""
         if self._pools[slot] is None:
             self._pools[slot] = ProcessPoolExecutor(1, mp_context=_mp_context(), initializer=_init_worker)
         return self._pools[slot]
 
     def submit(self, task: dict) -> None:
+        """Start ``task`` in a free slot's worker (the caller keeps at most ``slots`` running)."""
         busy = {slot for slot, _ in self._running.values()}
         slot = next(s for s in range(self.slots) if s not in busy)
         fut = self._pool(slot).submit(run_trial, {**task, "worker": True})
         self._running[fut] = (slot, task)
 
     def next_result(self) -> dict:
+        """Block until a running trial finishes; a dead worker's trial comes back failed with the signal."""
         done, _ = wait(list(self._running), return_when=FIRST_COMPLETED)
         fut = min(done, key=lambda f: self._running[f][0])
         slot, task = self._running.pop(fut)
@@ -121,6 +127,7 @@ class ProcessPool:
                                "run the sweep again to retry it")
 
     def close(self) -> None:
+        """Stop every worker, abandoning running trials (after Ctrl-C or at the end)."""
         for fut in self._running:
             fut.cancel()
         for pool in self._pools:
@@ -172,12 +179,14 @@ class DaskExecutor:
         self._retried: set[int] = set()
 
     def submit(self, task: dict) -> None:
+        """Send ``task`` to the cluster as a task of its own (never cached: ``pure=False``)."""
         fut = self.client.submit(run_trial, {**task, "worker": True}, pure=False,
                                  key=f"linclf-trial-{task['trial']}-{os.getpid()}-{len(self._running)}-"
                                      f"{os.urandom(4).hex()}")
         self._running[fut] = task
 
     def next_result(self) -> dict:
+        """Block until a trial finishes; one whose worker died twice comes back failed."""
         from dask.distributed import wait as dask_wait
         from distributed.scheduler import KilledWorker
 
@@ -192,6 +201,7 @@ class DaskExecutor:
             return _lost(task, f"{type(e).__name__}: {e}")
 
     def close(self) -> None:
+        """Cancel running trials, disconnect, and stop the LocalCluster this executor started."""
         try:
             for fut in self._running:
                 fut.cancel()

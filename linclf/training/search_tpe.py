@@ -103,6 +103,7 @@ def study_name(manifest: dict) -> str:
 
 
 def _pruner(optuna, spec: dict):
+    """The Optuna pruner of ``{"kind", "max_epochs"}``: median, hyperband (1 to max_epochs) or none."""
     kind = spec["kind"]
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)

@@ -89,11 +89,13 @@ def set_data(location: dict, data: CIFAR10 | None) -> None:
 
 
 def _key(location: dict) -> tuple:
+    """What identifies a location's data: the folder, the configured folder, format and archive."""
     d = location["config"]["data"]
     return (location["data_dir"], d.get("dir"), d.get("format"), d.get("archive"))
 
 
 def _data(location: dict) -> CIFAR10:
+    """The data of ``location``, loaded (memory-mapped cache) on first use in this process."""
     key = _key(location)
     if key not in _DATA:
         _DATA[key] = load_data(from_dict(location["config"]), location["data_dir"])
@@ -169,6 +171,7 @@ def _train_and_score(task: dict, states: list) -> dict:
 
 
 def _hook(task: dict) -> None:
+    """Call the ``LINCLF_SWEEP_HOOK`` function with ``task`` when the variable is set (tests)."""
     spec = os.environ.get(HOOK_ENV)
     if spec:
         module, _, name = spec.partition(":")
