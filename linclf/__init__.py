@@ -8,7 +8,9 @@ The public API (``from linclf import ...``):
 - gradient checking: ``numerical_gradient``, ``sparse_check``, ``check_loss``, ``rel_error``;
 - update rules and schedules: ``make_update``, ``lr_at``;
 - the model: ``LinearClassifier``; configs: ``Config``, ``load_config``;
-- scikit-learn style estimators: ``LinearSVM``, ``SoftmaxClassifier``.
+- scikit-learn style estimators: ``LinearSVM``, ``SoftmaxClassifier``, and the feature
+  extractors ``KMeansFeatures``, ``HogColorFeatures`` (fit / transform on uint8 image rows),
+  so ``Pipeline([("features", KMeansFeatures()), ("clf", SoftmaxClassifier())])`` works.
 
 Submodules are imported on first use, so ``import linclf`` stays cheap.
 """
@@ -29,6 +31,7 @@ _EXPORTS = {
     "LinearClassifier": "core.model",
     "Config": "config", "load_config": "config",
     "LinearSVM": "estimators", "SoftmaxClassifier": "estimators",
+    "KMeansFeatures": "features.kmeans", "HogColorFeatures": "features.hog_color",
     "LinclfError": "errors",
 }
 

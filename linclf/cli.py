@@ -71,6 +71,7 @@ def cli(debug: bool, workers: int | None) -> None:
     \b
     linclf download --archive cifar-10-binary.tar.gz   verify, extract, cache into data/
     linclf train --config configs/softmax.yaml         train, evaluate, write runs/<name>-<time>/
+    linclf features --config configs/kmeans.yaml       build the feature cache ahead of training
     linclf eval --model runs/.../model.npz             accuracy, per class, confusion matrix
     linclf gradcheck --config configs/svm.yaml         analytic vs numerical gradients
     linclf sweep --config configs/softmax.yaml --param optimizer.lr=log:1e-4:1e-2
@@ -238,6 +239,35 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     _check_accuracy("test", m["test_accuracy"], expect_accuracy)
 
 
+# ------------------------------------------------------------------- features
+
+
+@cli.command("features", short_help="Fit the feature extractor and cache every split's features.")
+@_config_options
+@_data_options
+@click.option("--json", "as_json", is_flag=True, help="Print what was built as one JSON object on stdout.")
+@_quiet_option
+def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, archive: str | None,
+                 as_json: bool, quiet: bool) -> None:
+    """Build the features the config's ``features`` section asks for, ahead of training.
+
+    Fits the extractor on the training split (k-means: patches, whitening,
+    centroids) and writes the train, val and test features (float16) into the
+    feature cache in the data folder; `linclf train`, `sweep` and `eval` then
+    reuse them. A stale or corrupt cache entry is rebuilt with a notice.
+    """
+    from .training.runs import run_features
+
+    cfg = _load_config(config_path, overrides, {"data.archive": archive})
+    info = run_features(cfg, data_dir=data_dir, progress=_progress(quiet), quiet=not _progress(quiet))
+    if as_json:
+        click.echo(json.dumps(info))
+    if not quiet:
+        for name, shape in info["splits"].items():
+            click.echo(f"{name}: {shape[0]} rows x {shape[1]} features", err=as_json)
+        click.echo(f"{info['kind']} features ready in {info['cache']} ({info['seconds']:.1f} s)", err=as_json)
+
+
 # ----------------------------------------------------------------------- eval
 
 
@@ -255,7 +285,8 @@ def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: st
     """Accuracy, per-class accuracy and confusion matrix of a saved model."""
     from .training.runs import run_eval
 
-    model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not _progress(quiet))
+    model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not _progress(quiet),
+                         progress=_progress(quiet))
     if as_json:
         click.echo(json.dumps({"model": model_path, "split": split_name, **ev.to_dict(model.classes)}))
     else:
@@ -501,14 +532,25 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     """
     from .images import NUM_VALUES, classify, load_image_rows, require_pillow
     from .core.model import LinearClassifier
+    import numpy as np
 
-    require_pillow()
+    from .training.featurize import model_extractor
+
     model = LinearClassifier.load(model_path)
-    if model.in_dim != NUM_VALUES:
+    if model.features_kind == "npz":
+        raise UsageError(f"{model_path} was trained on precomputed features (features.kind npz), so it cannot "
+                         "turn a picture into its rows; score your own feature rows in Python with "
+                         "LinearClassifier.load(PATH).predict(rows)")
+    extractor = model_extractor(model, model_path)
+    require_pillow()
+    if extractor is None and model.in_dim != NUM_VALUES:
         raise UsageError(f"{model_path} takes rows of {model.in_dim} values; predict feeds it 32x32 RGB images "
                          f"({NUM_VALUES} values), so it needs a model trained on CIFAR-10-shaped data")
     loaded = load_image_rows(images)
-    found = dict(zip(loaded.paths, classify(model, loaded.rows, top))) if loaded.paths else {}
+    rows = loaded.rows
+    if extractor is not None and loaded.paths:
+        rows = extractor.transform(rows).astype(np.float16)   # as the model's training rows were stored
+    found = dict(zip(loaded.paths, classify(model, rows, top))) if loaded.paths else {}
     failed = dict(loaded.errors)
     kind = "probability" if model.loss == "softmax" else "score"
     entries = []

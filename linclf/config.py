@@ -21,7 +21,7 @@ import yaml
 from .errors import ConfigError
 
 __all__ = [
-    "Config", "DataConfig", "PreprocessConfig", "ModelConfig", "OptimizerConfig",
+    "Config", "DataConfig", "FeaturesConfig", "PreprocessConfig", "ModelConfig", "OptimizerConfig",
     "TrainConfig", "load_config", "from_dict", "to_dict", "to_yaml", "with_values",
     "parse_override", "load_yaml_file", "schema_keys",
 ]
@@ -68,6 +68,31 @@ class DataConfig:
     timeout: float = _f(30.0, "float", "connect and read timeout of a download, seconds",
                         lo=0, lo_open=True)
     retries: int = _f(5, "int", "retries of a URL on connection errors, 5xx and 429", lo=0, hi=100)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    kind: str = _f("pixels", "str", "what the classifier sees: raw pixels, Coates k-means features, HOG + hue "
+                   "histogram, or precomputed features from an .npz", choices=("pixels", "kmeans", "hog_color", "npz"))
+    path: str | None = _f(None, "str", "npz: the .npz holding X_train, y_train, X_test, y_test (optional classes)",
+                          nullable=True)
+    standardize: bool = _f(True, "bool", "standardise the features (mean 0, std 1 on the training split)")
+    cache: bool = _f(True, "bool", "keep extracted features (float16) and the fitted extractor in the data folder")
+    patch: int = _f(6, "int", "kmeans: side of the square patches, pixels", lo=1, hi=32)
+    stride: int = _f(1, "int", "kmeans: step between patches when extracting", lo=1, hi=32)
+    patches: int = _f(400_000, "int", "kmeans: random training patches the centroids are fitted on", lo=1)
+    norm_eps: float = _f(10.0, "float", "kmeans: per-patch normalisation (x - mean) / sqrt(var + norm_eps)", lo=0)
+    zca_eps: float = _f(0.1, "float", "kmeans: ZCA whitening regulariser", lo=0, lo_open=True)
+    k: int = _f(1600, "int", "kmeans: number of centroids", lo=1)
+    iterations: int = _f(50, "int", "kmeans: Lloyd iterations (seeded by seed)", lo=1)
+    encoder: str = _f("triangle", "str", "kmeans: triangle (max(0, mean_dist - dist)) or soft (max(0, z.c - alpha))",
+                      choices=("triangle", "soft"))
+    alpha: float = _f(0.25, "float", "kmeans: soft encoder threshold", lo=0)
+    split: bool = _f(False, "bool", "kmeans: soft encoder also keeps max(0, -z.c - alpha) (twice the features)")
+    pool: int = _f(2, "int", "kmeans: sum pooling over a pool x pool grid of the feature map", lo=1)
+    orientations: int = _f(9, "int", "hog_color: orientation bins of the gradient histogram", lo=1, hi=180)
+    cell: int = _f(8, "int", "hog_color: side of the square HOG cells, pixels", lo=1, hi=32)
+    hue_bins: int = _f(10, "int", "hog_color: bins of the hue histogram", lo=1, hi=255)
 
 
 @dataclass(frozen=True)
@@ -133,6 +158,7 @@ class TrainConfig:
 class Config:
     seed: int = _f(0, "int", "seed of every random choice (init, sampling, splits)", lo=0, hi=2**32 - 1)
     data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -140,7 +166,7 @@ class Config:
 
 
 _SECTIONS: dict[str, type] = {
-    "data": DataConfig, "preprocess": PreprocessConfig, "model": ModelConfig,
+    "data": DataConfig, "features": FeaturesConfig, "preprocess": PreprocessConfig, "model": ModelConfig,
     "optimizer": OptimizerConfig, "train": TrainConfig,
 }
 
@@ -334,12 +360,39 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
     if isinstance(opt, dict) and opt.get("iterations") is not None and opt.get("epochs") is not None:
         raise ConfigError("optimizer: set either iterations or epochs, not both")
     cfg = Config(**values)
+    _check_features(cfg.features)
     if cfg.optimizer.epochs is not None and cfg.optimizer.iterations is not None:
         # epochs given, iterations left at its default: epochs decides the length.
         cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, iterations=None))
     if cfg.optimizer.epochs is None and cfg.optimizer.iterations is None:
         raise ConfigError("optimizer: set iterations or epochs (both are null)")
     return cfg
+
+
+IMAGE_SIDE = 32
+
+
+def _check_features(f: FeaturesConfig) -> None:
+    """The features keys that depend on each other (and on the 32x32 image); ConfigError naming the key."""
+    if f.kind == "npz" and not f.path:
+        raise ConfigError("features.path: kind npz needs the .npz file of precomputed features, "
+                          "e.g. --set features.path=embeddings.npz")
+    if f.kind == "kmeans":
+        if f.patch > IMAGE_SIDE:
+            raise ConfigError(f"features.patch: {f.patch} does not fit a {IMAGE_SIDE}x{IMAGE_SIDE} image; "
+                              f"expected at most {IMAGE_SIDE}")
+        side = (IMAGE_SIDE - f.patch) // f.stride + 1
+        if f.pool > side:
+            raise ConfigError(f"features.pool: a {f.pool}x{f.pool} grid does not fit the {side}x{side} map of "
+                              f"{f.patch}-pixel patches at stride {f.stride}; expected at most {side}")
+        if f.split and f.encoder != "soft":
+            raise ConfigError("features.split: the sign split is for encoder soft; set features.encoder=soft "
+                              "or features.split=false")
+        if f.k > f.patches:
+            raise ConfigError(f"features.k: {f.k} centroids need at least as many patches, features.patches is "
+                              f"{f.patches}; raise features.patches or lower features.k")
+    if f.kind == "hog_color" and f.cell > IMAGE_SIDE:
+        raise ConfigError(f"features.cell: {f.cell} does not fit a {IMAGE_SIDE}x{IMAGE_SIDE} image")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -5,7 +5,9 @@ A run folder gives ``loss.png`` (per-step loss and a smoothed line),
 class's row of W as an image) and, given an evaluation, ``confusion.png``. A
 sweep folder gives ``sweep_lr_reg.png`` (val accuracy over learning rate and
 regularisation) and, when the sweep varies ``optimizer.update``,
-``sweep_updates.png`` (the best trial's loss curve per update rule).
+``sweep_updates.png`` (the best trial's loss curve per update rule). A run on
+k-means features also gives ``centroids.png`` (the learned centroids as colour
+patches, un-whitened for display) instead of ``templates.png``.
 
 matplotlib is imported only inside the functions that draw, so importing linclf
 never imports it. Figures are built with ``matplotlib.figure.Figure`` and the
@@ -38,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["PlotError", "PlotDependencyError", "NothingToPlot", "INSTALL_HINT", "DPI", "SIZES", "require_matplotlib",
            "folder_kind", "plot_run", "plot_sweep", "read_history", "read_results", "smooth",
-           "template_images", "loss_figure", "accuracy_figure", "templates_figure", "confusion_figure",
+           "template_images", "centroid_images", "centroids_figure", "loss_figure", "accuracy_figure", "templates_figure", "confusion_figure",
            "sweep_lr_reg_figure", "sweep_updates_figure", "save_figure"]
 
 INSTALL_HINT = "pip install 'linclf[plot]'"
@@ -47,6 +49,7 @@ SIZES = {                                  # inches; pixels = inches * DPI
     "loss.png": (8.0, 4.0),
     "accuracy.png": (8.0, 4.0),
     "templates.png": (8.0, 4.0),
+    "centroids.png": (8.0, 8.0),
     "confusion.png": (7.0, 6.0),
     "sweep_lr_reg.png": (8.0, 5.0),
     "sweep_updates.png": (8.0, 4.0),
@@ -201,6 +204,53 @@ def template_images(W: np.ndarray, scale: np.ndarray | None = None, bias: bool =
     span = T.max(axis=(1, 2, 3), keepdims=True) - lo
     out = np.where(span > 0, (T - lo) / np.where(span > 0, span, 1.0) * 255.0, 127.5)
     return np.round(out).astype(np.uint8)
+
+
+def centroid_images(centroids: np.ndarray, patch: int, whiten: np.ndarray | None = None,
+                    mean: np.ndarray | None = None, limit: int | None = None) -> np.ndarray:
+    """Centroids (k, 3 * patch * patch) -> colour patches (k, patch, patch, 3) float in [0, 1].
+
+    A centroid lives in whitened patch space ``z = (x - mean) @ whiten``; it is
+    drawn as ``x = z @ pinv(whiten) + mean`` (the patch it stands for), each
+    min-max normalised to [0, 1]. Vectors are channel-major (3, patch, patch),
+    the order of CIFAR rows. NothingToPlot unless the shapes fit.
+    """
+    C = np.asarray(centroids, dtype=np.float64)
+    d = 3 * patch * patch
+    if C.ndim != 2 or C.shape[1] != d or len(C) == 0:
+        raise NothingToPlot(f"centroids of {patch}x{patch} colour patches need shape (k, {d}), got {C.shape}")
+    if limit is not None:
+        C = C[:limit]
+    if whiten is not None:
+        Wz = np.asarray(whiten, dtype=np.float64)
+        if Wz.shape != (d, d):
+            raise NothingToPlot(f"the whitening matrix has shape {Wz.shape}, expected {(d, d)}")
+        C = C @ np.linalg.pinv(Wz)
+    if mean is not None:
+        C = C + np.asarray(mean, dtype=np.float64).reshape(1, d)
+    P = C.reshape(len(C), 3, patch, patch).transpose(0, 2, 3, 1)
+    lo = P.min(axis=(1, 2, 3), keepdims=True)
+    span = P.max(axis=(1, 2, 3), keepdims=True) - lo
+    return np.where(span > 0, (P - lo) / np.where(span > 0, span, 1.0), 0.5)
+
+
+def centroids_figure(images: np.ndarray, *, subtitle: str = "") -> "Figure":
+    """Colour patches (k, p, p, 3) in [0, 1] as one grid image (a 1-pixel gap between patches)."""
+    k, p = len(images), images.shape[1]
+    cols = int(math.ceil(math.sqrt(k)))
+    rows = int(math.ceil(k / cols))
+    grid = np.ones((rows * (p + 1) + 1, cols * (p + 1) + 1, 3))
+    r, c = np.divmod(np.arange(k), cols)
+    ys = (r * (p + 1) + 1)[:, None] + np.arange(p)[None, :]        # (k, p)
+    xs = (c * (p + 1) + 1)[:, None] + np.arange(p)[None, :]
+    grid[ys[:, :, None], xs[:, None, :]] = images
+    fig = _figure("centroids.png")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    fig.suptitle(f"{k} k-means centroids as colour patches (un-whitened, each normalised to [0, 1])"
+                 + (f"\n{subtitle}" if subtitle else ""))
+    return fig
 
 
 def folder_kind(path: str | os.PathLike) -> str:
@@ -579,15 +629,32 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
                                                                      subtitle=label, search=search))
     else:
         _skip("loss.png and accuracy.png", f"no history.csv in {run_dir}")
-    if model is not None:
+    if model is not None and model.features_kind == "kmeans":
+        written += _try("centroids.png", out, lambda: centroids_figure(_kmeans_centroids(model), subtitle=label))
+    elif model is not None and model.features_kind == "pixels":
         written += _try("templates.png", out, lambda: templates_figure(
             model.W, model.classes, scale=model.prep.scale, bias=model.prep.bias, subtitle=label))
+    if model is not None:
         if evaluation is not None:
             written += _try("confusion.png", out, lambda: confusion_figure(evaluation.confusion, model.classes,
                                                                            split=split))
     else:
         _skip("templates.png and confusion.png", f"no model.npz in {run_dir}")
     return written
+
+
+CENTROIDS_SHOWN = 400                      # a 20x20 grid stays legible at the figure's size
+
+
+def _kmeans_centroids(model: Any) -> np.ndarray:
+    """The first CENTROIDS_SHOWN centroids of a k-means model's extractor as display patches."""
+    from .features.registry import extractor_from_arrays
+
+    try:
+        ex = extractor_from_arrays("kmeans", model.features_arrays)
+    except (ValueError, TypeError, KeyError) as e:
+        raise NothingToPlot(f"the model's k-means extractor is malformed: {e}") from None
+    return centroid_images(ex.centroids_, ex.patch, ex.whiten_, ex.whiten_mean_, limit=CENTROIDS_SHOWN)
 
 
 def plot_sweep(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -20,15 +20,24 @@ from ..fsutil import atomic_open
 from .losses import _scores_into, fold
 from .preprocess import Preprocessor
 
-__all__ = ["LinearClassifier", "FORMAT_VERSION", "save_npz_atomic", "load_npz"]
+__all__ = ["LinearClassifier", "FORMAT_VERSION", "READABLE_VERSIONS", "FEATURE_PREFIX", "save_npz_atomic", "load_npz"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: the feature extractor (kind + its fitted arrays); 1 (pixels only) still loads
+READABLE_VERSIONS = (1, 2)
+FEATURE_PREFIX = "feat_"
 _SCORE_BLOCK = 1024
 
 
 @dataclass
 class LinearClassifier:
-    """W (C, D) float, prep (how raw rows (N, P) become (N, D)), classes (C names), loss name."""
+    """W (C, D) float, prep (how raw rows (N, P) become (N, D)), classes (C names), loss name.
+
+    ``features_kind`` names what a row is ("pixels", or the extractor that made
+    it from images: "kmeans", "hog_color", or "npz" for a user's feature file);
+    ``features_arrays`` holds that extractor's fitted arrays (stored as
+    ``feat_<name>``). The model itself scores rows; ``features.registry`` turns
+    images into rows.
+    """
 
     W: np.ndarray
     prep: Preprocessor
@@ -36,6 +45,8 @@ class LinearClassifier:
     loss: str = "softmax"
     config_yaml: str = ""
     metrics: dict = field(default_factory=dict)
+    features_kind: str = "pixels"
+    features_arrays: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -80,6 +91,8 @@ class LinearClassifier:
             "config_yaml": np.array(self.config_yaml),
             "metrics_json": np.array(json.dumps(self.metrics)),
             **self.prep.to_arrays(),
+            "features_kind": np.array(self.features_kind),
+            **{FEATURE_PREFIX + k: v for k, v in self.features_arrays.items()},
         }
 
     def save(self, path: str | os.PathLike, extra: Mapping[str, np.ndarray] | None = None) -> Path:
@@ -98,9 +111,9 @@ class LinearClassifier:
         version = arrays["format_version"]
         if version.shape != () or version.dtype.kind not in "iu":
             raise bad("format_version is not an integer")
-        if int(version) != FORMAT_VERSION:
-            raise ModelFileError(f"{source}: model format version {int(version)}, this linclf reads version "
-                                 f"{FORMAT_VERSION}; retrain the model with this version")
+        if int(version) not in READABLE_VERSIONS:
+            raise ModelFileError(f"{source}: model format version {int(version)}, this linclf reads versions "
+                                 f"{', '.join(map(str, READABLE_VERSIONS))}; retrain the model with this version")
         for key in ("W", "classes", "loss", "prep_bias"):
             if key not in arrays:
                 raise bad(f"field {key} is missing")
@@ -130,8 +143,17 @@ class LinearClassifier:
             except ValueError:
                 raise bad("metrics_json is not JSON") from None
         config_yaml = str(arrays["config_yaml"]) if "config_yaml" in arrays else ""
+        kind = "pixels"                      # version 1 models: raw pixel rows
+        if int(version) >= 2:
+            if "features_kind" not in arrays:
+                raise bad("field features_kind is missing")
+            k = arrays["features_kind"]
+            if k.shape != () or k.dtype.kind != "U":
+                raise bad("features_kind is not a string")
+            kind = str(k)
+        feats = {name[len(FEATURE_PREFIX):]: a for name, a in arrays.items() if name.startswith(FEATURE_PREFIX)}
         return cls(W=W, prep=prep, classes=tuple(str(c) for c in classes), loss=loss,
-                   config_yaml=config_yaml, metrics=metrics)
+                   config_yaml=config_yaml, metrics=metrics, features_kind=kind, features_arrays=feats)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LinearClassifier":
@@ -171,4 +193,5 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def model_info(model: LinearClassifier) -> dict[str, Any]:
     """A small summary of a model for printing: classes, shape, loss, preprocessing."""
     return {"classes": list(model.classes), "W_shape": list(model.W.shape), "loss": model.loss,
+            "features": model.features_kind,
             "mean": model.prep.mean is not None, "std": model.prep.scale is not None, "bias": model.prep.bias}

@@ -27,10 +27,12 @@ from ..errors import ConfigError, DataError, Interrupted, LinclfError, ModelFile
 from .evaluate import Evaluation, evaluate_predictions
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..core.model import LinearClassifier, load_npz
+from ..features.registry import LEARNED
+from .featurize import feature_prep, featurize, model_extractor
 from .loop import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
 
 __all__ = ["RUN_FILES", "RunResult", "default_out_dir", "prepare_out_dir", "load_data", "make_splits",
-           "run_train", "run_eval", "config_of_checkpoint", "history_csv"]
+           "run_train", "run_eval", "run_features", "config_of_checkpoint", "history_csv"]
 
 RUN_FILES = ("model.npz", "checkpoint.npz", "metrics.json", "history.csv", "config.yaml")
 
@@ -72,7 +74,12 @@ def prepare_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = Fals
 
 def load_data(cfg: Config, data_dir: str | os.PathLike | None = None, *, quiet: bool = True) -> CIFAR10:
     """CIFAR-10 as the config's data section says (archive, format, mirrors); never downloads implicitly
-    unless no archive is configured, in which case the official download is used."""
+    unless no archive is configured, in which case the official download is used. With
+    ``features.kind: npz``, the user's feature file instead (the same fields, float rows)."""
+    if cfg.features.kind == "npz":
+        from ..features.npzfile import load_feature_file
+
+        return load_feature_file(cfg.features.path)  # type: ignore[return-value]
     d = cfg.data
     return load_cifar10(resolve_data_dir(data_dir, d.dir), d.format, download=d.archive is None,
                         archive=d.archive, md5=d.md5, urls=d.urls, timeout=d.timeout, retries=d.retries,
@@ -134,14 +141,28 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     splits = make_splits(cfg, data)
     seconds["load"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+    model0 = None
     if resume_arrays is not None:
         model0 = LinearClassifier.from_arrays(resume_arrays, source=os.fspath(resume))
+    kind = cfg.features.kind
+    extractor = None
+    if kind in LEARNED:
+        t = time.perf_counter()
+        given = None if model0 is None else model_extractor(model0, os.fspath(resume))
+        splits, extractor = featurize(cfg, splits, data_dir, extractor=given, progress=progress)
+        seconds["features"] = time.perf_counter() - t
+    features_arrays = {} if extractor is None else extractor.to_arrays()
+
+    t = time.perf_counter()
+    if model0 is not None:
         prep = model0.prep
         if tuple(model0.classes) != tuple(splits.classes):
             raise DataError(f"{resume} was trained on classes {list(model0.classes)}, the data has "
                             f"{list(splits.classes)}")
         state = state_from_arrays(resume_arrays, cfg, os.fspath(resume))
+    elif kind != "pixels":
+        prep = feature_prep(cfg, splits.X_train)
+        state = None
     else:
         p = cfg.preprocess
         prep = preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
@@ -149,7 +170,8 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     seconds["preprocess"] = time.perf_counter() - t
 
     def save_checkpoint(st: TrainState, reason: str) -> None:
-        ckpt = LinearClassifier(st.W, prep, splits.classes, cfg.model.loss, config_text, {"reason": reason})
+        ckpt = LinearClassifier(st.W, prep, splits.classes, cfg.model.loss, config_text, {"reason": reason},
+                                kind, features_arrays)
         ckpt.save(out_dir / "checkpoint.npz", extra=state_to_arrays(st))
 
     try:
@@ -164,7 +186,8 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     seconds["train"] = result.seconds
 
     t = time.perf_counter()
-    model = LinearClassifier(result.W, prep, splits.classes, cfg.model.loss, config_text)
+    model = LinearClassifier(result.W, prep, splits.classes, cfg.model.loss, config_text,
+                             features_kind=kind, features_arrays=features_arrays)
     train_acc = float(np.mean(model.predict(splits.X_train) == splits.y_train))
     val_acc = float(np.mean(model.predict(splits.X_val) == splits.y_val)) if len(splits.y_val) else None
     test_acc = float(np.mean(model.predict(splits.X_test) == splits.y_test))
@@ -189,10 +212,41 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     return RunResult(model=model, metrics=metrics, out_dir=out_dir, result=result)
 
 
+def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, progress: bool = False,
+                 quiet: bool = True) -> dict:
+    """Fit the config's extractor and write every split's features into the cache; a summary dict.
+
+    ``{"kind", "cache", "splits": {name: [rows, features]}, "seconds"}``. For
+    ``kind: npz`` the feature file is only validated (there is nothing to build).
+    """
+    t = time.perf_counter()
+    kind = cfg.features.kind
+    if kind == "pixels":
+        raise UsageError("features.kind is pixels: there are no features to build; set features.kind "
+                         "(kmeans, hog_color), e.g. --config configs/kmeans.yaml")
+    if kind in LEARNED and not cfg.features.cache:
+        raise UsageError("features.cache is false, so nothing built would be kept; drop --set features.cache=false")
+    data = load_data(cfg, data_dir, quiet=quiet)
+    splits = make_splits(cfg, data)
+    if kind in LEARNED:
+        splits, _ = featurize(cfg, splits, data_dir, progress=progress)
+    from .featurize import cache_root
+
+    shapes = {name: list(getattr(splits, f"X_{name}").shape) for name in ("train", "val", "test")}
+    where = str(cache_root(cfg, data_dir)) if kind in LEARNED else str(cfg.features.path)
+    return {"kind": kind, "cache": where, "splits": shapes, "seconds": round(time.perf_counter() - t, 3)}
+
+
 def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_dir: str | os.PathLike | None = None,
-             archive: str | os.PathLike | None = None, quiet: bool = True) -> tuple[LinearClassifier, Evaluation]:
-    """Evaluate a saved model on the train / val / test split its own config defines."""
+             archive: str | os.PathLike | None = None, quiet: bool = True,
+             progress: bool = False) -> tuple[LinearClassifier, Evaluation]:
+    """Evaluate a saved model on the train / val / test split its own config defines.
+
+    A model on learned features extracts them with its stored extractor (through
+    the feature cache, so features built by ``train`` are reused).
+    """
     model = LinearClassifier.load(model_path)
+    extractor = model_extractor(model, os.fspath(model_path))
     try:
         cfg = from_dict(yaml.safe_load(model.config_yaml) or {})
     except (yaml.YAMLError, ConfigError) as e:
@@ -205,10 +259,15 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
     if tuple(data.classes) != tuple(model.classes):
         raise DataError(f"{model_path} was trained on classes {list(model.classes)}, the data has "
                         f"{list(data.classes)}")
-    if data.X_train.shape[1] != model.in_dim:
+    if extractor is None and data.X_train.shape[1] != model.in_dim:
         raise DataError(f"{model_path} expects rows of {model.in_dim} values (its preprocessing), "
                         f"the data has {data.X_train.shape[1]}")
     splits = make_splits(cfg, data)
+    if extractor is not None:
+        if cfg.features.kind != model.features_kind:
+            raise ModelFileError(f"{model_path}: its extractor is {model.features_kind} but its stored config says "
+                                 f"features.kind {cfg.features.kind}; the file is inconsistent, retrain the model")
+        splits, _ = featurize(cfg, splits, data_dir, extractor=extractor, progress=progress, only=(split_name,))
     X, y = {"train": (splits.X_train, splits.y_train), "val": (splits.X_val, splits.y_val),
             "test": (splits.X_test, splits.y_test)}[split_name]
     if len(y) == 0:

@@ -58,7 +58,9 @@ from ..errors import ConfigError, Interrupted, LinclfError, UsageError
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..progress import Bar
 from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor
-from .runs import default_out_dir, load_data, prepare_out_dir
+from ..features.registry import LEARNED
+from .featurize import featurize
+from .runs import default_out_dir, load_data, make_splits, prepare_out_dir
 from .search_tpe import PRUNERS, check_storage, import_optuna, storage_url
 from .trial import data_location, set_data
 
@@ -608,6 +610,8 @@ def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike |
     try:
         data = load_data(cfg, data_dir, quiet=not progress)
         _check_sizes(configs, data)
+        if cfg.features.kind in LEARNED:     # build the features once, before the workers read them
+            featurize(cfg, make_splits(cfg, data), location["data_dir"], only=("train", "val"), progress=progress)
         set_data(location, data)
         executor = make_executor(jobs, scheduler, connect_timeout)
         try:

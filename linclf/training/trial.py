@@ -28,10 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, from_dict
+from ..config import Config, from_dict, with_values
 from ..core.preprocess import Preprocessor, fit
 from ..data.cifar10 import CIFAR10, Splits
 from ..errors import DivergenceError, Interrupted, LinclfError
+from ..features.registry import LEARNED
+from .featurize import feature_prep, featurize
 from .loop import accuracy, init_state, train
 from .runs import load_data, make_splits
 
@@ -41,6 +43,7 @@ HOOK_ENV = "LINCLF_SWEEP_HOOK"
 
 _DATA: dict[tuple, CIFAR10] = {}              # the data per location, loaded once per process
 _PREP: dict[tuple, Preprocessor] = {}         # preprocessing per (settings, training split), per process
+_FEATS: dict[tuple, Splits] = {}              # feature splits per (features settings, data settings), per process
 _ONE_THREAD = False
 
 
@@ -64,7 +67,8 @@ def data_location(cfg: Config, data_dir: str | os.PathLike | None) -> dict:
     archive = d["data"].get("archive")
     if isinstance(archive, str) and not os.path.isabs(archive):
         d["data"]["archive"] = os.path.abspath(os.path.expanduser(archive))
-    return {"config": d, "data_dir": os.path.abspath(resolve_data_dir(data_dir, cfg.data.dir))}
+    return {"config": d, "data_dir": os.path.abspath(resolve_data_dir(data_dir, cfg.data.dir)),
+            "feature_seed": cfg.seed}
 
 
 def one_thread_process() -> None:
@@ -84,6 +88,7 @@ def set_data(location: dict, data: CIFAR10 | None) -> None:
     if data is None:
         _DATA.clear()
         _PREP.clear()
+        _FEATS.clear()
     else:
         _DATA[_key(location)] = data
 
@@ -102,19 +107,35 @@ def _data(location: dict) -> CIFAR10:
     return _DATA[key]
 
 
-def _splits(cfg: Config, data: CIFAR10) -> Splits:
-    """The trial's train / val splits; the test split is replaced by empty arrays (never read)."""
+def _splits(cfg: Config, data: CIFAR10, data_dir: str | None, feature_seed: int | None = None) -> Splits:
+    """The trial's train / val splits; the test split is replaced by empty arrays (never read).
+
+    Learned features come from the feature cache in ``data_dir`` (filled by the sweep before its trials
+    where workers share the file system, else built by the first trial that needs them); the trials of one
+    process share the memory-mapped rows.
+    """
     s = make_splits(cfg, data)
+    if cfg.features.kind in LEARNED:
+        # The features are the sweep's (fitted with its seed), not refitted for each trial's own seed.
+        fcfg = cfg if feature_seed is None else with_values(cfg, {"seed": feature_seed})
+        d = cfg.data
+        key = (tuple(sorted(dataclasses.asdict(cfg.features).items())), fcfg.seed, d.num_train, d.num_val,
+               d.num_dev)
+        if key not in _FEATS:
+            _FEATS[key] = featurize(fcfg, s, data_dir, only=("train", "val"))[0]
+        return _FEATS[key]
     no_rows = np.empty((0, s.X_train.shape[1]), dtype=s.X_train.dtype)
     return dataclasses.replace(s, X_test=no_rows, y_test=np.empty(0, dtype=s.y_train.dtype))
 
 
-def _prep(cfg: Config, splits: Splits) -> Preprocessor:
+def _prep(cfg: Config, splits: Splits, feature_seed: int | None = None) -> Preprocessor:
     """The preprocessing fitted on the training split, reused by later trials with the same settings."""
     p, d = cfg.preprocess, cfg.data
-    key = (p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None)
+    key = (p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None,
+           tuple(sorted(dataclasses.asdict(cfg.features).items())), feature_seed)
     if key not in _PREP:
-        _PREP[key] = fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
+        _PREP[key] = (fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias) if cfg.features.kind == "pixels"
+                      else feature_prep(cfg, splits.X_train))
     return _PREP[key]
 
 
@@ -159,8 +180,9 @@ def _pruning_callback(study_spec: dict, trial_id: int):
 def _train_and_score(task: dict, states: list) -> dict:
     """Train on the training split, score on the validation split; ``states`` receives the TrainState."""
     cfg = from_dict(task["config"])
-    splits = _splits(cfg, _data(task["data"]))
-    prep = _prep(cfg, splits)
+    feature_seed = task["data"].get("feature_seed") if cfg.features.kind in LEARNED else None
+    splits = _splits(cfg, _data(task["data"]), task["data"]["data_dir"], feature_seed)
+    prep = _prep(cfg, splits, feature_seed)
     state = init_state(cfg, (len(splits.classes), prep.out_dim(splits.X_train.shape[1])))
     states.append(state)
     on_step = _pruning_callback(task["study"], task["trial_id"]) if task.get("study") else None

@@ -1,0 +1,237 @@
+"""The feature cache: extracted features and fitted extractors, written once, never trusted blindly.
+
+Layout under ``root`` (``<data dir>/features-cache``)::
+
+    fit-<kind>-<key hash>.npz            a fitted extractor's arrays + the key they were fitted under
+    <kind>-<extractor hash>/<images hash>.npy    float16 features (N, D) of one set of images
+    <kind>-<extractor hash>/<images hash>.json   the key of that file: settings, fingerprints, shape,
+                                                 and a checksum of the .npy's bytes
+
+The extractor hash covers the fitted arrays and settings; the images hash covers
+the pixels themselves. Every file goes to a temporary name in the same folder,
+then ``os.replace``. A truncated file, a key that differs (other settings, other
+images) or a checksum that does not match is reported with a one-line warning
+and rebuilt. Ctrl-C or a full disk during a write leaves the previous entry as
+it was and no file under a final name.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from ..errors import DataError, LinclfWarning
+from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
+
+__all__ = ["Extractor", "CacheError", "CACHE_VERSION", "fingerprint", "arrays_fingerprint", "cached_fit",
+           "cached_features", "features_path"]
+
+CACHE_VERSION = 1
+_CHUNK = 1 << 24              # bytes hashed at a time
+
+
+class Extractor(Protocol):
+    """What the cache needs of a feature extractor."""
+
+    @property
+    def n_features(self) -> int: ...
+
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray: ...
+
+    def to_arrays(self) -> dict[str, np.ndarray]: ...
+
+
+class CacheError(DataError):
+    """A cache entry could not be written (disk full, permissions): exit 1, the previous entry intact."""
+
+
+def _hash_bytes(h: "hashlib._Hash", a: np.ndarray) -> None:
+    """Feed array ``a``'s bytes (C order) into ``h`` a chunk of rows at a time (no full copy)."""
+    a = np.asarray(a)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    if a.ndim == 0 or a.size == 0:
+        h.update(np.ascontiguousarray(a).tobytes())
+        return
+    rows = max(1, _CHUNK // max(1, a[0].nbytes))
+    for i in range(0, len(a), rows):
+        h.update(np.ascontiguousarray(a[i:i + rows]).data)
+
+
+def fingerprint(a: np.ndarray) -> str:
+    """A hex digest of an array's dtype, shape and bytes (e.g. the pixels of a split)."""
+    h = hashlib.blake2b(digest_size=20)
+    _hash_bytes(h, a)
+    return h.hexdigest()
+
+
+def arrays_fingerprint(arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any] | None = None) -> str:
+    """A hex digest of named arrays (sorted by name) and a JSON-able mapping of settings."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(json.dumps(extra or {}, sort_keys=True, default=str).encode())
+    for name in sorted(arrays):
+        h.update(name.encode())
+        _hash_bytes(h, arrays[name])
+    return h.hexdigest()
+
+
+def _key_hash(key: Mapping[str, Any]) -> str:
+    return hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def _notice(message: str) -> None:
+    warnings.warn(message, LinclfWarning, stacklevel=3)
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CacheError(f"cannot create the feature cache folder {folder}: {e.strerror or e}; choose another "
+                         "data folder (--data-dir) or set features.cache false") from None
+
+
+def _write_failed(path: Path, e: OSError) -> CacheError:
+    return CacheError(f"could not write the feature cache file {path}: {e.strerror or e}; the previous cache "
+                      "is untouched; free some space or set features.cache false")
+
+
+# ----------------------------------------------------------------- fitted extractors
+
+
+def cached_fit(root: str | os.PathLike, kind: str, key: Mapping[str, Any], fit: Callable[[], Extractor],
+               from_arrays: Callable[[dict[str, np.ndarray]], Extractor]) -> Extractor:
+    """The extractor fitted under ``key`` (settings + training images' fingerprint): from the cache, else ``fit()``.
+
+    A cached file that is unreadable, fitted under another key or rejected by
+    ``from_arrays`` is reported (one warning) and refitted.
+    """
+    root = Path(root)
+    full_key = {"version": CACHE_VERSION, "kind": kind, **key}
+    path = root / f"fit-{kind}-{_key_hash(full_key)}.npz"
+    if path.exists():
+        why = None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            stored = json.loads(str(arrays.pop("cache_key")))
+            if stored != full_key:
+                why = "it was fitted with other settings or on other images"
+            else:
+                return from_arrays(arrays)
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+            why = f"it is unreadable ({e})"
+        _notice(f"the cached {kind} extractor {path} is not usable ({why}); fitting it again")
+    extractor = fit()
+    _mkdir(root)
+    try:
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, cache_key=np.array(json.dumps(full_key, sort_keys=True)), **extractor.to_arrays())
+    except OSError as e:
+        raise _write_failed(path, e) from None
+    return extractor
+
+
+# --------------------------------------------------------------------- features
+
+
+def features_path(root: str | os.PathLike, kind: str, extractor_fp: str, images_fp: str) -> Path:
+    """Where the features of one set of images under one fitted extractor live."""
+    return Path(root) / f"{kind}-{extractor_fp[:16]}" / f"{images_fp[:16]}.npy"
+
+
+def _file_checksum(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            if not chunk:
+                return h.hexdigest()
+            h.update(chunk)
+
+
+def _load_entry(path: Path, key: dict) -> tuple[np.ndarray | None, str]:
+    """The cached features memory-mapped (None with the reason when the entry is absent or not usable)."""
+    meta_path = path.with_suffix(".json")
+    if not path.exists():
+        return None, ""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"its record {meta_path.name} is missing or unreadable ({type(e).__name__})"
+    if not isinstance(meta, dict) or meta.get("key") != key:
+        return None, "it was built with other settings or from other images"
+    try:
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        return None, f"it is truncated or corrupt ({e})"
+    if X.dtype != np.float16 or X.shape != tuple(key["shape"]):
+        return None, f"it holds {X.dtype} {X.shape}, expected float16 {tuple(key['shape'])}"
+    if os.path.getsize(path) != meta.get("size") or _file_checksum(path) != meta.get("checksum"):
+        return None, "its bytes do not match its checksum (modified or corrupt)"
+    return X, ""
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Allocate the file's blocks up front, so a full disk fails here with ENOSPC, not later in a page fault."""
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    os.ftruncate(fd, size)
+
+
+def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, extractor_fp: str,
+                    X: np.ndarray, images_fp: str, what: str = "images") -> np.ndarray:
+    """Features (N, D) float16 of image rows X (N, P), memory-mapped from the cache; built when absent or stale.
+
+    ``extractor_fp`` fingerprints the fitted extractor, ``images_fp`` the rows X.
+    The features are written by ``extractor.transform(X, out=...)`` straight into
+    a preallocated temporary .npy, checksummed, then moved into place.
+    """
+    D = int(extractor.n_features)
+    key = {"version": CACHE_VERSION, "kind": kind, "extractor": extractor_fp, "images": images_fp,
+           "shape": [int(len(X)), D]}
+    path = features_path(root, kind, extractor_fp, images_fp)
+    cached, why = _load_entry(path, key)
+    if cached is not None:
+        return cached
+    if why:
+        _notice(f"the cached {kind} features of the {what} ({path}) are not usable ({why}); rebuilding them")
+    _mkdir(path.parent)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
+              "shape": (int(len(X)), D)}
+    try:
+        with atomic_open(path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+            fh.flush()
+            offset = fh.tell()
+            size = offset + len(X) * D * 2
+            _reserve(fh.fileno(), size)
+            if len(X):
+                out = np.memmap(fh, dtype=np.float16, mode="r+", offset=offset, shape=(len(X), D))
+                try:
+                    extractor.transform(X, out=out)
+                    out.flush()
+                finally:
+                    del out
+            fh.seek(0, os.SEEK_END)
+        # the record last: until it is written, the entry does not validate
+        write_json_atomic(path.with_suffix(".json"),
+                          {"key": key, "size": os.path.getsize(path), "checksum": _file_checksum(path)})
+    except OSError as e:
+        raise _write_failed(path, e) from None
+    X_cached, why = _load_entry(path, key)
+    if X_cached is None:               # pragma: no cover - only if another process replaced it meanwhile
+        unlink_quiet(path.with_suffix(".json"))
+        raise CacheError(f"the feature cache file {path} changed while it was written ({why}); run again")
+    return X_cached

@@ -1,0 +1,569 @@
+"""Coates, Lee & Ng (AISTATS 2011) single-layer k-means features of CIFAR rows.
+
+``fit`` samples random patches, normalises each one's brightness and contrast,
+fits ZCA whitening on them and runs Lloyd's k-means on the whitened patches.
+``transform`` takes every patch on a ``stride`` grid, normalises and whitens
+it, encodes it against the centroids (triangle: max(0, mean(z) - z_k) with
+z_k = ||x - c_k||; soft threshold: max(0, c_k . x - alpha)) and sum-pools the
+codes over a ``pool`` x ``pool`` grid of the map.
+
+Speed: extraction is one product of every patch with every centroid. It runs
+in blocks of a few hundred patches whose codes stay in cache; the distance
+expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
+[x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1] (for the soft encoder the whitening and
+alpha are folded into the centroids, [p, 1] @ [W C^T; -(m W) C^T - alpha]);
+encoding and pooling are done in place on the block. Blocks of images run on
+a thread pool (NumPy releases the GIL in products and ufuncs) with OpenBLAS on
+one thread each.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..progress import Bar
+from ..threads import openblas_threads
+from .patches import CHANNELS, IMAGE, map_size, normalize_patches, patch_view, region_bounds, sample_patches
+
+__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION"]
+
+ENCODERS = ("triangle", "soft")
+PARALLEL = ("threads", "blas")
+FORMAT_VERSION = 1
+ROW = CHANNELS * IMAGE * IMAGE           # 3072 values a CIFAR row
+_SETTINGS = ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "norm_eps", "zca_eps",
+             "seed", "split", "dtype")
+_INT_SETTINGS = ("k", "patch", "stride", "patches", "iterations", "pool", "seed")
+_FLOAT_SETTINGS = ("alpha", "norm_eps", "zca_eps")
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+def _int(name: str, value: Any, lo: int, hi: int | None = None, why: str = "") -> int:
+    """``value`` as an int in [lo, hi], else ValueError naming ``name`` and the range."""
+    expected = f"an integer >= {lo}" if hi is None else f"an integer from {lo} to {hi}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected {expected}{why}, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name}: expected {expected}{why}, got {value}")
+    return int(value)
+
+
+def _float(name: str, value: Any, lo: float | None = None, strict: bool = False) -> float:
+    """``value`` as a finite float (>= lo, or > lo if strict), else ValueError naming ``name``."""
+    bound = "" if lo is None else f" {'>' if strict else '>='} {lo:g}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a finite number{bound}, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (lo is not None and (v <= lo if strict else v < lo)):
+        raise ValueError(f"{name}: expected a finite number{bound}, got {value!r}")
+    return v
+
+
+def _rows(X: Any, name: str = "X") -> np.ndarray:
+    """X as (N, 3072) real rows (a memmap stays one), else ValueError."""
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != ROW or X.shape[0] < 1:
+        raise ValueError(f"{name}: expected CIFAR rows of shape (N, {ROW}) with N >= 1, got shape {X.shape}")
+    if X.dtype.kind not in "uif":
+        raise ValueError(f"{name}: expected uint8 (or real) pixels, got dtype {X.dtype}")
+    return X
+
+
+# ----------------------------------------------------------------------------- threads
+
+@contextmanager
+def _blas_threads(n: int) -> Iterator[None]:
+    """OpenBLAS on ``n`` threads inside (where NumPy's OpenBLAS is found), the previous count after."""
+    api = openblas_threads()
+    if api is None:
+        yield
+        return
+    before = api[0]()
+    api[1](n)
+    try:
+        yield
+    finally:
+        api[1](before)
+
+
+class _Pool:
+    """Runs tasks in order on ``threads`` threads (inline for 1), a bounded number in flight.
+
+    On any exception (KeyboardInterrupt included) the tasks not started are
+    cancelled, the running ones are waited for, and the exception propagates.
+    """
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="kmeans") if threads > 1 else None
+
+    def run(self, fn: Callable[[Any], Any], items: Iterable[Any], done: Callable[[Any, Any], None] | None = None) -> None:
+        """fn(item) for every item; done(item, result) in the calling thread, in item order."""
+        if self.executor is None:
+            for item in items:
+                result = fn(item)
+                if done is not None:
+                    done(item, result)
+            return
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append((item, self.executor.submit(fn, item)))
+                if len(pending) >= 2 * self.threads:
+                    it, fut = pending.popleft()
+                    result = fut.result()
+                    if done is not None:
+                        done(it, result)
+            while pending:
+                it, fut = pending.popleft()
+                result = fut.result()
+                if done is not None:
+                    done(it, result)
+        except BaseException:
+            for _, fut in pending:
+                fut.cancel()
+            raise
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _pool(threads: int, parallel: str) -> Iterator[_Pool]:
+    """A pool of ``threads`` workers with one BLAS thread each ("threads"), or one worker with ``threads`` BLAS threads."""
+    workers, blas = (threads, 1) if parallel == "threads" else (1, threads)
+    pool = _Pool(workers)
+    try:
+        with _blas_threads(blas):
+            yield pool
+    finally:
+        pool.close()
+
+
+def _spans(n: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+# ----------------------------------------------------------------------------- k-means
+
+def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, pool: _Pool,
+          block: int = 1024, step: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, float]:
+    """Lloyd's k-means on rows Xa (n, d + 1) whose last column is 1; returns centroids (k, d) and the last inertia.
+
+    Starts from ``k`` distinct rows drawn by ``rng``; each iteration assigns
+    every row to its nearest centroid (argmax of x.c - ||c||^2 / 2, one
+    augmented product per block) and moves each centroid to the mean of its
+    rows; a centroid left without rows is re-seeded at a row drawn by ``rng``.
+    ``step(iteration, inertia)`` (mean squared distance of the assignment) is
+    called after each iteration.
+    """
+    n, d = Xa.shape[0], Xa.shape[1] - 1
+    X = Xa[:, :d]
+    dtype = Xa.dtype
+    C = X[np.sort(rng.choice(n, k, replace=False))].copy()
+    xx = np.einsum("ij,ij->i", X, X)                                 # (n,)
+    labels = np.empty(n, dtype=np.intp)
+    best = np.empty(n, dtype=dtype)
+    local = threading.local()
+    spans = _spans(n, block)
+    inertia = math.nan
+    B = np.empty((d + 1, k), dtype=dtype)
+
+    def assign(span: tuple[int, int]) -> None:
+        s, e = span
+        buf = getattr(local, "buf", None)
+        if buf is None or buf.shape[0] < e - s:
+            buf = local.buf = np.empty((block, k), dtype=dtype)
+        S = buf[: e - s]
+        np.matmul(Xa[s:e], B, out=S)                                 # x.c - ||c||^2 / 2, (b, k)
+        lab = S.argmax(axis=1)
+        labels[s:e] = lab
+        best[s:e] = S[np.arange(e - s), lab]
+
+    for it in range(iterations):
+        B[:d] = C.T
+        B[d] = -0.5 * np.einsum("ij,ij->i", C, C)
+        pool.run(assign, spans)
+        inertia = float(np.sum(xx - 2 * best, dtype=np.float64)) / n   # ||x - c||^2 = ||x||^2 - 2 (x.c - ||c||^2/2)
+        counts = np.bincount(labels, minlength=k)
+        order = np.argsort(labels, kind="stable")
+        filled = np.flatnonzero(counts)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
+        sums = np.add.reduceat(X[order], starts, axis=0, dtype=np.float64)   # (len(filled), d)
+        C[filled] = sums / counts[filled, None]
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            C[empty] = X[rng.choice(n, empty.size, replace=False)]
+        if step is not None:
+            step(it + 1, inertia)
+    return C, inertia
+
+
+# ----------------------------------------------------------------------------- the extractor
+
+class KMeansFeatures:
+    """Coates k-means features of uint8 CIFAR rows X (N, 3072) (channel-major: R plane, G plane, B plane, each 32x32 row-major, as CIFAR stores them).
+
+    Settings: ``k`` centroids of ``patch`` x ``patch`` x 3 patches; ``stride``
+    over the map of patch positions ((32 - patch) // stride + 1 a side);
+    ``patches`` random patches and ``iterations`` of Lloyd for ``fit``;
+    ``encoder`` "triangle" or "soft" (threshold ``alpha``; ``split=True`` adds
+    max(0, -c.x - alpha), doubling the features); ``pool`` x ``pool`` sum
+    pooling over the map (split as evenly as possible); ``norm_eps`` in the
+    per-patch normalisation (p - mean) / sqrt(var + norm_eps) (var over the
+    patch's 3 * patch**2 values, with n - 1 as in Coates's code);
+    ``zca_eps`` in the ZCA whitening x = (p - m) @ W, W = V diag(1 / sqrt(d +
+    zca_eps)) V^T. ``seed`` seeds the patch sample, the initial centroids and
+    re-seeded empty clusters. ``threads``: worker threads (default: the CPUs
+    this process may use); ``parallel`` "threads" (a thread pool over image
+    blocks, one BLAS thread each) or "blas" (one worker, BLAS threads).
+    ``block_patches`` patches are encoded at a time (the cache-sized block),
+    ``block_images`` images make one task.
+
+    Fitted: ``centroids_`` (k, 3 * patch**2), ``whiten_mean_`` (3 * patch**2,),
+    ``whiten_`` (3 * patch**2, 3 * patch**2), ``inertia_`` (mean squared
+    distance of the last assignment). A patch vector is ordered channel, patch
+    row, patch column; features are ordered pool row, pool column, centroid
+    (with ``split``: the k positive parts, then the k negative parts).
+    """
+
+    def __init__(self, k: int = 1600, patch: int = 6, stride: int = 1, patches: int = 400_000, iterations: int = 50,
+                 encoder: str = "triangle", alpha: float = 0.25, pool: int = 2, norm_eps: float = 10.0,
+                 zca_eps: float = 0.1, seed: int = 0, progress: bool = False, dtype: Any = np.float32,
+                 threads: int | None = None, *, split: bool = False, parallel: str = "threads",
+                 block_patches: int = 256, block_images: int = 8):
+        self.k = _int("k", k, 1)
+        self.patch = _int("patch", patch, 1, IMAGE, " (a patch must fit a 32x32 image)")
+        self.stride = _int("stride", stride, 1, IMAGE - self.patch + 1,
+                           f" (at most 32 - patch + 1 = {IMAGE - self.patch + 1})")
+        self.patches = _int("patches", patches, 1)
+        if self.k > self.patches:
+            raise ValueError(f"k: expected at most the number of sampled patches (patches={self.patches}), got {self.k}")
+        self.iterations = _int("iterations", iterations, 1)
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder: expected one of {', '.join(ENCODERS)}, got {encoder!r}")
+        self.encoder = str(encoder)
+        self.alpha = _float("alpha", alpha)
+        m = map_size(self.patch, self.stride)
+        self.pool = _int("pool", pool, 1, m, f" (the map of patch {self.patch}, stride {self.stride} is {m}x{m})")
+        self.norm_eps = _float("norm_eps", norm_eps, 0.0)
+        self.zca_eps = _float("zca_eps", zca_eps, 0.0, strict=True)
+        self.seed = _int("seed", seed, 0)
+        self.progress = bool(progress)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}")
+        self.dtype = dt
+        if threads is None:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.threads = _int("threads", threads, 1)
+        if not isinstance(split, (bool, np.bool_)):
+            raise ValueError(f"split: expected true or false, got {split!r}")
+        if split and self.encoder != "soft":
+            raise ValueError(f"split: expected false with encoder {self.encoder!r} (the sign split is for 'soft')")
+        self.split = bool(split)
+        if parallel not in PARALLEL:
+            raise ValueError(f"parallel: expected one of {', '.join(PARALLEL)}, got {parallel!r}")
+        self.parallel = parallel
+        self.block_patches = _int("block_patches", block_patches, 1)
+        self.block_images = _int("block_images", block_images, 1)
+
+    # ------------------------------------------------------------------ shapes
+
+    @property
+    def patch_dim(self) -> int:
+        """Values in a patch: 3 * patch * patch."""
+        return CHANNELS * self.patch * self.patch
+
+    @property
+    def map_size(self) -> int:
+        """Patch positions along one axis of the image."""
+        return map_size(self.patch, self.stride)
+
+    @property
+    def n_codes(self) -> int:
+        """Codes per patch: k, or 2k with the sign split."""
+        return self.k * (2 if self.split else 1)
+
+    @property
+    def n_features(self) -> int:
+        """Features per image: pool * pool * k (twice that with the sign split)."""
+        return self.pool * self.pool * self.n_codes
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "centroids_", None) is None:
+            raise ValueError("KMeansFeatures: not fitted; call fit(X) or from_arrays(...) first")
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X: np.ndarray, y: Any = None) -> "KMeansFeatures":
+        """Fit normalisation, whitening and centroids on ``patches`` random patches of X (N, 3072); returns self."""
+        X = _rows(X)
+        rng = np.random.default_rng(self.seed)
+        p = self.patch_dim
+        bar = Bar(self.progress, self.patches, desc="patches", unit="patch")
+        try:
+            P = sample_patches(X, self.patches, self.patch, rng, dtype=self.dtype, step=bar.update)
+        finally:
+            bar.close()
+        spans = _spans(self.patches, 50_000)
+        for s, e in spans:
+            normalize_patches(P[s:e], self.norm_eps)
+        mean = P.mean(axis=0, dtype=np.float64)                       # (p,)
+        cov = np.zeros((p, p))
+        for s, e in spans:
+            Pc = P[s:e].astype(np.float64) - mean
+            cov += Pc.T @ Pc
+        cov /= max(1, self.patches - 1)
+        evals, evecs = np.linalg.eigh(cov)
+        W = (evecs / np.sqrt(np.maximum(evals, 0.0) + self.zca_eps)) @ evecs.T   # (p, p), symmetric
+        Xa = np.empty((self.patches, p + 1), dtype=self.dtype)       # whitened patches and a column of ones
+        Wd, md = W.astype(self.dtype), mean.astype(self.dtype)
+        for s, e in spans:
+            P[s:e] -= md
+            np.matmul(P[s:e], Wd, out=Xa[s:e, :p])
+        del P
+        Xa[:, p] = 1
+        bar = Bar(self.progress, self.iterations, desc="k-means", unit="it")
+        try:
+            with _pool(self.threads, self.parallel) as pool:
+                C, inertia = lloyd(Xa, self.k, self.iterations, rng, pool,
+                                   step=lambda it, inertia: bar.update(1, iteration=it, inertia=inertia))
+        finally:
+            bar.close()
+        # all at once, so an interrupted fit leaves the previous state untouched
+        self.centroids_, self.whiten_mean_, self.whiten_, self.inertia_ = C, mean.astype(self.dtype), Wd, inertia
+        return self
+
+    # ------------------------------------------------------------------ transform
+
+    def _products(self) -> tuple[np.ndarray, np.ndarray]:
+        """The right-hand matrix of the block product, and the whitening bias -(m W) (p,)."""
+        C = self.centroids_.astype(np.float64)
+        W = self.whiten_.astype(np.float64)
+        mW = self.whiten_mean_.astype(np.float64) @ W
+        p = self.patch_dim
+        if self.encoder == "triangle":
+            B = np.empty((p + 2, self.k))
+            B[:p] = -2 * C.T
+            B[p] = np.einsum("ij,ij->i", C, C)
+            B[p + 1] = 1
+        else:
+            WC = W @ C.T                                               # (p, k): c . x = p . (W c) - (m W) . c
+            B = np.empty((p + 1, self.n_codes))
+            B[:p, : self.k] = WC
+            B[p, : self.k] = -(mW @ C.T) - self.alpha
+            if self.split:
+                B[:p, self.k:] = -WC
+                B[p, self.k:] = (mW @ C.T) - self.alpha
+        return B.astype(self.dtype), (-mW).astype(self.dtype)
+
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Pooled codes (N, n_features) of rows X (N, 3072), in float32 (the fit dtype) or written into ``out``.
+
+        ``out`` (N, n_features) of any float dtype (e.g. a float16 memmap) is
+        written block by block; features are not standardised.
+        """
+        self._check_fitted()
+        X = _rows(X)
+        N, nf = X.shape[0], self.n_features
+        if out is None:
+            out = np.empty((N, nf), dtype=self.dtype)
+        elif not isinstance(out, np.ndarray) or out.shape != (N, nf) or out.dtype.kind != "f":
+            shape = getattr(out, "shape", None)
+            dtype = getattr(out, "dtype", type(out).__name__)
+            raise ValueError(f"out: expected a float array of shape ({N}, {nf}), got shape {shape} dtype {dtype}")
+        B, bias = self._products()
+        work = _Extractor(self, B, bias)
+        bar = Bar(self.progress, N, desc="k-means features", unit="img")
+        try:
+            with _pool(self.threads, self.parallel) as pool:
+                pool.run(lambda span: work(X, span, out), _spans(N, self.block_images),
+                         lambda span, _: bar.update(span[1] - span[0]))
+        finally:
+            bar.close()
+        return out
+
+    def fit_transform(self, X: np.ndarray, y: Any = None) -> np.ndarray:
+        """fit(X) then transform(X)."""
+        return self.fit(X).transform(X)
+
+    # ------------------------------------------------------------------ storage
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that define the features (not the execution ones: progress, threads, blocks)."""
+        return {name: getattr(self, name) for name in _SETTINGS}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays (no objects, loadable with allow_pickle=False): the fitted arrays and every setting."""
+        self._check_fitted()
+        arrays = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+                  "centroids": np.array(self.centroids_), "whiten_mean": np.array(self.whiten_mean_),
+                  "whiten": np.array(self.whiten_), "inertia": np.array(self.inertia_, dtype=np.float64)}
+        for name in _INT_SETTINGS:
+            arrays[name] = np.array(getattr(self, name), dtype=np.int64)
+        for name in _FLOAT_SETTINGS:
+            arrays[name] = np.array(getattr(self, name), dtype=np.float64)
+        arrays["encoder"] = np.array(self.encoder)
+        arrays["split"] = np.array(self.split)
+        arrays["dtype"] = np.array(self.dtype.name)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: Any, **options: Any) -> "KMeansFeatures":
+        """Rebuild from ``to_arrays()`` output (a dict or an NpzFile); ValueError naming the key on a bad one.
+
+        ``options`` are execution settings (progress, threads, parallel, block_patches, block_images).
+        """
+        def get(key: str) -> np.ndarray:
+            if key not in arrays:
+                raise ValueError(f"{key}: missing from the k-means feature arrays")
+            return np.asarray(arrays[key])
+
+        def scalar(key: str, kinds: str) -> Any:
+            a = get(key)
+            if a.shape != () or a.dtype.kind not in kinds:
+                raise ValueError(f"{key}: expected a scalar of kind {kinds!r}, got shape {a.shape} dtype {a.dtype}")
+            return a.item()
+
+        version = scalar("format_version", "iu")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format_version: expected {FORMAT_VERSION}, got {version}")
+        kwargs: dict[str, Any] = {name: scalar(name, "iu") for name in _INT_SETTINGS}
+        kwargs.update({name: scalar(name, "fiu") for name in _FLOAT_SETTINGS})
+        kwargs["encoder"] = scalar("encoder", "U")
+        kwargs["split"] = bool(scalar("split", "b"))
+        kwargs["dtype"] = scalar("dtype", "U")
+        try:
+            self = cls(**kwargs, **options)
+        except ValueError as e:
+            raise ValueError(f"bad k-means feature arrays: {e}") from None
+        p = self.patch_dim
+        fitted = {}
+        for key, shape in (("centroids", (self.k, p)), ("whiten_mean", (p,)), ("whiten", (p, p))):
+            a = get(key)
+            if a.shape != shape:
+                raise ValueError(f"{key}: expected shape {shape}, got {a.shape}")
+            if a.dtype.kind != "f":
+                raise ValueError(f"{key}: expected a float array, got dtype {a.dtype}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{key}: expected finite values, found NaN or infinity")
+            fitted[key] = a.astype(self.dtype)
+        inertia = scalar("inertia", "f") if "inertia" in arrays else math.nan
+        self.centroids_, self.whiten_mean_, self.whiten_, self.inertia_ = (
+            fitted["centroids"], fitted["whiten_mean"], fitted["whiten"], float(inertia))
+        return self
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "dtype")
+        return f"KMeansFeatures({shown})"
+
+
+class _Extractor:
+    """The per-block work of ``transform``: a callable (X, (i0, i1), out) writing out[i0:i1] (pooled codes).
+
+    Each thread keeps its own buffers: the patches of a block of images (with
+    a column of ones, for the augmented product), the whitened patches and the
+    codes of one cache-sized sub-block.
+    """
+
+    def __init__(self, f: KMeansFeatures, B: np.ndarray, bias: np.ndarray):
+        self.f, self.B, self.bias = f, B, bias
+        self.local = threading.local()
+        m = f.map_size
+        self.m = m
+        self.rb = region_bounds(m, f.pool)
+        rows = max(1, f.block_patches // m)
+        if rows >= m:                                  # whole images a sub-block
+            per = max(1, f.block_patches // (m * m))
+            self.chunks = [(j, j + per, 0, m) for j in range(0, f.block_images, per)]
+        else:                                          # rows of one image a sub-block
+            self.chunks = [(j, j + 1, r, min(m, r + rows)) for j in range(f.block_images) for r in range(0, m, rows)]
+        self.chunk_rows = max(((j1 - j0) * (r1 - r0)) for j0, j1, r0, r1 in self.chunks) * m
+
+    def buffers(self) -> Any:
+        loc = self.local
+        if getattr(loc, "P", None) is None:
+            f, p = self.f, self.f.patch_dim
+            loc.P = np.empty((f.block_images * self.m * self.m, p + 1), dtype=f.dtype)
+            loc.P[:, p] = 1
+            loc.D = np.empty((self.chunk_rows, f.n_codes), dtype=f.dtype)
+            if f.encoder == "triangle":
+                loc.A = np.empty((self.chunk_rows, p + 2), dtype=f.dtype)
+                loc.A[:, p] = 1
+            loc.pooled = np.empty((f.block_images, f.pool, f.pool, f.n_codes), dtype=f.dtype)
+        return loc
+
+    def __call__(self, X: np.ndarray, span: tuple[int, int], out: np.ndarray) -> None:
+        f, m, rb = self.f, self.m, self.rb
+        i0, i1 = span
+        b = i1 - i0
+        p = f.patch_dim
+        loc = self.buffers()
+        P = loc.P[: b * m * m]
+        view = patch_view(np.asarray(X[i0:i1]), f.patch, f.stride)            # (b, m, m, 3, patch, patch)
+        target = P[:, :p].view()
+        target.shape = (b, m, m, CHANNELS, f.patch, f.patch)                 # a view, never a copy (raises if not)
+        np.copyto(target, view, casting="unsafe")
+        pooled = loc.pooled[:b]
+        pooled.fill(0)
+        for j0, j1, r0, r1 in self.chunks:
+            if j0 >= b:
+                break
+            j1 = min(j1, b)
+            s = j0 * m * m + r0 * m
+            e = (j1 - 1) * m * m + r1 * m
+            block = P[s:e]
+            normalize_patches(block[:, :p], f.norm_eps)
+            D = self.encode(block, loc)
+            D4 = D.reshape(j1 - j0, r1 - r0, m, f.n_codes)
+            for g in range(f.pool):
+                a, z = max(rb[g], r0), min(rb[g + 1], r1)
+                if a >= z:
+                    continue
+                for h in range(f.pool):
+                    pooled[j0:j1, g, h] += D4[:, a - r0:z - r0, rb[h]:rb[h + 1]].sum(axis=(1, 2))
+        out[i0:i1] = pooled.reshape(b, -1)                                  # the buffer is this thread's: copy out here
+
+    def encode(self, block: np.ndarray, loc: Any) -> np.ndarray:
+        """Codes (n, n_codes) of normalised patches block (n, p + 1) (last column 1), in a reused buffer."""
+        f = self.f
+        n, p = block.shape[0], f.patch_dim
+        D = loc.D[:n]
+        if f.encoder == "soft":
+            np.matmul(block, self.B, out=D)                               # c.x - alpha (and -c.x - alpha)
+            np.maximum(D, 0, out=D)
+            return D
+        A = loc.A[:n]
+        x = A[:, :p]
+        np.matmul(block[:, :p], f.whiten_, out=x)
+        x += self.bias                                                    # x = (p - m) @ W
+        np.einsum("ij,ij->i", x, x, out=A[:, p + 1])
+        np.matmul(A, self.B, out=D)                                       # ||x - c||^2, (n, k)
+        with np.errstate(invalid="ignore"):
+            np.sqrt(D, out=D)                                             # rounding can leave -tiny: NaN
+        mu = np.add.reduce(D, axis=1)
+        bad = np.isnan(mu)
+        if bad.any():                                                     # those distances are 0
+            rows = np.flatnonzero(bad)
+            Dr = D[rows]
+            Dr[np.isnan(Dr)] = 0
+            D[rows] = Dr
+            mu[rows] = np.add.reduce(Dr, axis=1)
+        mu /= f.k
+        np.subtract(mu[:, None], D, out=D)
+        np.maximum(D, 0, out=D)
+        return D

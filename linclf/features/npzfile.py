@@ -1,0 +1,99 @@
+"""Precomputed features a user brings (a linear probe of another network's embeddings).
+
+The file is an ``.npz`` with ``X_train`` (N, D), ``y_train`` (N,), ``X_test``
+(M, D), ``y_test`` (M,) and optionally ``classes`` (C names). It is read with
+``allow_pickle=False`` and validated: 2-D float (or integer) rows of the same
+width, integer labels in [0, C), finite values. X arrays come back float16 or
+float32 (float64 and integers are converted to float32).
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["FeatureFile", "load_feature_file", "REQUIRED"]
+
+REQUIRED = ("X_train", "y_train", "X_test", "y_test")
+_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class FeatureFile:
+    """Rows X_train (N, D), X_test (M, D) float, labels int64, class names (as ``CIFAR10``)."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+
+
+def _finite(X: np.ndarray) -> bool:
+    return all(np.isfinite(X[i:i + _BLOCK]).all() for i in range(0, len(X), _BLOCK))
+
+
+def load_feature_file(path: str | os.PathLike) -> FeatureFile:
+    """Read and validate a feature file; DataError says which key is wrong and how."""
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise DataError(f"features.path: no feature file at {p}")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise DataError(f"{p} holds a single array; expected an .npz with {', '.join(REQUIRED)}")
+            missing = [k for k in REQUIRED if k not in npz.files]
+            if missing:
+                raise DataError(f"{p}: missing {', '.join(missing)}; a feature file holds "
+                                f"{', '.join(REQUIRED)} (and optionally classes)")
+            arrays = {k: npz[k] for k in (*REQUIRED, "classes") if k in npz.files}
+    except DataError:
+        raise
+    except ValueError as e:
+        why = "it holds pickled objects, which linclf never loads" if "pickle" in str(e) else str(e)
+        raise DataError(f"{p} is not a usable feature file: {why}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, AttributeError) as e:
+        raise DataError(f"{p} is not a readable .npz (truncated or corrupt: {e})") from None
+    return validate(arrays, p)
+
+
+def validate(arrays: dict[str, np.ndarray], source: str) -> FeatureFile:
+    """Check shapes, dtypes, finiteness and label range of a feature file's arrays."""
+    X = {}
+    for name in ("X_train", "X_test"):
+        a = arrays[name]
+        if a.ndim != 2 or a.dtype.kind not in "fiu" or min(a.shape) < 1:
+            raise DataError(f"{source}: {name} must be a non-empty 2-D numeric array (N, D), got {a.dtype} {a.shape}")
+        if a.dtype not in (np.float16, np.float32):
+            a = a.astype(np.float32)
+        if not _finite(a):
+            raise DataError(f"{source}: {name} holds NaN or infinite values (or values too large for its float type)")
+        X[name] = a
+    if X["X_train"].shape[1] != X["X_test"].shape[1]:
+        raise DataError(f"{source}: X_train has {X['X_train'].shape[1]} columns, X_test {X['X_test'].shape[1]}")
+    ys = {}
+    for name, xname in (("y_train", "X_train"), ("y_test", "X_test")):
+        y = arrays[name]
+        if y.dtype.kind not in "iu" or y.shape != (len(X[xname]),):
+            raise DataError(f"{source}: {name} must be {len(X[xname])} integer labels (one per row of {xname}), "
+                            f"got {y.dtype} {y.shape}")
+        ys[name] = y.astype(np.int64)
+    top = int(max(ys["y_train"].max(), ys["y_test"].max()))
+    if min(ys["y_train"].min(), ys["y_test"].min()) < 0:
+        raise DataError(f"{source}: labels must be >= 0")
+    if "classes" in arrays:
+        c = arrays["classes"]
+        if c.ndim != 1 or c.dtype.kind != "U" or len(c) < 2:
+            raise DataError(f"{source}: classes must be a 1-D array of at least 2 names (str), got {c.dtype} {c.shape}")
+        classes = tuple(str(v) for v in c)
+        if top >= len(classes):
+            raise DataError(f"{source}: label {top} is out of range for the {len(classes)} classes")
+    else:
+        if top < 1:
+            raise DataError(f"{source}: the labels name a single class; a classifier needs at least 2")
+        classes = tuple(str(i) for i in range(top + 1))
+    return FeatureFile(X["X_train"], ys["y_train"], X["X_test"], ys["y_test"], classes)

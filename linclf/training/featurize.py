@@ -1,0 +1,149 @@
+"""Turning the image splits into feature rows as the config's ``features`` section says.
+
+``featurize(cfg, splits, data_dir)`` fits the extractor on the training split
+only (or takes a fitted one, e.g. from a model file), extracts every split's
+features as float16 rows and returns new Splits plus the extractor. With
+``features.cache`` (the default) both the fitted extractor and the features go
+through ``features.cache`` in ``<data dir>/features-cache``, so a second run, a
+sweep or ``eval`` reuse them. ``feature_prep`` is the standardisation fitted on
+the training split's features, which the engine folds into W.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import Config, FeaturesConfig
+from ..core import preprocess
+from ..core.model import LinearClassifier
+from ..core.preprocess import Preprocessor
+from ..data.cifar10 import Splits, resolve_data_dir
+from ..errors import ConfigError, Interrupted, ModelFileError
+from ..features import cache
+from ..features.registry import LEARNED, extractor_class, extractor_from_arrays
+
+__all__ = ["SPLIT_NAMES", "settings", "make_extractor", "cache_root", "fit_extractor", "featurize",
+           "feature_prep", "model_extractor"]
+
+SPLIT_NAMES = ("train", "val", "test")
+_SETTINGS = {
+    "kmeans": ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "split", "pool", "norm_eps",
+               "zca_eps"),
+    "hog_color": ("orientations", "cell", "hue_bins"),
+}
+
+
+def settings(f: FeaturesConfig) -> dict[str, Any]:
+    """The config keys that define an extractor of kind ``f.kind`` (its constructor arguments)."""
+    return {k: getattr(f, k) for k in _SETTINGS.get(f.kind, ())}
+
+
+def make_extractor(f: FeaturesConfig, seed: int, progress: bool = False) -> Any:
+    """An unfitted extractor of ``f.kind`` with the config's settings."""
+    kw = settings(f)
+    if f.kind == "kmeans":
+        kw["seed"] = seed
+    try:
+        return extractor_class(f.kind)(**kw, progress=progress)
+    except ValueError as e:            # the config's checks come first; this names the key all the same
+        raise ConfigError(f"features.{e}") from None
+
+
+def cache_root(cfg: Config, data_dir: str | os.PathLike | None) -> Path:
+    """``<data dir>/features-cache``."""
+    return resolve_data_dir(data_dir, cfg.data.dir) / "features-cache"
+
+
+def fit_extractor(cfg: Config, X_train: np.ndarray, data_dir: str | os.PathLike | None = None, *,
+                  progress: bool = False) -> Any:
+    """The extractor fitted on training images X_train (N, 3072) uint8; through the cache when enabled."""
+    f = cfg.features
+    extractor = make_extractor(f, cfg.seed, progress)
+    if not f.cache:
+        return extractor.fit(X_train)
+    key = {"settings": settings(f), "seed": cfg.seed if f.kind == "kmeans" else None,
+           "images": cache.fingerprint(X_train)}
+    return cache.cached_fit(cache_root(cfg, data_dir), f.kind, key, lambda: extractor.fit(X_train),
+                            lambda arrays: _with_progress(extractor_from_arrays(f.kind, arrays), progress))
+
+
+def _with_progress(extractor: Any, progress: bool) -> Any:
+    if hasattr(extractor, "progress"):
+        extractor.progress = progress
+    return extractor
+
+
+def extractor_fingerprint(kind: str, extractor: Any) -> str:
+    """A digest of a fitted extractor: its kind and every array it stores."""
+    return cache.arrays_fingerprint(extractor.to_arrays(), {"kind": kind})
+
+
+def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_dir: str | os.PathLike | None) -> np.ndarray:
+    D = int(extractor.n_features)
+    if len(X) == 0:
+        return np.empty((0, D), dtype=np.float16)
+    if not cfg.features.cache:
+        return extractor.transform(X, out=np.empty((len(X), D), dtype=np.float16))
+    return cache.cached_features(cache_root(cfg, data_dir), cfg.features.kind, extractor, fp, X,
+                                 cache.fingerprint(X), what)
+
+
+def featurize(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = None, *,
+              extractor: Any = None, progress: bool = False,
+              only: Sequence[str] = SPLIT_NAMES) -> tuple[Splits, Any]:
+    """Splits of float16 feature rows (N, D) (memory-mapped from the cache) and the fitted extractor.
+
+    The extractor is fitted on ``splits.X_train`` unless given. Splits not in
+    ``only`` come back empty (0, D). Ctrl-C raises Interrupted; finished splits
+    stay cached, the one being written is discarded.
+    """
+    kind = cfg.features.kind
+    if kind not in LEARNED:
+        raise ValueError(f"featurize: features.kind {kind!r} does not extract from images")
+    try:
+        if extractor is None:
+            extractor = fit_extractor(cfg, splits.X_train, data_dir, progress=progress)
+        fp = extractor_fingerprint(kind, extractor)
+        D = int(extractor.n_features)
+        new = {}
+        for name in SPLIT_NAMES:
+            X = getattr(splits, f"X_{name}")
+            new[f"X_{name}"] = (_rows(cfg, extractor, fp, X, f"{name} split", data_dir) if name in only
+                                else np.empty((0, D), dtype=np.float16))
+            if name not in only:
+                new[f"y_{name}"] = np.empty(0, dtype=getattr(splits, f"y_{name}").dtype)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while building the {kind} features; nothing half-written was kept "
+                          "(finished parts stay cached): run the same command again to continue") from None
+    return dataclasses.replace(splits, **new), extractor
+
+
+def feature_prep(cfg: Config, X_train: np.ndarray) -> Preprocessor:
+    """The preprocessing of feature rows: standardisation fitted on the training split (``features.standardize``).
+
+    With standardisation off, the ``preprocess`` section applies as for pixels.
+    """
+    p, s = cfg.preprocess, cfg.features.standardize
+    return preprocess.fit(X_train, mean=p.mean or s, std=p.std or s, bias=p.bias)
+
+
+def model_extractor(model: LinearClassifier, source: str) -> Any:
+    """The fitted extractor a model file stores (None for pixels and npz models); ModelFileError if malformed."""
+    kind = model.features_kind
+    if kind in ("pixels", "npz"):
+        return None
+    if kind not in LEARNED:
+        raise ModelFileError(f"{source}: unknown features kind {kind!r}; it is not a linclf model of this version")
+    try:
+        extractor = extractor_from_arrays(kind, model.features_arrays)
+        D = int(extractor.n_features)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ModelFileError(f"{source}: its {kind} feature extractor is malformed: {e}; retrain the model") from None
+    if D != model.in_dim:
+        raise ModelFileError(f"{source}: its {kind} extractor makes {D} features but W takes {model.in_dim}; "
+                             "the file is inconsistent, retrain the model")
+    return extractor

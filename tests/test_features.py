@@ -1,0 +1,445 @@
+"""Learned features end to end: config keys, the feature cache and its faults, model files, eval, predict."""
+from __future__ import annotations
+
+import errno
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import invoke, one_line_error, optional, train_cli
+from linclf.config import load_config
+from linclf.core.model import LinearClassifier, save_npz_atomic
+from linclf.errors import ConfigError, LinclfWarning
+from linclf.features import cache
+from linclf.features.kmeans import KMeansFeatures
+
+KMEANS = """\
+data:
+  num_val: 50
+features:
+  kind: kmeans
+  k: 8
+  patches: 2000
+  iterations: 3
+model:
+  loss: softmax
+  reg: 0.001
+optimizer:
+  update: adam
+  lr: 1.0e-3
+  batch_size: 32
+  epochs: 2
+"""
+
+HOG = KMEANS.replace("  kind: kmeans\n  k: 8\n  patches: 2000\n  iterations: 3\n", "  kind: hog_color\n")
+
+
+@pytest.fixture
+def km_config(tmp_path: Path) -> Path:
+    p = tmp_path / "km.yaml"
+    p.write_text(KMEANS)
+    return p
+
+
+def _cache_files(data_dir: Path) -> dict[str, bytes]:
+    root = data_dir / "features-cache"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _feature_files(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "features-cache").glob("kmeans-*/*.npy"))
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_default_is_pixels_and_every_constant_is_a_key():
+    f = load_config().features
+    assert f.kind == "pixels"
+    assert (f.patch, f.stride, f.patches, f.norm_eps, f.zca_eps, f.k, f.iterations, f.encoder, f.alpha, f.pool) == \
+        (6, 1, 400_000, 10.0, 0.1, 1600, 50, "triangle", 0.25, 2)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["features.kind=kmeans", "features.patch=33"], r"features\.patch"),
+    (["features.kind=kmeans", "features.patch=20", "features.pool=14"], r"features\.pool: .*13x13"),
+    (["features.kind=kmeans", "features.stride=4", "features.pool=8"], r"features\.pool"),
+    (["features.kind=kmeans", "features.k=500", "features.patches=100"], r"features\.k: 500 .*features\.patches"),
+    (["features.kind=npz"], r"features\.path"),
+    (["features.kind=hog_color", "features.cell=40"], r"features\.cell"),
+    (["features.kind=kmeans", "features.encoder=hard"], r"features\.encoder"),
+])
+def test_settings_that_do_not_fit_are_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [f"{o}" for o in overrides])
+
+
+def test_config_error_exits_2_naming_the_key(tmp_path, km_config, learnable_data_dir):
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "run", "--set", "features.patch=40")
+    assert res.exit_code == 2
+    assert "features.patch" in one_line_error(res, only=True)
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "run", "--set", "features.k=5000")
+    assert res.exit_code == 2 and "features.k" in one_line_error(res, only=True)
+
+
+# ------------------------------------------------------- train / eval / predict
+
+
+def test_kmeans_run_then_eval_and_predict_reuse_the_stored_extractor(tmp_path, km_config, learnable_data_dir,
+                                                                     monkeypatch):
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "run", "--json")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)
+    assert metrics["test_accuracy"] > 0.8               # separable data stays separable in centroid space
+    model = LinearClassifier.load(tmp_path / "run" / "model.npz")
+    assert model.features_kind == "kmeans" and model.W.shape == (10, 4 * 8 + 1)
+    assert len(_feature_files(learnable_data_dir)) == 3   # train, val, test
+
+    # eval reuses the cached test features: extraction must not run again
+    def no_transform(self, X, out=None):
+        raise AssertionError("features were extracted again")
+
+    before = _cache_files(learnable_data_dir)
+    monkeypatch.setattr(KMeansFeatures, "transform", no_transform)
+    res = invoke("eval", "--model", tmp_path / "run" / "model.npz", "--data-dir", learnable_data_dir, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert _cache_files(learnable_data_dir) == before
+    monkeypatch.undo()
+
+    pil = optional("PIL.Image")
+    from conftest import make_arrays
+
+    img = make_arrays(per_batch=80, n_test=100, seed=1, separable=True).X_test[3]
+    pil.fromarray(img.reshape(3, 32, 32).transpose(1, 2, 0)).save(tmp_path / "x.png")
+    res = invoke("predict", "--model", tmp_path / "run" / "model.npz", tmp_path / "x.png", "--json")
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["images"][0]["top"]) == 3
+
+
+def test_second_run_and_features_command_reuse_the_cache(tmp_path, km_config, learnable_data_dir, monkeypatch):
+    res = invoke("features", "--config", km_config, "--data-dir", learnable_data_dir, "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["splits"] == {"train": [350, 32], "val": [50, 32], "test": [100, 32]}
+    before = _cache_files(learnable_data_dir)
+
+    def fail(*a, **k):
+        raise AssertionError("rebuilt although cached")
+
+    monkeypatch.setattr(KMeansFeatures, "fit", fail)
+    monkeypatch.setattr(KMeansFeatures, "transform", fail)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LinclfWarning)
+        res = train_cli(km_config, learnable_data_dir, tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output
+    assert _cache_files(learnable_data_dir) == before
+
+
+def test_features_command_on_pixels_is_a_usage_error(tmp_path, learnable_data_dir):
+    res = invoke("features", "--data-dir", learnable_data_dir)
+    assert res.exit_code == 2 and "features.kind is pixels" in one_line_error(res, only=True)
+
+
+def test_hog_color_run(tmp_path, learnable_data_dir):
+    p = tmp_path / "hog.yaml"
+    p.write_text(HOG)
+    res = train_cli(p, learnable_data_dir, tmp_path / "run", "--json")
+    assert res.exit_code == 0, res.output
+    model = LinearClassifier.load(tmp_path / "run" / "model.npz")
+    assert model.features_kind == "hog_color" and model.W.shape == (10, 154 + 1)
+    res = invoke("eval", "--model", tmp_path / "run" / "model.npz", "--data-dir", learnable_data_dir)
+    assert res.exit_code == 0, res.output
+
+
+# ------------------------------------------------------------- cache faults
+
+
+def _run(km_config, data_dir, out, *extra):
+    res = train_cli(km_config, data_dir, out, *extra)
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def _notices(res) -> list[str]:
+    return [line for line in res.output.splitlines() if line.startswith("warning:")]
+
+
+def test_a_truncated_cache_file_is_rebuilt_with_a_notice(tmp_path, km_config, learnable_data_dir):
+    _run(km_config, learnable_data_dir, tmp_path / "a")
+    victim = max(_feature_files(learnable_data_dir), key=lambda p: p.stat().st_size)
+    good = victim.read_bytes()
+    victim.write_bytes(good[: len(good) // 2])
+    res = _run(km_config, learnable_data_dir, tmp_path / "b")
+    notices = _notices(res)
+    assert len(notices) == 1 and "rebuilding" in notices[0] and victim.name in notices[0]
+    assert victim.read_bytes() == good
+
+
+def test_a_cache_file_with_flipped_bytes_is_rebuilt(tmp_path, km_config, learnable_data_dir):
+    _run(km_config, learnable_data_dir, tmp_path / "a")
+    victim = _feature_files(learnable_data_dir)[0]
+    good = bytearray(victim.read_bytes())
+    bad = good.copy()
+    bad[-3] ^= 0xFF
+    victim.write_bytes(bytes(bad))
+    res = _run(km_config, learnable_data_dir, tmp_path / "b")
+    assert "checksum" in _notices(res)[0]
+    assert victim.read_bytes() == bytes(good)
+
+
+def test_a_cache_entry_of_other_settings_or_other_images_is_rebuilt(tmp_path, km_config, learnable_data_dir):
+    _run(km_config, learnable_data_dir, tmp_path / "a")
+    files = _feature_files(learnable_data_dir)
+    # another setting's entry copied over this one's name (npy and its record)
+    _run(km_config, learnable_data_dir, tmp_path / "b", "--set", "features.k=9")
+    other = [p for p in _feature_files(learnable_data_dir) if p.parent != files[0].parent]
+    target = files[0]
+    source = next(p for p in other if p.name == target.name)     # the same images under other settings
+    good = target.read_bytes()
+    target.write_bytes(source.read_bytes())
+    target.with_suffix(".json").write_text(source.with_suffix(".json").read_text())
+    res = _run(km_config, learnable_data_dir, tmp_path / "c")
+    notices = _notices(res)
+    assert len(notices) == 1 and "other settings or from other images" in notices[0]
+    assert target.read_bytes() == good
+    # other images' entry under this name
+    target.write_bytes(files[1].read_bytes())
+    target.with_suffix(".json").write_text(files[1].with_suffix(".json").read_text())
+    res = _run(km_config, learnable_data_dir, tmp_path / "d")
+    assert "other images" in _notices(res)[0]
+    assert target.read_bytes() == good
+
+
+def test_a_corrupt_cached_extractor_is_refitted_with_a_notice(tmp_path, km_config, learnable_data_dir):
+    _run(km_config, learnable_data_dir, tmp_path / "a")
+    fitted = next((learnable_data_dir / "features-cache").glob("fit-kmeans-*.npz"))
+    fitted.write_bytes(fitted.read_bytes()[:100])
+    res = _run(km_config, learnable_data_dir, tmp_path / "b")
+    assert any("fitting it again" in n for n in _notices(res))
+
+
+def test_a_full_disk_during_a_cache_write_keeps_the_previous_cache(tmp_path, km_config, learnable_data_dir,
+                                                                    monkeypatch):
+    _run(km_config, learnable_data_dir, tmp_path / "a")
+    victim = _feature_files(learnable_data_dir)[0]
+    victim.write_bytes(victim.read_bytes()[:-10])           # stale: the next run rewrites it
+    before = _cache_files(learnable_data_dir)
+
+    def full(fd, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "_reserve", full)
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "b")
+    assert res.exit_code == 1
+    err = one_line_error(res)
+    assert "No space left on device" in err and "previous cache is untouched" in err
+    assert _cache_files(learnable_data_dir) == before       # no temporary files left, nothing replaced
+
+
+def test_ctrl_c_during_extraction_leaves_nothing_half_written(tmp_path, km_config, learnable_data_dir,
+                                                             monkeypatch):
+    real = KMeansFeatures.transform
+    calls = []
+
+    def interrupted(self, X, out=None):
+        calls.append(len(X))
+        if len(calls) == 2:                     # the second split: after writing half of its rows
+            half = len(X) // 2
+            out[:half] = real(self, X[:half])
+            raise KeyboardInterrupt
+        return real(self, X, out=out)
+
+    monkeypatch.setattr(KMeansFeatures, "transform", interrupted)
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "a")
+    assert res.exit_code == 130
+    assert "interrupted" in res.output and "Traceback" not in res.output
+    root = learnable_data_dir / "features-cache"
+    assert len(_feature_files(learnable_data_dir)) == 1        # the finished split only
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    _run(km_config, learnable_data_dir, tmp_path / "b")          # continues: builds the two missing splits
+    assert len(_feature_files(learnable_data_dir)) == 3
+
+
+def test_ctrl_c_during_kmeans_fit_exits_130_and_rerun_starts_clean(tmp_path, km_config, learnable_data_dir,
+                                                                    monkeypatch):
+    def interrupted(self, X, y=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(KMeansFeatures, "fit", interrupted)
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "a")
+    assert res.exit_code == 130
+    root = learnable_data_dir / "features-cache"
+    assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+    monkeypatch.undo()
+    _run(km_config, learnable_data_dir, tmp_path / "b")
+
+
+def test_cache_off_writes_nothing(tmp_path, km_config, learnable_data_dir):
+    _run(km_config, learnable_data_dir, tmp_path / "a", "--set", "features.cache=false")
+    assert not (learnable_data_dir / "features-cache").exists()
+
+
+# -------------------------------------------------------------- model files
+
+
+@pytest.fixture
+def km_model(tmp_path, km_config, learnable_data_dir) -> Path:
+    _run(km_config, learnable_data_dir, tmp_path / "run")
+    return tmp_path / "run" / "model.npz"
+
+
+def test_a_model_with_wrongly_shaped_centroids_is_refused_in_one_line(tmp_path, km_model, learnable_data_dir):
+    with np.load(km_model, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    key = next(k for k in arrays if k.startswith("feat_") and "centroid" in k)
+    arrays[key] = arrays[key][:, :-1]
+    bad = save_npz_atomic(tmp_path / "bad.npz", arrays)
+    res = invoke("eval", "--model", bad, "--data-dir", learnable_data_dir)
+    assert res.exit_code == 1
+    assert "extractor is malformed" in one_line_error(res, only=True)
+    optional("PIL.Image")
+    res = invoke("predict", "--model", bad, tmp_path / "whatever.png")
+    assert res.exit_code == 1 and "extractor is malformed" in one_line_error(res, only=True)
+
+
+def test_a_version_1_model_file_still_loads(tmp_path, learnable_data_dir):
+    config = tmp_path / "px.yaml"
+    config.write_text(KMEANS.replace("  kind: kmeans\n  k: 8\n  patches: 2000\n  iterations: 3\n", "  kind: pixels\n"))
+    _run(config, learnable_data_dir, tmp_path / "run")
+    with np.load(tmp_path / "run" / "model.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    # the format of linclf before learned features: no features_kind, version 1, no features section
+    import yaml
+
+    raw = yaml.safe_load(str(arrays["config_yaml"]))
+    del raw["features"]
+    arrays["config_yaml"] = np.array(yaml.safe_dump(raw))
+    del arrays["features_kind"]
+    arrays["format_version"] = np.array(1)
+    old = save_npz_atomic(tmp_path / "v1.npz", arrays)
+    model = LinearClassifier.load(old)
+    assert model.features_kind == "pixels" and model.features_arrays == {}
+    res = invoke("eval", "--model", old, "--data-dir", learnable_data_dir, "--json")
+    assert res.exit_code == 0, res.output
+
+
+def test_plot_of_a_kmeans_run_writes_centroids(tmp_path, km_model, learnable_data_dir):
+    optional("matplotlib")
+    res = invoke("plot", km_model.parent, "--data-dir", learnable_data_dir)
+    assert res.exit_code == 0, res.output
+    assert (km_model.parent / "centroids.png").is_file()
+    assert not (km_model.parent / "templates.png").exists()
+
+
+def test_centroid_images_un_whiten_and_normalise():
+    from linclf.plots import centroid_images
+
+    rng = np.random.default_rng(0)
+    p, d = 2, 12
+    A = rng.standard_normal((d, d)) + 3 * np.eye(d)
+    mean = rng.standard_normal(d)
+    X = rng.standard_normal((5, d))
+    Z = (X - mean) @ A                                    # centroids in whitened space
+    img = centroid_images(Z, p, A, mean)
+    want = X.reshape(5, 3, p, p).transpose(0, 2, 3, 1)
+    want = (want - want.min(axis=(1, 2, 3), keepdims=True)) / np.ptp(want, axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(img, want, atol=1e-9)
+    assert img.min() == 0.0 and img.max() == 1.0
+
+
+# ------------------------------------------------------------------ npz kind
+
+
+def _write_npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def _probe(n=300, m=100, D=20, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((3, D)) * 3
+    y_train, y_test = rng.integers(0, 3, n), rng.integers(0, 3, m)
+    X_train = (centers[y_train] + rng.standard_normal((n, D))).astype(np.float32)
+    X_test = (centers[y_test] + rng.standard_normal((m, D))).astype(np.float32)
+    return dict(X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
+                classes=np.array(["a", "b", "c"]))
+
+
+def test_linear_probe_on_a_feature_file(tmp_path):
+    f = _write_npz(tmp_path / "emb.npz", **_probe())
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(KMEANS.replace("  kind: kmeans\n  k: 8\n  patches: 2000\n  iterations: 3\n",
+                                  f"  kind: npz\n  path: {f}\n"))
+    res = train_cli(cfg, tmp_path / "nodata", tmp_path / "run", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["test_accuracy"] > 0.9
+    model = tmp_path / "run" / "model.npz"
+    assert LinearClassifier.load(model).classes == ("a", "b", "c")
+    res = invoke("eval", "--model", model, "--json")
+    assert res.exit_code == 0, res.output
+    res = invoke("features", "--config", cfg, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["splits"]["test"] == [100, 20]
+    res = invoke("predict", "--model", model, tmp_path / "cat.png")
+    assert res.exit_code == 2
+    assert "precomputed features" in one_line_error(res, only=True)
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(X_train=None), "missing X_train"),
+    (dict(X_test=np.zeros((100, 19), np.float32)), "X_train has 20 columns, X_test 19"),
+    (dict(y_train=np.zeros(299, np.int64)), "y_train must be 300 integer labels"),
+    (dict(y_test=np.full(100, 3)), "label 3 is out of range for the 3 classes"),
+    (dict(y_train=np.full(300, -1)), "labels must be >= 0"),
+    (dict(y_train=np.zeros(300)), "y_train must be 300 integer labels"),
+    (dict(X_train=np.full((300, 20), np.nan, np.float32)), "X_train holds NaN"),
+    (dict(X_train=np.zeros((300, 20), dtype="U1")), "X_train must be a non-empty 2-D numeric array"),
+    (dict(classes=np.array([1, 2, 3])), "classes must be a 1-D array"),
+    (dict(X_train=np.array([{"a": 1}] * 300, dtype=object)), "pickled objects"),
+])
+def test_bad_feature_files_are_refused_in_one_line(tmp_path, change, match):
+    arrays = _probe()
+    arrays.update(change)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    f = _write_npz(tmp_path / "emb.npz", **arrays)
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(f"features:\n  kind: npz\n  path: {f}\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run")
+    assert res.exit_code == 1
+    assert match in one_line_error(res, only=True)
+
+
+def test_a_missing_or_truncated_feature_file(tmp_path):
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(f"features:\n  kind: npz\n  path: {tmp_path / 'nope.npz'}\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run")
+    assert res.exit_code == 1 and "no feature file" in one_line_error(res, only=True)
+    f = _write_npz(tmp_path / "emb.npz", **_probe())
+    f.write_bytes(f.read_bytes()[:500])
+    cfg.write_text(f"features:\n  kind: npz\n  path: {f}\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run2")
+    assert res.exit_code == 1 and "not a readable .npz" in one_line_error(res, only=True)
+
+
+# ---------------------------------------------------------------- Python API
+
+
+def test_pipeline_of_extractor_and_classifier():
+    optional("sklearn")
+    from sklearn.pipeline import Pipeline
+
+    from conftest import make_arrays
+    from linclf import HogColorFeatures, KMeansFeatures as Exported, SoftmaxClassifier
+
+    assert Exported is KMeansFeatures
+    fake = make_arrays(per_batch=40, n_test=50, seed=3, separable=True)
+    for features in (KMeansFeatures(k=8, patches=2000, iterations=3), HogColorFeatures()):
+        pipe = Pipeline([("features", features), ("clf", SoftmaxClassifier(epochs=5, lr=1e-3))])
+        pipe.fit(fake.X_train, fake.y_train)
+        assert pipe.predict(fake.X_test).shape == (50,)
+        assert pipe.score(fake.X_test, fake.y_test) > 0.3

@@ -1,0 +1,284 @@
+"""Coates k-means features: transform against a plain loop, fit determinism, storage, validation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from linclf.features.kmeans import KMeansFeatures, lloyd, _Pool
+from linclf.features.patches import normalize_patches, region_bounds, sample_patches
+
+
+def images(n: int, seed: int = 0) -> np.ndarray:
+    """Smooth-ish random uint8 CIFAR rows (N, 3072): a coarse pattern plus noise, so patches differ in contrast."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (n, 3, 4, 4)).repeat(8, axis=2).repeat(8, axis=3)
+    noise = rng.integers(-40, 41, (n, 3, 32, 32))
+    return np.clip(coarse + noise, 0, 255).astype(np.uint8).reshape(n, 3072)
+
+
+@pytest.fixture(scope="module")
+def X() -> np.ndarray:
+    return images(24)
+
+
+_naive_cache: dict = {}
+
+
+def naive_features(f: KMeansFeatures, X: np.ndarray) -> np.ndarray:
+    """naive_loop, memoised on the settings (the thread parametrisations share it)."""
+    key = (tuple(sorted(f.settings().items(), key=str)), X.tobytes(), f.centroids_.tobytes())
+    if key not in _naive_cache:
+        _naive_cache[key] = naive_loop(f, X)
+    return _naive_cache[key]
+
+
+def naive_loop(f: KMeansFeatures, X: np.ndarray) -> np.ndarray:
+    """The textbook loop: every patch position of every image, explicit normalise / whiten / encode / pool."""
+    C = f.centroids_.astype(np.float64)
+    W = f.whiten_.astype(np.float64)
+    m = f.whiten_mean_.astype(np.float64)
+    size = (32 - f.patch) // f.stride + 1
+    bounds = region_bounds(size, f.pool)
+    region = np.searchsorted(bounds, np.arange(size), side="right") - 1
+    codes = f.k * (2 if f.split else 1)
+    out = np.zeros((X.shape[0], f.pool, f.pool, codes))
+    for i in range(X.shape[0]):
+        img = X[i].reshape(3, 32, 32).astype(np.float64)
+        for r in range(size):
+            for c in range(size):
+                y0, x0 = r * f.stride, c * f.stride
+                p = img[:, y0:y0 + f.patch, x0:x0 + f.patch].reshape(-1)
+                p = (p - p.mean()) / np.sqrt(p.var(ddof=1) + f.norm_eps)
+                x = (p - m) @ W
+                if f.encoder == "triangle":
+                    z = np.sqrt(np.sum((x[None, :] - C) ** 2, axis=1))        # (k,) explicit distances
+                    code = np.maximum(0, z.mean() - z)
+                else:
+                    dots = C @ x
+                    code = np.maximum(0, dots - f.alpha)
+                    if f.split:
+                        code = np.concatenate([code, np.maximum(0, -dots - f.alpha)])
+                out[i, region[r], region[c]] += code
+    return out.reshape(X.shape[0], -1)
+
+
+@pytest.fixture(scope="module")
+def fitted(X) -> KMeansFeatures:
+    return KMeansFeatures(k=12, patch=6, patches=3000, iterations=5, seed=3).fit(X)
+
+
+def with_settings(f: KMeansFeatures, **changes) -> KMeansFeatures:
+    """The fitted arrays of f under other transform settings (encoder, stride, pool...)."""
+    arrays = f.to_arrays()
+    for key, value in changes.items():
+        arrays[key] = np.array(value)
+    return KMeansFeatures.from_arrays(arrays)
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"stride": 2, "pool": 3},
+    {"stride": 3, "pool": 1},
+    {"pool": 4},
+    {"encoder": "soft", "alpha": 0.25},
+    {"encoder": "soft", "alpha": 0.5, "split": True, "stride": 2},
+])
+@pytest.mark.parametrize("threads,parallel", [(1, "threads"), (2, "threads"), (2, "blas")])
+def test_transform_matches_naive_loop(fitted, X, changes, threads, parallel):
+    f = with_settings(fitted, **changes)
+    f.threads, f.parallel = threads, parallel
+    got = f.transform(X[:3])
+    want = naive_features(f, X[:3])
+    assert got.shape == (3, f.n_features) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("block_patches,block_images", [(1, 1), (100, 3), (5000, 2)])
+def test_blocking_does_not_change_features(fitted, X, block_patches, block_images):
+    """Sub-blocks of a few rows, of whole images, and a last partial task give the same numbers."""
+    ref = fitted.transform(X[:7])
+    f = KMeansFeatures.from_arrays(fitted.to_arrays(), block_patches=block_patches, block_images=block_images)
+    np.testing.assert_allclose(f.transform(X[:7]), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_patch_6_map_is_27_by_27_split_14_13():
+    f = KMeansFeatures(k=4, patches=10)
+    assert f.map_size == 27 and f.n_features == 16
+    assert region_bounds(27, 2).tolist() == [0, 14, 27]
+    assert region_bounds(10, 3).tolist() == [0, 4, 7, 10]
+
+
+def test_fit_is_deterministic_for_a_seed(X):
+    a = KMeansFeatures(k=10, patches=2000, iterations=4, seed=7, threads=2).fit(X)
+    b = KMeansFeatures(k=10, patches=2000, iterations=4, seed=7, threads=1).fit(X)
+    c = KMeansFeatures(k=10, patches=2000, iterations=4, seed=8).fit(X)
+    np.testing.assert_array_equal(a.centroids_, b.centroids_)
+    np.testing.assert_array_equal(a.whiten_, b.whiten_)
+    assert not np.array_equal(a.centroids_, c.centroids_)
+
+
+def test_fit_whitening_and_centroids(X):
+    """The whitened sample has (close to) identity covariance shrunk by eps; centroids are cluster means."""
+    f = KMeansFeatures(k=8, patches=4000, iterations=3, seed=1, zca_eps=0.1).fit(X)
+    rng = np.random.default_rng(1)
+    P = sample_patches(X, 4000, 6, rng).astype(np.float64)
+    normalize_patches(P, 10.0)
+    m = P.mean(axis=0)
+    np.testing.assert_allclose(f.whiten_mean_, m, rtol=1e-4, atol=1e-4)
+    cov = np.cov(P - m, rowvar=False)
+    d, V = np.linalg.eigh(cov)
+    W = V @ np.diag(1 / np.sqrt(d + 0.1)) @ V.T
+    np.testing.assert_allclose(f.whiten_, W, rtol=1e-3, atol=1e-3 * np.abs(W).max())
+    assert f.centroids_.shape == (8, 108) and np.isfinite(f.inertia_)
+
+
+def test_lloyd_matches_plain_loop_and_reseeds_empty_clusters():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (50, 2))]).astype(np.float32)
+    X[7] = X[8] = X[9] = [100, 100]                       # far points: a centroid there, the others empty out
+    Xa = np.concatenate([X, np.ones((100, 1), np.float32)], axis=1)
+    seen = []
+    C, inertia = lloyd(Xa, 4, 3, np.random.default_rng(5), _Pool(1), block=16,
+                       step=lambda it, v: seen.append(v))
+    # the same iterations written plainly
+    r = np.random.default_rng(5)
+    ref = X[np.sort(r.choice(100, 4, replace=False))].astype(np.float64)
+    for _ in range(3):
+        dist = ((X[:, None, :] - ref[None]) ** 2).sum(-1)
+        lab = dist.argmin(1)
+        for j in range(4):
+            if (lab == j).any():
+                ref[j] = X[lab == j].mean(0)
+        empty = [j for j in range(4) if not (lab == j).any()]
+        if empty:
+            ref[empty] = X[r.choice(100, len(empty), replace=False)]
+    np.testing.assert_allclose(C, ref, rtol=1e-5, atol=1e-5)
+    assert len(seen) == 3 and seen[-1] == inertia
+
+
+def test_empty_clusters_are_reseeded_from_data():
+    """All rows identical but one: every centroid but two starts empty after iteration 1 and is re-seeded at a row."""
+    X = np.zeros((40, 3), np.float32)
+    X[0] = [1, 2, 3]
+    Xa = np.concatenate([X, np.ones((40, 1), np.float32)], axis=1)
+    C, _ = lloyd(Xa, 5, 2, np.random.default_rng(0), _Pool(1))
+    rows = {tuple(r) for r in X.tolist()}
+    assert all(tuple(c) in rows for c in C.tolist())     # no zero-filled or NaN centroid, all at data rows
+    assert np.isfinite(C).all()
+
+
+def test_round_trip_gives_identical_transform(fitted, X):
+    arrays = fitted.to_arrays()
+    assert all(isinstance(a, np.ndarray) and a.dtype != object for a in arrays.values())
+    g = KMeansFeatures.from_arrays(arrays)
+    np.testing.assert_array_equal(g.transform(X[:3]), fitted.transform(X[:3]))
+    assert g.settings() == fitted.settings()
+
+
+def test_round_trip_through_npz(fitted, X, tmp_path):
+    np.savez(tmp_path / "f.npz", **fitted.to_arrays())
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as z:
+        g = KMeansFeatures.from_arrays(z)
+    np.testing.assert_array_equal(g.transform(X[:2]), fitted.transform(X[:2]))
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("centroids", np.zeros((11, 108), np.float32), r"centroids: expected shape \(12, 108\)"),
+    ("centroids", np.zeros((12, 108), np.int64), "centroids: expected a float array"),
+    ("whiten", np.full((108, 108), np.nan, np.float32), "whiten: expected finite"),
+    ("whiten_mean", np.zeros(75, np.float32), r"whiten_mean: expected shape \(108,\)"),
+    ("k", np.array([12]), "k: expected a scalar"),
+    ("encoder", np.array("kmeans"), "encoder: expected one of triangle, soft"),
+    ("pool", np.array(40), "pool: expected an integer from 1 to 27"),
+    ("format_version", np.array(99), "format_version: expected 1"),
+])
+def test_from_arrays_rejects_bad_arrays(fitted, key, value, match):
+    arrays = fitted.to_arrays()
+    arrays[key] = value
+    with pytest.raises(ValueError, match=match):
+        KMeansFeatures.from_arrays(arrays)
+
+
+def test_from_arrays_names_a_missing_key(fitted):
+    arrays = fitted.to_arrays()
+    del arrays["whiten"]
+    with pytest.raises(ValueError, match="whiten: missing"):
+        KMeansFeatures.from_arrays(arrays)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"patch": 33}, "patch: expected an integer from 1 to 32"),
+    ({"patch": 0}, "patch: expected an integer from 1 to 32"),
+    ({"pool": 28}, r"pool: expected an integer from 1 to 27 \(the map of patch 6, stride 1 is 27x27\)"),
+    ({"stride": 3, "pool": 10}, "pool: expected an integer from 1 to 9"),
+    ({"stride": 0}, "stride: expected an integer from 1 to 27"),
+    ({"k": 500, "patches": 100}, r"k: expected at most the number of sampled patches \(patches=100\)"),
+    ({"k": 0}, "k: expected an integer >= 1"),
+    ({"k": 2.5}, "k: expected an integer >= 1, got 2.5"),
+    ({"encoder": "sparse"}, "encoder: expected one of triangle, soft, got 'sparse'"),
+    ({"alpha": float("nan")}, "alpha: expected a finite number"),
+    ({"zca_eps": 0}, "zca_eps: expected a finite number > 0"),
+    ({"norm_eps": -1}, "norm_eps: expected a finite number >= 0"),
+    ({"iterations": 0}, "iterations: expected an integer >= 1"),
+    ({"dtype": np.float16}, "dtype: expected float32 or float64"),
+    ({"threads": 0}, "threads: expected an integer >= 1"),
+    ({"split": True}, "split: expected false with encoder 'triangle'"),
+    ({"parallel": "processes"}, "parallel: expected one of threads, blas"),
+    ({"seed": -1}, "seed: expected an integer >= 0"),
+])
+def test_argument_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KMeansFeatures(**kwargs)
+
+
+def test_bad_inputs(fitted, X):
+    with pytest.raises(ValueError, match=r"X: expected CIFAR rows of shape \(N, 3072\)"):
+        fitted.transform(X[:, :100])
+    with pytest.raises(ValueError, match="not fitted"):
+        KMeansFeatures(k=4, patches=10).transform(X)
+    with pytest.raises(ValueError, match=r"out: expected a float array of shape \(2, 48\)"):
+        fitted.transform(X[:2], out=np.empty((2, 47), np.float32))
+    with pytest.raises(ValueError, match="X: expected uint8"):
+        fitted.fit(np.zeros((2, 3072), dtype=object))
+
+
+def test_out_float16_memmap_equals_float32_cast(fitted, X, tmp_path):
+    out = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float16, shape=(9, fitted.n_features))
+    got = fitted.transform(X[:9], out=out)
+    assert got is out
+    out.flush()
+    np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), fitted.transform(X[:9]).astype(np.float16))
+
+
+def test_interrupted_fit_leaves_state_untouched(fitted, X, monkeypatch):
+    import linclf.features.kmeans as km
+
+    before = {k: v.copy() for k, v in fitted.to_arrays().items()}
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(km, "lloyd", boom)
+    with pytest.raises(KeyboardInterrupt):
+        fitted.fit(X)
+    after = fitted.to_arrays()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_interrupt_during_transform_propagates(fitted, X, monkeypatch):
+    import linclf.features.kmeans as km
+
+    f = KMeansFeatures.from_arrays(fitted.to_arrays(), threads=2, block_images=1)
+    original = km._Extractor.__call__
+    calls = []
+
+    def interrupting(self, X, span, out):
+        calls.append(span)
+        if span[0] >= 3:
+            raise KeyboardInterrupt
+        original(self, X, span, out)
+
+    monkeypatch.setattr(km._Extractor, "__call__", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        f.transform(X[:12])
+    assert len(calls) < 12                      # the tasks not started were cancelled
