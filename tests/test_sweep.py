@@ -379,3 +379,15 @@ def test_spawned_workers_map_the_data_themselves(tmp_path, config, learnable_dat
     assert r.exit_code == 0, r.output
     rows = saved_rows(out)
     assert [row["status"] for row in rows] == ["ok", "ok"] and os.getpid() not in {r["worker_pid"] for r in rows}
+
+
+def test_a_kmeans_sweep_fits_the_features_once_with_the_sweeps_seed(tmp_path, learnable_data_dir):
+    config = tmp_path / "km.yaml"
+    config.write_text(CONFIG + "features:\n  kind: kmeans\n  k: 8\n  patches: 2000\n  iterations: 3\n")
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 3, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out)
+    assert [row["status"] for row in rows] == ["ok"] * 3 and {row["config"]["seed"] for row in rows} == {1, 2, 3}
+    fitted = list((learnable_data_dir / "features-cache").glob("fit-kmeans-*.npz"))
+    assert len(fitted) == 1                                # not one per trial seed
