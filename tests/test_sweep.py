@@ -6,21 +6,18 @@ import json
 import math
 import os
 import signal
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from conftest import invoke, one_line_error, small_config
+from sweep_hooks import logged
 
 import linclf.training.sweep as sweep_mod
 from linclf.config import Config, from_dict, load_config, with_values
 from linclf.data.cifar10 import CIFAR10
 from linclf.errors import ConfigError, UsageError
 from linclf.training.sweep import ParamSpec, format_table, parse_spec, sample_trials, sweep_rng, trial_configs
-
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork-based sweeps (Linux)")
 
 CONFIG = small_config(epochs=2, log_every=5, schedule="constant")
 LR_REG = ("--param", "optimizer.lr=log:1e-5:1e-2", "--param", "model.reg=log:1e-4:1e-1")
@@ -35,15 +32,13 @@ def saved_rows(out):
 
 
 def spy_on_trials(monkeypatch, log):
-    """Record the seed of every trial that trains (in whichever process), one line each in ``log``."""
-    real = sweep_mod.train
+    """Record every trial that starts (in whichever process runs it): ``trained_seeds(log)``."""
+    monkeypatch.setenv("LINCLF_SWEEP_HOOK", "sweep_hooks:hook")
+    monkeypatch.setenv("LINCLF_TEST_LOG", str(log))
 
-    def spying_train(cfg, *args, **kwargs):
-        with open(log, "a") as fh:
-            fh.write(f"{cfg.seed}\n")
-        return real(cfg, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_mod, "train", spying_train)
+def trained_seeds(log):
+    return [str(seed) for _, seed, _ in logged(log)]
 
 
 # ------------------------------------------------------------------ specs
@@ -166,18 +161,8 @@ def test_table_is_aligned_and_keeps_the_order():
 
 def test_sweep_in_parallel_writes_sorted_results_and_a_best_config(tmp_path, config, learnable_data_dir,
                                                                    monkeypatch):
-    started = tmp_path / "started"
-    started.mkdir()
-    real = sweep_mod.train
-
-    def wait_for_two_workers(cfg, *args, **kwargs):
-        (started / str(os.getpid())).touch()
-        deadline = time.monotonic() + 20
-        while len(os.listdir(started)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return real(cfg, *args, **kwargs)
-
-    monkeypatch.setattr(sweep_mod, "train", wait_for_two_workers)
+    log = tmp_path / "trained.txt"
+    spy_on_trials(monkeypatch, log)
     out = tmp_path / "sweep"
     r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 4, "--jobs", 2)
     assert r.exit_code == 0, r.output
@@ -194,8 +179,8 @@ def test_sweep_in_parallel_writes_sorted_results_and_a_best_config(tmp_path, con
     rows = saved_rows(out)
     assert [row["trial"] for row in rows] == [int(row[0]) for row in table[1:]]
     pids = {row["worker_pid"] for row in rows}
-    assert len(pids) == 2 and os.getpid() not in pids                      # two workers, both busy at once
-    assert sorted(os.listdir(started)) == sorted(str(p) for p in pids)
+    assert len(pids) == 2 and os.getpid() not in pids                      # two worker processes
+    assert {pid for _, _, pid in logged(log)} == pids
     for row in rows:
         assert row["config"]["seed"] == 1 + row["trial"]                    # seed + 1 + trial
         assert row["config"]["optimizer"]["lr"] == row["optimizer.lr"]
@@ -239,9 +224,9 @@ def test_the_test_split_is_never_read(tmp_path, config, learnable_data_dir, monk
 
     with pytest.raises(AssertionError):
         np.mean(np.zeros((2, 2)).view(Poisoned))
-    monkeypatch.setattr(sweep_mod, "load_data", poisoned_load)
+    monkeypatch.setattr(sweep_mod, "load_data", poisoned_load)          # the data trials in this process use
     out = tmp_path / "sweep"
-    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 2, "--jobs", 2)
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 2, "--jobs", 1)
     assert r.exit_code == 0, r.output
     assert [row["status"] for row in saved_rows(out)] == ["ok", "ok"], saved_rows(out)
 
@@ -251,7 +236,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path, config, learnable_data_di
     log = tmp_path / "trained.txt"
     spy_on_trials(monkeypatch, log)
     assert sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 4, "--jobs", 2).exit_code == 0
-    assert sorted(log.read_text().split()) == ["1", "2", "3", "4"]
+    assert sorted(trained_seeds(log)) == ["1", "2", "3", "4"]
     rows = saved_rows(out)
     kept = [row for row in rows if row["trial"] in (0, 2)]
     (out / "results.json").write_text(json.dumps(kept))
@@ -259,7 +244,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path, config, learnable_data_di
 
     r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 4, "--jobs", 2)
     assert r.exit_code == 0, r.output
-    assert sorted(log.read_text().split()) == ["2", "4"]                   # trials 1 and 3 (seed 1 + trial)
+    assert sorted(trained_seeds(log)) == ["2", "4"]                   # trials 1 and 3 (seed 1 + trial)
     again = {row["trial"]: row for row in saved_rows(out)}
     assert sorted(again) == [0, 1, 2, 3]
     for row in kept:
@@ -271,7 +256,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path, config, learnable_data_di
     log.unlink()
     r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)   # a longer sweep: 2 more
     assert r.exit_code == 0, r.output
-    assert sorted(log.read_text().split()) == ["5", "6"]
+    assert sorted(trained_seeds(log)) == ["5", "6"]
     assert len(saved_rows(out)) == 6 and len((out / "results.csv").read_text().splitlines()) == 7
 
 
@@ -316,7 +301,7 @@ def test_ctrl_c_exits_130_keeps_finished_trials_and_the_rerun_finishes(tmp_path,
     spy_on_trials(monkeypatch, log)
     r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)
     assert r.exit_code == 0, r.output
-    assert sorted(int(s) - 1 for s in log.read_text().split()) == sorted(set(range(6)) - set(first))
+    assert sorted(int(s) - 1 for s in trained_seeds(log)) == sorted(set(range(6)) - set(first))
     final = {row["trial"]: row for row in saved_rows(out)}
     assert sorted(final) == list(range(6)) and all(final[t] == first[t] for t in first)
 
@@ -340,14 +325,8 @@ def test_a_diverging_trial_is_recorded_and_the_sweep_succeeds(tmp_path, config, 
 
 
 def test_a_failing_trial_is_recorded_with_its_message(tmp_path, config, learnable_data_dir, monkeypatch):
-    real = sweep_mod.train
-
-    def fails_for_big_reg(cfg, *args, **kwargs):
-        if cfg.model.reg > 0.5:
-            raise MemoryError("out of memory (simulated)")
-        return real(cfg, *args, **kwargs)
-
-    monkeypatch.setattr(sweep_mod, "train", fails_for_big_reg)
+    monkeypatch.setenv("LINCLF_SWEEP_HOOK", "sweep_hooks:hook")
+    monkeypatch.setenv("LINCLF_TEST_FAIL_REG", "0.5")                   # in the worker processes
     out = tmp_path / "sweep"
     r = sweep(config, learnable_data_dir, out, "--param", "model.reg=grid:0.001,1", "--jobs", 2)
     assert r.exit_code == 0, r.output
@@ -395,11 +374,20 @@ def test_a_folder_left_by_a_config_error_can_be_reused(tmp_path, config, learnab
 
 
 def test_spawned_workers_map_the_data_themselves(tmp_path, config, learnable_data_dir, monkeypatch):
-    import multiprocessing
-
-    monkeypatch.setattr(sweep_mod, "_mp_context", lambda: multiprocessing.get_context("spawn"))
     out = tmp_path / "sweep"
     r = sweep(config, learnable_data_dir, out, "--param", "model.reg=grid:0.001,0.01", "--jobs", 2)
     assert r.exit_code == 0, r.output
     rows = saved_rows(out)
     assert [row["status"] for row in rows] == ["ok", "ok"] and os.getpid() not in {r["worker_pid"] for r in rows}
+
+
+def test_a_kmeans_sweep_fits_the_features_once_with_the_sweeps_seed(tmp_path, learnable_data_dir):
+    config = tmp_path / "km.yaml"
+    config.write_text(CONFIG + "features:\n  kind: kmeans\n  k: 8\n  patches: 2000\n  iterations: 3\n")
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 3, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out)
+    assert [row["status"] for row in rows] == ["ok"] * 3 and {row["config"]["seed"] for row in rows} == {1, 2, 3}
+    fitted = list((learnable_data_dir / "features-cache").glob("fit-kmeans-*.npz"))
+    assert len(fitted) == 1                                # not one per trial seed

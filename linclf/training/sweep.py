@@ -1,4 +1,4 @@
-"""Hyperparameter sweeps: random or grid search scored on the validation split, in parallel processes.
+"""Hyperparameter sweeps: random, grid or TPE search scored on the validation split, run in parallel.
 
 ``--param KEY=SPEC`` names a config key and how to vary it: ``log:LOW:HIGH``
 (log-uniform), ``uniform:LOW:HIGH``, ``grid:A,B,C`` or ``choice:a,b,c``. When
@@ -18,64 +18,64 @@ Honest scoring. Every trial trains on the training split and is scored on the
 validation split; workers receive splits whose test arrays are empty, so the
 test split is never read.
 
-Parallelism. The parent loads the data once (the memory-mapped cache of
-``runs.load_data``) and forks ``jobs`` workers (Linux) that share its pages;
-where fork is unavailable or unsafe, each spawned worker maps the same cache.
-Only config dicts and result dicts cross between processes. Workers run the
-losses on one thread (``train(..., workers=1)``, and BLAS too,
-``threads.set_blas_threads(1)``) and leave Ctrl-C to the parent. ``jobs=1`` runs
-the trials in this process.
+Where trials run (``executors``): this process (``jobs=1``), ``jobs`` spawned
+local worker processes, or a Dask cluster (``scheduler``). Only config dicts,
+the data's location and result dicts cross between processes; each worker
+maps the data cache itself and computes on one thread. A trial whose process
+the OS kills is recorded ``failed`` with the signal and the others go on.
+
+Which trials run: the random or grid plan above, or Optuna's TPE sampler with
+an optional pruner (``search_tpe``), whose study lives in an Optuna storage.
 
 Files in the sweep folder, each written atomically: ``sweep.json`` (what is
 swept), and after every finished trial ``results.csv``, ``results.json`` and
 ``best.yaml``. Running the same sweep again with the same folder skips the
 trials recorded there as ok or diverged (failed ones run again); a folder
-holding another sweep (other params, config or seed) is refused.
+holding another sweep (other params, config or seed) is refused. A TPE sweep
+writes the same three files from its study (``study.log`` in the folder unless
+``--storage`` names another one); its rerun resumes the study.
 """
 from __future__ import annotations
 
 import csv
-import dataclasses
 import difflib
 import io
 import itertools
 import json
 import math
-import multiprocessing
 import os
-import signal
-import sys
-import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import yaml
 
 from ..config import Config, from_dict, schema_keys, to_dict, to_yaml, with_values
-from ..data.cifar10 import CIFAR10, Splits, split
-from ..errors import ConfigError, DivergenceError, Interrupted, LinclfError, UsageError
+from ..data.cifar10 import CIFAR10, split
+from ..errors import ConfigError, Interrupted, LinclfError, UsageError
 from ..fsutil import write_json_atomic, write_text_atomic
-from ..core.preprocess import Preprocessor, fit
 from ..progress import Bar
+from ..threads import usable_cpus
+from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor
 from ..features.registry import LEARNED
-from .featurize import feature_prep, featurize
-from ..threads import set_blas_threads, usable_cpus
+from .featurize import featurize
 from .runs import default_out_dir, load_data, make_splits, prepare_out_dir
-from .loop import accuracy, init_state, train
+from .search_tpe import PRUNERS, check_storage, import_optuna, storage_url
+from .trial import data_location, set_data
 
 __all__ = ["ParamSpec", "SweepError", "parse_spec", "sample_trials", "trial_configs", "run_sweep",
            "load_results", "format_table", "default_jobs", "default_sweep_dir", "RESULT_COLUMNS",
-           "DEFAULT_TRIALS", "SWEEP_STREAM"]
+           "DEFAULT_TRIALS", "SWEEP_STREAM", "SEARCHES"]
+
+SEARCHES = ("random", "tpe")
 
 DEFAULT_TRIALS = 20
 SWEEP_STREAM = 1000          # spawn key of the sweep's generator (train.rng_stream uses 0..5)
 RESULT_COLUMNS = ("val_accuracy", "train_accuracy", "final_loss", "status", "seconds")
 KINDS = ("log", "uniform", "grid", "choice")
 FINISHED = ("ok", "diverged")   # statuses a resumed sweep keeps; "failed" trials run again
+STATUSES = ("ok", "diverged", "pruned", "failed", "interrupted")
 MANIFEST, RESULTS_JSON, RESULTS_CSV, BEST_YAML = "sweep.json", "results.json", "results.csv", "best.yaml"
 _SIG_DIGITS = 4
 # Keys fixing which data is loaded and which images score a trial: one value for the whole sweep.
@@ -290,99 +290,6 @@ def _check_sizes(configs: Sequence[Config], data: CIFAR10) -> None:
             raise ConfigError(f"--param trial {i}: {e}") from None
 
 
-# ----------------------------------------------------------------- worker
-
-_DATA: CIFAR10 | None = None                  # the dataset, set in the parent and inherited by forked workers
-_PREP: dict[tuple, Preprocessor] = {}         # preprocessing fitted per (settings, training split), per process
-_FEATS: dict[tuple, Splits] = {}              # feature splits per (features settings, data settings), per process
-_DATA_DIR: str | None = None                  # where the feature cache lives (features.kind kmeans, hog_color)
-
-
-def _init_worker(payload: tuple[dict, str | None] | None) -> None:
-    """Start of a worker process: one thread for the losses and BLAS, Ctrl-C left to the parent, the data."""
-    global _DATA, _DATA_DIR
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    set_blas_threads(1)
-    if payload is not None:
-        cfg_dict, data_dir = payload
-        _DATA, _DATA_DIR = load_data(from_dict(cfg_dict), data_dir), data_dir
-
-
-def _splits(cfg: Config) -> Splits:
-    """The trial's train / val splits of the shared data; the test split is replaced by empty arrays."""
-    s = make_splits(cfg, _DATA)
-    if cfg.features.kind in LEARNED:       # from the feature cache the parent filled before the trials
-        d = cfg.data
-        key = (tuple(sorted(dataclasses.asdict(cfg.features).items())), cfg.seed, d.num_train, d.num_val,
-               d.num_dev)
-        if key not in _FEATS:              # the trials of one worker share the memory-mapped rows
-            _FEATS[key] = featurize(cfg, s, _DATA_DIR, only=("train", "val"))[0]
-        return _FEATS[key]
-    no_rows = np.empty((0, s.X_train.shape[1]), dtype=s.X_train.dtype)
-    return dataclasses.replace(s, X_test=no_rows, y_test=np.empty(0, dtype=s.y_train.dtype))
-
-
-def _prep(cfg: Config, splits: Splits) -> Preprocessor:
-    """The preprocessing fitted on the training split, reused by later trials with the same settings."""
-    p, d = cfg.preprocess, cfg.data
-    key = (p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None,
-           tuple(sorted(dataclasses.asdict(cfg.features).items())),
-           cfg.seed if cfg.features.kind == "kmeans" else None)
-    if key not in _PREP:
-        _PREP[key] = (fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias) if cfg.features.kind == "pixels"
-                      else feature_prep(cfg, splits.X_train))
-    return _PREP[key]
-
-
-def _finite(x: Any) -> float | None:
-    """A float, or None for a missing or non-finite value (JSON has no NaN)."""
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
-def _train_and_score(cfg: Config, states: list, workers: int | None) -> dict:
-    """Train on the training split and score on the validation split; ``states`` receives the TrainState."""
-    splits = _splits(cfg)
-    prep = _prep(cfg, splits)
-    state = init_state(cfg, (len(splits.classes), prep.out_dim(splits.X_train.shape[1])))
-    states.append(state)
-    result = train(cfg, splits, prep, state=state, workers=workers)
-    return {"val_accuracy": _finite(accuracy(result.W, prep, splits.X_val, splits.y_val)),
-            "train_accuracy": _finite(accuracy(result.W, prep, splits.X_train, splits.y_train)),
-            "final_loss": _finite(result.final_loss)}
-
-
-def _clean(obj: Any) -> Any:
-    """``obj`` with non-finite floats as None, so it is valid JSON."""
-    if isinstance(obj, float):
-        return _finite(obj)
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def _run_trial(task: dict) -> dict:
-    """Run one trial (``{"trial", "config", "workers"}``); never raises: ``status`` says ok, diverged, failed, interrupted."""
-    t0 = time.perf_counter()
-    out: dict[str, Any] = {"val_accuracy": None, "train_accuracy": None, "final_loss": None}
-    states: list = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)     # overflow on the way to a divergence
-            out.update(_train_and_score(from_dict(task["config"]), states, task.get("workers")))
-        status, message = "ok", ""
-    except DivergenceError as e:
-        status, message = "diverged", str(e)
-    except Interrupted as e:
-        status, message = "interrupted", str(e)
-    except Exception as e:  # noqa: BLE001 - a trial's failure is recorded, not fatal
-        status, message = "failed", str(e) if isinstance(e, LinclfError) else f"{type(e).__name__}: {e}"
-    return {"trial": task["trial"], **out, "status": status, "seconds": round(time.perf_counter() - t0, 3),
-            "message": message, "worker_pid": os.getpid(),
-            "history": _clean(states[0].history) if states else []}
-
-
 # ---------------------------------------------------------------- results
 
 
@@ -424,7 +331,7 @@ def load_results(out_dir: str | os.PathLike) -> list[dict]:
         rows = json.loads(path.read_text(encoding="utf-8"))
         ok = isinstance(rows, list) and all(
             isinstance(r, dict) and isinstance(r.get("trial"), int) and isinstance(r.get("config"), dict)
-            and r.get("status") in ("ok", "diverged", "failed") for r in rows)
+            and r.get("status") in STATUSES for r in rows)
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot continue the sweep: {path} is unreadable ({e}); delete it or choose another "
                          "--out") from None
@@ -455,10 +362,14 @@ def _check_same_trial(row: dict, planned: dict, keys: Sequence[str], where: Path
                              "continue it with the same config, --set and --param values, or choose another --out")
 
 
-def _check_manifest(out_dir: Path, params: Sequence[ParamSpec]) -> None:
-    """Write sweep.json; a folder with finished trials must hold a sweep of the same params."""
+def _check_manifest(out_dir: Path, params: Sequence[ParamSpec], search: dict | None = None) -> dict:
+    """Write sweep.json and return it; a folder with finished trials must hold a sweep of the same params
+    and search (``search``: None for random / grid, which keep today's sweep.json)."""
     path = out_dir / MANIFEST
-    now = json.loads(json.dumps({"params": [p.to_json() for p in params], "spec": [str(p) for p in params]}))
+    now = {"params": [p.to_json() for p in params], "spec": [str(p) for p in params]}
+    if search is not None:
+        now["search"] = search
+    now = json.loads(json.dumps(now))
     if not path.exists():
         if any(not p.name.startswith(".") for p in out_dir.iterdir()):
             raise UsageError(f"--out {out_dir} is not empty and holds no sweep (no {MANIFEST}); choose another "
@@ -475,7 +386,13 @@ def _check_manifest(out_dir: Path, params: Sequence[ParamSpec]) -> None:
             raise UsageError(f"--out {out_dir} holds a sweep of {saved_text}, not of "
                              f"{' '.join('--param ' + s for s in now['spec'])}; rerun with its params to continue "
                              "it, or choose another --out")
+        if saved.get("search") != now.get("search"):
+            def text(m: dict | None) -> str:
+                return "--search random" if m is None else f"--search {m['kind']} --prune {m['prune']}"
+            raise UsageError(f"--out {out_dir} holds a sweep run with {text(saved.get('search'))}, not "
+                             f"{text(now.get('search'))}; rerun it with those options, or choose another --out")
     write_json_atomic(path, now, indent=1)
+    return now
 
 
 def _resumed_rows(out_dir: Path, params: Sequence[ParamSpec], planned: Sequence[dict]) -> dict[int, dict]:
@@ -520,29 +437,6 @@ def default_sweep_dir(config_path: str | os.PathLike | None, root: str | os.Path
     return default_out_dir(config_path, root, prefix="sweep-")
 
 
-def _mp_context() -> multiprocessing.context.BaseContext:
-    """fork on Linux (workers share the parent's data); spawn elsewhere."""
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-
-
-@contextmanager
-def _executor(tasks: list[dict], jobs: int, cfg: Config,
-              data_dir: str | os.PathLike | None) -> Iterator[Iterator[dict]]:
-    """Each task's result as it finishes: in this process when ``jobs`` is 1, else from a worker pool."""
-    if jobs == 1:
-        yield map(_run_trial, tasks)
-        return
-    ctx = _mp_context()
-    payload = None if ctx.get_start_method() == "fork" else (to_dict(cfg), None if data_dir is None else
-                                                               os.fspath(data_dir))
-    pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(payload,))
-    try:
-        yield pool.imap_unordered(_run_trial, tasks, chunksize=1)
-    finally:
-        pool.terminate()
-        pool.join()
-
-
 def _best_val(rows: dict[int, dict]) -> float | None:
     """The best validation accuracy among ok trials, or None."""
     vals = [r["val_accuracy"] for r in rows.values() if r["status"] == "ok" and r["val_accuracy"] is not None]
@@ -558,14 +452,19 @@ def _row(result: dict, cfg: Config, values: dict) -> dict:
 
 def run_sweep(cfg: Config, params: Sequence[ParamSpec], *, trials: int | None = None, jobs: int | None = None,
               out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-              progress: bool = False) -> list[dict]:
+              progress: bool = False, search: str = "random", prune: str = "none", storage: str | None = None,
+              scheduler: str | None = None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> list[dict]:
     """Run (or continue) a sweep into ``out_dir``; return every trial's row, best validation accuracy first.
 
-    ``trials``: random draws (None: DEFAULT_TRIALS; must be None for a full
-    grid). ``jobs``: worker processes (None: the usable CPUs). Raises
-    ConfigError / UsageError before any training for a bad spec, value or
-    folder, Interrupted on Ctrl-C (finished trials saved), SweepError when no
-    trial finished ok.
+    ``trials``: random draws, or the TPE study's budget (None: DEFAULT_TRIALS;
+    must be None for a full grid). ``jobs``: trials at once (None: the usable
+    CPUs). ``search``: random (grid when every spec is a grid) or tpe, with
+    ``prune`` none | median | hyperband and the study in ``storage`` (an
+    Optuna URL; None: a journal in ``out_dir``). ``scheduler``: None (local
+    processes), ``local`` (a Dask LocalCluster) or a Dask scheduler address.
+    Raises ConfigError / UsageError before any training for a bad spec, value
+    or folder, SchedulerError when the cluster cannot be reached, Interrupted
+    on Ctrl-C (finished trials saved), SweepError when no trial finished ok.
     """
     if not params:
         raise UsageError("give at least one --param KEY=SPEC, e.g. --param optimizer.lr=log:1e-4:1e-2")
@@ -574,10 +473,16 @@ def run_sweep(cfg: Config, params: Sequence[ParamSpec], *, trials: int | None = 
                           "e.g. --set data.num_val=1000")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    _check_search(search, prune, storage, params, trials)
+    check_scheduler(scheduler)
     out_dir = Path(out_dir)
     keys = [p.key for p in params]
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
+    jobs = jobs or default_jobs()
+    if search == "tpe":
+        return _run_tpe(cfg, params, trials, jobs, out_dir, data_dir, progress, prune, storage, scheduler,
+                        connect_timeout)
     configs, n_run = _plan(cfg, params, trials, load_results(out_dir) if out_dir.is_dir() else [])
     values = [{k: _get(c, k) for k in keys} for c in configs]
     prepare_out_dir(out_dir, resuming=True)
@@ -585,51 +490,159 @@ def run_sweep(cfg: Config, params: Sequence[ParamSpec], *, trials: int | None = 
     rows = _resumed_rows(out_dir, params, [to_dict(c) for c in configs])
     pending = [i for i in range(n_run) if i not in rows]
     if pending:
-        _run_pending(cfg, configs, values, pending, rows, keys, jobs, out_dir, data_dir, progress, n_run)
+        location = data_location(cfg, data_dir)
+        queue = [{"trial": i, "config": to_dict(configs[i]), "data": location} for i in pending]
+
+        def next_task() -> dict | None:
+            return queue.pop(0) if queue else None
+
+        def record(res: dict) -> None:
+            i = res["trial"]
+            rows[i] = _row(res, configs[i], values[i])
+            _save_results(out_dir, rows, keys)
+
+        def save() -> None:
+            _save_results(out_dir, rows, keys)
+
+        _drive(cfg, [configs[i] for i in pending], data_dir, min(jobs, len(pending)), scheduler, connect_timeout,
+               next_task, record, save, lambda: None, progress, n_run, n_run - len(pending), rows, out_dir)
     _save_results(out_dir, rows, keys)
+    return _finish(rows, out_dir)
+
+
+def _finish(rows: dict[int, dict], out_dir: Path) -> list[dict]:
+    """The rows, best first; SweepError when no trial finished ok."""
     ordered = sorted(rows.values(), key=_sort_key)
     if not any(r["status"] == "ok" for r in ordered):
-        counts = ", ".join(f"{sum(r['status'] == s for r in ordered)} {s}" for s in ("diverged", "failed"))
+        counts = ", ".join(f"{sum(r['status'] == s for r in ordered)} {s}" for s in ("diverged", "pruned", "failed")
+                           if s != "pruned" or any(r["status"] == "pruned" for r in ordered))
         first = next((f"; e.g. {r['message']}" for r in ordered if r.get("message")), "")
         raise SweepError(f"no trial finished ok ({counts}{first}); see {out_dir / RESULTS_CSV}")
     return ordered
 
 
-def _run_pending(cfg: Config, configs: list[Config], values: list[dict], pending: list[int], rows: dict[int, dict],
-                 keys: list[str], jobs: int | None, out_dir: Path, data_dir: str | os.PathLike | None,
-                 progress: bool, n_run: int) -> None:
-    """Load the data once, run the pending trials in parallel, save the results after each one."""
-    global _DATA, _DATA_DIR
-    _PREP.clear()
-    workers = min(jobs or default_jobs(), len(pending))
-    per_trial = 1 if workers > 1 else None      # parallel trials compute on one CPU each
-    tasks = [{"trial": i, "config": to_dict(configs[i]), "workers": per_trial} for i in pending]
+def _check_search(search: str, prune: str, storage: str | None, params: Sequence[ParamSpec],
+                  trials: int | None) -> None:
+    """UsageError for --search / --prune / --storage combinations that do not apply, or a missing Optuna."""
+    if search not in SEARCHES:
+        raise UsageError(f"--search {search}: expected one of {', '.join(SEARCHES)}")
+    if prune not in PRUNERS:
+        raise UsageError(f"--prune {prune}: expected one of {', '.join(PRUNERS)}")
+    if search != "tpe":
+        for name, value in (("--prune", prune != "none"), ("--storage", storage is not None)):
+            if value:
+                raise UsageError(f"{name} needs --search tpe (the random and grid searches keep their trials "
+                                 "in the sweep folder)")
+        return
+    if storage is not None:
+        check_storage(storage)
+    if trials is not None and trials < 1:
+        raise UsageError(f"--trials must be at least 1, got {trials}")
+    import_optuna()
+
+
+def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs: int, out_dir: Path,
+             data_dir: str | os.PathLike | None, progress: bool, prune: str, storage: str | None,
+             scheduler: str | None, connect_timeout: float) -> list[dict]:
+    """An Optuna TPE study: ask a trial when a slot is free, run it, tell its result, write the files."""
+    from .search_tpe import TPESearch
+
+    keys = [p.key for p in params]
+    budget = DEFAULT_TRIALS if trials is None else trials
+    prepare_out_dir(out_dir, resuming=True)
+    manifest = _check_manifest(out_dir, params, {"kind": "tpe", "prune": prune})
+    study_manifest = {**manifest, "config": {k: v for k, v in _flat(to_dict(cfg)).items()
+                                             if k not in _LOCATION_KEYS}}
+    url = storage_url(storage, out_dir)
+    max_epochs = math.ceil(_epochs(cfg))
+    tpe = TPESearch(params, budget, cfg.seed, url, study_manifest, prune, max_epochs)
+    configs: dict[int, Config] = {}
+    location = data_location(cfg, data_dir)
+
+    def to_rows() -> dict[int, dict]:
+        return {r["trial"]: r for r in tpe.rows()}
+
+    def next_task() -> dict | None:
+        asked = tpe.ask()
+        if asked is None:
+            return None
+        number, trial_id, values = asked
+        c = with_values(cfg, {"seed": (cfg.seed + 1 + number) % 2**63, **values},
+                        source=f"--search tpe trial {number} ({_describe(values)})")
+        configs[number] = c
+        task = {"trial": number, "config": to_dict(c), "data": location, "trial_id": trial_id}
+        if prune != "none":
+            task["study"] = tpe.spec
+        return task
+
+    def record(res: dict) -> None:
+        i = res["trial"]
+        c = configs.pop(i)
+        tpe.tell(i, _row(res, c, {k: _get(c, k) for k in keys}))
+        _save_results(out_dir, to_rows(), keys)
+
+    def save() -> None:
+        _save_results(out_dir, to_rows(), keys)
+
+    done = tpe.counted()
+    _drive(cfg, [cfg], data_dir, jobs, scheduler, connect_timeout, next_task, record, save, tpe.abandon, progress,
+           budget, min(done, budget), None, out_dir, best=lambda: _best_val(to_rows()))
+    rows = to_rows()
+    _save_results(out_dir, rows, keys)
+    return _finish(rows, out_dir)
+def _epochs(cfg: Config) -> float:
+    """Epochs a trial trains (the pruner's maximum resource)."""
+    o = cfg.optimizer
+    if o.epochs is not None:
+        return float(o.epochs)
+    n = cfg.data.num_train or 1
+    return max(1.0, o.iterations * o.batch_size / n)
+
+
+def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike | None, jobs: int,
+           scheduler: str | None, connect_timeout: float, next_task: Callable[[], dict | None],
+           record: Callable[[dict], None], save: Callable[[], None], abandon: Callable[[], None], progress: bool,
+           total: int, initial: int, rows: dict[int, dict] | None, out_dir: Path,
+           best: Callable[[], float | None] | None = None) -> None:
+    """Load the data once (size checks, in-process trials), keep every slot busy, record each result."""
     bar = None
+    location = data_location(cfg, data_dir)
     try:
-        _DATA = load_data(cfg, data_dir, quiet=not progress)
-        _DATA_DIR = None if data_dir is None else os.fspath(data_dir)
-        _check_sizes([configs[i] for i in pending], _DATA)
+        data = load_data(cfg, data_dir, quiet=not progress)
+        _check_sizes(configs, data)
         if cfg.features.kind in LEARNED:     # build the features once, before the workers read them
-            featurize(cfg, make_splits(cfg, _DATA), _DATA_DIR, only=("train", "val"), progress=progress)
-        with _executor(tasks, workers, cfg, data_dir) as results:
-            bar = Bar(progress, n_run, n_run - len(pending), "sweep", "trial")   # after the fork: no tqdm thread in workers
-            for res in results:
+            featurize(cfg, make_splits(cfg, data), location["data_dir"], only=("train", "val"), progress=progress)
+        set_data(location, data)
+        executor = make_executor(jobs, scheduler, connect_timeout)
+        try:
+            bar = Bar(progress, total, initial, "sweep", "trial")
+            running = 0
+            while True:
+                while running < executor.slots:
+                    task = next_task()
+                    if task is None:
+                        break
+                    executor.submit(task)
+                    running += 1
+                if running == 0:
+                    break
+                res = executor.next_result()
+                running -= 1
                 if res["status"] == "interrupted":
                     raise KeyboardInterrupt
-                i = res["trial"]
-                rows[i] = _row(res, configs[i], values[i])
-                _save_results(out_dir, rows, keys)
-                bar.update(1, best_val=_best_val(rows))
+                record(res)
+                bar.update(1, best_val=best() if best is not None else _best_val(rows))
+        finally:
+            executor.close()
     except KeyboardInterrupt:
-        _save_results(out_dir, rows, keys)
-        raise Interrupted(f"sweep interrupted: {len(rows)} of {n_run} trials finished and saved in {out_dir}; "
-                          "run the same command again to continue") from None
+        abandon()
+        save()
+        raise Interrupted(f"sweep interrupted: the finished trials are saved in {out_dir}; run the same "
+                          "command again to continue") from None
     finally:
         if bar is not None:
             bar.close()
-        _DATA = _DATA_DIR = None
-        _PREP.clear()
-        _FEATS.clear()
+        set_data(location, None)
 
 
 def format_table(rows: Sequence[dict], keys: Sequence[str]) -> str:

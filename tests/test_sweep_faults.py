@@ -1,0 +1,162 @@
+"""Sweeps that survive faults: a killed trial process, a killed Dask worker, an unreachable scheduler,
+bad storage URLs, missing extras; Dask and Optuna only imported by the sweep options that need them.
+
+Faults are made deterministic by the trial hook (tests/sweep_hooks.py), which runs inside whichever process
+runs the trial; nothing here sleeps to create timing.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import invoke, one_line_error, optional, small_config
+from sweep_hooks import logged
+
+CONFIG = small_config(epochs=2, log_every=5, schedule="constant")
+LR_REG = ("--param", "optimizer.lr=log:1e-5:1e-2", "--param", "model.reg=log:1e-4:1e-1")
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def sweep(config, data_dir, out, *extra):
+    return invoke("sweep", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", *extra)
+
+
+def saved_rows(out):
+    return {row["trial"]: row for row in json.loads((out / "results.json").read_text())}
+
+
+def table(out):
+    """results.csv without the seconds column (the same sweep anywhere gives the same table)."""
+    with open(out / "results.csv", newline="") as fh:
+        return [row[:-1] for row in csv.reader(fh)]
+
+
+@pytest.fixture
+def hooked(monkeypatch, tmp_path):
+    """The trial hook on, logging to tmp_path/trials.txt; returns the log path."""
+    log = tmp_path / "trials.txt"
+    monkeypatch.setenv("LINCLF_SWEEP_HOOK", "sweep_hooks:hook")
+    monkeypatch.setenv("LINCLF_TEST_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+    return log
+
+
+# ------------------------------------------------------------ local processes
+
+
+def test_a_sigkilled_trial_process_is_failed_with_the_signal_and_a_rerun_retries_it(
+        tmp_path, config, learnable_data_dir, hooked, monkeypatch):
+    monkeypatch.setenv("LINCLF_TEST_KILL", "1")
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 5, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out)
+    assert sorted(rows) == [0, 1, 2, 3, 4]
+    assert rows[1]["status"] == "failed" and "killed by SIGKILL" in rows[1]["message"]
+    assert all(rows[t]["status"] == "ok" for t in (0, 2, 3, 4))          # the other trials went on
+    assert sorted(t for t, _, _ in logged(hooked)) == [0, 1, 2, 3, 4]     # each started once
+
+    monkeypatch.delenv("LINCLF_TEST_KILL")
+    hooked.unlink()
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 5, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    assert [t for t, _, _ in logged(hooked)] == [1]                        # only the failed one ran again
+    again = saved_rows(out)
+    assert again[1]["status"] == "ok" and all(again[t] == rows[t] for t in (0, 2, 3, 4))
+
+
+# ----------------------------------------------------------------------- Dask
+
+
+def test_dask_local_cluster_gives_the_same_table_as_local_processes(tmp_path, config, learnable_data_dir,
+                                                                   hooked):
+    optional("dask.distributed")
+    r = sweep(config, learnable_data_dir, tmp_path / "procs", *LR_REG, "--trials", 4, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    r = sweep(config, learnable_data_dir, tmp_path / "dask", *LR_REG, "--trials", 4, "--jobs", 2,
+              "--scheduler", "local")
+    assert r.exit_code == 0, r.output
+    assert table(tmp_path / "dask") == table(tmp_path / "procs")
+    dask_pids = {pid for _, _, pid in logged(hooked)[4:]}
+    assert os.getpid() not in dask_pids and len(logged(hooked)) == 8
+
+
+def test_a_killed_dask_worker_is_retried_once_then_failed_and_the_sweep_finishes(
+        tmp_path, config, learnable_data_dir, hooked, monkeypatch):
+    optional("dask.distributed")
+    monkeypatch.setenv("LINCLF_TEST_KILL", "2")
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 4, "--jobs", 2, "--scheduler", "local")
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out)
+    assert rows[2]["status"] == "failed" and "worker died twice" in rows[2]["message"]
+    assert all(rows[t]["status"] == "ok" for t in (0, 1, 3))
+    attempts = [pid for t, _, pid in logged(hooked) if t == 2]
+    assert len(attempts) == 2 and len(set(attempts)) == 2                   # retried once, on another worker
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, config, learnable_data_dir):
+    optional("dask.distributed")
+    with socket.socket() as s:                     # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 2, "--scheduler", f"tcp://127.0.0.1:{port}",
+              "--connect-timeout", "1")
+    assert r.exit_code == 1, r.output
+    line = one_line_error(r)
+    assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port} within 1 s" in line
+    assert not (out / "results.json").exists() or json.loads((out / "results.json").read_text()) == []
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--scheduler", "127.0.0.1:8786"], "expected local or a scheduler address"),
+    (["--search", "tpe", "--storage", "redis://localhost/0"], "unknown storage"),
+    (["--search", "tpe", "--storage", "sweeps/study.log"], "unknown storage"),
+    (["--search", "tpe", "--storage", "journal:"], "needs a file path"),
+    (["--prune", "median"], "--prune needs --search tpe"),
+    (["--storage", "journal:x.log"], "--storage needs --search tpe"),
+])
+def test_bad_search_and_scheduler_options_exit_2(tmp_path, config, learnable_data_dir, args, needle):
+    optional("optuna")
+    r = sweep(config, learnable_data_dir, tmp_path / "sweep", *LR_REG, "--trials", 2, *args)
+    assert r.exit_code == 2, r.output
+    assert needle in one_line_error(r)
+    assert not (tmp_path / "sweep" / "results.json").exists()
+
+
+@pytest.mark.parametrize("module, args, hint", [
+    ("optuna", ["--search", "tpe"], "pip install 'linclf[optuna]'"),
+    ("dask", ["--scheduler", "local"], "pip install 'linclf[dask]'"),
+])
+def test_without_the_extra_the_option_says_what_to_install(tmp_path, config, learnable_data_dir, monkeypatch,
+                                                           module, args, hint):
+    monkeypatch.setitem(sys.modules, module, None)          # import fails as if not installed
+    r = sweep(config, learnable_data_dir, tmp_path / "sweep", *LR_REG, "--trials", 2, *args)
+    assert r.exit_code == 2, r.output
+    assert hint in one_line_error(r)
+
+
+def test_train_and_the_cli_do_not_import_dask_or_optuna(tmp_path, config, learnable_data_dir):
+    code = textwrap.dedent(f"""
+        import sys
+        import linclf.cli
+        try:
+            linclf.cli.main(["train", "--config", {str(config)!r}, "--data-dir", {str(learnable_data_dir)!r},
+                             "--out", {str(tmp_path / "run")!r}, "--quiet"])
+        except SystemExit as e:
+            assert not e.code, e.code
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed", "optuna"))
+        print(loaded)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "run" / "model.npz").exists()
