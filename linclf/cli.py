@@ -56,6 +56,9 @@ class _Group(click.Group):
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             warnings.simplefilter("always", LinclfWarning)     # each of ours once per command, every command
+            # deprecation notices are for developers (Python hides them outside __main__); a test
+            # runner's filters must not turn them into user-facing lines
+            warnings.simplefilter("ignore", DeprecationWarning)
             try:
                 return super().invoke(ctx)
             except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -93,7 +96,7 @@ def cli(ctx: click.Context, debug: bool, workers: int | None) -> None:
     """Linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy.
 
     \b
-    linclf download --archive cifar-10-binary.tar.gz   verify, extract, cache into data/
+    linclf download --archive cifar-10-binary.tar.gz   verify, extract, cache (user cache folder)
     linclf train --config configs/softmax.yaml         train, evaluate, write runs/<name>-<time>/
     linclf features --config configs/kmeans.yaml       build the feature cache ahead of training
     linclf eval --model runs/.../model.npz             accuracy, per class, confusion matrix

@@ -43,6 +43,18 @@ class ModelFileError(LinclfError):
     """A model/checkpoint file is missing, truncated, pickled, of another version or shape."""
 
 
+class MissingModelError(ModelFileError):
+    """The model or checkpoint path given does not exist or is a folder: a usage error (exit 2)."""
+
+    exit_code = 2
+
+
+class MissingArchiveError(DataError):
+    """The --archive path given does not exist: a usage error (exit 2)."""
+
+    exit_code = 2
+
+
 class DivergenceError(LinclfError):
     """Training produced a non-finite loss."""
 

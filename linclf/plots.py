@@ -258,14 +258,14 @@ def folder_kind(path: str | os.PathLike) -> str:
     """"run" (model.npz or history.csv) or "sweep" (results.csv); PlotError for anything else."""
     p = Path(path)
     if not p.exists():
-        raise PlotError(f"no folder at {p}")
+        raise UsageError(f"no folder at {p}; give a folder written by `linclf train` or `linclf sweep`")
     if not p.is_dir():
-        raise PlotError(f"{p} is a file; give the run or sweep folder that holds it ({p.parent})")
+        raise UsageError(f"{p} is a file; give the run or sweep folder that holds it ({p.parent})")
     if (p / SWEEP_MARKER).is_file():
         return "sweep"
     if any((p / m).is_file() for m in RUN_MARKERS):
         return "run"
-    raise PlotError(f"{p} is neither a run folder (model.npz, history.csv, checkpoint.npz) nor a sweep folder (results.csv); "
+    raise UsageError(f"{p} is neither a run folder (model.npz, history.csv, checkpoint.npz) nor a sweep folder (results.csv); "
                     "give a folder written by `linclf train` or `linclf sweep`")
 
 

@@ -182,6 +182,22 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, monkeypatch, args, code, tex
     assert text in one_line_error(r, only=True)
 
 
+@pytest.mark.parametrize("args, text", [
+    (["eval", "--model", "missing.npz"], "no model file at missing.npz"),
+    (["predict", "--model", "missing.npz", "x.png"], "no model file at missing.npz"),
+    (["eval", "--model", "."], "is a folder; give the model file inside it"),
+    (["download", "--archive", "missing.tar.gz"], "--archive missing.tar.gz: no such file or folder"),
+    (["plot", "missing"], "no folder at missing"),
+])
+def test_a_wrong_path_on_the_command_line_is_a_usage_error(tmp_path, monkeypatch, args, text):
+    monkeypatch.chdir(tmp_path)
+    optional("PIL") if args[0] == "predict" else None
+    r = invoke(*args)
+    assert r.exit_code == 2
+    assert text in one_line_error(r, only=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["train", "sweep", "plot"])
 def test_out_pointing_at_a_file_exits_2_everywhere(tmp_path, config, learnable_data_dir, command):
     blocker = tmp_path / "file"

@@ -220,11 +220,11 @@ def test_an_empty_sweep_is_an_error(tmp_path):
 def test_a_folder_that_is_neither_is_a_one_line_error(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     r = invoke("plot", tmp_path)
-    assert r.exit_code == 1 and "neither a run folder" in one_line_error(r, only=True)
+    assert r.exit_code == 2 and "neither a run folder" in one_line_error(r, only=True)
     r = invoke("plot", tmp_path / "missing")
-    assert r.exit_code == 1 and "no folder at" in one_line_error(r, only=True)
+    assert r.exit_code == 2 and "no folder at" in one_line_error(r, only=True)
     r = invoke("plot", tmp_path / "notes.txt")
-    assert r.exit_code == 1 and "is a file" in one_line_error(r, only=True)
+    assert r.exit_code == 2 and "is a file" in one_line_error(r, only=True)
 
 
 def test_missing_matplotlib_says_how_to_install_it(run_dir, tmp_path, config, learnable_data_dir, monkeypatch):

@@ -244,7 +244,7 @@ def no_preprocessing():
 def test_model_errors(tmp_path, pictures):
     path = pictures["rgb.png"][0]
     r = invoke("predict", "--model", tmp_path / "nope.npz", path)
-    assert r.exit_code == 1 and "no model file" in r.output
+    assert r.exit_code == 2 and "no model file" in r.output          # a wrong path is a usage error
     narrow = LinearClassifier(np.zeros((2, 5), np.float32), no_preprocessing(), ("a", "b"), "softmax")
     narrow.save(tmp_path / "narrow.npz")
     r = invoke("predict", "--model", tmp_path / "narrow.npz", path)

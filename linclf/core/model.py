@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import ModelFileError
+from ..errors import MissingModelError, ModelFileError
 from ..fsutil import atomic_open, json_text
 from .objective import scores as block_scores
 from .preprocess import Preprocessor, fold
@@ -164,9 +164,9 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every array of an .npz, loaded with ``allow_pickle=False``; ModelFileError on anything else."""
     p = os.fspath(path)
     if not os.path.exists(p):
-        raise ModelFileError(f"no model file at {p}")
+        raise MissingModelError(f"no model file at {p}")
     if os.path.isdir(p):
-        raise ModelFileError(f"{p} is a folder; give the model file inside it (e.g. {p}/model.npz)")
+        raise MissingModelError(f"{p} is a folder; give the model file inside it (e.g. {p}/model.npz)")
     try:
         with open(p, "rb") as fh:
             head = fh.read(6)

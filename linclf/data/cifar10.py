@@ -24,7 +24,8 @@ import numpy as np
 from . import archive as _archive
 from .download import fetch, md5sum
 from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
-from ..errors import ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning
+from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
+                      MissingArchiveError)
 
 __all__ = [
     "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Splits", "Prepared",
@@ -211,7 +212,7 @@ def _verify_local_archive(path: Path, fmt: str, md5: str | None) -> tuple[str, s
     An unpinned archive is accepted only when its extraction checks out (the caller warns after that).
     """
     if not path.is_file():
-        raise DataError(f"--archive {path}: no such file or folder")
+        raise MissingArchiveError(f"--archive {path}: no such file or folder")
     got = md5sum(path)
     if md5 is not None:
         if got != md5.lower():
