@@ -286,7 +286,7 @@ def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: 
     """Build the features the config's ``features`` section asks for, ahead of training.
 
     Fits the extractor on the training split (k-means: patches, whitening,
-    centroids) and writes the train, val and test features (float16) into the
+    centroids) and writes the train, val and test features (float32) into the
     feature cache in the data folder; `linclf train`, `sweep` and `eval` then
     reuse them. A stale or corrupt cache entry is rebuilt with a notice.
     """
@@ -569,8 +569,8 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     """
     from .images import NUM_VALUES, classify, load_image_rows, require_pillow
     from .core.model import LinearClassifier
-    import numpy as np
 
+    from .features.cache import FEATURE_DTYPE
     from .training.featurize import model_extractor
 
     model = LinearClassifier.load(model_path)
@@ -586,7 +586,7 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     loaded = load_image_rows(images)
     rows = loaded.rows
     if extractor is not None and loaded.paths:
-        rows = extractor.transform(rows).astype(np.float16)   # as the model's training rows were stored
+        rows = extractor.transform(rows).astype(FEATURE_DTYPE)   # as the model's training rows were stored
     found = dict(zip(loaded.paths, classify(model, rows, top))) if loaded.paths else {}
     failed = dict(loaded.errors)
     kind = "probability" if model.loss == "softmax" else "score"

@@ -22,6 +22,9 @@ else a temporary one built from the archive.
 
 Benches (``--only NAME``, repeatable):
 
+  convert       gathering 256 stored rows of 6,400 values into float32, for
+                uint8, uint16, float16 and float32 storage (why features are
+                cached as float32)
   batch256      one 256-image minibatch, already gathered: ``data_loss`` on the
                 uint8 rows and ``svm_loss``/``softmax_loss`` on a float32
                 preprocessed batch vs the baseline on a float64 one (target 2x)
@@ -963,7 +966,42 @@ def bench_kmeans(ctx: Context) -> Iterator[dict]:
     yield rec
 
 
+def bench_convert(ctx: Context) -> Iterator[dict]:
+    """Gathering a 256-row minibatch of 6,400 stored values into float32: why the feature cache is float32.
+
+    Each stored dtype: np.take into a buffer of that dtype, then np.copyto into
+    the float32 buffer (float32 rows are gathered straight into it), as the
+    engine does; the figure beside each is uint8's.
+    """
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((20_000, WIDE_D), dtype=np.float32)
+    idx = rng.integers(0, len(base), BATCH)
+    out = np.empty((BATCH, WIDE_D), dtype=np.float32)
+    times = {}
+    for dtype in (np.uint8, np.uint16, np.float16, np.float32):
+        X = base.astype(dtype) if np.dtype(dtype).kind == "f" else rng.integers(0, 200, base.shape).astype(dtype)
+        raw = np.empty((BATCH, WIDE_D), dtype=dtype)
+
+        def gather(X=X, raw=raw) -> None:
+            if X.dtype == out.dtype:
+                np.take(X, idx, axis=0, out=out, mode="clip")
+            else:
+                np.take(X, idx, axis=0, out=raw, mode="clip")
+                np.copyto(out, raw, casting="unsafe")
+
+        samples = []
+        for _ in range(ctx.reps(20)):
+            t0 = time.perf_counter()
+            gather()
+            samples.append(time.perf_counter() - t0)
+        times[np.dtype(dtype).name] = statistics.median(samples)
+    for name, s in times.items():
+        yield {"bench": "convert", "stored": name, "rows": BATCH, "values": WIDE_D, "ms": round(s * 1e3, 3),
+               "vs_uint8": round(s / times["uint8"], 2)}
+
+
 BENCHES: dict[str, Callable[[Context], Iterator[dict]]] = {
+    "convert": bench_convert,
     "batch256": bench_batch,
     "sgd_batch256": bench_sgd_batch,
     "split": bench_split,

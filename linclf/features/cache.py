@@ -3,7 +3,7 @@
 Layout under ``root`` (``<data dir>/features-cache``)::
 
     fit-<kind>-<key hash>.npz            a fitted extractor's arrays + the key they were fitted under
-    <kind>-<extractor hash>/<images hash>.npy    float16 features (N, D) of one set of images
+    <kind>-<extractor hash>/<images hash>.npy    float32 features (N, D) of one set of images
     <kind>-<extractor hash>/<images hash>.json   the key of that file: settings, fingerprints, shape,
                                                  and a checksum of the .npy's bytes
 
@@ -30,10 +30,13 @@ import numpy as np
 from ..errors import DataError, LinclfWarning
 from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
 
-__all__ = ["Extractor", "CacheError", "CACHE_VERSION", "fingerprint", "arrays_fingerprint", "cached_fit",
+__all__ = ["Extractor", "CacheError", "CACHE_VERSION", "FEATURE_DTYPE", "fingerprint", "arrays_fingerprint", "cached_fit",
            "cached_features", "features_path"]
 
 CACHE_VERSION = 1
+# float32, not float16: NumPy converts float16 to float32 without SIMD on x86-64 CPUs lacking AVX512-FP16,
+# about 30x slower than uint8 or uint16 (scripts/bench.py, "convert"); a minibatch would pay it every step
+FEATURE_DTYPE = np.dtype(np.float32)
 _CHUNK = 1 << 24              # bytes hashed at a time
 
 
@@ -171,8 +174,8 @@ def _load_entry(path: Path, key: dict) -> tuple[np.ndarray | None, str]:
         X = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         return None, f"it is truncated or corrupt ({e})"
-    if X.dtype != np.float16 or X.shape != tuple(key["shape"]):
-        return None, f"it holds {X.dtype} {X.shape}, expected float16 {tuple(key['shape'])}"
+    if X.dtype != FEATURE_DTYPE or X.shape != tuple(key["shape"]):
+        return None, f"it holds {X.dtype} {X.shape}, expected {FEATURE_DTYPE} {tuple(key['shape'])}"
     if os.path.getsize(path) != meta.get("size") or _file_checksum(path) != meta.get("checksum"):
         return None, "its bytes do not match its checksum (modified or corrupt)"
     return X, ""
@@ -192,7 +195,7 @@ def _reserve(fd: int, size: int) -> None:
 
 def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, extractor_fp: str,
                     X: np.ndarray, images_fp: str, what: str = "images") -> np.ndarray:
-    """Features (N, D) float16 of image rows X (N, P), memory-mapped from the cache; built when absent or stale.
+    """Features (N, D) float32 of image rows X (N, P), memory-mapped from the cache; built when absent or stale.
 
     ``extractor_fp`` fingerprints the fitted extractor, ``images_fp`` the rows X.
     The features are written by ``extractor.transform(X, out=...)`` straight into
@@ -208,7 +211,7 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
     if why:
         _notice(f"the cached {kind} features of the {what} ({path}) are not usable ({why}); rebuilding them")
     _mkdir(path.parent)
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
+    header = {"descr": np.lib.format.dtype_to_descr(FEATURE_DTYPE), "fortran_order": False,
               "shape": (int(len(X)), D)}
     try:
         with atomic_open(path, "wb") as fh:
@@ -218,7 +221,7 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
             size = offset + len(X) * D * 2
             _reserve(fh.fileno(), size)
             if len(X):
-                out = np.memmap(fh, dtype=np.float16, mode="r+", offset=offset, shape=(len(X), D))
+                out = np.memmap(fh, dtype=FEATURE_DTYPE, mode="r+", offset=offset, shape=(len(X), D))
                 try:
                     extractor.transform(X, out=out)
                     out.flush()

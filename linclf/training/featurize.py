@@ -2,7 +2,7 @@
 
 ``featurize(cfg, splits, data_dir)`` fits the extractor on the training split
 only (or takes a fitted one, e.g. from a model file), extracts every split's
-features as float16 rows and returns new Splits plus the extractor. With
+features as float32 rows and returns new Splits plus the extractor. With
 ``features.cache`` (the default) both the fitted extractor and the features go
 through ``features.cache`` in ``<data dir>/features-cache``, so a second run, a
 sweep or ``eval`` reuse them. ``feature_prep`` is the standardisation fitted on
@@ -85,9 +85,9 @@ def extractor_fingerprint(kind: str, extractor: Any) -> str:
 def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_dir: str | os.PathLike | None) -> np.ndarray:
     D = int(extractor.n_features)
     if len(X) == 0:
-        return np.empty((0, D), dtype=np.float16)
+        return np.empty((0, D), dtype=cache.FEATURE_DTYPE)
     if not cfg.features.cache:
-        return extractor.transform(X, out=np.empty((len(X), D), dtype=np.float16))
+        return extractor.transform(X, out=np.empty((len(X), D), dtype=cache.FEATURE_DTYPE))
     return cache.cached_features(cache_root(cfg, data_dir), cfg.features.kind, extractor, fp, X,
                                  cache.fingerprint(X), what)
 
@@ -95,7 +95,7 @@ def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_d
 def featurize(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = None, *,
               extractor: Any = None, progress: bool = False,
               only: Sequence[str] = SPLIT_NAMES) -> tuple[Splits, Any]:
-    """Splits of float16 feature rows (N, D) (memory-mapped from the cache) and the fitted extractor.
+    """Splits of float32 feature rows (N, D) (memory-mapped from the cache) and the fitted extractor.
 
     The extractor is fitted on ``splits.X_train`` unless given. Splits not in
     ``only`` come back empty (0, D). Ctrl-C raises Interrupted; finished splits
@@ -113,7 +113,7 @@ def featurize(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = 
         for name in SPLIT_NAMES:
             X = getattr(splits, f"X_{name}")
             new[f"X_{name}"] = (_rows(cfg, extractor, fp, X, f"{name} split", data_dir) if name in only
-                                else np.empty((0, D), dtype=np.float16))
+                                else np.empty((0, D), dtype=cache.FEATURE_DTYPE))
             if name not in only:
                 new[f"y_{name}"] = np.empty(0, dtype=getattr(splits, f"y_{name}").dtype)
     except KeyboardInterrupt:
