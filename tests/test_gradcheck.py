@@ -76,7 +76,7 @@ def test_numerical_gradient_restores_w_when_f_raises():
             raise RuntimeError("boom")
         return float(V.sum())
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="boom"):
         numerical_gradient(flaky, W)
     np.testing.assert_array_equal(W, keep)
 
@@ -91,11 +91,11 @@ def test_numerical_gradient_accepts_loss_grad_tuples_and_float32():
 
 
 def test_numerical_gradient_rejects_unusable_w():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="writable floating-point"):
         numerical_gradient(quadratic, np.zeros((2, 3), dtype=int))        # integer: cannot hold W + h
     frozen = np.zeros((2, 3))
     frozen.flags.writeable = False
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="writable floating-point"):
         numerical_gradient(quadratic, frozen)
 
 
@@ -131,7 +131,7 @@ def test_sparse_check_reports_a_wrong_gradient_and_kinks():
 
 
 def test_sparse_check_rejects_shape_mismatch():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"analytic gradient has shape \(3, 2\), W has \(2, 3\)"):
         sparse_check(quadratic, np.zeros((2, 3)), np.zeros((3, 2)), rng=np.random.default_rng(0))
 
 
@@ -225,5 +225,5 @@ def test_forward_threshold_passes_correct_gradients_on_unit_scale_data():
 
 def test_check_loss_rejects_unknown_loss():
     W, X, y = unit_problem()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         check_loss(W, X, y, loss="hinge", rng=np.random.default_rng(0))

@@ -292,9 +292,9 @@ def test_data_loss_rejects_bad_arguments(bad, message):
 
 
 def test_vectorized_rejects_mismatched_shapes():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the same D; got W"):
         svm_loss(np.zeros((3, 4)), np.zeros((2, 5)), np.zeros(2, dtype=int))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="count=0 examples"):
         softmax_loss(np.zeros((3, 4)), np.zeros((0, 4)), np.zeros(0, dtype=int))   # mean over no examples
 
 
