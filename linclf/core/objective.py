@@ -26,7 +26,7 @@ of rows; partial sums are added in a fixed order, again whatever ``workers``.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from typing import Callable, Sequence
 
@@ -65,9 +65,8 @@ class Objective:
     """Data loss + L2 of W (C, P + bias) on rows X (N, P), y (N,), as the training loop needs it.
 
     ``batch(W, idx)`` is a minibatch step (at most ``max(block, batch_size)``
-    rows, and N), ``full(W)``
-    the whole split; both return ``(loss, dW)`` where dW is a buffer the next
-    call overwrites. Use as a context manager (or call ``close``): inside,
+    rows, and at most N), ``full(W)`` the whole split; both return
+    ``(loss, dW)`` where dW is a buffer the next call overwrites. Use as a context manager (or call ``close``): inside,
     BLAS runs one thread per worker and the pool's threads are released on exit.
     """
 
@@ -129,7 +128,10 @@ class Objective:
         if len(ranges) > self.workers:
             return list(self._pool.map(lambda r: fn(*r), ranges))
         futures = [self._pool.submit(fn, lo, hi) for lo, hi in ranges[1:]]
-        first = fn(*ranges[0])
+        try:
+            first = fn(*ranges[0])
+        finally:
+            wait(futures)               # no part may still write into the buffers when this returns or raises
         return [first] + [f.result() for f in futures]
 
     def _finish(self, W: np.ndarray, value: float, G: np.ndarray, g0: np.ndarray) -> tuple[float, np.ndarray]:
