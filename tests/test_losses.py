@@ -386,29 +386,3 @@ def test_svm_hinge_kink():
     far = np.array([[3.0, 0.0]])                      # margin -2: far from 0
     assert not svm_hinge_kink(W, far, y, (1, 0), h)
     assert not svm_hinge_kink(W, near, y, (1, 0), 1e-9)   # a smaller step no longer reaches the kink
-
-
-def _threaded_loss_in_child(queue) -> None:
-    """Run a threaded data_loss in a forked child and report its loss."""
-    X, y, mean, _ = raw_problem(600, 16, seed=8)
-    W = 0.01 * np.random.default_rng(8).standard_normal((10, 17))
-    queue.put(data_loss(W, X, y, "svm", mean=mean, workers=2)[0])
-
-
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
-def test_worker_threads_survive_a_fork():
-    import multiprocessing
-
-    X, y, mean, _ = raw_problem(600, 16, seed=8)
-    W = 0.01 * np.random.default_rng(8).standard_normal((10, 17))
-    expected = data_loss(W, X, y, "svm", mean=mean, workers=2)[0]   # the parent's pool now exists
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_threaded_loss_in_child, args=(queue,))
-    child.start()
-    child.join(timeout=60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("data_loss hung in a forked child (the parent's thread pool was reused)")
-    assert child.exitcode == 0
-    assert queue.get(timeout=5) == pytest.approx(expected, rel=1e-12)

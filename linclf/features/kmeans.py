@@ -564,8 +564,9 @@ class _Extractor:
         exact = Xb.dtype == np.uint8          # sums of uint8 values and squares are exact in float32 (< 2**24)
         view = patch_view(Xb, f.patch, f.stride)                              # (b, m, m, 3, patch, patch)
         for (s, e), (r0, r1, c0, c1) in zip(copies, self.regions):
-            target = loc.P[s:e, :p].view()
-            target.shape = (b, r1 - r0, c1 - c0, CHANNELS, f.patch, f.patch)  # a view, never a copy (raises if not)
+            target = loc.P[s:e, :p].reshape(b, r1 - r0, c1 - c0, CHANNELS, f.patch, f.patch)
+            if not np.may_share_memory(target, loc.P):                        # a copy would be written in vain
+                raise RuntimeError("internal error: the patch buffer cannot be viewed by region")
             np.copyto(target, view[:, r0:r1, c0:c1], casting="unsafe")
         pooled = loc.pooled[:b]
         pooled.fill(0)
