@@ -223,3 +223,15 @@ def _no_user_data_folders(tmp_path_factory, monkeypatch):
     """Every test gets an empty user cache (the default data folder) and no $LINCLF_DATA_DIR."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     monkeypatch.delenv("LINCLF_DATA_DIR", raising=False)
+
+
+def preprocessed(X, mean, scale, bias, dtype=np.float64):
+    """[(X - mean) * scale, 1] built the obvious way: the reference for folded preprocessing."""
+    Xp = X.astype(np.float64)
+    if mean is not None:
+        Xp = Xp - mean
+    if scale is not None:
+        Xp = Xp * scale
+    if bias:
+        Xp = np.hstack([Xp, np.ones((len(X), 1))])
+    return Xp.astype(dtype)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import preprocessed
 from linclf.core.gradcheck import numerical_gradient
 from linclf.core.losses import (
     SCORE_LOSSES, hinge_margins, l2_reg, softmax_loss, softmax_loss_naive,
@@ -197,18 +198,6 @@ def raw_problem(N: int, P: int, C: int = 10, seed: int = 0, dtype=np.float64):
     return X, rng.integers(0, C, N), mean.astype(dtype), scale.astype(dtype)
 
 
-def explicit(X, mean, scale, bias, dtype=np.float64):
-    """[(X - mean) * scale, 1] built the obvious way."""
-    Xp = X.astype(np.float64)
-    if mean is not None:
-        Xp = Xp - mean
-    if scale is not None:
-        Xp = Xp * scale
-    if bias:
-        Xp = np.hstack([Xp, np.ones((len(X), 1))])
-    return Xp.astype(dtype)
-
-
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("use_mean", [False, True])
 @pytest.mark.parametrize("use_scale", [False, True])
@@ -219,7 +208,7 @@ def test_data_loss_equals_explicit_preprocessing_float64(loss, use_mean, use_sca
     mean, scale = (mean if use_mean else None), (scale if use_scale else None)
     W = 1e-3 * np.random.default_rng(1).standard_normal((10, 3072 + bias))
     got = data_loss(W, X, y, loss, mean=mean, scale=scale, bias=bias, block=block)
-    ref = call(loss, VECTORIZED[loss], W, explicit(X, mean, scale, bias), y)
+    ref = call(loss, VECTORIZED[loss], W, preprocessed(X, mean, scale, bias), y)
     assert got[0] == pytest.approx(ref[0], rel=1e-12)
     assert got[1].shape == W.shape
     assert max_rel(got[1], ref[1]) <= 1e-10
@@ -233,7 +222,7 @@ def test_data_loss_float32_close_to_float64_reference(loss, use_scale, block):
     scale = scale if use_scale else None
     W = 1e-3 * np.random.default_rng(2).standard_normal((10, 3073))
     got = data_loss(W.astype(np.float32), X, y, loss, mean=mean, scale=scale, block=block)
-    ref = call(loss, VECTORIZED[loss], W, explicit(X, mean.astype(np.float64),
+    ref = call(loss, VECTORIZED[loss], W, preprocessed(X, mean.astype(np.float64),
                                                    None if scale is None else scale.astype(np.float64), True), y)
     assert got[1].dtype == np.float32
     assert got[0] == pytest.approx(ref[0], rel=1e-4)
@@ -261,7 +250,7 @@ def test_data_loss_large_n_uses_threads_and_matches_vectorized():
     X, y, mean, _ = raw_problem(1500, 64, seed=6)
     W = 0.01 * np.random.default_rng(6).standard_normal((10, 65))
     got = data_loss(W, X, y, "softmax", mean=mean)
-    ref = softmax_loss(W, explicit(X, mean, None, True), y)
+    ref = softmax_loss(W, preprocessed(X, mean, None, True), y)
     assert got[0] == pytest.approx(ref[0], rel=1e-12)
     assert max_rel(got[1], ref[1]) <= 1e-10
 
@@ -270,7 +259,7 @@ def test_fold_matches_explicit_scores():
     X, _, mean, scale = raw_problem(20, 30, seed=7)
     W = np.random.default_rng(7).standard_normal((4, 31))
     A, b = fold(W, mean, scale, True)
-    np.testing.assert_allclose(X @ A.T + b, explicit(X, mean, scale, True) @ W.T, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(X @ A.T + b, preprocessed(X, mean, scale, True) @ W.T, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -327,7 +316,7 @@ def test_data_loss_gradient_matches_numerical(loss):
     W = 0.2 * np.random.default_rng(12).standard_normal((3, 7))
     analytic = data_loss(W, X, y, loss, mean=mean, scale=scale)[1]
     numeric = numerical_gradient(lambda V: data_loss(V, X, y, loss, mean=mean, scale=scale)[0], W)
-    ok = smooth_coordinates(W, explicit(X, mean, scale, True), y, loss)
+    ok = smooth_coordinates(W, preprocessed(X, mean, scale, True), y, loss)
     np.testing.assert_allclose(analytic[ok], numeric[ok], rtol=1e-6, atol=1e-9)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
+from conftest import preprocessed
 from linclf.core.losses import l2_reg, softmax_loss, svm_loss
 from linclf.core.objective import Objective, data_loss, loss_values, scores
 from linclf.core.preprocess import fold
@@ -27,13 +28,7 @@ def problem(N=600, P=96, seed=0, stored=np.uint8):
 
 def explicit(W, X, y, loss, mean, scale, bias, reg, reg_bias):
     """Loss + L2 and dW in float64 on [(X - mean) * scale, 1] built the obvious way."""
-    Xp = X.astype(np.float64)
-    if mean is not None:
-        Xp = Xp - mean
-    if scale is not None:
-        Xp = Xp * scale
-    if bias:
-        Xp = np.hstack([Xp, np.ones((len(X), 1))])
+    Xp = preprocessed(X, mean, scale, bias)
     W64 = W.astype(np.float64)
     value, dW = LOSSES[loss](W64, Xp, y)
     r, rdW = l2_reg(W64, reg, reg_bias)

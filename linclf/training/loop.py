@@ -33,8 +33,9 @@ import numpy as np
 from ..config import Config
 from ..core import optim
 from ..core.losses import l2_reg
-from ..core.objective import Objective, loss_values, scores
-from ..core.preprocess import Preprocessor, fold
+from ..core.model import LinearClassifier
+from ..core.objective import Objective, loss_values
+from ..core.preprocess import Preprocessor
 from ..core.search import random_local_search, random_search
 from ..data.cifar10 import Splits
 from ..errors import DivergenceError, Interrupted, ModelFileError
@@ -172,8 +173,7 @@ def accuracy(W: np.ndarray, prep: Preprocessor, X: np.ndarray, y: np.ndarray) ->
     """Fraction of rows X (N, P) whose argmax score under W (C, D) equals y (N,), computed in float32."""
     if len(y) == 0:
         return float("nan")
-    A, b = fold(W.astype(np.float32, copy=False), prep.mean, prep.scale, prep.bias)
-    return float(np.mean(scores(X, A, b).argmax(axis=1) == y))
+    return float(np.mean(LinearClassifier(W, prep, ()).predict(X) == y))
 
 
 @contextmanager
