@@ -260,8 +260,7 @@ def data_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm", *,
     dtype = float_dtype(W)
     with Objective(X, y, W.shape[0], loss=loss, delta=delta, mean=mean, scale=scale, bias=bias, dtype=dtype,
                    workers=workers, block=DEFAULT_BLOCK if block is None else int(block)) as f:
-        value, dW = f.full(W.astype(dtype, copy=False))
-        return value, dW.copy()
+        return f.full(W.astype(dtype, copy=False))      # its dW buffer is ours: f is not called again
 
 
 def loss_values(Ws: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm", *, delta: float = 1.0,
