@@ -77,3 +77,10 @@ class Interrupted(LinclfError):
 
 class LinclfWarning(UserWarning):
     """Something worked but deserves a one-line notice (e.g. an unofficial archive)."""
+
+
+def short_reason(e: BaseException) -> str:
+    """A short one-line description of an exception (``Type: text``) for the middle of a message."""
+    text = " ".join(str(e).split())
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -1,4 +1,4 @@
-"""Tests of linclf.data.archive: safe extraction, the restricted unpickler, validating readers.
+"""Tests of the untrusted CIFAR-10 files: data.extract, data.unpickle, data.batches (and data.layout).
 
 Every failure test checks the exception type, that the message names the
 member or file, that nothing was written outside the target folder, that no
@@ -22,8 +22,11 @@ import numpy as np
 import pytest
 
 from conftest import CLASSES, FakeCifar, binary_members, make_arrays, python_members, write_tar_gz
-from linclf.data import archive
-from linclf.data.archive import LAYOUTS, check_folder, read_batch, read_classes, safe_extract, safe_unpickle
+from linclf.data import extract
+from linclf.data.batches import read_batch, read_classes
+from linclf.data.extract import safe_extract
+from linclf.data.layout import LAYOUTS, check_folder
+from linclf.data.unpickle import safe_unpickle
 from linclf.errors import DataError, UnsafeArchiveError, UsageError
 
 FMTS = ["binary", "python"]
@@ -341,7 +344,7 @@ def test_duplicate_member_is_refused(world: World) -> None:
 
 def test_member_over_the_size_cap_is_refused(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     path = world.archive(good_entries(world.fmt))
-    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(extract, "MAX_MEMBER_BYTES", 1000)
     message = world.attempt(path, UnsafeArchiveError)
     assert "1000-byte cap" in message and world.layout.folder in message
 

@@ -21,8 +21,10 @@ from typing import Sequence
 
 import numpy as np
 
-from . import archive as _archive
+from .batches import read_batch, read_classes
 from .download import fetch, md5sum
+from .extract import safe_extract
+from .layout import LAYOUTS, Layout, check_folder
 from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
                       MissingArchiveError)
@@ -103,10 +105,10 @@ WHERE_HINT = (f"point elsewhere with --data-dir DIR, ${ENV_DATA_DIR} or data.dir
               "or give an archive already on disk with --archive PATH")
 
 
-def _check_format(fmt: str) -> _archive.Layout:
-    if fmt not in _archive.LAYOUTS:
-        raise ConfigError(f"data.format: expected one of {', '.join(_archive.LAYOUTS)}, got {fmt!r}")
-    return _archive.LAYOUTS[fmt]
+def _check_format(fmt: str) -> Layout:
+    if fmt not in LAYOUTS:
+        raise ConfigError(f"data.format: expected one of {', '.join(LAYOUTS)}, got {fmt!r}")
+    return LAYOUTS[fmt]
 
 
 def _archive_format(path: Path) -> str | None:
@@ -119,7 +121,7 @@ def _archive_format(path: Path) -> str | None:
     if first is None:
         return None
     top = first.name.split("/", 1)[0]
-    for fmt, layout in _archive.LAYOUTS.items():
+    for fmt, layout in LAYOUTS.items():
         if top == layout.folder:
             return fmt
     return None
@@ -127,13 +129,13 @@ def _archive_format(path: Path) -> str | None:
 
 def _folder_format(path: Path, fmt: str) -> tuple[Path, str] | None:
     """An extracted batches folder at ``path`` or directly inside it: (folder, format), preferring ``fmt``."""
-    order = [fmt] + [f for f in _archive.LAYOUTS if f != fmt]
+    order = [fmt] + [f for f in LAYOUTS if f != fmt]
     for f in order:
-        layout = _archive.LAYOUTS[f]
+        layout = LAYOUTS[f]
         if path.name == layout.folder:
             return path, f
     for f in order:
-        inner = path / _archive.LAYOUTS[f].folder
+        inner = path / LAYOUTS[f].folder
         if inner.is_dir():
             return inner, f
     return None
@@ -197,8 +199,7 @@ def _remove_empty(folders: list[Path]) -> None:
 def _extract(archive_path: Path, data_dir: Path, fmt: str, md5: str, quiet: bool, user_file: bool = False) -> Path:
     """Extract a verified archive into data_dir atomically and record which archive it was."""
     _mkdir(data_dir)
-    folder = _archive.safe_extract(archive_path, data_dir, _archive.LAYOUTS[fmt], quiet=quiet,
-                                   user_file=user_file)
+    folder = safe_extract(archive_path, data_dir, LAYOUTS[fmt], quiet=quiet, user_file=user_file)
     try:
         write_json_atomic(folder / _SOURCE_FILE, {"md5": md5, **_file_id(archive_path)})
     except OSError:
@@ -232,7 +233,7 @@ def _already_extracted(src: Path, data_dir: Path, md5: str | None) -> Prepared |
     Saves hashing 170 MB on every run that names the same --archive.
     """
     me = _file_id(src)
-    for f, layout in _archive.LAYOUTS.items():
+    for f, layout in LAYOUTS.items():
         folder = data_dir / layout.folder
         record = _read_source(folder)
         if not record or any(record.get(k) != v for k, v in me.items()):
@@ -240,7 +241,7 @@ def _already_extracted(src: Path, data_dir: Path, md5: str | None) -> Prepared |
         if md5 is not None and record.get("md5") != md5.lower():
             continue
         try:
-            _archive.check_folder(folder, layout)
+            check_folder(folder, layout)
         except DataError:
             continue
         return Prepared(folder, f, "already present", record.get("md5"))
@@ -269,7 +270,7 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
                 raise DataError(f"--archive {src}: the folder holds neither cifar-10-batches-bin/ "
                                 "nor cifar-10-batches-py/")
             folder, f = found
-            _archive.check_folder(folder, _archive.LAYOUTS[f])
+            check_folder(folder, LAYOUTS[f])
             return Prepared(folder, f, "using folder", None)
         if not force and src.is_file():
             done = _already_extracted(src, data_dir, md5)
@@ -289,13 +290,13 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
                           "checks out; pass --md5 to pin it", LinclfWarning, stacklevel=2)
         return Prepared(folder, f, "extracted", got)
 
-    layout = _archive.LAYOUTS[fmt]
+    layout = LAYOUTS[fmt]
     official = OFFICIAL[fmt]
     expected = (md5 or official.md5).lower()
     folder = data_dir / layout.folder
     if not force and folder.is_dir():
         try:
-            _archive.check_folder(folder, layout)
+            check_folder(folder, layout)
             return Prepared(folder, fmt, "already present", _read_source(folder).get("md5"))
         except DataError:
             pass  # an incomplete or foreign folder: fall through and rebuild it from the archive
@@ -319,7 +320,7 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
 _ARRAYS = ("X_train", "y_train", "X_test", "y_test")
 
 
-def _source_key(folder: Path, layout: _archive.Layout) -> dict:
+def _source_key(folder: Path, layout: Layout) -> dict:
     """What the cache was built from: the folder and each batch file's size and mtime."""
     files = {}
     for name in (*layout.train_files, layout.test_file, layout.meta_file):
@@ -367,13 +368,13 @@ def _write_cache(cache: Path, key: dict, data: CIFAR10) -> None:
     write_json_atomic(cache / "source.json", {"key": key, "classes": list(data.classes)})
 
 
-def _read_folder(folder: Path, layout: _archive.Layout, fmt: str) -> CIFAR10:
+def _read_folder(folder: Path, layout: Layout, fmt: str) -> CIFAR10:
     """Read and validate every batch of an extracted folder (the slow path, done once)."""
-    train = [_archive.read_batch(folder / name, fmt) for name in layout.train_files]
-    X_test, y_test = _archive.read_batch(folder / layout.test_file, fmt)
+    train = [read_batch(folder / name, fmt) for name in layout.train_files]
+    X_test, y_test = read_batch(folder / layout.test_file, fmt)
     X_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train]).astype(np.int64)
-    classes = tuple(_archive.read_classes(folder / layout.meta_file, fmt))
+    classes = tuple(read_classes(folder / layout.meta_file, fmt))
     return CIFAR10(X_train, y_train, X_test, y_test.astype(np.int64), classes)
 
 
@@ -397,7 +398,7 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, format: str = "binar
 def load_prepared(prepared: Prepared, data_dir: str | os.PathLike, *, cache: bool = True,
                   rebuild: bool = False) -> CIFAR10:
     """Read (and validate) the batches ``prepare`` made available, through the .npy cache in ``data_dir``."""
-    layout = _archive.LAYOUTS[prepared.format]
+    layout = LAYOUTS[prepared.format]
     key = _source_key(prepared.folder, layout)
     cache_dir = _cache_dir(Path(data_dir), prepared.format)
     if cache and not rebuild:
