@@ -231,7 +231,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     from .training.runs import check_out_dir, config_of_checkpoint, default_out_dir, run_train
 
     if plots:
-        from .plots import require_matplotlib
+        from .plots.figure import require_matplotlib
 
         require_matplotlib()            # before training, not after an hour of it
     resume_arrays = None
@@ -516,7 +516,9 @@ def plot_cmd(folder: str, out: str | None, split_name: str, data_dir: str | None
     run folder:   loss.png accuracy.png templates.png confusion.png (needs the data)
     sweep folder: sweep_lr_reg.png, and sweep_updates.png when optimizer.update was swept
     """
-    from .plots import folder_kind, plot_sweep, require_matplotlib
+    from .plots.figure import require_matplotlib
+    from .plots.folders import folder_kind
+    from .plots.sweeps import plot_sweep
 
     kind = folder_kind(folder)
     require_matplotlib()
@@ -532,7 +534,8 @@ def _plot_run(run_dir: Path, out: str | None, split_name: str, data_dir: str | N
               quiet: bool) -> list[Path]:
     """A run folder's figures; confusion.png only when the split's data loads (else a one-line warning)."""
     from .errors import ModelFileError
-    from .plots import plot_run, run_model_file
+    from .plots.folders import run_model_file
+    from .plots.runs import plot_run
     from .training.runs import run_eval
 
     evaluation = None

@@ -338,7 +338,7 @@ def test_plot_of_a_kmeans_run_writes_centroids(tmp_path, km_model, learnable_dat
 
 
 def test_centroid_images_un_whiten_and_normalise():
-    from linclf.plots import centroid_images
+    from linclf.plots.centroids import centroid_images
 
     rng = np.random.default_rng(0)
     p, d = 2, 12

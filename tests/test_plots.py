@@ -17,7 +17,7 @@ from conftest import invoke, one_line_error, optional, small_config, train_cli
 optional("matplotlib")
 Image = optional("PIL.Image")
 
-from linclf import plots  # noqa: E402
+from linclf.plots import curves, figure, runs, sweeps  # noqa: E402
 from linclf.errors import LinclfWarning  # noqa: E402
 from linclf.training.runs import history_csv  # noqa: E402
 
@@ -30,10 +30,10 @@ CONFIG = small_config(log_every=2)
 def assert_png(path: Path) -> None:
     """A complete PNG whose pixel size is the promised figure size times the dpi."""
     assert path.read_bytes()[:8] == PNG_MAGIC, path
-    w, h = plots.SIZES[path.name]
+    w, h = figure.SIZES[path.name]
     with Image.open(path) as img:
         img.load()
-        assert img.size == (round(w * plots.DPI), round(h * plots.DPI)), path
+        assert img.size == (round(w * figure.DPI), round(h * figure.DPI)), path
 
 
 def no_temp_files(folder: Path) -> bool:
@@ -99,7 +99,7 @@ def test_a_history_alone_gives_the_curves(tmp_path):
              for s in (10, 20, 30, 40)]
     (tmp_path / "history.csv").write_text(history_csv(sorted(rows, key=lambda r: r["step"])))
     with pytest.warns(LinclfWarning, match="no model.npz"):
-        written = plots.plot_run(tmp_path)
+        written = runs.plot_run(tmp_path)
     assert [p.name for p in written] == ["loss.png", "accuracy.png"]
     for p in written:
         assert_png(p)
@@ -109,7 +109,7 @@ def test_the_library_call_draws_the_confusion_it_is_given(run_dir, learnable_dat
     from linclf.training.runs import run_eval
 
     _, ev = run_eval(run_dir / "model.npz", "val", data_dir=learnable_data_dir)
-    written = plots.plot_run(run_dir, tmp_path / "out", evaluation=ev)
+    written = runs.plot_run(run_dir, tmp_path / "out", evaluation=ev)
     assert [p.name for p in written] == RUN_FIGURES
 
 
@@ -172,15 +172,15 @@ def test_plot_sweep_writes_both_figures(tmp_path):
 
 
 def test_sweep_figures_read_the_contract(tmp_path):
-    results = plots.read_results(make_sweep(tmp_path / "sweep", grid_trials()))
+    results = sweeps.read_results(make_sweep(tmp_path / "sweep", grid_trials()))
     assert len(results) == 12 and results[0]["optimizer.lr"] == 1e-4 and results[0]["history"]
-    fig = plots.sweep_lr_reg_figure(results)
+    fig = sweeps.sweep_lr_reg_figure(results)
     ax = fig.axes[0]
     assert "learning rate" in ax.get_xlabel() and "regularisation" in ax.get_ylabel()
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert "(2 diverged)" in ax.get_title() and "best 0.329" in ax.get_title()
     assert fig.axes[1].get_ylabel() == "validation accuracy"          # the colour bar
-    fig = plots.sweep_updates_figure(results)
+    fig = sweeps.sweep_updates_figure(results)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert [lb.split(",")[0] for lb in labels] == ["sgd", "adam"]      # sgd's best is lr 1e-3: 1e-2 diverged
     assert "lr 0.001" in labels[0] and "lr 0.01" in labels[1]
@@ -193,10 +193,10 @@ def test_a_one_parameter_sweep_is_a_1d_plot(tmp_path):
     r = invoke("plot", sweep)
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines() == [str(sweep / "sweep_lr_reg.png")]      # one update rule: no overlay
-    ax = plots.sweep_lr_reg_figure(plots.read_results(sweep)).axes[0]
+    ax = sweeps.sweep_lr_reg_figure(sweeps.read_results(sweep)).axes[0]
     assert "learning rate" in ax.get_xlabel() and ax.get_ylabel() == "validation accuracy"
     reg_only = [{**t, "optimizer.lr": 1e-3, "model.reg": r} for t, r in zip(trials, (0.0, 1e-2, 1.0))]
-    ax = plots.sweep_lr_reg_figure(reg_only).axes[0]
+    ax = sweeps.sweep_lr_reg_figure(reg_only).axes[0]
     assert "regularisation" in ax.get_xlabel() and ax.get_xscale() == "symlog"   # reg 0 still shown
 
 
@@ -235,12 +235,12 @@ def test_missing_matplotlib_says_how_to_install_it(run_dir, tmp_path, config, le
     r = train_cli(config, learnable_data_dir, tmp_path / "run2", "--plots")       # refused before training
     assert r.exit_code == 1 and "pip install 'linclf[plot]'" in one_line_error(r, only=True)
     assert not (tmp_path / "run2").exists()
-    with pytest.raises(plots.PlotDependencyError):
-        plots.loss_figure(history(1.0))
+    with pytest.raises(figure.PlotDependencyError):
+        runs.loss_figure(history(1.0))
 
 
 def test_importing_linclf_does_not_import_matplotlib():
-    code = "import sys, linclf.plots, linclf.cli; assert 'matplotlib' not in sys.modules"
+    code = "import sys, linclf.plots.runs, linclf.plots.sweeps, linclf.cli; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -256,57 +256,57 @@ def test_templates_undo_the_scale_and_the_cifar_order():
     pixel_space = rows * 0.01 - 0.5                         # the template acting on raw pixels
     scale = rng.uniform(0.5, 2.0, 3072)                     # 1 / std per pixel
     W = np.hstack([pixel_space / scale, np.full((10, 1), 7.0)])   # acts on (x - mean) * scale; bias last
-    out = plots.template_images(W, scale=scale, bias=True)
+    out = runs.template_images(W, scale=scale, bias=True)
     assert out.shape == (10, 32, 32, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out, images.astype(np.uint8))
-    np.testing.assert_array_equal(plots.template_images(pixel_space, bias=False), images.astype(np.uint8))
-    flat = plots.template_images(np.zeros((2, 3073)))
+    np.testing.assert_array_equal(runs.template_images(pixel_space, bias=False), images.astype(np.uint8))
+    flat = runs.template_images(np.zeros((2, 3073)))
     assert (flat == 128).all()                              # a constant template is mid-grey, not NaN
     with pytest.raises(ValueError, match="3072"):
-        plots.template_images(np.zeros((10, 1025)))
+        runs.template_images(np.zeros((10, 1025)))
 
 
 def test_templates_figure_has_a_labelled_panel_per_class():
-    fig = plots.templates_figure(np.random.default_rng(0).standard_normal((10, 3073)), CLASSES)
+    fig = runs.templates_figure(np.random.default_rng(0).standard_normal((10, 3073)), CLASSES)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == CLASSES and fig.get_suptitle()
 
 
 def test_confusion_figure_labels():
     cm = np.diag(np.arange(1, 11)) + 1
-    ax = plots.confusion_figure(cm, CLASSES, split="test").axes[0]
+    ax = runs.confusion_figure(cm, CLASSES, split="test").axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == CLASSES
     assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
     assert "test split" in ax.get_title() and "accuracy" in ax.get_title()
 
 
 def test_curves_need_values():
-    with pytest.raises(plots.NothingToPlot):
-        plots.loss_figure([{"step": 1.0, "epoch": 0.1, "train_accuracy": 0.5}])
-    with pytest.raises(plots.NothingToPlot):
-        plots.accuracy_figure([{"step": 1.0, "epoch": 0.1, "loss": 2.0}])
-    ax = plots.accuracy_figure(history(1.0), num_classes=10).axes[0]
+    with pytest.raises(figure.NothingToPlot):
+        runs.loss_figure([{"step": 1.0, "epoch": 0.1, "train_accuracy": 0.5}])
+    with pytest.raises(figure.NothingToPlot):
+        runs.accuracy_figure([{"step": 1.0, "epoch": 0.1, "loss": 2.0}])
+    ax = runs.accuracy_figure(history(1.0), num_classes=10).axes[0]
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "accuracy"
-    assert plots.loss_figure(history(1.0), search=True).axes[0].get_xlabel() == "trial"
+    assert runs.loss_figure(history(1.0), search=True).axes[0].get_xlabel() == "trial"
 
 
 def test_read_history_round_trips_history_csv(tmp_path):
     rows = history(1.0, steps=10)
     (tmp_path / "history.csv").write_text(history_csv(rows))
-    back = plots.read_history(tmp_path / "history.csv")
+    back = curves.read_history(tmp_path / "history.csv")
     assert back[0] == {"step": 1.0, "epoch": 0.1, "loss": pytest.approx(rows[0]["loss"]), "lr": 1e-3,
                        "train_accuracy": None, "val_accuracy": None}
     assert back[-1]["val_accuracy"] == 0.28 and back[-1]["loss"] is None
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(plots.PlotError, match="bad.csv"):
-        plots.read_history(tmp_path / "bad.csv")
+    with pytest.raises(figure.PlotError, match="bad.csv"):
+        curves.read_history(tmp_path / "bad.csv")
 
 
 def test_smooth():
-    np.testing.assert_allclose(plots.smooth([3.0] * 50), 3.0)          # bias-corrected: no warm-up dip
-    np.testing.assert_array_equal(plots.smooth([1.0, 5.0, 2.0], beta=0.0), [1.0, 5.0, 2.0])
+    np.testing.assert_allclose(curves.smooth([3.0] * 50), 3.0)          # bias-corrected: no warm-up dip
+    np.testing.assert_array_equal(curves.smooth([1.0, 5.0, 2.0], beta=0.0), [1.0, 5.0, 2.0])
     noisy = 1 + np.random.default_rng(0).standard_normal(200)
-    assert plots.smooth(noisy).std() < noisy.std() / 2
+    assert curves.smooth(noisy).std() < noisy.std() / 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert plots.smooth([]).shape == (0,)
+        assert curves.smooth([]).shape == (0,)
