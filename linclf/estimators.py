@@ -25,36 +25,34 @@ Deviations from scikit-learn, on purpose: ``coef_`` keeps one row per class
 even for two classes (the model is multinomial), while ``decision_function``
 of a binary problem returns ``scores[:, 1] - scores[:, 0]`` (N,) as scikit-learn
 scorers expect; sparse ``X`` is refused with a TypeError (densify it first);
-``sample_weight`` is not supported in ``fit``. scikit-learn itself is never
+``sample_weight`` is not supported in ``fit``. X, y and ``random_state`` are
+checked by ``inputs`` (scikit-learn's errors, in its words). scikit-learn itself is never
 imported here: its tags are built only when scikit-learn asks for them, and
 the NotFittedError / column-vector warning raised become subclasses of
 scikit-learn's classes of the same name when ``sklearn.exceptions`` is loaded.
 """
 from __future__ import annotations
 
-import functools
 import inspect
-import numbers
-import sys
 import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from .core import preprocess
-from .config import Config, schema_keys, with_values
+from .config import Config, with_values
 from .data.cifar10 import Splits
 from .errors import ConfigError, DivergenceError, LinclfWarning
+from .inputs import (check_X, check_y, encode_labels, feature_names, label_indices, plain, seed_of,
+                     sklearn_compatible)
 from .core.losses import softmax
 from .core.model import LinearClassifier
 from .core.preprocess import Preprocessor, fold
 from .training.loop import TrainState, rng_stream, train
 
-__all__ = ["LinearSVM", "SoftmaxClassifier", "NotFittedError", "ColumnVectorWarning"]
+__all__ = ["LinearSVM", "SoftmaxClassifier", "NotFittedError"]
 
 _D = Config()                    # the schema's defaults: the one home of every default not tuned below
-_SEED_MAX = int(schema_keys()["seed"].hi)   # the largest config seed
-_FINITE_BLOCK = 4096             # rows checked for NaN / inf at a time (a bounded temporary)
 
 # constructor parameter -> config key it sets (random_state -> seed is handled apart)
 _CONFIG_KEYS: dict[str, str] = {
@@ -74,136 +72,6 @@ _PARAM_OF_KEY = {key: name for name, key in _CONFIG_KEYS.items()} | {"seed": "ra
 
 class NotFittedError(ValueError, AttributeError):
     """predict & co. called before fit (catchable as ValueError or AttributeError, like scikit-learn's)."""
-
-
-class ColumnVectorWarning(LinclfWarning):
-    """y came as a column (N, 1) and was flattened (scikit-learn's DataConversionWarning)."""
-
-
-@functools.lru_cache(maxsize=None)
-def _with_sklearn(cls: type, sklearn_name: str, sklearn_class: type | None) -> type:
-    """``cls``, or a subclass that is also scikit-learn's class of that role, named as scikit-learn names it."""
-    if sklearn_class is None:
-        return cls
-    return type(sklearn_name, (cls, sklearn_class), {"__module__": cls.__module__, "__doc__": cls.__doc__})
-
-
-def _compatible(cls: type, sklearn_name: str) -> type:
-    """``cls``, extended to scikit-learn's ``sklearn.exceptions.<sklearn_name>`` when that is loaded.
-
-    Nobody can catch scikit-learn's class without having imported it, so
-    looking only at ``sys.modules`` keeps scikit-learn optional and unimported.
-    """
-    module = sys.modules.get("sklearn.exceptions")
-    return _with_sklearn(cls, sklearn_name, getattr(module, sklearn_name, None))
-
-
-# ------------------------------------------------------------------ input checks
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python scalar the config schema expects; anything else unchanged."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _check_X(X: Any, who: str) -> np.ndarray:
-    """X as a 2-D numeric array (N, P), N, P >= 1, finite; uint8 and float rows are not copied."""
-    if X is None:
-        raise ValueError(f"{who}: X is None; expected a 2-D array (n_samples, n_features)")
-    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-        raise TypeError(f"{who}: sparse input is not supported; pass a dense array (X.toarray())")
-    A = np.asarray(X)
-    if A.dtype.kind in "OUS":
-        try:
-            A = A.astype(np.float64)
-        except ValueError as e:
-            raise ValueError(f"{who}: X must be numeric: {e}") from None
-    if A.dtype.kind == "c":
-        raise ValueError(f"{who}: Complex data not supported; X has dtype {A.dtype}")
-    if A.dtype.kind not in "biuf":
-        raise ValueError(f"{who}: X must be numeric, got dtype {A.dtype}")
-    if A.ndim != 2:
-        raise ValueError(f"{who}: expected a 2D array (n_samples, n_features), got an array of shape {A.shape}; "
-                         "Reshape your data either using array.reshape(-1, 1) if your data has a single feature "
-                         "or array.reshape(1, -1) if it contains a single sample")
-    for axis, what in ((0, "sample"), (1, "feature")):
-        if A.shape[axis] < 1:
-            raise ValueError(f"{who}: Found array with 0 {what}(s) (shape={A.shape}) while a minimum of 1 is required.")
-    if A.dtype.kind == "b" or A.dtype == np.float16:
-        A = A.astype(np.uint8 if A.dtype.kind == "b" else np.float32)
-    if A.dtype.kind == "f":
-        for start in range(0, len(A), _FINITE_BLOCK):
-            if not np.isfinite(A[start:start + _FINITE_BLOCK]).all():
-                raise ValueError(f"{who}: Input X contains NaN or infinity (row {start} onwards); "
-                                 "remove or impute those values")
-    return A
-
-
-def _feature_names(X: Any) -> np.ndarray | None:
-    """The column names (P,) of a DataFrame-like X when all are strings, else None."""
-    columns = getattr(X, "columns", None)
-    if columns is None:
-        return None
-    names = np.asarray(list(columns), dtype=object)
-    return names if len(names) and all(isinstance(n, str) for n in names) else None
-
-
-def _check_y(y: Any, n: int, who: str) -> np.ndarray:
-    """y as a 1-D array (n,) of class labels; continuous or non-finite float targets are refused."""
-    if y is None:
-        raise ValueError(f"{who} requires y to be passed, but the target y is None")
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        warnings.warn(f"A column-vector y was passed when a 1d array was expected ({who}); flattened it to "
-                      f"shape ({len(y)},) (use y.ravel())", _compatible(ColumnVectorWarning, "DataConversionWarning"),
-                      stacklevel=3)
-        y = y.ravel()
-    if y.ndim != 1:
-        raise ValueError(f"{who}: y should be a 1d array of labels (n_samples,), got shape {y.shape}")
-    if len(y) != n:
-        raise ValueError(f"{who}: Found input variables with inconsistent numbers of samples: [{n}, {len(y)}] "
-                         "(rows of X, labels in y)")
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)):
-            raise ValueError(f"{who}: Input y contains NaN or infinity.")
-        if not np.all(y == np.round(y)):
-            raise ValueError(f"{who}: Unknown label type: continuous; a classifier needs class labels, "
-                             "not real-valued targets")
-    if y.dtype.kind == "c":
-        raise ValueError(f"{who}: Unknown label type: complex")
-    return y
-
-
-def _encode(y: np.ndarray, who: str) -> tuple[np.ndarray, np.ndarray]:
-    """(classes (C,) sorted unique labels, y_idx (N,) int64 indices into them)."""
-    try:
-        classes, y_idx = np.unique(y, return_inverse=True)
-    except TypeError as e:
-        raise ValueError(f"{who}: y mixes labels that cannot be sorted together ({e})") from None
-    return classes, y_idx.astype(np.int64).reshape(-1)
-
-
-def _indices(y: np.ndarray, classes: np.ndarray, who: str) -> np.ndarray:
-    """Indices (N,) int64 of labels y (N,) in the sorted classes (C,); a ValueError lists unknown labels."""
-    idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
-    unknown = classes[idx] != y
-    if np.any(unknown):
-        raise ValueError(f"{who}: y holds labels not in classes_ {list(classes)}: {list(np.unique(y[unknown]))[:5]}")
-    return idx.astype(np.int64)
-
-
-def _seed(random_state: Any, who: str) -> int:
-    """The config seed of ``random_state``: an int >= 0, None (fresh), or a numpy Generator / RandomState."""
-    if random_state is None:
-        return int(np.random.default_rng().integers(_SEED_MAX, endpoint=True))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(_SEED_MAX, endpoint=True))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, _SEED_MAX, dtype=np.int64))
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return int(random_state)
-    raise ValueError(f"{who}: random_state must be an integer >= 0, None or a numpy Generator / RandomState, "
-                     f"got {random_state!r}")
 
 
 def _step_losses(history: Iterable[dict]) -> list[float]:
@@ -300,7 +168,7 @@ class _LinearEstimator:
         if params["iterations"] is None and params["epochs"] is None:
             raise ValueError(f"{who}: set iterations or epochs (both are None)")
         frac = params["validation_fraction"]
-        if frac is not None and not (isinstance(_plain(frac), float) and 0 < frac < 1):
+        if frac is not None and not (isinstance(plain(frac), float) and 0 < frac < 1):
             raise ValueError(f"{who}: validation_fraction must be a float in (0, 1) or None, got {frac!r}")
         for name in ("patience", "keep_best"):
             if params[name] not in (None, False) and frac is None:
@@ -309,7 +177,7 @@ class _LinearEstimator:
         values: dict[str, Any] = {"model.loss": self._loss, "train.log_every": 1, "seed": seed}
         for name, key in _CONFIG_KEYS.items():
             if name in params:
-                values[key] = _plain(params[name])
+                values[key] = plain(params[name])
         if values["optimizer.iterations"] is not None:      # iterations, when given, decide the length
             values["optimizer.epochs"] = None
         try:
@@ -322,11 +190,11 @@ class _LinearEstimator:
     def fit(self, X: Any, y: Any) -> "_LinearEstimator":
         """Train from scratch on rows X (N, P) and labels y (N,); return self."""
         who = self._who()
-        cfg = self._config(_seed(self.random_state, who))
-        X_in, X = X, _check_X(X, f"{who}.fit")
-        y = _check_y(y, len(X), f"{who}.fit")
-        names = _feature_names(X_in)
-        classes, y_idx = _encode(y, f"{who}.fit")
+        cfg = self._config(seed_of(self.random_state, who))
+        X_in, X = X, check_X(X, f"{who}.fit")
+        y = check_y(y, len(X), f"{who}.fit")
+        names = feature_names(X_in)
+        classes, y_idx = encode_labels(y, f"{who}.fit")
         if len(classes) < 2:
             raise ValueError(f"{who}.fit needs samples of at least 2 classes; y holds 1 class ({classes[0]!r})")
         splits = self._splits(cfg, X, y_idx, classes)
@@ -361,11 +229,11 @@ class _LinearEstimator:
         """
         who = self._who()
         fitted = self.__sklearn_is_fitted__()
-        cfg = self._config(_seed(self.random_state, who))
+        cfg = self._config(seed_of(self.random_state, who))
         if cfg.optimizer.method not in ("sgd", "gd"):
             raise ValueError(f"{who}.partial_fit needs method 'sgd' or 'gd', got method={cfg.optimizer.method!r}")
-        X_in, X = X, _check_X(X, f"{who}.partial_fit")
-        y = _check_y(y, len(X), f"{who}.partial_fit")
+        X_in, X = X, check_X(X, f"{who}.partial_fit")
+        y = check_y(y, len(X), f"{who}.partial_fit")
         if fitted:
             self._check_feature_names(X_in)
             self._check_partial(X, classes, cfg)
@@ -375,7 +243,7 @@ class _LinearEstimator:
             if len(all_classes) < 2:
                 raise ValueError(f"{who}.partial_fit needs at least 2 classes; pass classes=[...] on the "
                                  f"first call (got 1 class: {all_classes[0]!r})")
-        y_idx = _indices(y, all_classes, f"{who}.partial_fit")
+        y_idx = label_indices(y, all_classes, f"{who}.partial_fit")
         cfg = with_values(cfg, {"optimizer.epochs": 1, "optimizer.schedule": "constant",
                                 "train.keep_best": False, "train.patience": None})
         splits = _splits_of(X, y_idx, X[:0], y_idx[:0], all_classes)
@@ -390,8 +258,8 @@ class _LinearEstimator:
         if not fitted:
             self.classes_, self.n_features_in_, self.n_iter_, self.loss_curve_ = all_classes, X.shape[1], 0, []
             self._update = cfg.optimizer.update
-            if _feature_names(X_in) is not None:
-                self.feature_names_in_ = _feature_names(X_in)
+            if feature_names(X_in) is not None:
+                self.feature_names_in_ = feature_names(X_in)
         self.n_iter_ += st.step
         self.loss_curve_ = list(self.loss_curve_) + _step_losses(st.history)
         self._state = TrainState(W=st.W, opt_state=st.opt_state, step=self.n_iter_, rng=st.rng)
@@ -443,7 +311,7 @@ class _LinearEstimator:
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
-            error = _compatible(NotFittedError, "NotFittedError")
+            error = sklearn_compatible(NotFittedError, "NotFittedError")
             raise error(f"This {self._who()} instance is not fitted yet. Call 'fit' with appropriate arguments "
                         "before using this estimator.")
 
@@ -454,7 +322,7 @@ class _LinearEstimator:
 
     def _check_feature_names(self, X: Any) -> None:
         """Column names of X must be those seen in fit (a warning when only one of them had names)."""
-        fitted, names = getattr(self, "feature_names_in_", None), _feature_names(X)
+        fitted, names = getattr(self, "feature_names_in_", None), feature_names(X)
         if fitted is None and names is not None:
             warnings.warn(f"X has feature names, but {self._who()} was fitted without feature names",
                           LinclfWarning, stacklevel=4)
@@ -469,7 +337,7 @@ class _LinearEstimator:
         """Class scores (N, C) float32 of raw rows X (N, P), the preprocessing folded in."""
         self._check_fitted()
         self._check_feature_names(X)
-        X = _check_X(X, f"{self._who()}.{method}")
+        X = check_X(X, f"{self._who()}.{method}")
         self._check_n_features(X)
         return self._model.scores(X)
 
@@ -486,7 +354,7 @@ class _LinearEstimator:
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Accuracy of predict(X) against y (N,), optionally weighted by sample_weight (N,)."""
         pred = self.predict(X)
-        y = _check_y(y, len(pred), f"{self._who()}.score")
+        y = check_y(y, len(pred), f"{self._who()}.score")
         return float(np.average(pred == y, weights=sample_weight))
 
     def to_model(self, class_names: Sequence[str] | None = None) -> LinearClassifier:

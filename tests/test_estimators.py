@@ -11,7 +11,8 @@ from conftest import optional
 
 from linclf import LinearSVM, SoftmaxClassifier
 from linclf.errors import DivergenceError
-from linclf.estimators import ColumnVectorWarning, NotFittedError
+from linclf.estimators import NotFittedError
+from linclf.inputs import ColumnVectorWarning
 from linclf.core.model import LinearClassifier
 
 ESTIMATORS = [SoftmaxClassifier, LinearSVM]
