@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linclf.features.kmeans import KMeansFeatures, lloyd, TaskPool
+from linclf.features.kmeans import KMeansFeatures, lloyd
 from linclf.features.patches import normalize_patches, region_bounds, sample_patches
+from linclf.threads import TaskPool
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:

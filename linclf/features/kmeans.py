@@ -16,30 +16,26 @@ The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
 alpha are folded into the centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
 Encoding and pooling are done in place on the chunk; the patches are laid out
 so that a pooling region is a run of rows. Blocks of images run on a thread
-pool (NumPy releases the GIL in products and ufuncs) with OpenBLAS on one
-thread each, which measured faster than one worker with OpenBLAS threads (the
-encoding ufuncs then run on one core).
+pool (``threads.task_pool``; NumPy releases the GIL in products and ufuncs)
+with OpenBLAS on one thread each, which measured faster than one worker with
+OpenBLAS threads (the encoding ufuncs then run on one core).
 """
 from __future__ import annotations
 
 import math
 import os
 import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from ..progress import Bar
-from ..threads import blas_threads
+from ..threads import PARALLEL, TaskPool, task_pool
 from .patches import CHANNELS, IMAGE, map_size, normalize_patches, patch_view, region_bounds, sample_patches
 
-__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd", "TaskPool", "task_pool"]
+__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd"]
 
 ENCODERS = ("triangle", "soft")
-PARALLEL = ("threads", "blas")
 FORMAT_VERSION = 1
 ROW = CHANNELS * IMAGE * IMAGE           # 3072 values a CIFAR row
 _SETTINGS = ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "norm_eps", "zca_eps",
@@ -80,63 +76,6 @@ def _rows(X: Any, name: str = "X") -> np.ndarray:
     if X.dtype.kind not in "uif":
         raise ValueError(f"{name}: expected uint8 (or real) pixels, got dtype {X.dtype}")
     return X
-
-
-# ----------------------------------------------------------------------------- threads
-
-class TaskPool:
-    """Runs tasks in order on ``threads`` threads (inline for 1), a bounded number in flight.
-
-    On any exception (KeyboardInterrupt included) the tasks not started are
-    cancelled, the running ones are waited for, and the exception propagates.
-    """
-
-    def __init__(self, threads: int):
-        self.threads = threads
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="kmeans") if threads > 1 else None
-
-    def run(self, fn: Callable[[Any], Any], items: Iterable[Any], done: Callable[[Any, Any], None] | None = None) -> None:
-        """fn(item) for every item; done(item, result) in the calling thread, in item order."""
-        if self.executor is None:
-            for item in items:
-                result = fn(item)
-                if done is not None:
-                    done(item, result)
-            return
-        pending: deque = deque()
-        try:
-            for item in items:
-                pending.append((item, self.executor.submit(fn, item)))
-                if len(pending) >= 2 * self.threads:
-                    it, fut = pending.popleft()
-                    result = fut.result()
-                    if done is not None:
-                        done(it, result)
-            while pending:
-                it, fut = pending.popleft()
-                result = fut.result()
-                if done is not None:
-                    done(it, result)
-        except BaseException:
-            for _, fut in pending:
-                fut.cancel()
-            raise
-
-    def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-
-
-@contextmanager
-def task_pool(threads: int, parallel: str) -> Iterator[TaskPool]:
-    """A pool of ``threads`` workers with one BLAS thread each ("threads"), or one worker with ``threads`` BLAS threads."""
-    workers, blas = (threads, 1) if parallel == "threads" else (1, threads)
-    pool = TaskPool(workers)
-    try:
-        with blas_threads(blas):
-            yield pool
-    finally:
-        pool.close()
 
 
 def _spans(n: int, size: int) -> list[tuple[int, int]]:
@@ -339,7 +278,7 @@ class KMeansFeatures:
         Xa[:, p] = 1
         bar = Bar(self.progress, self.iterations, desc="k-means", unit="it")
         try:
-            with task_pool(self.threads, self.parallel) as pool:
+            with task_pool(self.threads, self.parallel, "kmeans") as pool:
                 C, inertia = lloyd(Xa, self.k, self.iterations, rng, pool,
                                    step=lambda it, inertia: bar.update(1, iteration=it, inertia=inertia))
         finally:
@@ -393,7 +332,7 @@ class KMeansFeatures:
         work = _Extractor(self, B, Wb)
         bar = Bar(self.progress, N, desc="k-means features", unit="img")
         try:
-            with task_pool(self.threads, self.parallel) as pool:
+            with task_pool(self.threads, self.parallel, "kmeans") as pool:
                 pool.run(lambda span: work(X, span, out), _spans(N, self.block_images),
                          lambda span, _: bar.update(span[1] - span[0]))
         finally:
