@@ -443,3 +443,29 @@ def test_pipeline_of_extractor_and_classifier():
         pipe.fit(fake.X_train, fake.y_train)
         assert pipe.predict(fake.X_test).shape == (50,)
         assert pipe.score(fake.X_test, fake.y_test) > 0.3
+
+
+def test_grid_search_over_the_number_of_centroids_in_a_pipeline():
+    optional("sklearn")
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    from conftest import make_arrays
+    from linclf import SoftmaxClassifier
+
+    fake = make_arrays(per_batch=60, n_test=50, seed=4, separable=True)       # 300 uint8 rows
+    features = KMeansFeatures(k=4, patches=500, iterations=2, stride=2, threads=1)      # a 14x14 map: quick
+    pipe = Pipeline([("features", features), ("clf", SoftmaxClassifier(epochs=3, lr=1e-3))])
+    assert pipe.get_params()["features__k"] == 4 and clone(pipe).get_params()["features__k"] == 4
+    search = GridSearchCV(pipe, {"features__k": [2, 4], "features__pool": [1, 2]}, cv=2)
+    search.fit(fake.X_train, fake.y_train)
+    assert [p for p in search.cv_results_["params"]] == [
+        {"features__k": 2, "features__pool": 1}, {"features__k": 2, "features__pool": 2},
+        {"features__k": 4, "features__pool": 1}, {"features__k": 4, "features__pool": 2}]
+    best = search.best_estimator_
+    k, pool = search.best_params_["features__k"], search.best_params_["features__pool"]
+    assert best.named_steps["features"].centroids_.shape == (k, 108)
+    assert best.named_steps["clf"].n_features_in_ == pool * pool * k          # the grid reached the extractor
+    assert not features.__sklearn_is_fitted__()                                # the search fitted clones
+    assert search.predict(fake.X_test).shape == (50,)

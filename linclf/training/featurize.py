@@ -47,10 +47,12 @@ def make_extractor(f: FeaturesConfig, seed: int, progress: bool = False) -> Any:
     kw = settings(f)
     if f.kind == "kmeans":
         kw["seed"] = seed
+    extractor = extractor_class(f.kind)(**kw, progress=progress)
     try:
-        return extractor_class(f.kind)(**kw, progress=progress)
-    except ValueError as e:            # the config's checks come first; this names the key all the same
+        extractor.check_params()       # the config's checks come first; this names the key all the same
+    except ValueError as e:
         raise ConfigError(f"features.{e}") from None
+    return extractor
 
 
 def cache_root(cfg: Config, data_dir: str | os.PathLike | None) -> Path:
