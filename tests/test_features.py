@@ -530,6 +530,22 @@ def test_synthetic_gradcheck_has_the_feature_width(tmp_path, kind, dim, checked_
     assert not (tmp_path / "features-cache").exists()
 
 
+def test_a_failed_check_on_standardised_features_gives_no_standardisation_hint(tmp_path, learnable_data_dir,
+                                                                              monkeypatch):
+    import linclf.core.gradcheck as gradcheck
+
+    real = gradcheck.softmax_loss
+    monkeypatch.setattr(gradcheck, "softmax_loss", lambda W, X, y, reg=0.0: (real(W, X, y, reg)[0],
+                                                                             1.01 * real(W, X, y, reg)[1]))
+    cfg = tmp_path / "hog.yaml"
+    cfg.write_text(HOG)
+    for extra, hinted in (([], False), (["--set", "features.standardize=false"], True)):
+        res = invoke("gradcheck", "--config", cfg, "--data-dir", learnable_data_dir, "--quiet", *extra)
+        line = one_line_error(res)
+        assert res.exit_code == 1 and "gradient check failed" in line and "reg part" not in line
+        assert ("try --set preprocess.std=true" in line) is hinted
+
+
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_KMEANS = ["--set", "features.k=8", "--set", "features.patches=2000", "--set", "features.iterations=3"]
 
