@@ -513,9 +513,18 @@ def test_gradcheck_of_kmeans_builds_what_train_reuses(tmp_path, km_config, learn
     def no_fit(self, X, y=None):
         raise AssertionError("the extractor was fitted again")
 
+    extracted = []
+    real = KMeansFeatures.transform
+
+    def counting(self, X, out=None):
+        extracted.append(len(X))
+        return real(self, X, out)
+
     monkeypatch.setattr(KMeansFeatures, "fit", no_fit)                    # train takes the fitted extractor
+    monkeypatch.setattr(KMeansFeatures, "transform", counting)
     res = train_cli(km_config, learnable_data_dir, tmp_path / "run")
     assert res.exit_code == 0, res.output
+    assert extracted == [50, 100]                                         # val and test; train's were cached
     assert len(_feature_files(learnable_data_dir)) == 3
     assert train_features in [p.read_bytes() for p in _feature_files(learnable_data_dir)]
 
