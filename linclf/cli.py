@@ -354,7 +354,7 @@ def _eval_table(classes: tuple[str, ...], ev: Any, split_name: str) -> str:
 @click.option("--method", type=click.Choice(["centered", "forward"]), default="centered", show_default=True,
               help="centered (f(x+h)-f(x-h))/2h, or the lecture's one-sided (f(x+h)-f(x))/h.")
 @click.option("--batch", type=click.IntRange(1, 100000), default=100, show_default=True,
-              help="Training images (or synthetic rows) the loss is evaluated on.")
+              help="Training rows (or synthetic rows of the same width) the loss is evaluated on.")
 @click.option("--synthetic", is_flag=True, help="Use small random data instead of CIFAR-10 (no download).")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Largest relative error that passes (default 1e-7); a coordinate within the method's own "
@@ -367,9 +367,11 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     """Compare the analytic gradient of the configured loss with a numerical one (float64).
 
     Checks the data loss alone, the L2 term alone and their sum at the
-    configured initial W. SVM coordinates whose perturbation crosses a hinge
-    (a kink) are reported, not failed. Exit 0 when every other relative error
-    is at most the threshold, 1 otherwise.
+    configured initial W, on the rows the classifier is trained on: pixels,
+    or the features of features.kind (k-means and HOG features are built and
+    cached as `linclf train` builds them). SVM coordinates whose perturbation
+    crosses a hinge (a kink) are reported, not failed. Exit 0 when every other
+    relative error is at most the threshold, 1 otherwise.
     """
     from .errors import GradcheckError
     from .training.runs import run_gradcheck
@@ -396,7 +398,8 @@ def _gradcheck_hint(cfg: Any, res: dict, part: str) -> str:
     if res["method"] == "forward":
         return ("; the difference is outside even the forward method's error bound (h*f''/2): the gradient "
                 "is likely wrong; confirm with --method centered")
-    if part != "reg" and cfg.model.loss == "softmax" and not cfg.preprocess.std and res["data"] != "synthetic":
+    standardized = cfg.preprocess.std or (cfg.features.kind != "pixels" and cfg.features.standardize)
+    if part != "reg" and cfg.model.loss == "softmax" and not standardized and res["data"] != "synthetic":
         return ("; on pixel-scale features (preprocess.std false) the centered difference's h^2 error is "
                 "large for softmax: try --set preprocess.std=true or a looser --threshold")
     return ""
@@ -407,7 +410,7 @@ def _gradcheck_table(res: dict) -> str:
     lines = [f"{res['loss']} loss at init {res['init_loss']:.4f} (expected about {res['expected_init_loss']:.4f} "
              f"for small W; init_scale {res['init_scale']:g}); reg term {res['values']['reg']:.4g}",
              f"{res['method']} differences, h={res['h']:g}, threshold {res['threshold']:g} (or within the error "
-             f"bound), {res['batch']} {res['data']} rows, float64"]
+             f"bound), {res['batch']} {res['data']} rows of {res['dim']} values ({res['features']}), float64"]
     for name, part in res["parts"].items():
         verdict = "ok" if part["passed"] else "FAILED"
         worst = "n/a" if part["worst_rel_error"] is None else f"{part['worst_rel_error']:.3g}"

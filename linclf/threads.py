@@ -8,18 +8,26 @@ more than the product (``scripts/bench.py`` measures both). threadpoolctl
 knows every BLAS NumPy may be built with (OpenBLAS, MKL, BLIS, Accelerate);
 limits set here do not change a product's value (BLAS threads split rows and
 columns, not the sum), so results do not depend on them.
+
+``task_pool`` runs a stream of tasks in order on a standard thread pool (NumPy
+releases the GIL in products and ufuncs), BLAS on one thread per worker, or on
+one worker with BLAS's own threads; the k-means features use it.
 """
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import UsageError
 
-__all__ = ["ENV_WORKERS", "usable_cpus", "resolve_workers", "blas_threads", "set_blas_threads"]
+__all__ = ["ENV_WORKERS", "PARALLEL", "usable_cpus", "resolve_workers", "blas_threads", "set_blas_threads",
+           "TaskPool", "task_pool"]
 
 ENV_WORKERS = "LINCLF_WORKERS"
+PARALLEL = ("threads", "blas")      # how task_pool spends its threads: pool workers, or BLAS's own
 
 
 def usable_cpus() -> int:
@@ -63,3 +71,65 @@ def set_blas_threads(n: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=int(n), user_api="blas")
+
+
+class TaskPool:
+    """Runs tasks in order on ``threads`` threads (inline for 1), at most ``2 * threads`` in flight.
+
+    On any exception (KeyboardInterrupt included) the tasks not started are
+    cancelled, the running ones are waited for, and the exception propagates.
+    Threads are named ``<name>_<i>``.
+    """
+
+    def __init__(self, threads: int, name: str = "linclf"):
+        self.threads = threads
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name) if threads > 1 else None
+
+    def run(self, fn: Callable[[Any], Any], items: Iterable[Any], done: Callable[[Any, Any], None] | None = None) -> None:
+        """fn(item) for every item; done(item, result) in the calling thread, in item order."""
+        if self.executor is None:
+            for item in items:
+                result = fn(item)
+                if done is not None:
+                    done(item, result)
+            return
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append((item, self.executor.submit(fn, item)))
+                if len(pending) >= 2 * self.threads:        # bounded: a task's buffers are not all made at once
+                    it, fut = pending.popleft()
+                    result = fut.result()
+                    if done is not None:
+                        done(it, result)
+            while pending:
+                it, fut = pending.popleft()
+                result = fut.result()
+                if done is not None:
+                    done(it, result)
+        except BaseException:
+            for _, fut in pending:
+                fut.cancel()
+            raise
+
+    def close(self) -> None:
+        """Wait for the running tasks and end the threads (the tasks not started are cancelled)."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def task_pool(threads: int, parallel: str = "threads", name: str = "linclf") -> Iterator[TaskPool]:
+    """A pool of ``threads`` workers with one BLAS thread each ("threads"), or one worker with ``threads`` BLAS threads ("blas").
+
+    The BLAS limit is restored and the pool's threads have ended on exit.
+    """
+    if parallel not in PARALLEL:
+        raise ValueError(f"parallel: expected one of {', '.join(PARALLEL)}, got {parallel!r}")
+    workers, blas = (threads, 1) if parallel == "threads" else (1, threads)
+    pool = TaskPool(workers, name)
+    try:
+        with blas_threads(blas):
+            yield pool
+    finally:
+        pool.close()

@@ -426,6 +426,150 @@ def test_a_missing_or_truncated_feature_file(tmp_path):
     assert res.exit_code == 1 and "not a readable .npz" in one_line_error(res, only=True)
 
 
+# ------------------------------------------------------------------ gradcheck
+
+
+@pytest.fixture
+def checked_rows(monkeypatch):
+    """The rows X (batch, D) every gradient check of the test was run on."""
+    import linclf.core.gradcheck as gradcheck
+
+    seen = []
+    real = gradcheck.check_loss
+
+    def spy(W, X, y, **kwargs):
+        seen.append(np.array(X))
+        return real(W, X, y, **kwargs)
+
+    monkeypatch.setattr(gradcheck, "check_loss", spy)
+    return seen
+
+
+def _gradcheck(cfg, *extra):
+    res = invoke("gradcheck", "--config", cfg, "--json", "--quiet", *extra)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def _rows_of(A: np.ndarray, B: np.ndarray) -> bool:
+    """Every row of A is a row of B (exactly)."""
+    rows = {r.tobytes() for r in np.asarray(B, np.float64)}
+    return all(r.tobytes() in rows for r in np.asarray(A, np.float64))
+
+
+RAW = ["--set", "features.standardize=false", "--set", "preprocess.mean=false"]
+
+
+def test_gradcheck_of_a_feature_file_checks_its_rows_standardised(tmp_path, checked_rows):
+    arrays = _probe()
+    f = _write_npz(tmp_path / "emb.npz", **arrays)
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(KMEANS.replace("  kind: kmeans\n  k: 8\n  patches: 2000\n  iterations: 3\n",
+                                  f"  kind: npz\n  path: {f}\n"))
+    res = _gradcheck(cfg, "--batch", "40")
+    assert res["passed"] and res["dim"] == 21 and res["features"] == "npz" and res["data"] == "feature file"
+    assert res["expected_init_loss"] == pytest.approx(np.log(3))          # the file's 3 classes
+    raw = _gradcheck(cfg, "--batch", "40", *RAW)
+    standardised, plain = checked_rows
+    assert standardised.shape == plain.shape == (40, 21)
+    np.testing.assert_array_equal(plain[:, -1], 1.0)                      # the bias column
+    assert _rows_of(plain[:, :-1], arrays["X_train"])                     # the file's training rows, as stored
+    # the same rows standardised: per column (x - mean) / std of the training split, not pixels' mean only
+    slope = (standardised[1, :-1] - standardised[0, :-1]) / (plain[1, :-1] - plain[0, :-1])
+    np.testing.assert_allclose(standardised[:, :-1], (plain[:, :-1] - plain[0, :-1]) * slope + standardised[0, :-1],
+                               rtol=1e-6, atol=1e-6)
+    assert np.all(slope > 0) and not np.allclose(slope, 1.0)
+    assert raw["dim"] == 21
+
+
+def test_gradcheck_of_hog_color_checks_the_hog_rows_and_fills_the_cache(tmp_path, learnable_data_dir, checked_rows,
+                                                                        monkeypatch):
+    from linclf.data.cifar10 import load_cifar10
+    from linclf.features.hog_color import HogColorFeatures
+
+    cfg = tmp_path / "hog.yaml"
+    cfg.write_text(HOG)
+    res = _gradcheck(cfg, "--data-dir", learnable_data_dir, "--batch", "50", *RAW)
+    D = HogColorFeatures().n_features
+    assert D == 154 and res["dim"] == D + 1 and res["features"] == "hog_color" and res["data"] == "cifar-10"
+    assert res["passed"]
+    (X,) = checked_rows
+    assert X.shape == (50, D + 1)                                         # features, not 3072 pixels + 1
+    images = load_cifar10(learnable_data_dir).X_train
+    assert _rows_of(X[:, :-1], HogColorFeatures().transform(images))     # HOG rows of training images
+    assert len(list((learnable_data_dir / "features-cache").glob("hog_color-*/*.npy"))) == 1   # the train split
+
+    table = invoke("gradcheck", "--config", cfg, "--data-dir", learnable_data_dir, "--batch", "50", "--quiet")
+    assert table.exit_code == 0 and "50 cifar-10 rows of 155 values (hog_color)" in table.output
+
+
+def test_gradcheck_of_kmeans_builds_what_train_reuses(tmp_path, km_config, learnable_data_dir, checked_rows,
+                                                      monkeypatch):
+    res = _gradcheck(km_config, "--data-dir", learnable_data_dir)
+    assert res["passed"] and res["dim"] == 4 * 8 + 1 and checked_rows[0].shape == (100, 33)
+    assert len(_feature_files(learnable_data_dir)) == 1                   # the training split only
+    train_features = _feature_files(learnable_data_dir)[0].read_bytes()
+
+    def no_fit(self, X, y=None):
+        raise AssertionError("the extractor was fitted again")
+
+    extracted = []
+    real = KMeansFeatures.transform
+
+    def counting(self, X, out=None):
+        extracted.append(len(X))
+        return real(self, X, out)
+
+    monkeypatch.setattr(KMeansFeatures, "fit", no_fit)                    # train takes the fitted extractor
+    monkeypatch.setattr(KMeansFeatures, "transform", counting)
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    assert extracted == [50, 100]                                         # val and test; train's were cached
+    assert len(_feature_files(learnable_data_dir)) == 3
+    assert train_features in [p.read_bytes() for p in _feature_files(learnable_data_dir)]
+
+
+@pytest.mark.parametrize("kind,dim", [("hog_color", 155), ("kmeans", 4 * 8 + 1), ("pixels", 3073)])
+def test_synthetic_gradcheck_has_the_feature_width(tmp_path, kind, dim, checked_rows):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(KMEANS.replace("  kind: kmeans\n", f"  kind: {kind}\n"))
+    res = _gradcheck(cfg, "--synthetic", "--batch", "30")
+    assert res["passed"] and res["dim"] == dim and res["data"] == "synthetic"
+    assert checked_rows[0].shape == (30, dim)
+    assert not (tmp_path / "features-cache").exists()
+
+
+def test_a_failed_check_on_standardised_features_gives_no_standardisation_hint(tmp_path, learnable_data_dir,
+                                                                              monkeypatch):
+    import linclf.core.gradcheck as gradcheck
+
+    real = gradcheck.softmax_loss
+    monkeypatch.setattr(gradcheck, "softmax_loss", lambda W, X, y, reg=0.0: (real(W, X, y, reg)[0],
+                                                                             1.01 * real(W, X, y, reg)[1]))
+    cfg = tmp_path / "hog.yaml"
+    cfg.write_text(HOG)
+    for extra, hinted in (([], False), (["--set", "features.standardize=false"], True)):
+        res = invoke("gradcheck", "--config", cfg, "--data-dir", learnable_data_dir, "--quiet", *extra)
+        line = one_line_error(res)
+        assert res.exit_code == 1 and "gradient check failed" in line and "reg part" not in line
+        assert ("try --set preprocess.std=true" in line) is hinted
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL_KMEANS = ["--set", "features.k=8", "--set", "features.patches=2000", "--set", "features.iterations=3"]
+
+
+@pytest.mark.parametrize("name,dim", [("hog_color", 155), ("kmeans", 6401)])
+@pytest.mark.parametrize("method", ["centered", "forward"])
+def test_gradcheck_passes_every_shipped_feature_config(name, dim, method, learnable_data_dir):
+    cfg = ROOT / "configs" / f"{name}.yaml"
+    res = _gradcheck(cfg, "--synthetic", "--method", method)
+    assert res["passed"] and res["dim"] == dim                            # the configured width, no data needed
+    small = SMALL_KMEANS if name.startswith("kmeans") else []             # a k-means fit the tiny data allows
+    res = _gradcheck(cfg, "--data-dir", learnable_data_dir, "--method", method, "--set", "data.num_val=50", *small)
+    assert res["passed"] and res["dim"] == (33 if small else dim)
+
+
 # ---------------------------------------------------------------- Python API
 
 
@@ -443,3 +587,29 @@ def test_pipeline_of_extractor_and_classifier():
         pipe.fit(fake.X_train, fake.y_train)
         assert pipe.predict(fake.X_test).shape == (50,)
         assert pipe.score(fake.X_test, fake.y_test) > 0.3
+
+
+def test_grid_search_over_the_number_of_centroids_in_a_pipeline():
+    optional("sklearn")
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    from conftest import make_arrays
+    from linclf import SoftmaxClassifier
+
+    fake = make_arrays(per_batch=60, n_test=50, seed=4, separable=True)       # 300 uint8 rows
+    features = KMeansFeatures(k=4, patches=500, iterations=2, stride=2, threads=1)      # a 14x14 map: quick
+    pipe = Pipeline([("features", features), ("clf", SoftmaxClassifier(epochs=3, lr=1e-3))])
+    assert pipe.get_params()["features__k"] == 4 and clone(pipe).get_params()["features__k"] == 4
+    search = GridSearchCV(pipe, {"features__k": [2, 4], "features__pool": [1, 2]}, cv=2)
+    search.fit(fake.X_train, fake.y_train)
+    assert [p for p in search.cv_results_["params"]] == [
+        {"features__k": 2, "features__pool": 1}, {"features__k": 2, "features__pool": 2},
+        {"features__k": 4, "features__pool": 1}, {"features__k": 4, "features__pool": 2}]
+    best = search.best_estimator_
+    k, pool = search.best_params_["features__k"], search.best_params_["features__pool"]
+    assert best.named_steps["features"].centroids_.shape == (k, 108)
+    assert best.named_steps["clf"].n_features_in_ == pool * pool * k          # the grid reached the extractor
+    assert not features.__sklearn_is_fitted__()                                # the search fitted clones
+    assert search.predict(fake.X_test).shape == (50,)

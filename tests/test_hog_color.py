@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import optional
 from linclf.features.hog_color import GREY_WEIGHTS, HogColorFeatures, hog_features, hue_histogram
 
 
@@ -93,3 +94,47 @@ def test_bad_input_and_round_trip():
         HogColorFeatures.from_arrays(bad)
     with pytest.raises(ValueError, match="hue_bins is missing"):
         HogColorFeatures.from_arrays({"orientations": np.array(9), "cell": np.array(8)})
+
+
+# ----------------------------------------------------------------------------- scikit-learn's protocol
+
+def test_parameters_are_stored_as_given_and_checked_when_used():
+    ex = HogColorFeatures(orientations=np.int64(9), cell=40, hue_bins=True)
+    assert ex.get_params() == {"orientations": 9, "cell": 40, "hue_bins": True, "progress": False}
+    assert type(ex.orientations) is np.int64
+    X = np.zeros((2, 3072), np.uint8)
+    for call in (ex.check_params, lambda: ex.fit(X), lambda: ex.transform(X), lambda: ex.n_features):
+        with pytest.raises(ValueError, match=r"^cell: expected an integer in \[1, 32\], got 40$"):
+            call()
+    ex.set_params(cell=4)
+    with pytest.raises(ValueError, match=r"^hue_bins: expected an integer in \[1, 255\], got True$"):
+        ex.fit(X)
+    assert ex.set_params(hue_bins=3) is ex and ex.n_features == 8 * 8 * 9 + 3
+    with pytest.raises(ValueError, match="Invalid parameter 'bins' for estimator HogColorFeatures"):
+        ex.set_params(bins=3)
+    assert repr(ex) == "HogColorFeatures(cell=4, hue_bins=3, orientations=np.int64(9))".replace(
+        "np.int64(9)", repr(np.int64(9)))
+    assert repr(ex.set_params(orientations=9)) == "HogColorFeatures(cell=4, hue_bins=3)" and repr(HogColorFeatures()) == "HogColorFeatures()"
+
+
+def test_stateless_transform_needs_no_fit_and_fit_sets_n_features_in():
+    X = np.random.default_rng(0).integers(0, 256, (3, 3072), dtype=np.uint8)
+    ex = HogColorFeatures(orientations=4)
+    assert ex.__sklearn_is_fitted__()
+    before = ex.transform(X)
+    assert not hasattr(ex, "n_features_in_")
+    np.testing.assert_array_equal(ex.fit(X).transform(X), before)
+    assert ex.n_features_in_ == 3072
+
+
+def test_scikit_learn_clone_and_check_is_fitted():
+    base = optional("sklearn.base")
+    from sklearn.utils import get_tags
+    from sklearn.utils.validation import check_is_fitted
+
+    ex = HogColorFeatures(orientations=6, cell=4, hue_bins=12)
+    twin = base.clone(ex)
+    assert twin is not ex and twin.get_params() == ex.get_params()
+    check_is_fitted(twin)                                 # stateless: no NotFittedError
+    tags = get_tags(twin)
+    assert tags.requires_fit is False and tags.transformer_tags is not None and tags.input_tags.two_d_array

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linclf.features.kmeans import KMeansFeatures, lloyd, TaskPool
+from conftest import optional
+from linclf.features.kmeans import KMeansFeatures, lloyd
 from linclf.features.patches import normalize_patches, region_bounds, sample_patches
+from linclf.threads import TaskPool
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:
@@ -231,9 +233,22 @@ def test_from_arrays_names_a_missing_key(fitted):
     ({"parallel": "processes"}, "parallel: expected one of threads, blas"),
     ({"seed": -1}, "seed: expected an integer >= 0"),
 ])
-def test_argument_validation(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        KMeansFeatures(**kwargs)
+def test_argument_validation(kwargs, match, X):
+    f = KMeansFeatures(**kwargs)                       # stored as given: scikit-learn estimators check in fit
+    assert all(f.get_params()[name] is value for name, value in kwargs.items())
+    for call in (f.check_params, lambda: f.fit(X), lambda: f.n_features):
+        with pytest.raises(ValueError, match=match) as e:
+            call()
+        assert "\n" not in str(e.value)
+    assert not f.__sklearn_is_fitted__() and not hasattr(f, "centroids_")
+
+
+def test_a_bad_setting_changed_after_fit_fails_transform_not_the_fitted_state(fitted, X):
+    f = KMeansFeatures.from_arrays(fitted.to_arrays())
+    f.set_params(encoder="sparse")
+    with pytest.raises(ValueError, match="encoder: expected one of triangle, soft, got 'sparse'"):
+        f.transform(X[:2])
+    np.testing.assert_array_equal(f.centroids_, fitted.centroids_)
 
 
 def test_bad_inputs(fitted, X):
@@ -300,3 +315,80 @@ def test_progress_bars_only_when_asked(X, capsys):
     assert "patches" in err and "k-means" in err and "img/s" in err
     KMeansFeatures(k=4, patches=500, iterations=2).fit(X).transform(X[:2])
     assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------- scikit-learn's protocol
+
+TINY = dict(k=4, patches=500, iterations=2, threads=1)
+
+
+def test_get_params_are_the_constructor_arguments_as_given():
+    f = KMeansFeatures(**TINY, dtype="float64", split=False)
+    params = f.get_params()
+    assert set(params) == {"k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "norm_eps",
+                           "zca_eps", "seed", "progress", "dtype", "threads", "split", "parallel",
+                           "block_patches", "block_images"}
+    assert params["dtype"] == "float64" and params["threads"] == 1 and params["k"] == 4
+    assert f.get_params(deep=False) == params
+    assert repr(f) == "KMeansFeatures(dtype='float64', iterations=2, k=4, patches=500, threads=1)"
+    assert repr(KMeansFeatures()) == "KMeansFeatures()"
+
+
+def test_set_params_changes_the_features_and_refuses_an_unknown_name(X):
+    f = KMeansFeatures(**TINY)
+    assert f.set_params(k=6, pool=3) is f
+    assert (f.k, f.pool, f.n_features) == (6, 3, 54)
+    assert f.fit(X).transform(X[:2]).shape == (2, 54)
+    with pytest.raises(ValueError, match=r"Invalid parameter 'kk' for estimator KMeansFeatures\(.*\)\. "
+                                         r"Valid parameters are: \['alpha', "):
+        f.set_params(kk=3)
+    assert f.k == 6
+
+
+def test_transform_before_fit_is_a_not_fitted_error(X):
+    from linclf.estimator_base import NotFittedError
+
+    f = KMeansFeatures(**TINY)
+    for call in (lambda: f.transform(X[:1]), f.to_arrays):
+        with pytest.raises(NotFittedError, match="This KMeansFeatures instance is not fitted yet") as e:
+            call()
+        assert isinstance(e.value, ValueError) and isinstance(e.value, AttributeError)
+    assert not f.__sklearn_is_fitted__()
+    assert not [name for name in vars(f) if name.endswith("_")]
+    f.fit(X)
+    assert f.__sklearn_is_fitted__()
+    assert sorted(name for name in vars(f) if name.endswith("_")) == [
+        "centroids_", "inertia_", "n_features_in_", "whiten_", "whiten_mean_"]
+    assert f.n_features_in_ == 3072
+
+
+def test_k_or_patch_changed_after_fit_is_refused_until_refit(fitted, X):
+    f = KMeansFeatures.from_arrays(fitted.to_arrays())
+    f.set_params(k=8)
+    with pytest.raises(ValueError, match="k: the extractor was fitted with 12 centroids, got k=8; call fit again"):
+        f.transform(X[:1])
+    f.set_params(k=12, patch=5)
+    with pytest.raises(ValueError, match=r"patch: the fitted centroids are of \(108,\) values, patch=5 needs 75"):
+        f.transform(X[:1])
+    f.set_params(patch=6, pool=1)                         # a transform setting: fine without refitting
+    np.testing.assert_allclose(f.transform(X[:2]), fitted.transform(X[:2]).reshape(2, 4, 12).sum(axis=1),
+                               rtol=1e-5, atol=1e-5 * np.abs(fitted.transform(X[:2])).max())
+
+
+def test_scikit_learn_clone_gives_an_unfitted_twin_that_fits_the_same(X):
+    base = optional("sklearn.base")
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    f = KMeansFeatures(**TINY, seed=5, dtype=np.float64).fit(X)
+    twin = base.clone(f)
+    assert twin.get_params() == f.get_params() and twin.dtype is np.float64
+    assert not hasattr(twin, "centroids_")
+    with pytest.raises(NotFittedError, match="not fitted"):
+        check_is_fitted(twin)
+    with pytest.raises(NotFittedError):                   # what scikit-learn users catch
+        twin.transform(X[:1])
+    check_is_fitted(twin.fit(X))
+    np.testing.assert_array_equal(twin.centroids_, f.centroids_)
+    np.testing.assert_array_equal(twin.transform(X[:3]), f.transform(X[:3]))
+    assert base.clone(twin.set_params(k=3)).k == 3

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..estimator_base import Params, transformer_tags
 from ..progress import Bar
 
 __all__ = ["HogColorFeatures", "hog_features", "hue_histogram", "grey"]
@@ -100,11 +101,16 @@ def hue_histogram(images: np.ndarray, bins: int = 10) -> np.ndarray:
     return counts / h.shape[1]
 
 
-class HogColorFeatures:
+class HogColorFeatures(Params):
     """Estimator: image rows (N, 3072) uint8 -> HOG + hue histogram rows (N, n_features) float32.
 
-    ``fit`` learns nothing (the features are fixed); it exists so the extractor
-    fits into a scikit-learn Pipeline in front of a classifier.
+    Nothing is learned, so it is stateless as scikit-learn's Normalizer is:
+    ``transform`` works without ``fit``, which only checks the parameters and
+    the rows and sets ``n_features_in_`` (3072); it exists so the extractor
+    fits into a scikit-learn Pipeline in front of a classifier. The constructor
+    only stores its arguments (``clone``, ``get_params``, ``set_params``, grid
+    searches over ``features__cell`` work); a bad one is a ValueError naming it
+    in ``fit``, ``transform`` or ``check_params``.
     """
 
     def __init__(self, orientations: int = 9, cell: int = 8, hue_bins: int = 10, progress: bool = False):
@@ -113,39 +119,35 @@ class HogColorFeatures:
         self.hue_bins = hue_bins
         self.progress = progress
 
-    # scikit-learn's parameter protocol (clone, grid search)
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's parameters."""
-        return {"orientations": self.orientations, "cell": self.cell, "hue_bins": self.hue_bins,
-                "progress": self.progress}
-
-    def set_params(self, **params: Any) -> "HogColorFeatures":
-        """Set constructor parameters; ValueError on an unknown one."""
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ValueError(f"HogColorFeatures has no parameter {k!r}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        return f"HogColorFeatures(orientations={self.orientations}, cell={self.cell}, hue_bins={self.hue_bins})"
-
-    def _check(self) -> None:
+    def check_params(self) -> None:
+        """Raise a one-line ValueError naming the first parameter that is not an integer in its range."""
         for name, lo, hi in (("orientations", 1, 180), ("cell", 1, SIDE), ("hue_bins", 1, 255)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise ValueError(f"HogColorFeatures.{name}: expected an integer in [{lo}, {hi}], got {v!r}")
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v!r}")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True                                  # stateless: ready without fit
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn >= 1.6 tags: a transformer that needs no fit."""
+        return transformer_tags(requires_fit=False)
+
+    def _more_tags(self) -> dict[str, Any]:
+        """scikit-learn < 1.6 tags."""
+        return {"requires_fit": False, "stateless": True, "preserves_dtype": []}
 
     @property
     def n_features(self) -> int:
         """Columns of the output: (32 // cell)^2 * orientations + hue_bins."""
-        self._check()
+        self.check_params()
         return (SIDE // self.cell) ** 2 * self.orientations + self.hue_bins
 
     def fit(self, X: np.ndarray, y: Any = None) -> "HogColorFeatures":
         """Check the parameters and the rows X (N, 3072); return self."""
-        self._check()
+        self.check_params()
         _images(np.asarray(X)[:1])
+        self.n_features_in_ = 3 * SIDE * SIDE
         return self
 
     def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -176,7 +178,7 @@ class HogColorFeatures:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The settings as plain arrays (nothing is learned)."""
-        self._check()
+        self.check_params()
         return {"orientations": np.array(self.orientations), "cell": np.array(self.cell),
                 "hue_bins": np.array(self.hue_bins)}
 
@@ -192,8 +194,5 @@ class HogColorFeatures:
                 raise ValueError(f"{key} must be an integer scalar, got {a.dtype} {a.shape}")
             values[key] = int(a)
         self = cls(**values)
-        try:
-            self._check()
-        except ValueError as e:
-            raise ValueError(str(e).replace("HogColorFeatures.", "")) from None
+        self.check_params()
         return self

@@ -16,30 +16,27 @@ The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
 alpha are folded into the centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
 Encoding and pooling are done in place on the chunk; the patches are laid out
 so that a pooling region is a run of rows. Blocks of images run on a thread
-pool (NumPy releases the GIL in products and ufuncs) with OpenBLAS on one
-thread each, which measured faster than one worker with OpenBLAS threads (the
-encoding ufuncs then run on one core).
+pool (``threads.task_pool``; NumPy releases the GIL in products and ufuncs)
+with OpenBLAS on one thread each, which measured faster than one worker with
+OpenBLAS threads (the encoding ufuncs then run on one core).
 """
 from __future__ import annotations
 
 import math
-import os
 import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
+from ..estimator_base import Params, not_fitted, transformer_tags
 from ..progress import Bar
-from ..threads import blas_threads
+from ..threads import PARALLEL, TaskPool, task_pool, usable_cpus
 from .patches import CHANNELS, IMAGE, map_size, normalize_patches, patch_view, region_bounds, sample_patches
 
-__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd", "TaskPool", "task_pool"]
+__all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd"]
 
 ENCODERS = ("triangle", "soft")
-PARALLEL = ("threads", "blas")
 FORMAT_VERSION = 1
 ROW = CHANNELS * IMAGE * IMAGE           # 3072 values a CIFAR row
 _SETTINGS = ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "norm_eps", "zca_eps",
@@ -80,63 +77,6 @@ def _rows(X: Any, name: str = "X") -> np.ndarray:
     if X.dtype.kind not in "uif":
         raise ValueError(f"{name}: expected uint8 (or real) pixels, got dtype {X.dtype}")
     return X
-
-
-# ----------------------------------------------------------------------------- threads
-
-class TaskPool:
-    """Runs tasks in order on ``threads`` threads (inline for 1), a bounded number in flight.
-
-    On any exception (KeyboardInterrupt included) the tasks not started are
-    cancelled, the running ones are waited for, and the exception propagates.
-    """
-
-    def __init__(self, threads: int):
-        self.threads = threads
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="kmeans") if threads > 1 else None
-
-    def run(self, fn: Callable[[Any], Any], items: Iterable[Any], done: Callable[[Any, Any], None] | None = None) -> None:
-        """fn(item) for every item; done(item, result) in the calling thread, in item order."""
-        if self.executor is None:
-            for item in items:
-                result = fn(item)
-                if done is not None:
-                    done(item, result)
-            return
-        pending: deque = deque()
-        try:
-            for item in items:
-                pending.append((item, self.executor.submit(fn, item)))
-                if len(pending) >= 2 * self.threads:
-                    it, fut = pending.popleft()
-                    result = fut.result()
-                    if done is not None:
-                        done(it, result)
-            while pending:
-                it, fut = pending.popleft()
-                result = fut.result()
-                if done is not None:
-                    done(it, result)
-        except BaseException:
-            for _, fut in pending:
-                fut.cancel()
-            raise
-
-    def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-
-
-@contextmanager
-def task_pool(threads: int, parallel: str) -> Iterator[TaskPool]:
-    """A pool of ``threads`` workers with one BLAS thread each ("threads"), or one worker with ``threads`` BLAS threads."""
-    workers, blas = (threads, 1) if parallel == "threads" else (1, threads)
-    pool = TaskPool(workers)
-    try:
-        with blas_threads(blas):
-            yield pool
-    finally:
-        pool.close()
 
 
 def _spans(n: int, size: int) -> list[tuple[int, int]]:
@@ -209,9 +149,89 @@ def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, poo
     return C, inertia
 
 
+# ----------------------------------------------------------------------------- settings
+
+@dataclass(frozen=True)
+class _Settings:
+    """A KMeansFeatures's parameters once checked (ints, floats, a numpy dtype, the thread count resolved)."""
+
+    k: int
+    patch: int
+    stride: int
+    patches: int
+    iterations: int
+    encoder: str
+    alpha: float
+    pool: int
+    norm_eps: float
+    zca_eps: float
+    seed: int
+    progress: bool
+    dtype: np.dtype
+    threads: int
+    split: bool
+    parallel: str
+    block_patches: int
+    block_images: int
+
+    @property
+    def patch_dim(self) -> int:
+        return CHANNELS * self.patch * self.patch
+
+    @property
+    def map_size(self) -> int:
+        return map_size(self.patch, self.stride)
+
+    @property
+    def n_codes(self) -> int:
+        return self.k * (2 if self.split else 1)
+
+    @property
+    def n_features(self) -> int:
+        return self.pool * self.pool * self.n_codes
+
+
+def _check(p: dict[str, Any]) -> _Settings:
+    """The parameters ``p`` (KMeansFeatures's get_params) checked; ValueError naming the first bad one."""
+    k = _int("k", p["k"], 1)
+    patch = _int("patch", p["patch"], 1, IMAGE, " (a patch must fit a 32x32 image)")
+    stride = _int("stride", p["stride"], 1, IMAGE - patch + 1, f" (at most 32 - patch + 1 = {IMAGE - patch + 1})")
+    patches = _int("patches", p["patches"], 1)
+    if k > patches:
+        raise ValueError(f"k: expected at most the number of sampled patches (patches={patches}), got {k}")
+    iterations = _int("iterations", p["iterations"], 1)
+    encoder = p["encoder"]
+    if not isinstance(encoder, str) or encoder not in ENCODERS:
+        raise ValueError(f"encoder: expected one of {', '.join(ENCODERS)}, got {encoder!r}")
+    alpha = _float("alpha", p["alpha"])
+    m = map_size(patch, stride)
+    pool = _int("pool", p["pool"], 1, m, f" (the map of patch {patch}, stride {stride} is {m}x{m})")
+    norm_eps = _float("norm_eps", p["norm_eps"], 0.0, strict=True)
+    zca_eps = _float("zca_eps", p["zca_eps"], 0.0, strict=True)
+    seed = _int("seed", p["seed"], 0)
+    try:
+        dtype = np.dtype(p["dtype"])
+    except TypeError:
+        dtype = None
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype: expected float32 or float64, got {p['dtype']!r}")
+    threads = _int("threads", usable_cpus() if p["threads"] is None else p["threads"], 1)
+    split = p["split"]
+    if not isinstance(split, (bool, np.bool_)):
+        raise ValueError(f"split: expected true or false, got {split!r}")
+    if split and encoder != "soft":
+        raise ValueError(f"split: expected false with encoder {encoder!r} (the sign split is for 'soft')")
+    parallel = p["parallel"]
+    if not isinstance(parallel, str) or parallel not in PARALLEL:
+        raise ValueError(f"parallel: expected one of {', '.join(PARALLEL)}, got {parallel!r}")
+    return _Settings(k, patch, stride, patches, iterations, encoder, alpha, pool, norm_eps, zca_eps, seed,
+                     bool(p["progress"]), dtype, threads, bool(split), parallel,
+                     _int("block_patches", p["block_patches"], 1), _int("block_images", p["block_images"], 1))
+
+
 # ----------------------------------------------------------------------------- the extractor
 
-class KMeansFeatures:
+class KMeansFeatures(Params):
     """Coates k-means features of uint8 CIFAR rows X (N, 3072) (channel-major: R plane, G plane, B plane, each 32x32 row-major, as CIFAR stores them).
 
     Settings: ``k`` centroids of ``patch`` x ``patch`` x 3 patches; ``stride``
@@ -230,11 +250,20 @@ class KMeansFeatures:
     ``block_patches`` patches are encoded at a time (the cache-sized block),
     ``block_images`` images make one task.
 
+    A scikit-learn estimator: the constructor only stores its arguments
+    (``clone``, ``get_params``, ``set_params`` and grid searches over e.g.
+    ``features__k`` work); ``fit`` and ``transform`` check them and raise a
+    ValueError naming the bad one (``check_params`` does only that).
+    ``transform`` uses the current parameters: the encoder, ``alpha``,
+    ``split``, ``stride``, ``pool`` and the execution settings may change
+    after fit, ``k`` and ``patch`` must match the fitted centroids.
+
     Fitted: ``centroids_`` (k, 3 * patch**2), ``whiten_mean_`` (3 * patch**2,),
     ``whiten_`` (3 * patch**2, 3 * patch**2), ``inertia_`` (mean squared
-    distance of the last assignment). A patch vector is ordered channel, patch
-    row, patch column; features are ordered pool row, pool column, centroid
-    (with ``split``: the k positive parts, then the k negative parts).
+    distance of the last assignment), ``n_features_in_`` (3072). A patch
+    vector is ordered channel, patch row, patch column; features are ordered
+    pool row, pool column, centroid (with ``split``: the k positive parts,
+    then the k negative parts).
     """
 
     def __init__(self, k: int = 1600, patch: int = 6, stride: int = 1, patches: int = 400_000, iterations: int = 50,
@@ -242,159 +271,156 @@ class KMeansFeatures:
                  zca_eps: float = 0.1, seed: int = 0, progress: bool = False, dtype: Any = np.float32,
                  threads: int | None = None, *, split: bool = False, parallel: str = "threads",
                  block_patches: int = 256, block_images: int = 8):
-        self.k = _int("k", k, 1)
-        self.patch = _int("patch", patch, 1, IMAGE, " (a patch must fit a 32x32 image)")
-        self.stride = _int("stride", stride, 1, IMAGE - self.patch + 1,
-                           f" (at most 32 - patch + 1 = {IMAGE - self.patch + 1})")
-        self.patches = _int("patches", patches, 1)
-        if self.k > self.patches:
-            raise ValueError(f"k: expected at most the number of sampled patches (patches={self.patches}), got {self.k}")
-        self.iterations = _int("iterations", iterations, 1)
-        if encoder not in ENCODERS:
-            raise ValueError(f"encoder: expected one of {', '.join(ENCODERS)}, got {encoder!r}")
-        self.encoder = str(encoder)
-        self.alpha = _float("alpha", alpha)
-        m = map_size(self.patch, self.stride)
-        self.pool = _int("pool", pool, 1, m, f" (the map of patch {self.patch}, stride {self.stride} is {m}x{m})")
-        self.norm_eps = _float("norm_eps", norm_eps, 0.0, strict=True)
-        self.zca_eps = _float("zca_eps", zca_eps, 0.0, strict=True)
-        self.seed = _int("seed", seed, 0)
-        self.progress = bool(progress)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            dt = None
-        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}")
-        self.dtype = dt
-        if threads is None:
-            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.threads = _int("threads", threads, 1)
-        if not isinstance(split, (bool, np.bool_)):
-            raise ValueError(f"split: expected true or false, got {split!r}")
-        if split and self.encoder != "soft":
-            raise ValueError(f"split: expected false with encoder {self.encoder!r} (the sign split is for 'soft')")
-        self.split = bool(split)
-        if parallel not in PARALLEL:
-            raise ValueError(f"parallel: expected one of {', '.join(PARALLEL)}, got {parallel!r}")
-        self.parallel = parallel
-        self.block_patches = _int("block_patches", block_patches, 1)
-        self.block_images = _int("block_images", block_images, 1)
+        # stored as given (scikit-learn's clone checks identity); checked by fit, transform and check_params
+        self.k, self.patch, self.stride, self.patches, self.iterations = k, patch, stride, patches, iterations
+        self.encoder, self.alpha, self.pool, self.norm_eps, self.zca_eps = encoder, alpha, pool, norm_eps, zca_eps
+        self.seed, self.progress, self.dtype, self.threads, self.split = seed, progress, dtype, threads, split
+        self.parallel, self.block_patches, self.block_images = parallel, block_patches, block_images
+
+    def _settings(self) -> _Settings:
+        return _check(self.get_params(deep=False))
+
+    def check_params(self) -> None:
+        """Raise a one-line ValueError naming the first parameter that is out of range or of the wrong type."""
+        self._settings()
 
     # ------------------------------------------------------------------ shapes
 
     @property
     def patch_dim(self) -> int:
         """Values in a patch: 3 * patch * patch."""
-        return CHANNELS * self.patch * self.patch
+        return self._settings().patch_dim
 
     @property
     def map_size(self) -> int:
         """Patch positions along one axis of the image."""
-        return map_size(self.patch, self.stride)
+        return self._settings().map_size
 
     @property
     def n_codes(self) -> int:
         """Codes per patch: k, or 2k with the sign split."""
-        return self.k * (2 if self.split else 1)
+        return self._settings().n_codes
 
     @property
     def n_features(self) -> int:
         """Features per image: pool * pool * k (twice that with the sign split)."""
-        return self.pool * self.pool * self.n_codes
+        return self._settings().n_features
 
-    def _check_fitted(self) -> None:
-        if getattr(self, "centroids_", None) is None:
-            raise ValueError("KMeansFeatures: not fitted; call fit(X) or from_arrays(...) first")
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "centroids_")
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn >= 1.6 tags: a transformer that must be fitted."""
+        return transformer_tags(requires_fit=True)
+
+    def _more_tags(self) -> dict[str, Any]:
+        """scikit-learn < 1.6 tags."""
+        return {"requires_fit": True, "preserves_dtype": []}
+
+    def _fitted_settings(self) -> _Settings:
+        """The checked parameters of a fitted extractor; NotFittedError before fit, ValueError if k or patch changed."""
+        if not self.__sklearn_is_fitted__():
+            raise not_fitted(type(self).__name__, " (or rebuild a fitted one with from_arrays)")
+        s = self._settings()
+        shape = np.shape(self.centroids_)
+        if shape[1:] != (s.patch_dim,):
+            raise ValueError(f"patch: the fitted centroids are of {shape[1:]} values, patch={s.patch} needs "
+                             f"{s.patch_dim}; call fit again after changing patch")
+        if shape[0] != s.k:
+            raise ValueError(f"k: the extractor was fitted with {shape[0]} centroids, got k={s.k}; "
+                             "call fit again after changing k")
+        return s
 
     # ------------------------------------------------------------------ fit
 
     def fit(self, X: np.ndarray, y: Any = None) -> "KMeansFeatures":
         """Fit normalisation, whitening and centroids on ``patches`` random patches of X (N, 3072); returns self."""
+        s = self._settings()
         X = _rows(X)
-        rng = np.random.default_rng(self.seed)
-        p = self.patch_dim
-        bar = Bar(self.progress, self.patches, desc="patches", unit="patch")
+        rng = np.random.default_rng(s.seed)
+        p = s.patch_dim
+        bar = Bar(s.progress, s.patches, desc="patches", unit="patch")
         try:
-            P = sample_patches(X, self.patches, self.patch, rng, dtype=self.dtype, step=bar.update)
+            P = sample_patches(X, s.patches, s.patch, rng, dtype=s.dtype, step=bar.update)
         finally:
             bar.close()
-        spans = _spans(self.patches, 50_000)
-        for s, e in spans:
-            normalize_patches(P[s:e], self.norm_eps)
+        spans = _spans(s.patches, 50_000)
+        for a, b in spans:
+            normalize_patches(P[a:b], s.norm_eps)
         mean = P.mean(axis=0, dtype=np.float64)                       # (p,)
         cov = np.zeros((p, p))
-        for s, e in spans:
-            Pc = P[s:e].astype(np.float64) - mean
+        for a, b in spans:
+            Pc = P[a:b].astype(np.float64) - mean
             cov += Pc.T @ Pc
-        cov /= max(1, self.patches - 1)
+        cov /= max(1, s.patches - 1)
         evals, evecs = np.linalg.eigh(cov)
-        W = (evecs / np.sqrt(np.maximum(evals, 0.0) + self.zca_eps)) @ evecs.T   # (p, p), symmetric
-        Xa = np.empty((self.patches, p + 1), dtype=self.dtype)       # whitened patches and a column of ones
-        Wd, md = W.astype(self.dtype), mean.astype(self.dtype)
-        for s, e in spans:
-            P[s:e] -= md
-            np.matmul(P[s:e], Wd, out=Xa[s:e, :p])
+        W = (evecs / np.sqrt(np.maximum(evals, 0.0) + s.zca_eps)) @ evecs.T   # (p, p), symmetric
+        Xa = np.empty((s.patches, p + 1), dtype=s.dtype)             # whitened patches and a column of ones
+        Wd, md = W.astype(s.dtype), mean.astype(s.dtype)
+        for a, b in spans:
+            P[a:b] -= md
+            np.matmul(P[a:b], Wd, out=Xa[a:b, :p])
         del P
         Xa[:, p] = 1
-        bar = Bar(self.progress, self.iterations, desc="k-means", unit="it")
+        bar = Bar(s.progress, s.iterations, desc="k-means", unit="it")
         try:
-            with task_pool(self.threads, self.parallel) as pool:
-                C, inertia = lloyd(Xa, self.k, self.iterations, rng, pool,
+            with task_pool(s.threads, s.parallel, "kmeans") as pool:
+                C, inertia = lloyd(Xa, s.k, s.iterations, rng, pool,
                                    step=lambda it, inertia: bar.update(1, iteration=it, inertia=inertia))
         finally:
             bar.close()
         # all at once, so an interrupted fit leaves the previous state untouched
-        self.centroids_, self.whiten_mean_, self.whiten_, self.inertia_ = C, mean.astype(self.dtype), Wd, inertia
+        self.centroids_, self.whiten_mean_, self.whiten_, self.inertia_ = C, mean.astype(s.dtype), Wd, inertia
+        self.n_features_in_ = ROW
         return self
 
     # ------------------------------------------------------------------ transform
 
-    def _products(self) -> tuple[np.ndarray, np.ndarray]:
+    def _products(self, s: _Settings) -> tuple[np.ndarray, np.ndarray]:
         """The right-hand matrix of the code product, and the whitening [W; -(m W)] (p + 1, p) of [p, 1] rows."""
         C = self.centroids_.astype(np.float64)
         W = self.whiten_.astype(np.float64)
         mW = self.whiten_mean_.astype(np.float64) @ W
         # ((p - mean(p)) / s) @ W = (p / s) @ (W - column means of W): centring folded into the whitening
         Wc = W - W.mean(axis=0, keepdims=True)
-        p = self.patch_dim
-        if self.encoder == "triangle":
-            B = np.empty((p + 2, self.k))
+        p = s.patch_dim
+        if s.encoder == "triangle":
+            B = np.empty((p + 2, s.k))
             B[:p] = -2 * C.T
             B[p] = np.einsum("ij,ij->i", C, C)
             B[p + 1] = 1
         else:
             WC = Wc @ C.T                                              # (p, k): c . x = q . (W c) - (m W) . c
-            B = np.empty((p + 1, self.n_codes))
-            B[:p, : self.k] = WC
-            B[p, : self.k] = -(mW @ C.T) - self.alpha
-            if self.split:
-                B[:p, self.k:] = -WC
-                B[p, self.k:] = (mW @ C.T) - self.alpha
-        Wb = np.concatenate([Wc, -mW[None, :]]).astype(self.dtype)
-        return B.astype(self.dtype), Wb
+            B = np.empty((p + 1, s.n_codes))
+            B[:p, : s.k] = WC
+            B[p, : s.k] = -(mW @ C.T) - s.alpha
+            if s.split:
+                B[:p, s.k:] = -WC
+                B[p, s.k:] = (mW @ C.T) - s.alpha
+        Wb = np.concatenate([Wc, -mW[None, :]]).astype(s.dtype)
+        return B.astype(s.dtype), Wb
 
     def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Pooled codes (N, n_features) of rows X (N, 3072), in float32 (the fit dtype) or written into ``out``.
+        """Pooled codes (N, n_features) of rows X (N, 3072), in float32 (the dtype setting) or written into ``out``.
 
         ``out`` (N, n_features) of any float dtype (e.g. a float16 memmap) is
         written block by block; features are not standardised.
         """
-        self._check_fitted()
+        s = self._fitted_settings()
         X = _rows(X)
-        N, nf = X.shape[0], self.n_features
+        N, nf = X.shape[0], s.n_features
         if out is None:
-            out = np.empty((N, nf), dtype=self.dtype)
+            out = np.empty((N, nf), dtype=s.dtype)
         elif not isinstance(out, np.ndarray) or out.shape != (N, nf) or out.dtype.kind != "f":
             shape = getattr(out, "shape", None)
             dtype = getattr(out, "dtype", type(out).__name__)
             raise ValueError(f"out: expected a float array of shape ({N}, {nf}), got shape {shape} dtype {dtype}")
-        B, Wb = self._products()
-        work = _Extractor(self, B, Wb)
-        bar = Bar(self.progress, N, desc="k-means features", unit="img")
+        B, Wb = self._products(s)
+        work = _Extractor(s, B, Wb)
+        bar = Bar(s.progress, N, desc="k-means features", unit="img")
         try:
-            with task_pool(self.threads, self.parallel) as pool:
-                pool.run(lambda span: work(X, span, out), _spans(N, self.block_images),
+            with task_pool(s.threads, s.parallel, "kmeans") as pool:
+                pool.run(lambda span: work(X, span, out), _spans(N, s.block_images),
                          lambda span, _: bar.update(span[1] - span[0]))
         finally:
             bar.close()
@@ -407,27 +433,28 @@ class KMeansFeatures:
     # ------------------------------------------------------------------ storage
 
     def settings(self) -> dict[str, Any]:
-        """The settings that define the features (not the execution ones: progress, threads, blocks)."""
-        return {name: getattr(self, name) for name in _SETTINGS}
+        """The checked settings that define the features (not the execution ones: progress, threads, blocks)."""
+        s = self._settings()
+        return {name: getattr(s, name) for name in _SETTINGS}
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays (no objects, loadable with allow_pickle=False): the fitted arrays and every setting."""
-        self._check_fitted()
+        s = self._fitted_settings()
         arrays = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
                   "centroids": np.array(self.centroids_), "whiten_mean": np.array(self.whiten_mean_),
                   "whiten": np.array(self.whiten_), "inertia": np.array(self.inertia_, dtype=np.float64)}
         for name in _INT_SETTINGS:
-            arrays[name] = np.array(getattr(self, name), dtype=np.int64)
+            arrays[name] = np.array(getattr(s, name), dtype=np.int64)
         for name in _FLOAT_SETTINGS:
-            arrays[name] = np.array(getattr(self, name), dtype=np.float64)
-        arrays["encoder"] = np.array(self.encoder)
-        arrays["split"] = np.array(self.split)
-        arrays["dtype"] = np.array(self.dtype.name)
+            arrays[name] = np.array(getattr(s, name), dtype=np.float64)
+        arrays["encoder"] = np.array(s.encoder)
+        arrays["split"] = np.array(s.split)
+        arrays["dtype"] = np.array(s.dtype.name)
         return arrays
 
     @classmethod
     def from_arrays(cls, arrays: Any, **options: Any) -> "KMeansFeatures":
-        """Rebuild from ``to_arrays()`` output (a dict or an NpzFile); ValueError naming the key on a bad one.
+        """Rebuild a fitted extractor from ``to_arrays()`` output (a dict or an NpzFile); ValueError naming the key on a bad one.
 
         ``options`` are execution settings (progress, threads, parallel, block_patches, block_images).
         """
@@ -452,11 +479,12 @@ class KMeansFeatures:
         kwargs["dtype"] = scalar("dtype", "U")
         try:
             self = cls(**kwargs, **options)
-        except ValueError as e:
+            s = self._settings()
+        except (ValueError, TypeError) as e:
             raise ValueError(f"bad k-means feature arrays: {e}") from None
-        p = self.patch_dim
+        p = s.patch_dim
         fitted = {}
-        for key, shape in (("centroids", (self.k, p)), ("whiten_mean", (p,)), ("whiten", (p, p))):
+        for key, shape in (("centroids", (s.k, p)), ("whiten_mean", (p,)), ("whiten", (p, p))):
             a = get(key)
             if a.shape != shape:
                 raise ValueError(f"{key}: expected shape {shape}, got {a.shape}")
@@ -464,15 +492,12 @@ class KMeansFeatures:
                 raise ValueError(f"{key}: expected a float array, got dtype {a.dtype}")
             if not np.isfinite(a).all():
                 raise ValueError(f"{key}: expected finite values, found NaN or infinity")
-            fitted[key] = a.astype(self.dtype)
+            fitted[key] = a.astype(s.dtype)
         inertia = scalar("inertia", "f") if "inertia" in arrays else math.nan
         self.centroids_, self.whiten_mean_, self.whiten_, self.inertia_ = (
             fitted["centroids"], fitted["whiten_mean"], fitted["whiten"], float(inertia))
+        self.n_features_in_ = ROW
         return self
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "dtype")
-        return f"KMeansFeatures({shown})"
 
 
 class _Extractor:
@@ -488,7 +513,7 @@ class _Extractor:
     chunk, and the pooled sums.
     """
 
-    def __init__(self, f: KMeansFeatures, B: np.ndarray, Wb: np.ndarray):
+    def __init__(self, f: _Settings, B: np.ndarray, Wb: np.ndarray):
         self.f, self.B, self.Wb = f, B, Wb
         self.zero = np.zeros(f.n_codes, dtype=f.dtype)      # np.maximum against a row is faster than against 0
         self.ones = np.ones(f.k, dtype=f.dtype)

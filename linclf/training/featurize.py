@@ -6,7 +6,9 @@ features as float32 rows and returns new Splits plus the extractor. With
 ``features.cache`` (the default) both the fitted extractor and the features go
 through ``features.cache`` in ``<data dir>/features-cache``, so a second run, a
 sweep or ``eval`` reuse them. ``feature_prep`` is the standardisation fitted on
-the training split's features, which the engine folds into W.
+the training split's features, which the engine folds into W. ``training_rows``
+is the training split as the classifier sees it, whatever the kind (what
+``gradcheck`` checks the gradient on); ``row_width`` its width, without data.
 """
 from __future__ import annotations
 
@@ -21,13 +23,13 @@ from ..config import Config, FeaturesConfig
 from ..core import preprocess
 from ..core.model import LinearClassifier
 from ..core.preprocess import Preprocessor
-from ..data.cifar10 import Splits, resolve_data_dir
+from ..data.cifar10 import NUM_PIXELS, Splits, resolve_data_dir
 from ..errors import ConfigError, Interrupted, ModelFileError
 from ..features import cache
 from ..features.registry import LEARNED, extractor_class, extractor_from_arrays
 
 __all__ = ["SPLIT_NAMES", "settings", "make_extractor", "cache_root", "fit_extractor", "featurize",
-           "feature_prep", "model_extractor"]
+           "feature_prep", "training_rows", "row_width", "model_extractor"]
 
 SPLIT_NAMES = ("train", "val", "test")
 _SETTINGS = {
@@ -47,10 +49,12 @@ def make_extractor(f: FeaturesConfig, seed: int, progress: bool = False) -> Any:
     kw = settings(f)
     if f.kind == "kmeans":
         kw["seed"] = seed
+    extractor = extractor_class(f.kind)(**kw, progress=progress)
     try:
-        return extractor_class(f.kind)(**kw, progress=progress)
-    except ValueError as e:            # the config's checks come first; this names the key all the same
+        extractor.check_params()       # the config's checks come first; this names the key all the same
+    except ValueError as e:
         raise ConfigError(f"features.{e}") from None
+    return extractor
 
 
 def cache_root(cfg: Config, data_dir: str | os.PathLike | None) -> Path:
@@ -129,6 +133,38 @@ def feature_prep(cfg: Config, X_train: np.ndarray) -> Preprocessor:
     """
     p, s = cfg.preprocess, cfg.features.standardize
     return preprocess.fit(X_train, mean=p.mean or s, std=p.std or s, bias=p.bias)
+
+
+def training_rows(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = None, *,
+                  progress: bool = False) -> tuple[np.ndarray, Preprocessor]:
+    """The training rows (N, D) the classifier of ``cfg`` is trained on, and the preprocessing fitted on them.
+
+    ``pixels``: the uint8 images (N, 3072) and the ``preprocess`` section's fit.
+    ``npz``: ``splits`` already holds the feature file's rows. ``kmeans`` /
+    ``hog_color``: the extractor is fitted and the training split extracted as
+    ``linclf train`` does (through the feature cache, with its progress bars),
+    the other splits are not built. Features get ``feature_prep``.
+    """
+    kind = cfg.features.kind
+    if kind in LEARNED:
+        splits, _ = featurize(cfg, splits, data_dir, progress=progress, only=("train",))
+    if kind == "pixels":
+        p = cfg.preprocess
+        return splits.X_train, preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
+    return splits.X_train, feature_prep(cfg, splits.X_train)
+
+
+def row_width(cfg: Config) -> int:
+    """Values in a row the classifier of ``cfg`` sees, before the bias: 3072 pixels, the extractor's features
+    (from its settings, nothing fitted) or the feature file's columns (the file is read and validated)."""
+    kind = cfg.features.kind
+    if kind in LEARNED:
+        return int(make_extractor(cfg.features, cfg.seed).n_features)
+    if kind == "npz":
+        from ..features.npzfile import load_feature_file
+
+        return int(load_feature_file(cfg.features.path).X_train.shape[1])
+    return NUM_PIXELS
 
 
 def model_extractor(model: LinearClassifier, source: str) -> Any:

@@ -32,7 +32,7 @@ from .evaluate import Evaluation, evaluate_predictions
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..core.model import LinearClassifier, load_npz
 from ..features.registry import LEARNED
-from .featurize import feature_prep, featurize, model_extractor
+from .featurize import feature_prep, featurize, model_extractor, row_width, training_rows
 from .loop import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
 
 __all__ = ["RUN_FILES", "RunResult", "default_out_dir", "check_out_dir", "prepare_out_dir", "located", "load_data",
@@ -416,13 +416,16 @@ def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | 
                    quiet: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
     """float64 rows X (batch, D) with the bias column, labels y (batch,), and C for a gradient check.
 
-    Real data: ``batch`` random training images through the preprocessing the
-    config fits on the training split. Synthetic: standard-normal features of
-    CIFAR's width (3072 + bias), 10 classes, so the check runs anywhere.
+    Real data: ``batch`` random training rows as the classifier of the config
+    sees them (``featurize.training_rows``: pixels, the feature file's rows, or
+    k-means / HOG features built through the feature cache as ``train`` builds
+    them), through the preprocessing ``train`` fits. Synthetic: standard-normal
+    rows of the same width (``featurize.row_width``), 10 classes, so the check
+    runs anywhere.
     """
     rng = rng_stream(cfg.seed, "gradcheck")
     if synthetic:
-        C, P = 10, 3072
+        C, P = 10, row_width(cfg)
         X = rng.standard_normal((batch, P))
         y = rng.integers(0, C, batch)
         if cfg.preprocess.bias:
@@ -431,11 +434,10 @@ def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | 
     data = load_data(cfg, data_dir, quiet=quiet)
     splits = make_splits(cfg, data)
     if batch > len(splits.y_train):
-        raise ConfigError(f"--batch {batch} is more than the {len(splits.y_train)} training images")
-    p = cfg.preprocess
-    prep = preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
+        raise ConfigError(f"--batch {batch} is more than the {len(splits.y_train)} training rows")
+    X_train, prep = training_rows(cfg, splits, data_dir, progress=not quiet)
     idx = np.sort(rng.choice(len(splits.y_train), size=batch, replace=False))
-    return prep.transform(splits.X_train[idx], np.float64), splits.y_train[idx], len(splits.classes)
+    return prep.transform(X_train[idx], np.float64), splits.y_train[idx], len(splits.classes)
 
 
 def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, checks: int = 20, h: float = 1e-5,
@@ -445,7 +447,8 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
 
     Returns ``gradcheck.check_loss``'s result (plain dicts) plus ``init_loss``
     (the data loss at W) and ``expected_init_loss`` ((C-1)*delta for the SVM,
-    ln C for softmax, both for small W) and where the data came from.
+    ln C for softmax, both for small W), where the data came from, the
+    features kind and ``dim``, the width D of the rows checked (bias included).
     """
     from ..core.gradcheck import as_plain, check_loss
 
@@ -456,5 +459,7 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
                                  checks=checks, h=h, method=method, rng=rng_stream(cfg.seed, "gradcheck"),
                                  threshold=threshold))
     expected = (C - 1) * m.delta if m.loss == "svm" else float(np.log(C))
+    data = "synthetic" if synthetic else "feature file" if cfg.features.kind == "npz" else "cifar-10"
     return {**result, "init_loss": result["values"]["data"], "expected_init_loss": expected,
-            "data": "synthetic" if synthetic else "cifar-10", "batch": batch, "init_scale": m.init_scale}
+            "data": data, "features": cfg.features.kind, "dim": int(X.shape[1]), "batch": batch,
+            "init_scale": m.init_scale}
