@@ -8,8 +8,10 @@ parameters are validated in ``fit``, fitted attributes end in ``_``.
 constructor's signature. ``NotFittedError`` is a ValueError and an
 AttributeError, as scikit-learn's is; ``not_fitted`` raises it as a subclass
 of ``sklearn.exceptions.NotFittedError`` when that module is loaded, so code
-catching scikit-learn's class catches ours. scikit-learn is imported only by
-``transformer_tags``, which only scikit-learn calls.
+catching scikit-learn's class catches ours; ``compatible`` does the same for
+any class of ``sklearn.exceptions`` (a warning, too). ``store_params`` is the
+one line a constructor with many arguments needs. scikit-learn is imported
+only by ``transformer_tags`` and ``classifier_tags``, which only scikit-learn calls.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import inspect
 import sys
 from typing import Any
 
-__all__ = ["Params", "NotFittedError", "compatible", "not_fitted", "transformer_tags"]
+__all__ = ["Params", "NotFittedError", "compatible", "not_fitted", "store_params", "transformer_tags",
+           "classifier_tags"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -102,9 +105,27 @@ class Params:
         return f"{type(self).__name__}({', '.join(changed)})"
 
 
+def store_params(estimator: Params, values: dict[str, Any]) -> None:
+    """Keep each constructor argument of ``estimator`` as an attribute of the same name (no validation).
+
+    ``values`` is the constructor's ``locals()``; checking is left to ``fit``, as scikit-learn's
+    ``clone`` needs every argument back unchanged.
+    """
+    for name in estimator._get_param_names():
+        setattr(estimator, name, values[name])
+
+
 def transformer_tags(requires_fit: bool = True) -> Any:
     """scikit-learn >= 1.6 tags of a transformer of 2-D dense rows whose output dtype is its own (not the input's)."""
     from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
 
     return Tags(estimator_type=None, target_tags=TargetTags(required=False), requires_fit=requires_fit,
                 transformer_tags=TransformerTags(preserves_dtype=[]), input_tags=InputTags(two_d_array=True))
+
+
+def classifier_tags() -> Any:
+    """scikit-learn >= 1.6 tags of a classifier that needs y and takes 2-D dense numeric X."""
+    from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+    return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                classifier_tags=ClassifierTags(), input_tags=InputTags(two_d_array=True))

@@ -5,7 +5,8 @@
 
 They follow scikit-learn's conventions without importing it: ``__init__`` only
 stores its keyword arguments (so ``clone``, ``get_params`` and ``set_params``
-work); ``fit`` validates them through the config schema (the CLI's checks; a
+work; the protocol, repr, tags and ``NotFittedError`` are ``estimator_base``'s,
+shared with the feature extractors); ``fit`` validates them through the config schema (the CLI's checks; a
 ValueError names the constructor parameter), fits the preprocessing
 (``preprocess.fit``) and runs ``train.train``; fitted attributes end in ``_``.
 Each constructor argument sets the config key of the same name (``random_state``
@@ -29,11 +30,10 @@ scorers expect; sparse ``X`` is refused with a TypeError (densify it first);
 checked by ``inputs`` (scikit-learn's errors, in its words). scikit-learn itself is never
 imported here: its tags are built only when scikit-learn asks for them, and
 the NotFittedError / column-vector warning raised become subclasses of
-scikit-learn's classes of the same name when ``sklearn.exceptions`` is loaded.
+scikit-learn's classes of that role when ``sklearn.exceptions`` is loaded.
 """
 from __future__ import annotations
 
-import inspect
 import warnings
 from typing import Any, Iterable, Sequence
 
@@ -43,14 +43,14 @@ from .core import preprocess
 from .config import Config, with_values
 from .data.cifar10 import Splits
 from .errors import ConfigError, DivergenceError, LinclfWarning
-from .inputs import (check_X, check_y, encode_labels, feature_names, label_indices, plain, seed_of,
-                     sklearn_compatible)
+from .estimator_base import NotFittedError, Params, classifier_tags, not_fitted, store_params
+from .inputs import check_X, check_y, encode_labels, feature_names, label_indices, plain, seed_of
 from .core.losses import softmax
 from .core.model import LinearClassifier
 from .core.preprocess import Preprocessor, fold
 from .training.loop import TrainState, rng_stream, train
 
-__all__ = ["LinearSVM", "SoftmaxClassifier", "NotFittedError"]
+__all__ = ["LinearSVM", "SoftmaxClassifier", "NotFittedError"]   # NotFittedError: estimator_base's, for callers
 
 _D = Config()                    # the schema's defaults: the one home of every default not tuned below
 
@@ -70,10 +70,6 @@ _CONFIG_KEYS: dict[str, str] = {
 _PARAM_OF_KEY = {key: name for name, key in _CONFIG_KEYS.items()} | {"seed": "random_state"}
 
 
-class NotFittedError(ValueError, AttributeError):
-    """predict & co. called before fit (catchable as ValueError or AttributeError, like scikit-learn's)."""
-
-
 def _step_losses(history: Iterable[dict]) -> list[float]:
     """The minibatch loss of each step recorded in a training history (log_every = 1)."""
     return [float(r["loss"]) for r in history if "loss" in r]
@@ -82,72 +78,15 @@ def _step_losses(history: Iterable[dict]) -> list[float]:
 # --------------------------------------------------------------- the estimators
 
 
-class _LinearEstimator:
-    """Shared machinery of LinearSVM and SoftmaxClassifier (parameters, fit, predict); not public."""
+class _LinearEstimator(Params):
+    """Shared machinery of LinearSVM and SoftmaxClassifier (fit, predict; parameters from Params); not public."""
 
     _loss: str = ""
     _estimator_type = "classifier"          # scikit-learn < 1.6 reads this; newer versions __sklearn_tags__
 
-    # ---- parameters (scikit-learn's BaseEstimator protocol)
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        """The constructor's keyword arguments, sorted."""
-        sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
-
-    def _store(self, values: dict[str, Any]) -> None:
-        """Keep each constructor argument as an attribute of the same name (no validation: fit does it)."""
-        for name in self._get_param_names():
-            setattr(self, name, values[name])
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters; with ``deep``, nested estimators' ones as ``name__param`` too."""
-        out: dict[str, Any] = {}
-        for name in self._get_param_names():
-            value = getattr(self, name)
-            if deep and hasattr(value, "get_params") and not isinstance(value, type):
-                out.update((f"{name}__{k}", v) for k, v in value.get_params().items())
-            out[name] = value
-        return out
-
-    def set_params(self, **params: Any) -> "_LinearEstimator":
-        """Set constructor parameters (``name`` or nested ``name__param``); unknown names are a ValueError."""
-        valid = self._get_param_names()
-        nested: dict[str, dict[str, Any]] = {}
-        for key, value in params.items():
-            name, sep, sub = key.partition("__")
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator {self!r}. "
-                                 f"Valid parameters are: {valid!r}.")
-            if sep:
-                nested.setdefault(name, {})[sub] = value
-            else:
-                setattr(self, name, value)
-        for name, sub_params in nested.items():
-            getattr(self, name).set_params(**sub_params)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        changed = []
-        for name in self._get_param_names():
-            value = getattr(self, name, None)
-            try:
-                default = defaults[name]
-                same = value is default or (type(value) is type(default) and bool(value == default))
-            except (TypeError, ValueError):
-                same = False
-            if not same:
-                changed.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
-
     def __sklearn_tags__(self) -> Any:
         """scikit-learn >= 1.6 tags: a classifier that needs y and takes 2-D dense numeric X."""
-        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
-
-        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
-                    classifier_tags=ClassifierTags(), input_tags=InputTags(two_d_array=True))
+        return classifier_tags()
 
     def _more_tags(self) -> dict[str, Any]:
         """scikit-learn < 1.6 tags."""
@@ -311,9 +250,7 @@ class _LinearEstimator:
 
     def _check_fitted(self) -> None:
         if not self.__sklearn_is_fitted__():
-            error = sklearn_compatible(NotFittedError, "NotFittedError")
-            raise error(f"This {self._who()} instance is not fitted yet. Call 'fit' with appropriate arguments "
-                        "before using this estimator.")
+            raise not_fitted(self._who())
 
     def _check_n_features(self, X: np.ndarray) -> None:
         if X.shape[1] != self.n_features_in_:
@@ -432,7 +369,7 @@ class SoftmaxClassifier(_LinearEstimator):
                  std: bool = True, bias: bool = True, validation_fraction: float | None = None,
                  patience: int | None = None, keep_best: bool = False, random_state: Any = 0,
                  verbose: bool = False) -> None:
-        self._store(locals())
+        store_params(self, locals())
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (N, C) float64 of rows X (N, P): the softmax of the scores; columns as classes_."""
@@ -463,4 +400,4 @@ class LinearSVM(_LinearEstimator):
                  std: bool = True, bias: bool = True, validation_fraction: float | None = None,
                  patience: int | None = None, keep_best: bool = False, random_state: Any = 0,
                  verbose: bool = False) -> None:
-        self._store(locals())
+        store_params(self, locals())

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import optional
-from linclf.estimator_base import NotFittedError, Params, compatible, not_fitted
+from linclf.estimator_base import NotFittedError, Params, compatible, not_fitted, store_params
 
 
 class Inner(Params):
@@ -17,6 +17,17 @@ class Inner(Params):
 class Outer(Params):
     def __init__(self, inner: Inner | None = None, *, c: float = 0.5, kind: type = int):
         self.inner, self.c, self.kind = inner, c, kind
+
+
+class Many(Params):
+    def __init__(self, *, x: int = 0, y: str = "y", **ignored):
+        store_params(self, locals())
+
+
+def test_store_params_keeps_the_constructor_arguments_and_nothing_else():
+    m = Many(x="not checked", z=3)
+    assert m.__dict__ == {"x": "not checked", "y": "y"}
+    assert m.get_params() == {"x": "not checked", "y": "y"} and repr(m) == "Many(x='not checked')"
 
 
 def test_get_params_shallow_and_deep():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 import warnings
 
 import numpy as np
@@ -118,6 +119,38 @@ def test_unfitted_estimators_say_so(cls, data):
             getattr(cls(), method)(*(() if method == "to_model" else (X,)))
         assert isinstance(info.value, ValueError) and isinstance(info.value, AttributeError)
     assert not hasattr(cls(), "coef_")
+
+
+def test_one_not_fitted_error_for_classifiers_and_extractors(data, monkeypatch):
+    """The classifiers raise the class the feature extractors raise (estimator_base's), exactly that without
+    scikit-learn loaded."""
+    from linclf import KMeansFeatures
+    from linclf.estimator_base import NotFittedError as base_error
+
+    assert NotFittedError is base_error
+    monkeypatch.delitem(sys.modules, "sklearn.exceptions", raising=False)
+    with pytest.raises(NotFittedError) as ours:
+        SoftmaxClassifier().predict(data[0])
+    with pytest.raises(NotFittedError) as theirs:
+        KMeansFeatures().transform(np.zeros((1, 3072), np.uint8))
+    assert type(ours.value) is type(theirs.value) is NotFittedError
+    assert str(ours.value) == ("This SoftmaxClassifier instance is not fitted yet. Call 'fit' with appropriate "
+                               "arguments before using this estimator.")
+
+
+def test_errors_and_warnings_are_scikit_learns_when_it_is_loaded(data):
+    optional("sklearn", minversion="1.6")                # get_tags
+    from sklearn import exceptions
+    from sklearn.utils import get_tags
+
+    X, y = data[0], data[1]
+    with pytest.raises(exceptions.NotFittedError, match="This LinearSVM instance is not fitted yet"):
+        LinearSVM().decision_function(X)
+    with pytest.warns(exceptions.DataConversionWarning, match="column-vector y") as caught:
+        SoftmaxClassifier(iterations=1).fit(X, y[:, None])
+    assert all(isinstance(w.message, ColumnVectorWarning) for w in caught)
+    tags = get_tags(LinearSVM())
+    assert tags.estimator_type == "classifier" and tags.target_tags.required and tags.input_tags.two_d_array
 
 
 # ------------------------------------------------------------------ parameters
