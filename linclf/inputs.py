@@ -6,15 +6,13 @@ tests written against scikit-learn estimators catch and match them): a
 ValueError (a TypeError for sparse X) that starts with the name of the
 estimator and method called (``who``). X comes back as a 2-D numeric array
 (N, P), uint8 and float rows not copied; y as a 1-D array (N,) of class labels.
-A column-vector y is flattened with a ``ColumnVectorWarning``;
-``sklearn_compatible`` makes such a class also scikit-learn's class of that
-role when scikit-learn is loaded, without ever importing it.
+A column-vector y is flattened with a ``ColumnVectorWarning``, raised as a
+subclass of scikit-learn's DataConversionWarning too when scikit-learn is
+loaded (``estimator_base.compatible``; scikit-learn is never imported here).
 """
 from __future__ import annotations
 
-import functools
 import numbers
-import sys
 import warnings
 from typing import Any
 
@@ -22,9 +20,10 @@ import numpy as np
 
 from .config import schema_keys
 from .errors import LinclfWarning
+from .estimator_base import compatible
 
-__all__ = ["ColumnVectorWarning", "sklearn_compatible", "plain", "check_X", "feature_names", "check_y",
-           "encode_labels", "label_indices", "seed_of"]
+__all__ = ["ColumnVectorWarning", "plain", "check_X", "feature_names", "check_y", "encode_labels",
+           "label_indices", "seed_of"]
 
 _SEED_MAX = int(schema_keys()["seed"].hi)   # the largest config seed
 _FINITE_BLOCK = 4096             # rows checked for NaN / inf at a time (a bounded temporary)
@@ -32,24 +31,6 @@ _FINITE_BLOCK = 4096             # rows checked for NaN / inf at a time (a bound
 
 class ColumnVectorWarning(LinclfWarning):
     """y came as a column (N, 1) and was flattened (scikit-learn's DataConversionWarning)."""
-
-
-@functools.lru_cache(maxsize=None)
-def _with_sklearn(cls: type, sklearn_name: str, sklearn_class: type | None) -> type:
-    """``cls``, or a subclass that is also scikit-learn's class of that role, named as scikit-learn names it."""
-    if sklearn_class is None:
-        return cls
-    return type(sklearn_name, (cls, sklearn_class), {"__module__": cls.__module__, "__doc__": cls.__doc__})
-
-
-def sklearn_compatible(cls: type, sklearn_name: str) -> type:
-    """``cls``, extended to scikit-learn's ``sklearn.exceptions.<sklearn_name>`` when that is loaded.
-
-    Nobody can catch scikit-learn's class without having imported it, so
-    looking only at ``sys.modules`` keeps scikit-learn optional and unimported.
-    """
-    module = sys.modules.get("sklearn.exceptions")
-    return _with_sklearn(cls, sklearn_name, getattr(module, sklearn_name, None))
 
 
 def plain(value: Any) -> Any:
@@ -106,7 +87,7 @@ def check_y(y: Any, n: int, who: str) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn(f"A column-vector y was passed when a 1d array was expected ({who}); flattened it to "
-                      f"shape ({len(y)},) (use y.ravel())", sklearn_compatible(ColumnVectorWarning, "DataConversionWarning"),
+                      f"shape ({len(y)},) (use y.ravel())", compatible(ColumnVectorWarning, "DataConversionWarning"),
                       stacklevel=3)
         y = y.ravel()
     if y.ndim != 1:
