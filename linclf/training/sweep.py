@@ -35,7 +35,8 @@ from ..threads import usable_cpus
 from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor
 from .featurize import featurize
 from .runs import default_out_dir, load_data, make_splits, prepare_out_dir
-from .search_tpe import PRUNERS, check_storage, import_optuna, storage_url
+from .search_tpe import PRUNERS, import_optuna
+from .study_storage import check_storage, storage_url
 from .sweep_params import (DEFAULT_TRIALS, LOCATION_KEYS, SWEEP_STREAM, ParamSpec, config_value, describe,
                            is_grid, parse_spec, sample_trials, sweep_rng, trial_configs)
 from .sweep_results import (RESULT_COLUMNS, RESULTS_CSV, check_manifest, flat, format_table, load_results,
@@ -240,9 +241,12 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
     def save() -> None:
         save_results(out_dir, to_rows(), keys)
 
-    done = tpe.counted()
-    _drive(cfg, [cfg], data_dir, jobs, scheduler, connect_timeout, next_task, record, save, tpe.abandon, progress,
-           budget, min(done, budget), None, out_dir, best=lambda: _best_val(to_rows()))
+    try:
+        done = tpe.counted()
+        _drive(cfg, [cfg], data_dir, jobs, scheduler, connect_timeout, next_task, record, save, tpe.abandon,
+               progress, budget, min(done, budget), None, out_dir, best=lambda: _best_val(to_rows()), wait=tpe.wait)
+    finally:
+        tpe.close()
     rows = to_rows()
     save_results(out_dir, rows, keys)
     return _finish(rows, out_dir)
@@ -261,8 +265,12 @@ def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike |
            scheduler: str | None, connect_timeout: float, next_task: Callable[[], dict | None],
            record: Callable[[dict], None], save: Callable[[], None], abandon: Callable[[], None], progress: bool,
            total: int, initial: int, rows: dict[int, dict] | None, out_dir: Path,
-           best: Callable[[], float | None] | None = None) -> None:
-    """Load the data once (size checks, in-process trials), keep every slot busy, record each result."""
+           best: Callable[[], float | None] | None = None, wait: Callable[[], bool] | None = None) -> None:
+    """Load the data once (size checks, in-process trials), keep every slot busy, record each result.
+
+    ``wait()``, when nothing is left to submit and nothing runs: block until there may be more (True) or
+    not (False); without it the sweep ends there.
+    """
     bar = None
     location = data_location(cfg, data_dir)
     try:
@@ -283,6 +291,8 @@ def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike |
                     executor.submit(task)
                     running += 1
                 if running == 0:
+                    if wait is not None and wait():
+                        continue
                     break
                 res = executor.next_result()
                 running -= 1
