@@ -278,8 +278,11 @@ def test_resume_refuses_another_sweep_in_the_folder(tmp_path, config, learnable_
     assert r.exit_code == 2 and "holds no sweep" in one_line_error(r)
 
 
+# A test suite started as a background job of a script (`pytest ... &`, as CI once ran two suites side by side)
+# inherits SIGINT ignored: the sweep must stop on it all the same (it "lost its race" there, ignoring it).
+@pytest.mark.parametrize("inherited", [signal.default_int_handler, signal.SIG_IGN], ids=["default", "ignored"])
 def test_ctrl_c_exits_130_keeps_finished_trials_and_the_rerun_finishes(tmp_path, config, learnable_data_dir,
-                                                                        monkeypatch):
+                                                                        monkeypatch, inherited):
     out = tmp_path / "sweep"
     real_save = sweep_mod.save_results
     calls = []
@@ -288,11 +291,16 @@ def test_ctrl_c_exits_130_keeps_finished_trials_and_the_rerun_finishes(tmp_path,
         real_save(*args)
         calls.append(1)
         if len(calls) == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)       # in this process, after the first trial is saved
 
     monkeypatch.setattr(sweep_mod, "save_results", save_then_ctrl_c)
-    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)
+    previous = signal.signal(signal.SIGINT, inherited)
+    try:
+        r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert r.exit_code == 130, r.output
+    assert len(calls) == 2                            # the first save, then the one of the interrupted sweep
     assert "interrupted" in r.output and "run the same command again" in r.output
     first = {row["trial"]: row for row in saved_rows(out)}
     assert 1 <= len(first) < 6

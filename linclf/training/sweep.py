@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..config import Config, to_dict, with_values
 from ..data.cifar10 import CIFAR10, split
@@ -273,41 +276,59 @@ def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike |
     """
     bar = None
     location = data_location(cfg, data_dir)
-    try:
-        data = load_data(cfg, data_dir, quiet=not progress)
-        _check_sizes(configs, data)
-        if cfg.features.kind in LEARNED:     # build the features once, before the workers read them
-            featurize(cfg, make_splits(cfg, data), location["data_dir"], only=("train", "val"), progress=progress)
-        set_data(location, data)
-        executor = make_executor(jobs, scheduler, connect_timeout)
+    with _sigint_raises():
         try:
-            bar = Bar(progress, total, initial, "sweep", "trial")
-            running = 0
-            while True:
-                while running < executor.slots:
-                    task = next_task()
-                    if task is None:
+            data = load_data(cfg, data_dir, quiet=not progress)
+            _check_sizes(configs, data)
+            if cfg.features.kind in LEARNED:     # build the features once, before the workers read them
+                featurize(cfg, make_splits(cfg, data), location["data_dir"], only=("train", "val"),
+                          progress=progress)
+            set_data(location, data)
+            executor = make_executor(jobs, scheduler, connect_timeout)
+            try:
+                bar = Bar(progress, total, initial, "sweep", "trial")
+                running = 0
+                while True:
+                    while running < executor.slots:
+                        task = next_task()
+                        if task is None:
+                            break
+                        executor.submit(task)
+                        running += 1
+                    if running == 0:
+                        if wait is not None and wait():
+                            continue
                         break
-                    executor.submit(task)
-                    running += 1
-                if running == 0:
-                    if wait is not None and wait():
-                        continue
-                    break
-                res = executor.next_result()
-                running -= 1
-                if res["status"] == "interrupted":
-                    raise KeyboardInterrupt
-                record(res)
-                bar.update(1, best_val=best() if best is not None else _best_val(rows))
+                    res = executor.next_result()
+                    running -= 1
+                    if res["status"] == "interrupted":
+                        raise KeyboardInterrupt
+                    record(res)
+                    bar.update(1, best_val=best() if best is not None else _best_val(rows))
+            finally:
+                executor.close()
+        except KeyboardInterrupt:
+            abandon()
+            save()
+            raise Interrupted(f"sweep interrupted: the finished trials are saved in {out_dir}; run the same "
+                              "command again to continue") from None
         finally:
-            executor.close()
-    except KeyboardInterrupt:
-        abandon()
-        save()
-        raise Interrupted(f"sweep interrupted: the finished trials are saved in {out_dir}; run the same "
-                          "command again to continue") from None
+            if bar is not None:
+                bar.close()
+            set_data(location, None)
+
+
+@contextmanager
+def _sigint_raises() -> Iterator[None]:
+    """While a sweep drives its trials, Ctrl-C (SIGINT) raises KeyboardInterrupt even in a process that
+    inherited it ignored (a background job of a script, where bash sets SIG_IGN), as training and the random
+    searches stop on it; the handler this process had is put back after."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.SIG_DFL):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
     finally:
-        if bar is not None:
-            bar.close()
-        set_data(location, None)
+        signal.signal(signal.SIGINT, previous)
