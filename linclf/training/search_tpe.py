@@ -185,10 +185,13 @@ class TPESearch:
         Watched: on an RDB storage every trial asked by a linclf that beats (it has an ``OWNER``); on a
         journal those held by live processes of this machine. Others get a one-line warning.
         """
-        told = False
+        told, unowned = False, set()
         while True:
             others = self._others()
-            watched = [t for t in others if self._watchable(t)]
+            # A trial just asked by another process has no OWNER for a moment: it gets one more look.
+            no_owner = {t.number for t in others if owner_host(t.user_attrs.get(OWNER)) is None}
+            new, unowned = no_owner - unowned, unowned | no_owner
+            watched = [t for t in others if self._watchable(t) or t.number in new]
             if not watched:
                 self._warn_unwatched(others)
                 return False

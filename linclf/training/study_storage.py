@@ -45,6 +45,7 @@ OWNER = "sweep_process"       # user attribute of a trial: host:pid of the sweep
 HEARTBEAT_INTERVAL = 10       # seconds between two heartbeats of a running trial (RDB storages)
 GRACE_PERIOD = 60             # seconds without a heartbeat after which a running trial is taken as stopped
 MAX_RETRY = 1                 # a stopped trial's values run once more; stopped again, it is left failed
+CREATE_ATTEMPTS = 30          # opening a new database while other processes create its tables (a dozen)
 
 
 def check_storage(url: str) -> None:
@@ -112,22 +113,31 @@ def open_storage(optuna, url: str, heartbeat: bool = False):
                     else "failed_trial_callback")      # Optuna before 4.9
         kwargs = {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
                   callback: retry_callback(optuna)}
-    for attempt in (1, 2):
+    for _ in range(CREATE_ATTEMPTS - 1):
         try:
-            with quiet(optuna):
-                return optuna.storages.RDBStorage(url, **kwargs)
-        except ImportError as e:
-            raise UsageError(f"--storage {url}: the database driver is not installed ({e})") from None
-        except Exception as e:  # noqa: BLE001 - SQLAlchemy's connection errors have many types
-            if attempt == 1 and _lost_creation_race(e):
-                continue
-            raise LinclfError(f"--storage {url}: cannot open the study storage ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0]})") from None
+            return _rdb_storage(optuna, url, kwargs)
+        except LinclfError as e:
+            if not _lost_creation_race(e):
+                raise
+    return _rdb_storage(optuna, url, kwargs)
+
+
+def _rdb_storage(optuna, url: str, kwargs: dict[str, Any]):
+    """``optuna.storages.RDBStorage(url, **kwargs)``; its failures as one-line errors."""
+    try:
+        with quiet(optuna):
+            return optuna.storages.RDBStorage(url, **kwargs)
+    except ImportError as e:
+        raise UsageError(f"--storage {url}: the database driver is not installed ({e})") from None
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy's connection errors have many types
+        raise LinclfError(f"--storage {url}: cannot open the study storage ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0]})") from None
 
 
 def _lost_creation_race(error: Exception) -> bool:
     """Whether opening failed because another process created the new database's tables at the same time
-    (Optuna creates them when each process opens it): then the tables are there and opening again works."""
+    (Optuna creates the missing ones as each process opens it, optuna issue 4621). Each such failure means
+    the other process made one more table, so opening again soon finds them all."""
     text = str(error).lower()
     return "already exists" in text or "unique constraint" in text or "duplicate" in text
 
