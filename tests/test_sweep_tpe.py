@@ -25,6 +25,20 @@ def needs_optuna():
     optional("optuna")
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_sweep_left_running():
+    """A sweep process a failed test left behind (one waiting for a trial that never ends) is killed."""
+    yield
+    while _STARTED:
+        p = _STARTED.pop()
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+
 def sweep(config, data_dir, out, *extra):
     return invoke("sweep", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", "--search", "tpe",
                   *extra)
@@ -114,8 +128,10 @@ def cli_sweep(config, data_dir, out, url, trials, env, prelude=""):
     args = ["sweep", "--config", str(config), "--data-dir", str(data_dir), "--out", str(out), "--quiet",
             "--search", "tpe", "--storage", url, "--trials", str(trials), "--jobs", "1", *PARAMS]
     command = ["-c", f"{prelude}from linclf.cli import main; main({args!r})"] if prelude else ["-m", "linclf", *args]
-    return subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    _STARTED.append(proc)
+    return proc
 
 
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
