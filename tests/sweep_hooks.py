@@ -3,7 +3,8 @@ the trial: a spawned worker, a Dask worker or the test process itself. Driven by
 so faults are deterministic, not timed:
 
 - LINCLF_TEST_LOG=PATH: append ``trial seed pid`` for every trial that starts;
-- LINCLF_TEST_KILL=N: trial N kills its own process with SIGKILL (every attempt);
+- LINCLF_TEST_KILL=N: trial N kills its own process with SIGKILL (every attempt): a worker, or with
+  ``--jobs 1`` the sweep process itself while it holds the trial;
 - LINCLF_TEST_FAIL_REG=X: trials with model.reg > X raise MemoryError;
 - LINCLF_TEST_SIGINT=1: the trial sends SIGINT to its own process (Ctrl-C of a sweep running trials in-process);
 - LINCLF_TEST_GATE=FIFO: the first trial of the process waits until the test writes to the named pipe FIFO

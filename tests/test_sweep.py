@@ -17,7 +17,8 @@ import linclf.training.sweep as sweep_mod
 from linclf.config import Config, from_dict, load_config, with_values
 from linclf.data.cifar10 import CIFAR10
 from linclf.errors import ConfigError, UsageError
-from linclf.training.sweep import ParamSpec, format_table, parse_spec, sample_trials, sweep_rng, trial_configs
+from linclf.training.sweep_params import DEFAULT_TRIALS, ParamSpec, parse_spec, sample_trials, sweep_rng, trial_configs
+from linclf.training.sweep_results import format_table
 
 CONFIG = small_config(epochs=2, log_every=5, schedule="constant")
 LR_REG = ("--param", "optimizer.lr=log:1e-5:1e-2", "--param", "model.reg=log:1e-4:1e-1")
@@ -133,7 +134,7 @@ def test_draws_are_reproducible_from_the_seed_and_a_longer_sweep_extends_a_short
     assert a == sample_trials(params, 10, sweep_rng(0))
     assert a != sample_trials(params, 10, sweep_rng(1))
     assert sample_trials(params, 25, sweep_rng(0))[:10] == a
-    assert len(sample_trials(params, None, sweep_rng(0))) == sweep_mod.DEFAULT_TRIALS
+    assert len(sample_trials(params, None, sweep_rng(0))) == DEFAULT_TRIALS
 
 
 def test_trial_configs_get_their_own_seed_and_every_value_is_validated():
@@ -277,26 +278,34 @@ def test_resume_refuses_another_sweep_in_the_folder(tmp_path, config, learnable_
     assert r.exit_code == 2 and "holds no sweep" in one_line_error(r)
 
 
+# A test suite started as a background job of a script (`pytest ... &`, as CI once ran two suites side by side)
+# inherits SIGINT ignored: the sweep must stop on it all the same (it "lost its race" there, ignoring it).
+@pytest.mark.parametrize("inherited", [signal.default_int_handler, signal.SIG_IGN], ids=["default", "ignored"])
 def test_ctrl_c_exits_130_keeps_finished_trials_and_the_rerun_finishes(tmp_path, config, learnable_data_dir,
-                                                                        monkeypatch):
+                                                                        monkeypatch, inherited):
     out = tmp_path / "sweep"
-    real_save = sweep_mod._save_results
+    real_save = sweep_mod.save_results
     calls = []
 
     def save_then_ctrl_c(*args):
         real_save(*args)
         calls.append(1)
         if len(calls) == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)       # in this process, after the first trial is saved
 
-    monkeypatch.setattr(sweep_mod, "_save_results", save_then_ctrl_c)
-    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)
+    monkeypatch.setattr(sweep_mod, "save_results", save_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, inherited)
+    try:
+        r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert r.exit_code == 130, r.output
+    assert len(calls) == 2                            # the first save, then the one of the interrupted sweep
     assert "interrupted" in r.output and "run the same command again" in r.output
     first = {row["trial"]: row for row in saved_rows(out)}
     assert 1 <= len(first) < 6
 
-    monkeypatch.setattr(sweep_mod, "_save_results", real_save)
+    monkeypatch.setattr(sweep_mod, "save_results", real_save)
     log = tmp_path / "trained.txt"
     spy_on_trials(monkeypatch, log)
     r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 6, "--jobs", 2)

@@ -72,6 +72,32 @@ def test_a_sigkilled_trial_process_is_failed_with_the_signal_and_a_rerun_retries
     assert again[1]["status"] == "ok" and all(again[t] == rows[t] for t in (0, 2, 3, 4))
 
 
+def test_close_stops_a_running_trial_without_waiting_for_it(tmp_path, hooked):
+    """ProcessPool.close (Ctrl-C, the end of a sweep) ends a worker whose trial would never finish by itself."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    code = textwrap.dedent(f"""
+        import os
+        from linclf.training.executors import ProcessPool
+        from sweep_hooks import logged
+
+        pool = ProcessPool(1)
+        pool.submit({{"trial": 0, "config": {{"seed": 1}}, "data": {{}}}})
+        with open({str(gate)!r}, "w"):       # opens once the trial waits on the gate, which stays shut
+            ((_, _, pid),) = logged({str(hooked)!r})
+            pool.close()                     # waiting for the trial here would never return
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                print("stopped", pid)
+    """)
+    env = {**os.environ, "LINCLF_TEST_GATE": str(gate)}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ((_, _, pid),) = logged(hooked)
+    assert r.stdout.split() == ["stopped", str(pid)] and pid != os.getpid()
+
+
 # ----------------------------------------------------------------------- Dask
 
 

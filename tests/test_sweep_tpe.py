@@ -1,10 +1,12 @@
-"""--search tpe: Optuna's TPE sampler through ask / tell, pruning, and a study shared through a journal file
-by several processes (an exact trial budget between them, Ctrl-C of one leaves the study consistent)."""
+"""--search tpe: Optuna's TPE sampler through ask / tell, pruning, and a study in a journal file or an RDB
+(sqlite) shared by several processes: an exact trial budget between them, Ctrl-C of one leaves the study
+consistent, and the trial of a SIGKILLed one is failed and run again instead of staying RUNNING."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -23,6 +25,20 @@ def needs_optuna():
     optional("optuna")
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_sweep_left_running():
+    """A sweep process a failed test left behind (one waiting for a trial that never ends) is killed."""
+    yield
+    while _STARTED:
+        p = _STARTED.pop()
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+
 def sweep(config, data_dir, out, *extra):
     return invoke("sweep", "--config", config, "--data-dir", data_dir, "--out", out, "--quiet", "--search", "tpe",
                   *extra)
@@ -38,13 +54,19 @@ def hook_env(log, **extra):
     return {**env, **{k: str(v) for k, v in extra.items()}}
 
 
-def study_trials(journal):
+def storage(kind, tmp_path):
+    """The --storage URL of a study in tmp_path: a journal file or a sqlite database."""
+    return f"journal:{tmp_path / 'shared' / 'study.log'}" if kind == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def study_trials(url):
+    """The trials of the one study in the storage at ``url``, as Optuna reads them."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    storage = JournalStorage(JournalFileBackend(str(journal)))
-    (summary,) = optuna.get_all_study_summaries(storage)
-    return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    where = JournalStorage(JournalFileBackend(url[len("journal:"):])) if url.startswith("journal:") else url
+    (summary,) = optuna.get_all_study_summaries(where)
+    return optuna.load_study(study_name=summary.study_name, storage=where).get_trials()
 
 
 def test_tpe_writes_the_usual_files_from_the_study_and_a_rerun_resumes(tmp_path, config, learnable_data_dir,
@@ -95,37 +117,48 @@ def test_pruned_trials_are_recorded_with_their_epoch(tmp_path, config, learnable
     assert "val accuracy" in (out / "best.yaml").read_text() and f"({best['trial']})" in (out / "best.yaml").read_text()
 
 
-def cli_sweep(config, data_dir, out, journal, trials, env):
-    return subprocess.Popen([sys.executable, "-m", "linclf", "sweep", "--config", str(config), "--data-dir",
-                             str(data_dir), "--out", str(out), "--quiet", "--search", "tpe", "--storage",
-                             f"journal:{journal}", "--trials", str(trials), "--jobs", "1", *PARAMS],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+# A sweep whose trials beat every second, that takes another's trial as stopped after 5 s without a heartbeat
+# (not 60 s), and that looks at the study every second while it waits.
+SHORT_HEARTBEAT = ("import linclf.training.study_storage as s, linclf.training.search_tpe as t; "
+                   "s.HEARTBEAT_INTERVAL, s.GRACE_PERIOD, t.POLL_SECONDS = 1, 5, 1; ")
 
 
-def test_two_processes_share_one_study_and_run_exactly_the_budget(tmp_path, config, learnable_data_dir):
-    journal, log = tmp_path / "shared" / "study.log", tmp_path / "trials.txt"
-    procs = [cli_sweep(config, learnable_data_dir, tmp_path / f"out{i}", journal, 8, hook_env(log))
-             for i in range(2)]
+def cli_sweep(config, data_dir, out, url, trials, env, prelude=""):
+    """``linclf sweep --search tpe --storage url`` in a process of its own (``prelude``: Python run first)."""
+    args = ["sweep", "--config", str(config), "--data-dir", str(data_dir), "--out", str(out), "--quiet",
+            "--search", "tpe", "--storage", url, "--trials", str(trials), "--jobs", "1", *PARAMS]
+    command = ["-c", f"{prelude}from linclf.cli import main; main({args!r})"] if prelude else ["-m", "linclf", *args]
+    proc = subprocess.Popen([sys.executable, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _STARTED.append(proc)
+    return proc
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_two_processes_share_one_study_and_run_exactly_the_budget(tmp_path, config, learnable_data_dir, kind):
+    url, log = storage(kind, tmp_path), tmp_path / "trials.txt"
+    procs = [cli_sweep(config, learnable_data_dir, tmp_path / f"out{i}", url, 8, hook_env(log)) for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     ran = [t for t, _, _ in logged(log)]
     assert sorted(ran) == sorted(set(ran)) and len(ran) == 8                # no trial twice, the budget exactly
-    trials = study_trials(journal)
+    trials = study_trials(url)
     finished = [t for t in trials if t.user_attrs.get("status") != "surplus"]
     assert sorted(t.number for t in finished) == sorted(ran)
     assert all(t.state.name == "COMPLETE" for t in finished)
-    assert len(saved_rows(tmp_path / "out1")) == 8 or len(saved_rows(tmp_path / "out0")) == 8
+    for i in range(2):                      # the first to finish waited for the other's trials: both have all
+        assert sorted(saved_rows(tmp_path / f"out{i}")) == sorted(ran)
 
 
 def test_ctrl_c_of_one_process_leaves_the_study_consistent_and_the_other_goes_on(tmp_path, config,
                                                                                 learnable_data_dir):
-    journal, log = tmp_path / "study.log", tmp_path / "trials.txt"
+    url, log = storage("journal", tmp_path), tmp_path / "trials.txt"
     gate = tmp_path / "gate"
     os.mkfifo(gate)
-    other = cli_sweep(config, learnable_data_dir, tmp_path / "other", journal, 6, hook_env(log, LINCLF_TEST_GATE=gate))
+    other = cli_sweep(config, learnable_data_dir, tmp_path / "other", url, 6, hook_env(log, LINCLF_TEST_GATE=gate))
     # `other` is inside its first trial, waiting on the gate, when this one starts and is interrupted
     with open(gate, "w") as fh:                       # unblocks only once `other` has opened the gate ...
-        stopped = cli_sweep(config, learnable_data_dir, tmp_path / "stopped", journal, 6,
+        stopped = cli_sweep(config, learnable_data_dir, tmp_path / "stopped", url, 6,
                             hook_env(log, LINCLF_TEST_SIGINT=1))
         _, err = stopped.communicate(timeout=300)
         assert stopped.returncode == 130, err
@@ -133,7 +166,7 @@ def test_ctrl_c_of_one_process_leaves_the_study_consistent_and_the_other_goes_on
         fh.write("go")                                # ... and `other` goes on when it is closed
     out, err = other.communicate(timeout=300)
     assert other.returncode == 0, err
-    trials = study_trials(journal)
+    trials = study_trials(url)
     states = {t.number: (t.state.name, t.user_attrs.get("status")) for t in trials}
     interrupted = [n for n, s in states.items() if s == ("FAIL", "interrupted")]
     assert len(interrupted) == 1                                              # told, not left running
@@ -141,3 +174,111 @@ def test_ctrl_c_of_one_process_leaves_the_study_consistent_and_the_other_goes_on
     assert sum(s == ("COMPLETE", "ok") for s in states.values()) == 6        # the budget, by the other process
     rows = saved_rows(tmp_path / "other")
     assert rows[interrupted[0]]["status"] == "interrupted" and sum(r["status"] == "ok" for r in rows.values()) == 6
+
+
+def test_an_rdb_storage_holds_the_study_and_a_rerun_resumes_it(tmp_path, config, learnable_data_dir, monkeypatch):
+    log = tmp_path / "trials.txt"
+    for k, v in hook_env(log).items():
+        monkeypatch.setenv(k, v)
+    url, out = storage("sqlite", tmp_path), tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *PARAMS, "--trials", 4, "--jobs", 2, "--storage", url)
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out)
+    assert sorted(rows) == [0, 1, 2, 3] and all(row["status"] == "ok" for row in rows.values())
+    assert (tmp_path / "study.db").exists() and not (out / "study.log").exists()
+    trials = study_trials(url)
+    assert {t.number: (t.state.name, t.value) for t in trials} == \
+        {t: ("COMPLETE", row["val_accuracy"]) for t, row in rows.items()}
+    assert (out / "best.yaml").exists() and sorted(t for t, _, _ in logged(log)) == [0, 1, 2, 3]
+
+    log.unlink()
+    r = sweep(config, learnable_data_dir, out, *PARAMS, "--trials", 4, "--jobs", 2, "--storage", url)
+    assert r.exit_code == 0, r.output
+    assert logged(log) == [] and saved_rows(out) == rows                      # resumed: nothing left to run
+    r = sweep(config, learnable_data_dir, out, *PARAMS, "--trials", 6, "--jobs", 2, "--storage", url)
+    assert r.exit_code == 0, r.output
+    assert sorted(t for t, _, _ in logged(log)) == [4, 5] and sorted(saved_rows(out)) == list(range(6))
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_sigkilled_sweep_leaves_no_trial_running_and_a_rerun_finishes_the_budget(tmp_path, config,
+                                                                                 learnable_data_dir, kind):
+    url, log, out = storage(kind, tmp_path), tmp_path / "trials.txt", tmp_path / "sweep"
+    # --jobs 1 runs trials in the sweep process: trial 2 kills the sweep itself while it holds the trial
+    killed = cli_sweep(config, learnable_data_dir, out, url, 4, hook_env(log, LINCLF_TEST_KILL=2))
+    _, err = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, err
+    stuck = study_trials(url)
+    assert [(t.number, t.state.name) for t in stuck] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "RUNNING")]
+
+    log.unlink()
+    rerun = cli_sweep(config, learnable_data_dir, out, url, 4, hook_env(log), prelude=SHORT_HEARTBEAT)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    trials = {t.number: t for t in study_trials(url)}
+    assert sorted((n, t.state.name) for n, t in trials.items()) == \
+        [(0, "COMPLETE"), (1, "COMPLETE"), (2, "FAIL"), (3, "COMPLETE"), (4, "COMPLETE")]
+    retry = next(n for n in (3, 4) if trials[n].params == stuck[2].params)   # trial 2's values, run again
+    assert sorted(t for t, _, _ in logged(log)) == [3, 4]                     # the retry and one new trial
+
+    with open(out / "results.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert sorted(int(row["trial"]) for row in table) == [0, 1, 2, 3, 4]    # no trial twice
+    assert sum(row["status"] == "ok" for row in table) == 4                 # the budget, exactly
+    rows = saved_rows(out)
+    assert rows[2]["status"] == "interrupted"
+    assert rows[2]["message"] == f"its sweep process stopped before it finished; retried as trial {retry}"
+    assert {k: rows[retry][k] for k in ("optimizer.lr", "model.reg")} == stuck[2].params
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_process_waits_for_anothers_trial_and_runs_it_again_when_that_process_is_killed(
+        tmp_path, config, learnable_data_dir, kind):
+    url, log, gate = storage(kind, tmp_path), tmp_path / "trials.txt", tmp_path / "gate"
+    os.mkfifo(gate)
+    killed = cli_sweep(config, learnable_data_dir, tmp_path / "killed", url, 4,
+                       hook_env(log, LINCLF_TEST_GATE=gate), prelude=SHORT_HEARTBEAT)
+    with open(gate, "w"):                                  # `killed` now holds trial 0, waiting on the gate
+        other = cli_sweep(config, learnable_data_dir, tmp_path / "other", url, 4, hook_env(log),
+                          prelude=SHORT_HEARTBEAT)
+        # `other` runs the rest of the budget, then says it waits for trial 0 (its stderr is otherwise empty)
+        line = other.stderr.readline()
+        assert "the study's budget is taken; waiting for trial 0 of other sweep processes" in line, line
+        killed.kill()
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+    out, err = other.communicate(timeout=300)
+    assert other.returncode == 0, err
+    trials = {t.number: t for t in study_trials(url)}
+    assert sorted((n, t.state.name) for n, t in trials.items()) == \
+        [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE"), (3, "COMPLETE"), (4, "COMPLETE")]
+    assert trials[4].params == trials[0].params                               # trial 0's values, run again
+    assert sorted(t for t, _, _ in logged(log)) == [0, 1, 2, 3, 4]            # each started once
+    rows = saved_rows(tmp_path / "other")
+    assert sorted(rows) == [0, 1, 2, 3, 4] and sum(r["status"] == "ok" for r in rows.values()) == 4
+    assert rows[0]["message"] == "its sweep process stopped before it finished; retried as trial 4"
+
+
+def test_a_journal_trial_of_another_machine_is_left_running_with_a_one_line_warning(tmp_path, config,
+                                                                                    learnable_data_dir):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    url, out = storage("journal", tmp_path), tmp_path / "sweep"
+    killed = cli_sweep(config, learnable_data_dir, out, url, 4, hook_env(tmp_path / "trials.txt", LINCLF_TEST_KILL=2))
+    _, err = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, err
+    # as if the killed sweep had run on another machine that shares the journal file
+    journal = JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    (summary,) = optuna.get_all_study_summaries(journal)
+    trial_id = journal.get_trial_id_from_study_id_trial_number(journal.get_study_id_from_name(summary.study_name), 2)
+    journal.set_trial_user_attr(trial_id, "sweep_process", "elsewhere:4242")
+
+    r = sweep(config, learnable_data_dir, out, *PARAMS, "--trials", 4, "--jobs", 1, "--storage", url)
+    assert r.exit_code == 0, r.output
+    assert [line for line in r.output.splitlines() if line.startswith("warning:")] == [
+        "warning: trial 2 of the study is still running in a sweep process on elsewhere; a journal storage has no "
+        "heartbeats, so if that process was killed the trial stays running and uncounted; use an RDB storage "
+        "(--storage postgresql://...) for sweeps on several machines"]
+    assert [(t.number, t.state.name) for t in study_trials(url)] == \
+        [(0, "COMPLETE"), (1, "COMPLETE"), (2, "RUNNING"), (3, "COMPLETE")]       # not judged, not taken over
+    assert sorted(saved_rows(out)) == [0, 1, 3]

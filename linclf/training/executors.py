@@ -11,6 +11,9 @@ go on.
   processes, never forked from a process that may hold threads). One worker
   each, so when the OS kills a worker (OOM killer, SIGKILL) the
   ``BrokenProcessPool`` names exactly one trial; that slot gets a new pool.
+  Each slot keeps its worker's ``multiprocessing.Process`` (the child that
+  appears in ``multiprocessing.active_children()`` as the pool starts it), for
+  the exit code of a worker that died and to stop a running trial on close.
 - ``DaskExecutor``: a ``dask.distributed`` cluster, at an address or a
   ``LocalCluster`` (processes, one thread each). A trial whose worker dies is
   run again once on another worker, then recorded failed.
@@ -93,19 +96,23 @@ class ProcessPool:
     def __init__(self, jobs: int):
         self.slots = jobs
         self._pools: list[ProcessPoolExecutor | None] = [None] * jobs
+        self._workers: list[multiprocessing.process.BaseProcess | None] = [None] * jobs
         self._running: dict[Future, tuple[int, dict]] = {}
-
-    def _pool(self, slot: int) -> ProcessPoolExecutor:
-        """The pool of ``slot``, started (a spawned worker) when it has none."""
-        if self._pools[slot] is None:
-            self._pools[slot] = ProcessPoolExecutor(1, mp_context=_mp_context(), initializer=_init_worker)
-        return self._pools[slot]
 
     def submit(self, task: dict) -> None:
         """Start ``task`` in a free slot's worker (the caller keeps at most ``slots`` running)."""
         busy = {slot for slot, _ in self._running.values()}
         slot = next(s for s in range(self.slots) if s not in busy)
-        fut = self._pool(slot).submit(run_trial, {**task, "worker": True})
+        starting = self._pools[slot] is None
+        if starting:
+            self._pools[slot] = ProcessPoolExecutor(1, mp_context=_mp_context(), initializer=_init_worker)
+            before = set(multiprocessing.active_children())
+        fut = self._pools[slot].submit(run_trial, {**task, "worker": True})
+        if starting:
+            # A spawn pool starts its worker inside its first submit(): the one new child is that worker. Were
+            # it started later (another Python), none is new and a death's cause reads "an unknown cause".
+            new = set(multiprocessing.active_children()) - before
+            self._workers[slot] = new.pop() if len(new) == 1 else None
         self._running[fut] = (slot, task)
 
     def next_result(self) -> dict:
@@ -116,13 +123,10 @@ class ProcessPool:
         try:
             return fut.result()
         except BrokenProcessPool:
-            pool = self._pools[slot]
-            # The stdlib keeps the dead worker's Process (and its exit code) until shutdown; read it there.
-            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool, worker = self._pools[slot], self._workers[slot]
             pool.shutdown(wait=True, cancel_futures=True)           # joins the dead worker: its exit code is set
-            codes = [p.exitcode for p in procs]
-            self._pools[slot] = None
-            cause = signal_name(next((c for c in codes if c is not None), None))
+            self._pools[slot] = self._workers[slot] = None
+            cause = signal_name(None if worker is None else worker.exitcode)
             return _lost(task, f"the trial's process was killed by {cause} (out of memory?); "
                                "run the sweep again to retry it")
 
@@ -130,12 +134,14 @@ class ProcessPool:
         """Stop every worker, abandoning running trials (after Ctrl-C or at the end)."""
         for fut in self._running:
             fut.cancel()
+        for worker in self._workers:
+            if worker is not None:
+                worker.terminate()            # a running trial is abandoned (Ctrl-C), not waited for
         for pool in self._pools:
             if pool is not None:
-                for p in list((getattr(pool, "_processes", None) or {}).values()):
-                    p.terminate()             # a running trial is abandoned (Ctrl-C), not waited for
                 pool.shutdown(wait=True, cancel_futures=True)
         self._pools = [None] * self.slots
+        self._workers = [None] * self.slots
         self._running.clear()
 
 

@@ -1,12 +1,10 @@
 """A search that learns: Optuna's TPE sampler picks the next trials, a pruner stops the bad ones early.
 
-The study lives in an Optuna storage: ``--storage journal:PATH`` (a journal
-file several processes on one machine share), an RDB URL
-(``postgresql://...``, ``mysql://...``, ``sqlite:///...``) for machines that
-share no disk, or by default ``study.log`` in the sweep folder. Its name is
-derived from what is swept (params, config, seed, search and pruner), so the
-same ``linclf sweep`` on several machines joins one study and a rerun resumes
-it; another sweep in the same storage gets another study.
+The study lives in an Optuna storage (``study_storage``): a journal file, an
+RDB URL, or by default ``study.log`` in the sweep folder. Its name is derived
+from what is swept (params, config, seed, search and pruner), so the same
+``linclf sweep`` on several machines joins one study and a rerun resumes it;
+another sweep in the same storage gets another study.
 
 Ask and tell: the sweep asks the study for a trial, runs it on whichever
 executor, and tells the outcome; a trial that reports per-epoch validation
@@ -21,6 +19,12 @@ stopped) do not and are drawn again. Several processes asking at once never
 exceed it: after asking, a trial whose number comes after ``budget`` trials
 that finished or are running is told failed with status ``surplus`` and is
 left out of every count and file.
+
+A process that has nothing left to ask waits (``wait``) while trials of
+other processes it can watch still run, so the budget is finished even when
+their process dies: a trial whose sweep process stopped (killed, its machine
+lost) is failed (status ``interrupted``) and its values are queued as a new
+trial, which a process then asks and runs (see ``study_storage``).
 """
 from __future__ import annotations
 
@@ -28,20 +32,21 @@ import hashlib
 import json
 import math
 import os
-from pathlib import Path
+import time
+import warnings
 from typing import Any, Sequence
 
-from ..errors import UsageError
+from ..errors import LinclfWarning, UsageError
+from .study_storage import (OWNER, Heartbeat, has_heartbeats, open_storage,
+                            owner_host, owner_stopped, owner_tag, quiet, retried_from, retry_again)
 
-__all__ = ["import_optuna", "check_storage", "storage_url", "study_name", "TPESearch", "open_trial",
-           "OPTUNA_HINT", "PRUNERS"]
+__all__ = ["import_optuna", "study_name", "TPESearch", "open_trial", "OPTUNA_HINT", "PRUNERS", "POLL_SECONDS"]
 
 OPTUNA_HINT = "install it with: pip install 'linclf[optuna]'"
 PRUNERS = ("none", "median", "hyperband")
-RDB_SCHEMES = ("postgresql", "mysql", "sqlite", "oracle", "mssql")
-STUDY_FILE = "study.log"
 COUNTED = ("ok", "diverged", "pruned", "failed")
 N_STARTUP = 8                 # random trials before TPE models the results
+POLL_SECONDS = 2              # how often a process waiting for other processes' trials looks at the study
 
 
 def import_optuna():
@@ -52,48 +57,6 @@ def import_optuna():
         raise UsageError(f"--search tpe needs Optuna; {OPTUNA_HINT}") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
-
-
-def check_storage(url: str) -> None:
-    """UsageError (exit 2) unless ``url`` is ``journal:PATH`` or an RDB URL Optuna can open."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
-    if scheme == "journal":
-        if not url[len("journal:"):]:
-            raise UsageError("--storage journal: needs a file path, e.g. journal:sweeps/study.log")
-        return
-    if scheme in RDB_SCHEMES and "://" in url:
-        return
-    raise UsageError(f"--storage {url}: unknown storage; use journal:PATH (a journal file, e.g. "
-                     "journal:sweeps/study.log) or an RDB URL (postgresql://user@host/db, mysql://..., "
-                     "sqlite:///study.db)")
-
-
-def storage_url(url: str | None, out_dir: Path) -> str:
-    """The storage URL workers open: the journal path made absolute; default ``journal:<out>/study.log``."""
-    if url is None:
-        return f"journal:{(out_dir / STUDY_FILE).resolve()}"
-    if url.startswith("journal:"):
-        return f"journal:{Path(url[len('journal:'):]).expanduser().resolve()}"
-    return url
-
-
-def _storage(optuna, url: str):
-    """An Optuna storage object for a checked URL."""
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        path = Path(url[len("journal:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    try:
-        return optuna.storages.RDBStorage(url)
-    except ImportError as e:
-        raise UsageError(f"--storage {url}: the database driver is not installed ({e})") from None
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy's connection errors have many types
-        from ..errors import LinclfError
-
-        raise LinclfError(f"--storage {url}: cannot open the study storage ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0]})") from None
 
 
 def study_name(manifest: dict) -> str:
@@ -116,7 +79,7 @@ def _pruner(optuna, spec: dict):
 def open_trial(study_spec: dict, trial_id: int):
     """In a worker: the running Optuna trial ``trial_id`` of the study, to report to and ask the pruner."""
     optuna = import_optuna()
-    study = optuna.load_study(study_name=study_spec["name"], storage=_storage(optuna, study_spec["storage"]),
+    study = optuna.load_study(study_name=study_spec["name"], storage=open_storage(optuna, study_spec["storage"]),
                               pruner=_pruner(optuna, study_spec["pruner"]))
     return optuna.trial.Trial(study, trial_id)
 
@@ -132,7 +95,10 @@ def _distribution(optuna, p):
 
 
 class TPESearch:
-    """The trials of an Optuna study: ``ask()`` the next one's values, ``tell()`` its result, ``rows()``."""
+    """The trials of an Optuna study: ``ask()`` the next one's values, ``tell()`` its result, ``rows()``.
+
+    ``close()`` when done (it stops the heartbeat of an RDB storage).
+    """
 
     def __init__(self, params: Sequence, budget: int, seed: int, storage: str, manifest: dict,
                  prune: str, max_epochs: int):
@@ -141,10 +107,13 @@ class TPESearch:
         self.name = study_name(manifest)
         self.spec = {"storage": storage, "name": self.name,
                      "pruner": {"kind": prune, "max_epochs": max(1, int(max_epochs))}}
-        storage_obj = _storage(optuna, storage)
-        self.study = optuna.create_study(study_name=self.name, storage=storage_obj, direction="maximize",
-                                         load_if_exists=True, pruner=_pruner(optuna, self.spec["pruner"]),
-                                         sampler=optuna.samplers.RandomSampler(seed=0))
+        self.heartbeats = has_heartbeats(storage)
+        self.storage = open_storage(optuna, storage, heartbeat=self.heartbeats)
+        with quiet(optuna):
+            self.study = optuna.create_study(study_name=self.name, storage=self.storage, direction="maximize",
+                                             load_if_exists=True, pruner=_pruner(optuna, self.spec["pruner"]),
+                                             sampler=optuna.samplers.RandomSampler(seed=0))
+        self._study_id = self.storage.get_study_id_from_name(self.name)
         # A fresh study is sampled from the sweep seed (the same command draws the same first trials); a
         # process joining or resuming one gets its own stream, so cooperating processes do not ask alike.
         joined = bool(self.study.get_trials(deepcopy=False))
@@ -152,16 +121,24 @@ class TPESearch:
             seed=process_seed(seed) if joined else seed, n_startup_trials=N_STARTUP, multivariate=True,
             constant_liar=True)
         self.dists = {p.key: _distribution(optuna, p) for p in self.params}
-        self._asked: dict[int, Any] = {}
+        self._asked: dict[int, tuple[Any, int]] = {}          # number: (Trial, trial_id) this process holds
+        self._beat = Heartbeat(self.storage) if self.heartbeats else None
         if "linclf_manifest" not in self.study.user_attrs:
             self.study.set_user_attr("linclf_manifest", manifest)
 
+    def close(self) -> None:
+        """Stop the heartbeat of this process's trials (they are told or abandoned by then)."""
+        if self._beat is not None:
+            self._beat.close()
+
     # -- counting
     def _status(self, t) -> str:
-        """ok | diverged | pruned | failed | interrupted | surplus | running of a FrozenTrial."""
+        """ok | diverged | pruned | failed | interrupted | surplus | running | waiting of a FrozenTrial."""
         S = self.optuna.trial.TrialState
-        if t.state in (S.RUNNING, S.WAITING):
+        if t.state == S.RUNNING:
             return "running"
+        if t.state == S.WAITING:
+            return "waiting"          # queued again after its process stopped: the next ask runs it
         return t.user_attrs.get("status") or {S.COMPLETE: "ok", S.PRUNED: "pruned"}.get(t.state, "interrupted")
 
     def counted(self) -> int:
@@ -173,36 +150,129 @@ class TPESearch:
         trials = self.study.get_trials(deepcopy=False)
         return self.budget - sum(self._status(t) in (*COUNTED, "running") for t in trials)
 
+    def _others(self) -> list:
+        """The study's running trials that other processes hold."""
+        S = self.optuna.trial.TrialState
+        return [t for t in self.study.get_trials(deepcopy=False, states=(S.RUNNING,)) if t.number not in self._asked]
+
+    # -- trials whose process stopped
+    def retire_stopped(self) -> None:
+        """Fail the running trials whose sweep process stopped and queue their values again (once).
+
+        RDB: Optuna's heartbeat check (this process's own trials beat first, so they are never stale here).
+        Journal: trials whose owner ran on this machine and is gone.
+        """
+        optuna = self.optuna
+        if self._beat is not None:
+            self._beat.beat()
+            with quiet(optuna):
+                optuna.storages.fail_stale_trials(self.study)
+            return
+        for t in self._others():
+            if not owner_stopped(t.user_attrs.get(OWNER)):
+                continue
+            try:
+                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                continue                  # another process failed it first (and queued it again)
+            retry_again(optuna, self.study, t)
+
+    def wait(self) -> bool:
+        """Block while other processes' trials that this one can watch still run (``POLL_SECONDS`` apart);
+        True as soon as there is a trial to ask (one of them stopped and was queued again, or ended without
+        counting), False when none is left to wait for.
+
+        Watched: on an RDB storage every trial asked by a linclf that beats (it has an ``OWNER``); on a
+        journal those held by live processes of this machine. Others get a one-line warning.
+        """
+        told, unowned = False, set()
+        while True:
+            others = self._others()
+            # A trial just asked by another process has no OWNER for a moment: it gets one more look.
+            no_owner = {t.number for t in others if owner_host(t.user_attrs.get(OWNER)) is None}
+            new, unowned = no_owner - unowned, unowned | no_owner
+            watched = [t for t in others if self._watchable(t) or t.number in new]
+            if not watched:
+                self._warn_unwatched(others)
+                return False
+            if not told:
+                told = True
+                nums = ", ".join(str(t.number) for t in watched)
+                how = "a trial whose process stopped is retried here"
+                if self.heartbeats:
+                    how += f" after {self.storage.grace_period} s without a heartbeat"
+                warnings.warn(f"the study's budget is taken; waiting for trial{'s' * (len(watched) > 1)} {nums} "
+                              f"of other sweep processes to finish ({how})", LinclfWarning, stacklevel=2)
+            time.sleep(POLL_SECONDS)
+            self.retire_stopped()
+            if self.remaining() > 0:
+                return True
+
+    def _watchable(self, t) -> bool:
+        """Whether this process can tell when the process of a running trial stops (see ``wait``)."""
+        tag = t.user_attrs.get(OWNER)
+        if self.heartbeats:
+            return owner_host(tag) is not None
+        return owner_stopped(tag) is False
+
+    def _warn_unwatched(self, trials: list) -> None:
+        """One line about running trials whose process this one cannot watch (they may never finish)."""
+        if not trials:
+            return
+        many = len(trials) > 1
+        nums = ", ".join(str(t.number) for t in trials)
+        hosts = ", ".join(sorted({owner_host(t.user_attrs.get(OWNER)) or "an unknown host" for t in trials}))
+        if self.heartbeats:
+            why = ("they have no heartbeat (asked by an older linclf), so if their process was killed they stay "
+                   "running and uncounted")
+        else:
+            why = (f"a journal storage has no heartbeats, so if {'such a' if many else 'that'} process was killed "
+                   f"{'its' if many else 'the'} trial stays running and uncounted; use an RDB storage "
+                   "(--storage postgresql://...) for sweeps on several machines")
+        where = f"sweep processes on {hosts}" if many else f"a sweep process on {hosts}"
+        warnings.warn(f"trial{'s' * many} {nums} of the study {'are' if many else 'is'} still running in {where}; "
+                      f"{why}", LinclfWarning, stacklevel=3)
+
     # -- ask / tell
     def ask(self) -> tuple[int, int, dict] | None:
-        """(number, trial_id, values) of a new trial, or None when the budget is spent."""
+        """(number, trial_id, values) of a new trial (a queued retry first), or None when the budget is taken."""
+        self.retire_stopped()
         if self.remaining() <= 0:
             return None
-        trial = self.study.ask(self.dists)
+        with quiet(self.optuna):
+            trial = self.study.ask(self.dists)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, trial.number)
+        if self._beat is not None:
+            self._beat.add(trial_id)      # before OWNER: a trial with an owner always has a heartbeat
+        trial.set_user_attr(OWNER, owner_tag())
+        self._asked[trial.number] = (trial, trial_id)
         before = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
         if sum(self._status(t) in (*COUNTED, "running") for t in before) >= self.budget:
-            trial.set_user_attr("status", "surplus")           # another process took the last place
-            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+            self.tell(trial.number, {"status": "surplus"})        # another process took the last place
             return None
-        self._asked[trial.number] = trial
         values = {p.key: trial.params[p.key] for p in self.params}
-        return trial.number, trial._trial_id, values
+        return trial.number, trial_id, values
 
     def tell(self, number: int, row: dict) -> None:
         """Store a finished trial's row and tell the study its outcome."""
         S = self.optuna.trial.TrialState
-        trial = self._asked.pop(number)
-        for k in ("val_accuracy", "train_accuracy", "final_loss", "status", "seconds", "message", "worker_pid",
-                  "config", "history", "pruned_epoch"):
-            if row.get(k) is not None:
-                trial.set_user_attr(k, row[k])
+        trial, trial_id = self._asked.pop(number)
+        if self._beat is not None:
+            self._beat.discard(trial_id)
         status = row["status"]
-        if status == "ok" and row.get("val_accuracy") is not None:
-            self.study.tell(trial, row["val_accuracy"])
-        elif status == "pruned":
-            self.study.tell(trial, state=S.PRUNED)
-        else:
-            self.study.tell(trial, state=S.FAIL)
+        try:
+            for k in ("val_accuracy", "train_accuracy", "final_loss", "status", "seconds", "message", "worker_pid",
+                      "config", "history", "pruned_epoch"):
+                if row.get(k) is not None:
+                    trial.set_user_attr(k, row[k])
+            if status == "ok" and row.get("val_accuracy") is not None:
+                self.study.tell(trial, row["val_accuracy"], skip_if_finished=True)
+            else:
+                self.study.tell(trial, state=S.PRUNED if status == "pruned" else S.FAIL, skip_if_finished=True)
+        except self.optuna.exceptions.UpdateFinishedTrialError:
+            # Its heartbeat was late: another process took this one's process as stopped and queued it again.
+            warnings.warn(f"trial {number} was taken as stopped by another sweep process (its heartbeat was late) "
+                          "and queued again; its result here is dropped", LinclfWarning, stacklevel=2)
 
     def abandon(self) -> None:
         """Tell every trial this process asked and did not finish as interrupted (Ctrl-C)."""
@@ -211,17 +281,28 @@ class TPESearch:
 
     # -- rows
     def rows(self) -> list[dict]:
-        """Every finished trial of the study as a results row (surplus and running ones left out)."""
+        """Every finished trial of the study as a results row (surplus, running and queued ones left out)."""
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {}                      # number of a stopped trial: number of the trial that runs it again
+        for t in trials:
+            first = retried_from(self.optuna, t)
+            if first is not None:
+                retried[first] = t.number
         out = []
-        for t in self.study.get_trials(deepcopy=False):
+        for t in trials:
             status = self._status(t)
-            if status in ("surplus", "running"):
+            if status in ("surplus", "running", "waiting"):
                 continue
             a = t.user_attrs
+            message = a.get("message", "")
+            if "status" not in a and status == "interrupted":
+                again = (f"retried as trial {retried[t.number]}" if t.number in retried else
+                         "not retried (its values ran once more already)")
+                message = f"its sweep process stopped before it finished; {again}"
             row = {"trial": t.number, **{k: t.params.get(k) for k in self.dists},
                    "val_accuracy": a.get("val_accuracy"), "train_accuracy": a.get("train_accuracy"),
                    "final_loss": a.get("final_loss"), "status": status, "seconds": a.get("seconds"),
-                   "message": a.get("message", ""), "worker_pid": a.get("worker_pid")}
+                   "message": message, "worker_pid": a.get("worker_pid")}
             if "pruned_epoch" in a:
                 row["pruned_epoch"] = a["pruned_epoch"]
             row["config"] = a.get("config", {})
