@@ -67,6 +67,8 @@ class DataConfig:
     num_val: int = _f(1000, "int", "validation images carved from the end of the training set", lo=0)
     num_test: int | None = _f(None, "int", "test images (null = all)", lo=1, nullable=True)
     num_dev: int = _f(0, "int", "a seeded random subset of train for quick runs (0 = off)", lo=0)
+    flip: bool = _f(False, "bool", "add the horizontal mirror of every training image (twice the training rows; "
+                                   "validation and test untouched)")
     timeout: float = _f(30.0, "float", "connect and read timeout of a download, seconds",
                         lo=0, lo_open=True)
     retries: int = _f(5, "int", "retries of a URL on connection errors, 5xx and 429", lo=0, hi=100)
@@ -367,7 +369,7 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
     if isinstance(opt, dict) and opt.get("iterations") is not None and opt.get("epochs") is not None:
         raise ConfigError("optimizer: set either iterations or epochs, not both")
     cfg = Config(**values)
-    _check_features(cfg.features)
+    _check_features(cfg.features, cfg.data.flip)
     if cfg.optimizer.epochs is not None and cfg.optimizer.iterations is not None:
         # epochs given, iterations left at its default: epochs decides the length.
         cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, iterations=None))
@@ -379,8 +381,11 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
 IMAGE_SIDE = 32
 
 
-def _check_features(f: FeaturesConfig) -> None:
+def _check_features(f: FeaturesConfig, flip: bool = False) -> None:
     """The features keys that depend on each other (and on the 32x32 image); ConfigError naming the key."""
+    if f.kind == "npz" and flip:
+        raise ConfigError("data.flip: kind npz holds precomputed features, not images, so they cannot be "
+                          "mirrored; set data.flip=false (or mirror the images before computing the features)")
     if f.kind == "npz" and not f.path:
         raise ConfigError("features.path: kind npz needs the .npz file of precomputed features, "
                           "e.g. --set features.path=embeddings.npz")

@@ -108,6 +108,17 @@ def test_train_then_eval(tmp_path, config, learnable_data_dir):
     assert np.array(ev["confusion_matrix"]).sum() == 50
 
 
+def test_flip_trains_on_the_training_images_and_their_mirrors(tmp_path, config, learnable_data_dir):
+    plain = train_cli(config, learnable_data_dir, tmp_path / "plain", "--json")
+    flip = train_cli(config, learnable_data_dir, tmp_path / "flip", "--json", "--set", "data.flip=true")
+    assert plain.exit_code == 0 and flip.exit_code == 0, flip.output
+    m0, m1 = (json.loads(r.stdout.strip().splitlines()[-1]) for r in (plain, flip))
+    assert (m0["num_train"], m0["num_val"], m0["num_test"]) == (350, 50, 100)
+    assert (m1["num_train"], m1["num_val"], m1["num_test"]) == (700, 50, 100)
+    assert m1["steps"] == 2 * m0["steps"]                        # an epoch is a pass over both halves
+    assert m1["test_accuracy"] >= 0.9
+
+
 def test_summary_ends_with_the_test_accuracy(tmp_path, config, learnable_data_dir):
     r = invoke("train", "--config", config, "--data-dir", learnable_data_dir, "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output

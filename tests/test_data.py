@@ -185,6 +185,35 @@ def test_split_sizes_and_order(fake_cifar):
     np.testing.assert_array_equal(dev1.X_train, dev2.X_train)
 
 
+def test_mirrored_against_a_pixel_loop():
+    X = np.random.default_rng(0).integers(0, 256, (3, 3072), dtype=np.uint8)
+    expected = np.empty_like(X)
+    for n in range(3):
+        for c in range(3):
+            for r in range(32):
+                for col in range(32):
+                    expected[n, c * 1024 + r * 32 + col] = X[n, c * 1024 + r * 32 + 31 - col]
+    M = data_mod.mirrored(X)
+    assert M.dtype == np.uint8 and M.flags.c_contiguous
+    np.testing.assert_array_equal(M, expected)
+    np.testing.assert_array_equal(data_mod.mirrored(M), X)
+    with pytest.raises(ValueError, match=r"expected CIFAR rows of shape \(N, 3072\), got \(3, 3071\)"):
+        data_mod.mirrored(X[:, :-1])
+
+
+def test_with_mirrors_appends_the_training_mirrors_only(fake_cifar):
+    d = data_mod.CIFAR10(fake_cifar.X_train, fake_cifar.y_train, fake_cifar.X_test, fake_cifar.y_test,
+                         tuple(fake_cifar.classes))
+    s = split(d, num_val=10)
+    f = data_mod.with_mirrors(s)
+    assert len(f.X_train) == 60 and len(f.y_train) == 60
+    np.testing.assert_array_equal(f.X_train[:30], s.X_train)
+    np.testing.assert_array_equal(f.X_train[30:], data_mod.mirrored(s.X_train))
+    np.testing.assert_array_equal(f.y_train, np.concatenate([s.y_train, s.y_train]))
+    for name in ("X_val", "y_val", "X_test", "y_test"):
+        np.testing.assert_array_equal(getattr(f, name), getattr(s, name))
+
+
 @pytest.mark.parametrize("kwargs, key", [
     (dict(num_val=40), "data.num_val"),
     (dict(num_val=10, num_train=31), "data.num_train"),

@@ -11,6 +11,7 @@ archive. The pixels stay uint8 throughout; nothing here makes a float copy.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tarfile
@@ -32,6 +33,7 @@ from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Inte
 __all__ = [
     "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Splits", "Prepared",
     "default_data_dir", "resolve_data_dir", "WHERE_HINT", "prepare", "load_prepared", "load_cifar10", "split",
+    "mirrored", "with_mirrors",
 ]
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -468,3 +470,22 @@ def split(data: CIFAR10, num_train: int | None = None, num_val: int = 1000, num_
         X_train, y_train = X_train[idx], y_train[idx]
     return Splits(X_train, y_train, data.X_train[available:], data.y_train[available:],
                   data.X_test[:num_test], data.y_test[:num_test], data.classes)
+
+
+def mirrored(X: np.ndarray) -> np.ndarray:
+    """The horizontal mirror images (N, 3072) of CIFAR rows X (N, 3072), channel-major 32x32 planes, same dtype."""
+    if X.ndim != 2 or X.shape[1] != NUM_PIXELS:
+        raise ValueError(f"mirrored: expected CIFAR rows of shape (N, {NUM_PIXELS}), got {X.shape}")
+    planes = np.asarray(X).reshape(len(X), 3, 32, 32)
+    return np.ascontiguousarray(planes[..., ::-1]).reshape(len(X), NUM_PIXELS)
+
+
+def with_mirrors(splits: Splits) -> Splits:
+    """``splits`` whose training split is followed by its mirror images (2N rows, labels repeated).
+
+    Flip augmentation: a mirrored photo is as likely as the original, so the
+    classifier sees twice the training images; validation and test are untouched.
+    """
+    X = splits.X_train
+    return dataclasses.replace(splits, X_train=np.concatenate([X, mirrored(X)]),
+                               y_train=np.concatenate([splits.y_train, splits.y_train]))

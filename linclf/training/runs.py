@@ -25,7 +25,7 @@ import yaml
 
 from ..core import preprocess
 from ..config import Config, from_dict, to_yaml, with_values
-from ..data.cifar10 import CIFAR10, Splits, load_cifar10, resolve_data_dir, split
+from ..data.cifar10 import CIFAR10, Splits, load_cifar10, resolve_data_dir, split, with_mirrors
 from ..errors import (ConfigError, DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning,
                       ModelFileError, UsageError)
 from .evaluate import Evaluation, evaluate_predictions
@@ -120,9 +120,10 @@ def load_data(cfg: Config, data_dir: str | os.PathLike | None = None, *, quiet: 
 
 
 def make_splits(cfg: Config, data: CIFAR10) -> Splits:
-    """The config's train / val / test split of ``data``."""
+    """The config's train / val / test split of ``data`` (with ``data.flip``, the training mirrors appended)."""
     d = cfg.data
-    return split(data, d.num_train, d.num_val, d.num_test, d.num_dev, rng=rng_stream(cfg.seed, "dev"))
+    splits = split(data, d.num_train, d.num_val, d.num_test, d.num_dev, rng=rng_stream(cfg.seed, "dev"))
+    return with_mirrors(splits) if d.flip else splits
 
 
 def history_csv(history: list[dict]) -> str:
