@@ -357,8 +357,8 @@ class SoftmaxClassifier(_LinearEstimator):
 
     _loss = "softmax"
 
-    def __init__(self, *, reg: float = 0.01, lr: float = 3e-4, update: str = "adam", batch_size: int = 256,
-                 epochs: float | None = 10, iterations: int | None = None, schedule: str = "cosine",
+    def __init__(self, *, reg: float = 0.01, lr: float = 6e-4, update: str = "adam", batch_size: int = 256,
+                 epochs: float | None = 5, iterations: int | None = None, schedule: str = "cosine",
                  sampling: str = _D.optimizer.sampling, method: str = _D.optimizer.method,
                  momentum: float = _D.optimizer.momentum, decay: float = _D.optimizer.decay,
                  beta1: float = _D.optimizer.beta1, beta2: float = _D.optimizer.beta2, eps: float = _D.optimizer.eps,

@@ -600,7 +600,7 @@ def bench_train(ctx: Context) -> Iterator[dict]:
 
 # ----------------------------------------------------------------------------- the whole command
 
-COMMAND_TARGET_S = 5.0
+COMMAND_TARGET_S = 2.5        # configs/softmax.yaml, process start to exit, warm cache
 
 
 def linclf_exe() -> str:
@@ -665,10 +665,10 @@ def bench_command(ctx: Context) -> Iterator[dict]:
             shutil.rmtree(out, ignore_errors=True)
         med = statistics.median(walls)
         phase_med = {k: round(statistics.median(ph[k] for ph in phases), 3) for k in phases[0]}
+        target = {"target_s": COMMAND_TARGET_S, "met": med <= COMMAND_TARGET_S} if name == "softmax" else {}
         yield {"bench": "command", "case": f"linclf train --config configs/{name}.yaml --quiet",
                "data_dir": str(data_dir), "ours_s": round(med, 3), "min_s": round(min(walls), 3),
-               "max_s": round(max(walls), 3), "target_s": COMMAND_TARGET_S, "met": med <= COMMAND_TARGET_S,
-               "repeat": reps, "phases_s": phase_med,
+               "max_s": round(max(walls), 3), **target, "repeat": reps, "phases_s": phase_med,
                "outside_phases_s": round(med - sum(phase_med.values()), 3)}
     starts, imports = [], []
     for _ in range(reps):
