@@ -293,7 +293,8 @@ def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: 
     from .training.runs import run_features
 
     cfg = _load_config(config_path, overrides, {"data.archive": archive})
-    info = run_features(cfg, data_dir=data_dir, progress=_progress(quiet), quiet=not _progress(quiet))
+    info = run_features(cfg, data_dir=data_dir, progress=_progress(quiet), quiet=not _progress(quiet),
+                        workers=_workers())
     if as_json:
         click.echo(json.dumps(info))
     if not quiet:
@@ -320,7 +321,7 @@ def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: st
     from .training.runs import run_eval
 
     model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not _progress(quiet),
-                         progress=_progress(quiet))
+                         progress=_progress(quiet), workers=_workers())
     if as_json:
         click.echo(json_text({"model": model_path, "split": split_name, **ev.to_dict(model.classes)}))
     else:
@@ -546,7 +547,7 @@ def _plot_run(run_dir: Path, out: str | None, split_name: str, data_dir: str | N
     if model_file is not None:
         try:
             evaluation = run_eval(model_file, split_name, data_dir=data_dir, archive=archive,
-                                  quiet=not _progress(quiet))[1]
+                                  quiet=not _progress(quiet), workers=_workers())[1]
         except ModelFileError:
             raise
         except (LinclfError, OSError) as e:

@@ -141,6 +141,37 @@ def test_second_run_and_features_command_reuse_the_cache(tmp_path, km_config, le
     assert _cache_files(learnable_data_dir) == before
 
 
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_workers_set_the_extractor_threads(tmp_path, km_config, learnable_data_dir, monkeypatch, how):
+    seen = []
+    fit, transform = KMeansFeatures.fit, KMeansFeatures.transform
+
+    def spy_fit(self, X, y=None):
+        seen.append(("fit", self.threads))
+        return fit(self, X, y)
+
+    def spy_transform(self, X, out=None):
+        seen.append(("transform", self.threads))
+        return transform(self, X, out)
+
+    monkeypatch.setattr(KMeansFeatures, "fit", spy_fit)
+    monkeypatch.setattr(KMeansFeatures, "transform", spy_transform)
+    if how == "env":
+        monkeypatch.setenv("LINCLF_WORKERS", "1")
+        args = ["features"]
+    else:
+        monkeypatch.setenv("LINCLF_WORKERS", "2")           # the flag wins over the environment
+        args = ["--workers", "1", "features"]
+    res = invoke(*args, "--config", km_config, "--data-dir", learnable_data_dir, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert seen == [("fit", 1), ("transform", 1), ("transform", 1), ("transform", 1)]
+    seen.clear()
+    res = invoke(*args[:-1], "train", "--config", km_config, "--data-dir", learnable_data_dir,
+                 "--set", "data.num_val=40", "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert seen and all(threads == 1 for _, threads in seen)
+
+
 def test_features_command_on_pixels_is_a_usage_error(tmp_path, learnable_data_dir):
     res = invoke("features", "--data-dir", learnable_data_dir)
     assert res.exit_code == 2 and "features.kind is pixels" in one_line_error(res, only=True)

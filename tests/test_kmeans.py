@@ -95,6 +95,29 @@ def test_transform_matches_naive_loop(fitted, X, changes, threads, parallel):
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("env, threads, expected", [("1", None, 1), ("2", None, 2), ("2", 1, 1), (None, None, 2)])
+def test_default_threads_follow_linclf_workers(fitted, X, monkeypatch, env, threads, expected):
+    import linclf.features.kmeans as km
+
+    pools = []
+    real = km.task_pool
+
+    def spy(n, parallel, name):
+        pools.append(n)
+        return real(n, parallel, name)
+
+    monkeypatch.setattr(km, "task_pool", spy)
+    if env is None:
+        monkeypatch.delenv("LINCLF_WORKERS", raising=False)
+        monkeypatch.setattr("linclf.threads.usable_cpus", lambda: 2)
+    else:
+        monkeypatch.setenv("LINCLF_WORKERS", env)
+    f = with_settings(fitted)
+    f.threads = threads
+    f.transform(X[:2])
+    assert pools == [expected]
+
+
 @pytest.mark.parametrize("block_patches,block_images", [(1, 1), (100, 3), (5000, 2)])
 def test_blocking_does_not_change_features(fitted, X, block_patches, block_images):
     """Sub-blocks of a few rows, of whole images, and a last partial task give the same numbers."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..estimator_base import Params, not_fitted, transformer_tags
 from ..progress import Bar
-from ..threads import PARALLEL, TaskPool, task_pool, usable_cpus
+from ..threads import PARALLEL, TaskPool, resolve_workers, task_pool
 from .patches import CHANNELS, IMAGE, map_size, normalize_patches, patch_view, region_bounds, sample_patches
 
 __all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd"]
@@ -215,7 +215,7 @@ def _check(p: dict[str, Any]) -> _Settings:
         dtype = None
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype: expected float32 or float64, got {p['dtype']!r}")
-    threads = _int("threads", usable_cpus() if p["threads"] is None else p["threads"], 1)
+    threads = _int("threads", resolve_workers() if p["threads"] is None else p["threads"], 1)
     split = p["split"]
     if not isinstance(split, (bool, np.bool_)):
         raise ValueError(f"split: expected true or false, got {split!r}")
@@ -244,8 +244,8 @@ class KMeansFeatures(Params):
     patch's 3 * patch**2 values, with n - 1 as in Coates's code);
     ``zca_eps`` in the ZCA whitening x = (p - m) @ W, W = V diag(1 / sqrt(d +
     zca_eps)) V^T. ``seed`` seeds the patch sample, the initial centroids and
-    re-seeded empty clusters. ``threads``: worker threads (default: the CPUs
-    this process may use); ``parallel`` "threads" (a thread pool over image
+    re-seeded empty clusters. ``threads``: worker threads (default:
+    $LINCLF_WORKERS, else the CPUs this process may use); ``parallel`` "threads" (a thread pool over image
     blocks, one BLAS thread each) or "blas" (one worker, BLAS threads).
     ``block_patches`` patches are encoded at a time (the cache-sized block),
     ``block_images`` images make one task.

@@ -28,8 +28,8 @@ from ..errors import ConfigError, Interrupted, ModelFileError
 from ..features import cache
 from ..features.registry import LEARNED, extractor_class, extractor_from_arrays
 
-__all__ = ["SPLIT_NAMES", "settings", "make_extractor", "cache_root", "fit_extractor", "featurize",
-           "feature_prep", "training_rows", "row_width", "model_extractor"]
+__all__ = ["SPLIT_NAMES", "settings", "make_extractor", "with_execution", "cache_root", "fit_extractor",
+           "featurize", "feature_prep", "training_rows", "row_width", "model_extractor"]
 
 SPLIT_NAMES = ("train", "val", "test")
 _SETTINGS = {
@@ -63,21 +63,29 @@ def cache_root(cfg: Config, data_dir: str | os.PathLike | None) -> Path:
 
 
 def fit_extractor(cfg: Config, X_train: np.ndarray, data_dir: str | os.PathLike | None = None, *,
-                  progress: bool = False) -> Any:
-    """The extractor fitted on training images X_train (N, 3072) uint8; through the cache when enabled."""
+                  progress: bool = False, workers: int | None = None) -> Any:
+    """The extractor fitted on training images X_train (N, 3072) uint8; through the cache when enabled.
+
+    ``workers``: threads of the extractor (None: its default, $LINCLF_WORKERS or the usable CPUs).
+    """
     f = cfg.features
-    extractor = make_extractor(f, cfg.seed, progress)
+    extractor = with_execution(make_extractor(f, cfg.seed, progress), progress, workers)
     if not f.cache:
         return extractor.fit(X_train)
     key = {"settings": settings(f), "seed": cfg.seed if f.kind == "kmeans" else None,
            "images": cache.fingerprint(X_train)}
-    return cache.cached_fit(cache_root(cfg, data_dir), f.kind, key, lambda: extractor.fit(X_train),
-                            lambda arrays: _with_progress(extractor_from_arrays(f.kind, arrays), progress))
+    def loaded(arrays: Any) -> Any:
+        return with_execution(extractor_from_arrays(f.kind, arrays), progress, workers)
+
+    return cache.cached_fit(cache_root(cfg, data_dir), f.kind, key, lambda: extractor.fit(X_train), loaded)
 
 
-def _with_progress(extractor: Any, progress: bool) -> Any:
+def with_execution(extractor: Any, progress: bool, workers: int | None = None) -> Any:
+    """``extractor`` with its progress bar on or off and, where it has threads, ``workers`` of them (if given)."""
     if hasattr(extractor, "progress"):
         extractor.progress = progress
+    if workers is not None and hasattr(extractor, "threads"):
+        extractor.threads = workers
     return extractor
 
 
@@ -98,19 +106,22 @@ def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_d
 
 def featurize(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = None, *,
               extractor: Any = None, progress: bool = False,
-              only: Sequence[str] = SPLIT_NAMES) -> tuple[Splits, Any]:
+              only: Sequence[str] = SPLIT_NAMES, workers: int | None = None) -> tuple[Splits, Any]:
     """Splits of float32 feature rows (N, D) (memory-mapped from the cache) and the fitted extractor.
 
     The extractor is fitted on ``splits.X_train`` unless given. Splits not in
-    ``only`` come back empty (0, D). Ctrl-C raises Interrupted; finished splits
-    stay cached, the one being written is discarded.
+    ``only`` come back empty (0, D). ``workers``: the extractor's threads
+    (None: its default). Ctrl-C raises Interrupted; finished splits stay
+    cached, the one being written is discarded.
     """
     kind = cfg.features.kind
     if kind not in LEARNED:
         raise ValueError(f"featurize: features.kind {kind!r} does not extract from images")
     try:
         if extractor is None:
-            extractor = fit_extractor(cfg, splits.X_train, data_dir, progress=progress)
+            extractor = fit_extractor(cfg, splits.X_train, data_dir, progress=progress, workers=workers)
+        else:
+            extractor = with_execution(extractor, progress, workers)
         fp = extractor_fingerprint(kind, extractor)
         D = int(extractor.n_features)
         new = {}

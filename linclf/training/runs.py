@@ -191,7 +191,7 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     if kind in LEARNED:
         t = time.perf_counter()
         given = None if model0 is None else model_extractor(model0, os.fspath(resume))
-        splits, extractor = featurize(cfg, splits, data_dir, extractor=given, progress=progress)
+        splits, extractor = featurize(cfg, splits, data_dir, extractor=given, progress=progress, workers=workers)
         seconds["features"] = time.perf_counter() - t
     features_arrays = {} if extractor is None else extractor.to_arrays()
 
@@ -349,8 +349,10 @@ def _lr_hint(cfg: Config, splits: Splits, prep: preprocess.Preprocessor, failed_
 
 
 def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, progress: bool = False,
-                 quiet: bool = True) -> dict:
+                 quiet: bool = True, workers: int | None = None) -> dict:
     """Fit the config's extractor and write every split's features into the cache; a summary dict.
+
+    ``workers``: the extractor's threads (None: $LINCLF_WORKERS, else the usable CPUs).
 
     ``{"kind", "cache", "splits": {name: [rows, features]}, "seconds"}``. For
     ``kind: npz`` the feature file is only validated (there is nothing to build).
@@ -365,7 +367,7 @@ def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, prog
     data = load_data(cfg, data_dir, quiet=quiet)
     splits = make_splits(cfg, data)
     if kind in LEARNED:
-        splits, _ = featurize(cfg, splits, data_dir, progress=progress)
+        splits, _ = featurize(cfg, splits, data_dir, progress=progress, workers=workers)
     from .featurize import cache_root
 
     shapes = {name: list(getattr(splits, f"X_{name}").shape) for name in ("train", "val", "test")}
@@ -375,11 +377,12 @@ def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, prog
 
 def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_dir: str | os.PathLike | None = None,
              archive: str | os.PathLike | None = None, quiet: bool = True,
-             progress: bool = False) -> tuple[LinearClassifier, Evaluation]:
+             progress: bool = False, workers: int | None = None) -> tuple[LinearClassifier, Evaluation]:
     """Evaluate a saved model on the train / val / test split its own config defines.
 
     A model on learned features extracts them with its stored extractor (through
-    the feature cache, so features built by ``train`` are reused).
+    the feature cache, so features built by ``train`` are reused) on ``workers``
+    threads (None: $LINCLF_WORKERS, else the usable CPUs).
     """
     model = LinearClassifier.load(model_path)
     extractor = model_extractor(model, os.fspath(model_path))
@@ -405,7 +408,8 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
         if cfg.features.kind != model.features_kind:
             raise ModelFileError(f"{model_path}: its extractor is {model.features_kind} but its stored config says "
                                  f"features.kind {cfg.features.kind}; the file is inconsistent, retrain the model")
-        splits, _ = featurize(cfg, splits, data_dir, extractor=extractor, progress=progress, only=(split_name,))
+        splits, _ = featurize(cfg, splits, data_dir, extractor=extractor, progress=progress, only=(split_name,),
+                              workers=workers)
     X, y = {"train": (splits.X_train, splits.y_train), "val": (splits.X_val, splits.y_val),
             "test": (splits.X_test, splits.y_test)}[split_name]
     if len(y) == 0:
