@@ -179,6 +179,15 @@ def test_patience_stops_early(tmp_path, learnable_data_dir):
 
 
 @pytest.mark.parametrize("method", ["random_search", "random_local_search"])
+def test_derivative_free_methods_give_the_same_weights_whatever_the_workers(tmp_path, learnable_data_dir, method):
+    cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 40, "model.reg": 0.0,
+                                         "model.loss": "svm", "model.init_scale": 1e-3})
+    W1 = train_in(tmp_path, cfg, "one", workers=1).result.W
+    W2 = train_in(tmp_path, cfg, "two", workers=2).result.W
+    np.testing.assert_array_equal(W1, W2)
+
+
+@pytest.mark.parametrize("method", ["random_search", "random_local_search"])
 def test_derivative_free_methods(tmp_path, learnable_data_dir, method):
     cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 40, "model.reg": 0.0,
                                          "model.loss": "svm", "model.init_scale": 1e-3})

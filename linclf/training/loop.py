@@ -40,6 +40,7 @@ from ..core.search import random_local_search, random_search
 from ..data.cifar10 import Splits
 from ..errors import DivergenceError, Interrupted, ModelFileError
 from ..progress import Bar
+from ..threads import blas_threads
 
 __all__ = ["TrainState", "TrainResult", "train", "rng_stream", "init_state", "state_to_arrays",
            "state_from_arrays", "accuracy", "plan"]
@@ -343,7 +344,8 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
 
     def many_loss_fn(Ws: np.ndarray) -> np.ndarray:
         m = cfg.model
-        values = loss_values(Ws, X, y, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale, bias=prep.bias)
+        with blas_threads(objective.workers):       # one wide product per block: BLAS's own threads pay here
+            values = loss_values(Ws, X, y, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale, bias=prep.bias)
         if m.reg:
             values += np.array([l2_reg(W, m.reg, m.reg_bias)[0] for W in Ws])
         return values
