@@ -25,7 +25,7 @@ import numpy as np
 from .batches import read_batch, read_classes
 from .download import fetch, md5sum
 from .extract import safe_extract
-from .layout import LAYOUTS, Layout, check_folder
+from .layout import IMAGE_BYTES, LAYOUTS, NUM_CLASSES, Layout, check_folder
 from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
                       MissingArchiveError)
@@ -38,8 +38,7 @@ __all__ = [
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 ENV_DATA_DIR = "LINCLF_DATA_DIR"
-NUM_CLASSES = 10
-NUM_PIXELS = 3072
+NUM_PIXELS = IMAGE_BYTES      # values in a row of pixels
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,12 @@ def settings(f: FeaturesConfig) -> dict[str, Any]:
     return {k: getattr(f, k) for k in _SETTINGS.get(f.kind, ())}
 
 
-def make_extractor(f: FeaturesConfig, seed: int, progress: bool = False) -> Any:
-    """An unfitted extractor of ``f.kind`` with the config's settings."""
+def make_extractor(f: FeaturesConfig, seed: int) -> Any:
+    """An unfitted extractor of ``f.kind`` with the config's settings (execution settings: ``with_execution``)."""
     kw = settings(f)
     if f.kind == "kmeans":
         kw["seed"] = seed
-    extractor = extractor_class(f.kind)(**kw, progress=progress)
+    extractor = extractor_class(f.kind)(**kw)
     try:
         extractor.check_params()       # the config's checks come first; this names the key all the same
     except ValueError as e:
@@ -69,7 +69,7 @@ def fit_extractor(cfg: Config, X_train: np.ndarray, data_dir: str | os.PathLike 
     ``workers``: threads of the extractor (None: its default, $LINCLF_WORKERS or the usable CPUs).
     """
     f = cfg.features
-    extractor = with_execution(make_extractor(f, cfg.seed, progress), progress, workers)
+    extractor = with_execution(make_extractor(f, cfg.seed), progress, workers)
     if not f.cache:
         return extractor.fit(X_train)
     key = {"settings": settings(f), "seed": cfg.seed if f.kind == "kmeans" else None,
