@@ -119,6 +119,22 @@ def test_flip_trains_on_the_training_images_and_their_mirrors(tmp_path, config, 
     assert m1["test_accuracy"] >= 0.9
 
 
+def test_eval_of_a_flip_model_mirrors_the_training_images_only_for_the_train_split(
+        tmp_path, config, learnable_data_dir, monkeypatch):
+    import linclf.training.runs as runs
+
+    assert train_cli(config, learnable_data_dir, tmp_path / "flip", "--set", "data.flip=true").exit_code == 0
+    calls = []
+    real = runs.with_mirrors
+    monkeypatch.setattr(runs, "with_mirrors", lambda s: calls.append(len(s.X_train)) or real(s))
+    for split_name, count in (("test", 100), ("val", 50), ("train", 700)):
+        r = invoke("eval", "--model", tmp_path / "flip" / "model.npz", "--data-dir", learnable_data_dir,
+                   "--split", split_name, "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["count"] == count
+    assert calls == [350]                                       # the train split only
+
+
 def test_summary_ends_with_the_test_accuracy(tmp_path, config, learnable_data_dir):
     r = invoke("train", "--config", config, "--data-dir", learnable_data_dir, "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output

@@ -119,11 +119,12 @@ def load_data(cfg: Config, data_dir: str | os.PathLike | None = None, *, quiet: 
                         quiet=quiet)
 
 
-def make_splits(cfg: Config, data: CIFAR10) -> Splits:
-    """The config's train / val / test split of ``data`` (with ``data.flip``, the training mirrors appended)."""
+def make_splits(cfg: Config, data: CIFAR10, *, mirrors: bool = True) -> Splits:
+    """The config's train / val / test split of ``data``; with ``data.flip`` (and ``mirrors``) the training
+    split's mirror images are appended (a caller that never reads the training split skips that copy)."""
     d = cfg.data
     splits = split(data, d.num_train, d.num_val, d.num_test, d.num_dev, rng=rng_stream(cfg.seed, "dev"))
-    return with_mirrors(splits) if d.flip else splits
+    return with_mirrors(splits) if d.flip and mirrors else splits
 
 
 def history_csv(history: list[dict]) -> str:
@@ -403,7 +404,7 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
     if extractor is None and data.X_train.shape[1] != model.in_dim:
         raise DataError(f"{model_path} expects rows of {model.in_dim} values (its preprocessing), "
                         f"the data has {data.X_train.shape[1]}")
-    splits = make_splits(cfg, data)
+    splits = make_splits(cfg, data, mirrors=split_name == "train")
     if extractor is not None:
         if cfg.features.kind != model.features_kind:
             raise ModelFileError(f"{model_path}: its extractor is {model.features_kind} but its stored config says "
