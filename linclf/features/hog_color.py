@@ -16,6 +16,7 @@ import numpy as np
 
 from ..estimator_base import Params, transformer_tags
 from ..progress import Bar
+from .checks import check_int
 
 __all__ = ["HogColorFeatures", "hog_features", "hue_histogram", "grey"]
 
@@ -122,9 +123,7 @@ class HogColorFeatures(Params):
     def check_params(self) -> None:
         """Raise a one-line ValueError naming the first parameter that is not an integer in its range."""
         for name, lo, hi in (("orientations", 1, 180), ("cell", 1, SIDE), ("hue_bins", 1, 255)):
-            v = getattr(self, name)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {v!r}")
+            check_int(name, getattr(self, name), lo, hi)
 
     def __sklearn_is_fitted__(self) -> bool:
         return True                                  # stateless: ready without fit
