@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import optional
-from linclf.features.kmeans import KMeansFeatures, lloyd
+from linclf.features.kmeans import KMeansFeatures
 from linclf.features.patches import normalize_patches, region_bounds, sample_patches
-from linclf.threads import TaskPool
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:
@@ -160,41 +159,6 @@ def test_fit_whitening_and_centroids(X):
     W = V @ np.diag(1 / np.sqrt(d + 0.1)) @ V.T
     np.testing.assert_allclose(f.whiten_, W, rtol=1e-3, atol=1e-3 * np.abs(W).max())
     assert f.centroids_.shape == (8, 108) and np.isfinite(f.inertia_)
-
-
-def test_lloyd_matches_plain_loop_and_reseeds_empty_clusters():
-    rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (50, 2))]).astype(np.float32)
-    X[7] = X[8] = X[9] = [100, 100]                       # far points: a centroid there, the others empty out
-    Xa = np.concatenate([X, np.ones((100, 1), np.float32)], axis=1)
-    seen = []
-    C, inertia = lloyd(Xa, 4, 3, np.random.default_rng(5), TaskPool(1), block=16,
-                       step=lambda it, v: seen.append(v))
-    # the same iterations written plainly
-    r = np.random.default_rng(5)
-    ref = X[np.sort(r.choice(100, 4, replace=False))].astype(np.float64)
-    for _ in range(3):
-        dist = ((X[:, None, :] - ref[None]) ** 2).sum(-1)
-        lab = dist.argmin(1)
-        for j in range(4):
-            if (lab == j).any():
-                ref[j] = X[lab == j].mean(0)
-        empty = [j for j in range(4) if not (lab == j).any()]
-        if empty:
-            ref[empty] = X[r.choice(100, len(empty), replace=False)]
-    np.testing.assert_allclose(C, ref, rtol=1e-5, atol=1e-5)
-    assert len(seen) == 3 and seen[-1] == inertia
-
-
-def test_empty_clusters_are_reseeded_from_data():
-    """All rows identical but one: every centroid but two starts empty after iteration 1 and is re-seeded at a row."""
-    X = np.zeros((40, 3), np.float32)
-    X[0] = [1, 2, 3]
-    Xa = np.concatenate([X, np.ones((40, 1), np.float32)], axis=1)
-    C, _ = lloyd(Xa, 5, 2, np.random.default_rng(0), TaskPool(1))
-    rows = {tuple(r) for r in X.tolist()}
-    assert all(tuple(c) in rows for c in C.tolist())     # no zero-filled or NaN centroid, all at data rows
-    assert np.isfinite(C).all()
 
 
 def test_round_trip_gives_identical_transform(fitted, X):

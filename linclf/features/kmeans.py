@@ -7,6 +7,8 @@ it, encodes it against the centroids (triangle: max(0, mean(z) - z_k) with
 z_k = ||x - c_k||; soft threshold: max(0, c_k . x - alpha)) and sum-pools the
 codes over a ``pool`` x ``pool`` grid of the map.
 
+Lloyd's iterations are in ``lloyd``.
+
 Speed: extraction is one product of every patch with every centroid. It runs
 in chunks of a few hundred patches whose codes stay in cache. A raw patch p is
 only scaled, q = p / sqrt(var(p) + norm_eps): its mean is removed by the
@@ -25,13 +27,14 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..estimator_base import Params, not_fitted, transformer_tags
 from ..progress import Bar
-from ..threads import PARALLEL, TaskPool, resolve_workers, task_pool
+from ..threads import PARALLEL, resolve_workers, task_pool
+from .lloyd import lloyd, spans
 from .patches import CHANNELS, IMAGE, map_size, normalize_patches, patch_view, region_bounds, sample_patches
 
 __all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd"]
@@ -77,76 +80,6 @@ def _rows(X: Any, name: str = "X") -> np.ndarray:
     if X.dtype.kind not in "uif":
         raise ValueError(f"{name}: expected uint8 (or real) pixels, got dtype {X.dtype}")
     return X
-
-
-def _spans(n: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(n, s + size)) for s in range(0, n, size)]
-
-
-# ----------------------------------------------------------------------------- k-means
-
-def lloyd(Xa: np.ndarray, k: int, iterations: int, rng: np.random.Generator, pool: TaskPool,
-          block: int = 1024, step: Callable[[int, float], None] | None = None) -> tuple[np.ndarray, float]:
-    """Lloyd's k-means on rows Xa (n, d + 1) whose last column is 1; returns centroids (k, d) and the last inertia.
-
-    Starts from ``k`` distinct rows drawn by ``rng``; each iteration assigns
-    every row to its nearest centroid (argmax of x.c - ||c||^2 / 2, one
-    augmented product per block) and moves each centroid to the mean of its
-    rows; a centroid left without rows is re-seeded at a row drawn by ``rng``.
-    Each block also sums its rows by cluster while they are in cache; the
-    blocks' sums are added up in block order, so the result does not depend
-    on the number of threads. ``step(iteration, inertia)`` (mean squared
-    distance of the assignment) is called after each iteration.
-    """
-    n, d = Xa.shape[0], Xa.shape[1] - 1
-    X = Xa[:, :d]
-    dtype = Xa.dtype
-    C = X[np.sort(rng.choice(n, k, replace=False))].copy()
-    xx = np.einsum("ij,ij->i", X, X, dtype=np.float64)               # (n,)
-    local = threading.local()
-    spans = _spans(n, block)
-    inertia = math.nan
-    B = np.empty((d + 1, k), dtype=dtype)
-
-    def assign(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        s, e = span
-        buf = getattr(local, "buf", None)
-        if buf is None:
-            buf = local.buf = np.empty((block, k), dtype=dtype)
-        S = buf[: e - s]
-        np.matmul(Xa[s:e], B, out=S)                                 # x.c - ||c||^2 / 2, (b, k)
-        lab = S.argmax(axis=1)
-        best = S[np.arange(e - s), lab]
-        part = float(np.sum(xx[s:e] - 2 * best.astype(np.float64)))  # ||x - c||^2 = ||x||^2 - 2 (x.c - ||c||^2/2)
-        order = np.argsort(lab, kind="stable")
-        ls = lab[order]
-        starts = np.flatnonzero(np.concatenate([[True], ls[1:] != ls[:-1]]))
-        sums = np.add.reduceat(X[s:e][order], starts, axis=0, dtype=np.float64)
-        return ls[starts], sums, np.diff(np.append(starts, e - s)), part
-
-    for it in range(iterations):
-        B[:d] = C.T
-        B[d] = -0.5 * np.einsum("ij,ij->i", C, C)
-        total = np.zeros((k, d))
-        counts = np.zeros(k, dtype=np.int64)
-        parts: list[float] = []
-
-        def add(span: tuple[int, int], r: tuple[np.ndarray, np.ndarray, np.ndarray, float]) -> None:
-            labels, sums, count, part = r                            # labels are distinct within a block
-            total[labels] += sums
-            counts[labels] += count
-            parts.append(part)
-
-        pool.run(assign, spans, add)
-        inertia = math.fsum(parts) / n
-        filled = counts > 0
-        C[filled] = total[filled] / counts[filled, None]
-        empty = np.flatnonzero(~filled)
-        if empty.size:
-            C[empty] = X[rng.choice(n, empty.size, replace=False)]
-        if step is not None:
-            step(it + 1, inertia)
-    return C, inertia
 
 
 # ----------------------------------------------------------------------------- settings
@@ -344,12 +277,12 @@ class KMeansFeatures(Params):
             P = sample_patches(X, s.patches, s.patch, rng, dtype=s.dtype, step=bar.update)
         finally:
             bar.close()
-        spans = _spans(s.patches, 50_000)
-        for a, b in spans:
+        runs = spans(s.patches, 50_000)
+        for a, b in runs:
             normalize_patches(P[a:b], s.norm_eps)
         mean = P.mean(axis=0, dtype=np.float64)                       # (p,)
         cov = np.zeros((p, p))
-        for a, b in spans:
+        for a, b in runs:
             Pc = P[a:b].astype(np.float64) - mean
             cov += Pc.T @ Pc
         cov /= max(1, s.patches - 1)
@@ -357,7 +290,7 @@ class KMeansFeatures(Params):
         W = (evecs / np.sqrt(np.maximum(evals, 0.0) + s.zca_eps)) @ evecs.T   # (p, p), symmetric
         Xa = np.empty((s.patches, p + 1), dtype=s.dtype)             # whitened patches and a column of ones
         Wd, md = W.astype(s.dtype), mean.astype(s.dtype)
-        for a, b in spans:
+        for a, b in runs:
             P[a:b] -= md
             np.matmul(P[a:b], Wd, out=Xa[a:b, :p])
         del P
@@ -420,7 +353,7 @@ class KMeansFeatures(Params):
         bar = Bar(s.progress, N, desc="k-means features", unit="img")
         try:
             with task_pool(s.threads, s.parallel, "kmeans") as pool:
-                pool.run(lambda span: work(X, span, out), _spans(N, s.block_images),
+                pool.run(lambda span: work(X, span, out), spans(N, s.block_images),
                          lambda span, _: bar.update(span[1] - span[0]))
         finally:
             bar.close()
