@@ -275,10 +275,10 @@ def test_interrupted_fit_leaves_state_untouched(fitted, X, monkeypatch):
 def test_interrupt_during_transform_propagates(fitted, X, monkeypatch):
     import threading
 
-    import linclf.features.kmeans as km
+    import linclf.features.encode as encode
 
     f = KMeansFeatures.from_arrays(fitted.to_arrays(), threads=2, block_images=1)
-    real = km.patch_view
+    real = encode.patch_view
     calls = []
     lock = threading.Lock()
 
@@ -289,7 +289,7 @@ def test_interrupt_during_transform_propagates(fitted, X, monkeypatch):
                 raise KeyboardInterrupt
         return real(Xb, patch, stride)
 
-    monkeypatch.setattr(km, "patch_view", interrupting)
+    monkeypatch.setattr(encode, "patch_view", interrupting)
     with pytest.raises(KeyboardInterrupt):
         f.transform(X[:12])
     assert len(calls) < 12                                # the tasks not started were cancelled

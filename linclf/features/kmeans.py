@@ -1,4 +1,4 @@
-"""Coates, Lee & Ng (AISTATS 2011) single-layer k-means features of CIFAR rows.
+"""Coates, Lee & Ng (AISTATS 2011) single-layer k-means features of CIFAR rows: the estimator.
 
 ``fit`` samples random patches, normalises each one's brightness and contrast,
 fits ZCA whitening on them and runs Lloyd's k-means on the whitened patches.
@@ -7,39 +7,30 @@ it, encodes it against the centroids (triangle: max(0, mean(z) - z_k) with
 z_k = ||x - c_k||; soft threshold: max(0, c_k . x - alpha)) and sum-pools the
 codes over a ``pool`` x ``pool`` grid of the map.
 
-Lloyd's iterations are in ``lloyd``.
-
-Speed: extraction is one product of every patch with every centroid. It runs
-in chunks of a few hundred patches whose codes stay in cache. A raw patch p is
-only scaled, q = p / sqrt(var(p) + norm_eps): its mean is removed by the
-whitening matrix, because (p - mean(p)) @ W = p @ (W - column means of W).
-The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
-[x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1]; for the soft encoder the whitening and
-alpha are folded into the centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
-Encoding and pooling are done in place on the chunk; the patches are laid out
-so that a pooling region is a run of rows. Blocks of images run on a thread
-pool (``threads.task_pool``; NumPy releases the GIL in products and ufuncs)
-with OpenBLAS on one thread each, which measured faster than one worker with
+Here: the parameters (checked by ``kmeans_settings``), fit, transform and the
+fitted state as plain arrays. Lloyd's iterations are in ``lloyd``, the fast
+per-block extraction in ``encode``. Blocks of images run on a thread pool
+(``threads.task_pool``; NumPy releases the GIL in products and ufuncs) with
+OpenBLAS on one thread each, which measured faster than one worker with
 OpenBLAS threads (the encoding ufuncs then run on one core).
 """
 from __future__ import annotations
 
 import math
-import threading
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..estimator_base import Params, not_fitted, transformer_tags
 from ..progress import Bar
-from ..threads import PARALLEL, resolve_workers, task_pool
+from ..threads import task_pool
+from .encode import PatchEncoder
+from .kmeans_settings import ENCODERS, KMeansSettings, check_settings
 from .lloyd import lloyd, spans
-from .patches import CHANNELS, IMAGE, map_size, normalize_patches, patch_view, region_bounds, sample_patches
+from .patches import CHANNELS, IMAGE, normalize_patches, sample_patches
 
 __all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd"]
 
-ENCODERS = ("triangle", "soft")
 FORMAT_VERSION = 1
 ROW = CHANNELS * IMAGE * IMAGE           # 3072 values a CIFAR row
 _SETTINGS = ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "norm_eps", "zca_eps",
@@ -48,28 +39,7 @@ _INT_SETTINGS = ("k", "patch", "stride", "patches", "iterations", "pool", "seed"
 _FLOAT_SETTINGS = ("alpha", "norm_eps", "zca_eps")
 
 
-# ----------------------------------------------------------------------------- argument checks
-
-def _int(name: str, value: Any, lo: int, hi: int | None = None, why: str = "") -> int:
-    """``value`` as an int in [lo, hi], else ValueError naming ``name`` and the range."""
-    expected = f"an integer >= {lo}" if hi is None else f"an integer from {lo} to {hi}"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected {expected}{why}, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}: expected {expected}{why}, got {value}")
-    return int(value)
-
-
-def _float(name: str, value: Any, lo: float | None = None, strict: bool = False) -> float:
-    """``value`` as a finite float (>= lo, or > lo if strict), else ValueError naming ``name``."""
-    bound = "" if lo is None else f" {'>' if strict else '>='} {lo:g}"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: expected a finite number{bound}, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or (lo is not None and (v <= lo if strict else v < lo)):
-        raise ValueError(f"{name}: expected a finite number{bound}, got {value!r}")
-    return v
-
+# ----------------------------------------------------------------------------- input rows
 
 def _rows(X: Any, name: str = "X") -> np.ndarray:
     """X as (N, 3072) real rows (a memmap stays one), else ValueError."""
@@ -82,87 +52,7 @@ def _rows(X: Any, name: str = "X") -> np.ndarray:
     return X
 
 
-# ----------------------------------------------------------------------------- settings
-
-@dataclass(frozen=True)
-class _Settings:
-    """A KMeansFeatures's parameters once checked (ints, floats, a numpy dtype, the thread count resolved)."""
-
-    k: int
-    patch: int
-    stride: int
-    patches: int
-    iterations: int
-    encoder: str
-    alpha: float
-    pool: int
-    norm_eps: float
-    zca_eps: float
-    seed: int
-    progress: bool
-    dtype: np.dtype
-    threads: int
-    split: bool
-    parallel: str
-    block_patches: int
-    block_images: int
-
-    @property
-    def patch_dim(self) -> int:
-        return CHANNELS * self.patch * self.patch
-
-    @property
-    def map_size(self) -> int:
-        return map_size(self.patch, self.stride)
-
-    @property
-    def n_codes(self) -> int:
-        return self.k * (2 if self.split else 1)
-
-    @property
-    def n_features(self) -> int:
-        return self.pool * self.pool * self.n_codes
-
-
-def _check(p: dict[str, Any]) -> _Settings:
-    """The parameters ``p`` (KMeansFeatures's get_params) checked; ValueError naming the first bad one."""
-    k = _int("k", p["k"], 1)
-    patch = _int("patch", p["patch"], 1, IMAGE, " (a patch must fit a 32x32 image)")
-    stride = _int("stride", p["stride"], 1, IMAGE - patch + 1, f" (at most 32 - patch + 1 = {IMAGE - patch + 1})")
-    patches = _int("patches", p["patches"], 1)
-    if k > patches:
-        raise ValueError(f"k: expected at most the number of sampled patches (patches={patches}), got {k}")
-    iterations = _int("iterations", p["iterations"], 1)
-    encoder = p["encoder"]
-    if not isinstance(encoder, str) or encoder not in ENCODERS:
-        raise ValueError(f"encoder: expected one of {', '.join(ENCODERS)}, got {encoder!r}")
-    alpha = _float("alpha", p["alpha"])
-    m = map_size(patch, stride)
-    pool = _int("pool", p["pool"], 1, m, f" (the map of patch {patch}, stride {stride} is {m}x{m})")
-    norm_eps = _float("norm_eps", p["norm_eps"], 0.0, strict=True)
-    zca_eps = _float("zca_eps", p["zca_eps"], 0.0, strict=True)
-    seed = _int("seed", p["seed"], 0)
-    try:
-        dtype = np.dtype(p["dtype"])
-    except TypeError:
-        dtype = None
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype: expected float32 or float64, got {p['dtype']!r}")
-    threads = _int("threads", resolve_workers() if p["threads"] is None else p["threads"], 1)
-    split = p["split"]
-    if not isinstance(split, (bool, np.bool_)):
-        raise ValueError(f"split: expected true or false, got {split!r}")
-    if split and encoder != "soft":
-        raise ValueError(f"split: expected false with encoder {encoder!r} (the sign split is for 'soft')")
-    parallel = p["parallel"]
-    if not isinstance(parallel, str) or parallel not in PARALLEL:
-        raise ValueError(f"parallel: expected one of {', '.join(PARALLEL)}, got {parallel!r}")
-    return _Settings(k, patch, stride, patches, iterations, encoder, alpha, pool, norm_eps, zca_eps, seed,
-                     bool(p["progress"]), dtype, threads, bool(split), parallel,
-                     _int("block_patches", p["block_patches"], 1), _int("block_images", p["block_images"], 1))
-
-
-# ----------------------------------------------------------------------------- the extractor
+# ----------------------------------------------------------------------------- the estimator
 
 class KMeansFeatures(Params):
     """Coates k-means features of uint8 CIFAR rows X (N, 3072) (channel-major: R plane, G plane, B plane, each 32x32 row-major, as CIFAR stores them).
@@ -210,8 +100,8 @@ class KMeansFeatures(Params):
         self.seed, self.progress, self.dtype, self.threads, self.split = seed, progress, dtype, threads, split
         self.parallel, self.block_patches, self.block_images = parallel, block_patches, block_images
 
-    def _settings(self) -> _Settings:
-        return _check(self.get_params(deep=False))
+    def _settings(self) -> KMeansSettings:
+        return check_settings(self.get_params(deep=False))
 
     def check_params(self) -> None:
         """Raise a one-line ValueError naming the first parameter that is out of range or of the wrong type."""
@@ -250,7 +140,7 @@ class KMeansFeatures(Params):
         """scikit-learn < 1.6 tags."""
         return {"requires_fit": True, "preserves_dtype": []}
 
-    def _fitted_settings(self) -> _Settings:
+    def _fitted_settings(self) -> KMeansSettings:
         """The checked parameters of a fitted extractor; NotFittedError before fit, ValueError if k or patch changed."""
         if not self.__sklearn_is_fitted__():
             raise not_fitted(type(self).__name__, " (or rebuild a fitted one with from_arrays)")
@@ -309,30 +199,6 @@ class KMeansFeatures(Params):
 
     # ------------------------------------------------------------------ transform
 
-    def _products(self, s: _Settings) -> tuple[np.ndarray, np.ndarray]:
-        """The right-hand matrix of the code product, and the whitening [W; -(m W)] (p + 1, p) of [p, 1] rows."""
-        C = self.centroids_.astype(np.float64)
-        W = self.whiten_.astype(np.float64)
-        mW = self.whiten_mean_.astype(np.float64) @ W
-        # ((p - mean(p)) / s) @ W = (p / s) @ (W - column means of W): centring folded into the whitening
-        Wc = W - W.mean(axis=0, keepdims=True)
-        p = s.patch_dim
-        if s.encoder == "triangle":
-            B = np.empty((p + 2, s.k))
-            B[:p] = -2 * C.T
-            B[p] = np.einsum("ij,ij->i", C, C)
-            B[p + 1] = 1
-        else:
-            WC = Wc @ C.T                                              # (p, k): c . x = q . (W c) - (m W) . c
-            B = np.empty((p + 1, s.n_codes))
-            B[:p, : s.k] = WC
-            B[p, : s.k] = -(mW @ C.T) - s.alpha
-            if s.split:
-                B[:p, s.k:] = -WC
-                B[p, s.k:] = (mW @ C.T) - s.alpha
-        Wb = np.concatenate([Wc, -mW[None, :]]).astype(s.dtype)
-        return B.astype(s.dtype), Wb
-
     def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Pooled codes (N, n_features) of rows X (N, 3072), in float32 (the dtype setting) or written into ``out``.
 
@@ -348,8 +214,7 @@ class KMeansFeatures(Params):
             shape = getattr(out, "shape", None)
             dtype = getattr(out, "dtype", type(out).__name__)
             raise ValueError(f"out: expected a float array of shape ({N}, {nf}), got shape {shape} dtype {dtype}")
-        B, Wb = self._products(s)
-        work = _Extractor(s, B, Wb)
+        work = PatchEncoder(s, self.centroids_, self.whiten_mean_, self.whiten_)
         bar = Bar(s.progress, N, desc="k-means features", unit="img")
         try:
             with task_pool(s.threads, s.parallel, "kmeans") as pool:
@@ -431,150 +296,3 @@ class KMeansFeatures(Params):
             fitted["centroids"], fitted["whiten_mean"], fitted["whiten"], float(inertia))
         self.n_features_in_ = ROW
         return self
-
-
-class _Extractor:
-    """The per-block work of ``transform``: a callable (X, (i0, i1), out) writing out[i0:i1] (pooled codes).
-
-    The patches of a block of images are laid out region-major (pooling
-    region, then image, then the region's positions row by row), so each
-    (region, image) pair is a contiguous segment of rows and pooling is one
-    reduction along the rows of a sub-block. Sub-blocks ("chunks") gather
-    whole segments up to ``block_patches`` rows or split a longer one. Each
-    thread keeps its own buffers: the block's patches (with a column of ones,
-    for the augmented products), the whitened patches and the codes of one
-    chunk, and the pooled sums.
-    """
-
-    def __init__(self, f: _Settings, B: np.ndarray, Wb: np.ndarray):
-        self.f, self.B, self.Wb = f, B, Wb
-        self.zero = np.zeros(f.n_codes, dtype=f.dtype)      # np.maximum against a row is faster than against 0
-        self.ones = np.ones(f.k, dtype=f.dtype)
-        self.ones_p = np.ones(f.patch_dim, dtype=f.dtype)
-        self.local = threading.local()
-        m = f.map_size
-        self.m = m
-        rb = region_bounds(m, f.pool)
-        self.regions = [(rb[g], rb[g + 1], rb[h], rb[h + 1]) for g in range(f.pool) for h in range(f.pool)]
-        self.plans: dict[int, list] = {}
-        self.chunk_rows = max(self.plan(f.block_images)[1], max(1, min(f.block_patches, m * m)))
-        if f.block_images > 1:
-            self.chunk_rows = max(self.chunk_rows, self.plan(1)[1])
-
-    def plan(self, b: int) -> tuple[list, int]:
-        """For b images: [(region row start, region row stop, target rows)] and [(chunk start, stop, segments)], max chunk rows.
-
-        A chunk's segments are (offset in the chunk, image, region index).
-        """
-        if b in self.plans:
-            return self.plans[b]
-        limit = self.f.block_patches
-        copies, segments, base = [], [], 0
-        for r, (r0, r1, c0, c1) in enumerate(self.regions):
-            size = (r1 - r0) * (c1 - c0)
-            copies.append((base, base + b * size))
-            segments += [(base + j * size, base + (j + 1) * size, j, r) for j in range(b)]
-            base += b * size
-        chunks: list = []
-        cur: list = []
-        for s, e, j, r in segments:
-            if e - s > limit:                               # a long segment: its own chunks, split evenly
-                if cur:
-                    chunks.append(cur)
-                    cur = []
-                pieces = -(-(e - s) // limit)
-                cuts = np.linspace(s, e, pieces + 1).round().astype(int)
-                chunks += [[(int(u), int(v), j, r)] for u, v in zip(cuts[:-1], cuts[1:])]
-                continue
-            if cur and e - cur[0][0] > limit:
-                chunks.append(cur)
-                cur = []
-            cur.append((s, e, j, r))
-        if cur:
-            chunks.append(cur)
-        plan = [(c[0][0], c[-1][1], np.array([u - c[0][0] for u, _, _, _ in c]), np.array([j for _, _, j, _ in c]),
-                 np.array([r for _, _, _, r in c])) for c in chunks]
-        rows = max(e - s for s, e, *_ in plan)
-        self.plans[b] = (copies, plan), rows
-        return self.plans[b]
-
-    def buffers(self) -> Any:
-        loc = self.local
-        if getattr(loc, "P", None) is None:
-            f, p = self.f, self.f.patch_dim
-            loc.P = np.empty((f.block_images * self.m * self.m, p + 1), dtype=f.dtype)
-            loc.P[:, p] = 1
-            loc.D = np.empty((self.chunk_rows, f.n_codes), dtype=f.dtype)
-            if f.encoder == "triangle":
-                loc.A = np.empty((self.chunk_rows, p + 2), dtype=f.dtype)
-                loc.A[:, p] = 1
-            loc.pooled = np.empty((f.block_images, len(self.regions), f.n_codes), dtype=f.dtype)
-        return loc
-
-    def __call__(self, X: np.ndarray, span: tuple[int, int], out: np.ndarray) -> None:
-        f = self.f
-        i0, i1 = span
-        b = i1 - i0
-        p = f.patch_dim
-        loc = self.buffers()
-        (copies, chunks), _ = self.plan(b)
-        Xb = np.asarray(X[i0:i1])
-        exact = Xb.dtype == np.uint8          # sums of uint8 values and squares are exact in float32 (< 2**24)
-        view = patch_view(Xb, f.patch, f.stride)                              # (b, m, m, 3, patch, patch)
-        for (s, e), (r0, r1, c0, c1) in zip(copies, self.regions):
-            target = loc.P[s:e, :p].reshape(b, r1 - r0, c1 - c0, CHANNELS, f.patch, f.patch)
-            if not np.may_share_memory(target, loc.P):                        # a copy would be written in vain
-                raise RuntimeError("internal error: the patch buffer cannot be viewed by region")
-            np.copyto(target, view[:, r0:r1, c0:c1], casting="unsafe")
-        pooled = loc.pooled[:b]
-        pooled.fill(0)
-        for s, e, offsets, images, regions in chunks:
-            block = loc.P[s:e]
-            self.scale(block[:, :p], exact)
-            D = self.encode(block, loc)
-            if len(offsets) == 1:
-                pooled[images[0], regions[0]] += np.add.reduce(D, axis=0)
-            else:
-                pooled[images, regions] += np.add.reduceat(D, offsets, axis=0)   # (image, region) pairs distinct
-        out[i0:i1] = pooled.reshape(b, -1)                                  # the buffer is this thread's: copy out here
-
-    def scale(self, P: np.ndarray, exact: bool) -> None:
-        """In place: raw patches P (n, p) become p / sqrt(var(p) + norm_eps) (the mean is taken out by the whitening)."""
-        d = P.shape[1]
-        if exact:
-            s1 = (P @ self.ones_p).astype(np.float64)
-            s2 = np.einsum("ij,ij->i", P, P).astype(np.float64)
-        else:
-            s1 = P.sum(axis=1, dtype=np.float64)
-            s2 = np.einsum("ij,ij->i", P, P, dtype=np.float64)
-        var = (s2 - s1 * s1 / d) / (d - 1)                       # as normalize_patches: n - 1
-        P *= (1 / np.sqrt(np.maximum(var, 0) + self.f.norm_eps)).astype(P.dtype)[:, None]
-
-    def encode(self, block: np.ndarray, loc: Any) -> np.ndarray:
-        """Codes (n, n_codes) of scaled patches block (n, p + 1) (last column 1), in a reused buffer."""
-        f = self.f
-        n, p = block.shape[0], f.patch_dim
-        D = loc.D[:n]
-        if f.encoder == "soft":
-            np.matmul(block, self.B, out=D)                               # c.x - alpha (and -c.x - alpha)
-            np.maximum(D, self.zero, out=D)
-            return D
-        A = loc.A[:n]
-        x = A[:, :p]
-        np.matmul(block, self.Wb, out=x)                                  # x = (p - m) @ W
-        np.einsum("ij,ij->i", x, x, out=A[:, p + 1])
-        np.matmul(A, self.B, out=D)                                       # ||x - c||^2, (n, k)
-        with np.errstate(invalid="ignore"):
-            np.sqrt(D, out=D)                                             # rounding can leave -tiny: NaN
-        mu = D @ self.ones                                                # (n,) sum of distances
-        bad = np.isnan(mu)
-        if bad.any():                                                     # those distances are 0
-            rows = np.flatnonzero(bad)
-            Dr = D[rows]
-            Dr[np.isnan(Dr)] = 0
-            D[rows] = Dr
-            mu[rows] = Dr @ self.ones
-        mu *= 1 / f.k
-        np.subtract(mu[:, None], D, out=D)
-        np.maximum(D, self.zero, out=D)
-        return D

@@ -1,0 +1,207 @@
+"""The extraction work of the k-means features: pooled codes of a block of CIFAR rows against fitted centroids.
+
+``PatchEncoder`` is built once per ``transform`` from the checked settings
+and the fitted arrays; called on a block of images it writes their pooled
+codes (the encoders and the pooling are described in ``kmeans``).
+
+Speed: extraction is one product of every patch with every centroid. It runs
+in chunks of a few hundred patches whose codes stay in cache. A raw patch p is
+only scaled, q = p / sqrt(var(p) + norm_eps): its mean is removed by the
+whitening matrix, because (p - mean(p)) @ W = p @ (W - column means of W).
+The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
+[x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1]; for the soft encoder the whitening and
+alpha are folded into the centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
+Encoding and pooling are done in place on the chunk; the patches are laid out
+so that a pooling region is a run of rows. Each thread of the caller's task
+pool keeps its own buffers, so one encoder serves every thread.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from .kmeans_settings import KMeansSettings
+from .patches import CHANNELS, patch_view, region_bounds
+
+__all__ = ["PatchEncoder"]
+
+
+def _products(s: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray,
+              whiten: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The right-hand matrix of the code product ((p + 2, k) triangle, (p + 1, n_codes) soft) and the whitening
+    [W; -(m W)] (p + 1, p) of [p, 1] rows, in the settings' dtype."""
+    C = centroids.astype(np.float64)
+    W = whiten.astype(np.float64)
+    mW = whiten_mean.astype(np.float64) @ W
+    # ((p - mean(p)) / s) @ W = (p / s) @ (W - column means of W): centring folded into the whitening
+    Wc = W - W.mean(axis=0, keepdims=True)
+    p = s.patch_dim
+    if s.encoder == "triangle":
+        B = np.empty((p + 2, s.k))
+        B[:p] = -2 * C.T
+        B[p] = np.einsum("ij,ij->i", C, C)
+        B[p + 1] = 1
+    else:
+        WC = Wc @ C.T                                              # (p, k): c . x = q . (W c) - (m W) . c
+        B = np.empty((p + 1, s.n_codes))
+        B[:p, : s.k] = WC
+        B[p, : s.k] = -(mW @ C.T) - s.alpha
+        if s.split:
+            B[:p, s.k:] = -WC
+            B[p, s.k:] = (mW @ C.T) - s.alpha
+    Wb = np.concatenate([Wc, -mW[None, :]]).astype(s.dtype)
+    return B.astype(s.dtype), Wb
+
+
+class PatchEncoder:
+    """The per-block work of ``KMeansFeatures.transform``: a callable (X, (i0, i1), out) writing out[i0:i1].
+
+    X is (N, 3072) CIFAR rows, out (N, n_features) any float array; out[i0:i1]
+    gets the pooled codes of images i0..i1 - 1 (at most ``block_images``).
+
+    The patches of a block of images are laid out region-major (pooling
+    region, then image, then the region's positions row by row), so each
+    (region, image) pair is a contiguous segment of rows and pooling is one
+    reduction along the rows of a sub-block. Sub-blocks ("chunks") gather
+    whole segments up to ``block_patches`` rows or split a longer one. Each
+    thread keeps its own buffers: the block's patches (with a column of ones,
+    for the augmented products), the whitened patches and the codes of one
+    chunk, and the pooled sums.
+    """
+
+    def __init__(self, f: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray, whiten: np.ndarray):
+        """Fitted ``centroids`` (k, p), ``whiten_mean`` (p,), ``whiten`` (p, p) under the checked settings ``f``."""
+        self.f = f
+        self.B, self.Wb = _products(f, centroids, whiten_mean, whiten)
+        self.zero = np.zeros(f.n_codes, dtype=f.dtype)      # np.maximum against a row is faster than against 0
+        self.ones = np.ones(f.k, dtype=f.dtype)
+        self.ones_p = np.ones(f.patch_dim, dtype=f.dtype)
+        self.local = threading.local()
+        m = f.map_size
+        self.m = m
+        rb = region_bounds(m, f.pool)
+        self.regions = [(rb[g], rb[g + 1], rb[h], rb[h + 1]) for g in range(f.pool) for h in range(f.pool)]
+        self.plans: dict[int, list] = {}
+        self.chunk_rows = max(self.plan(f.block_images)[1], max(1, min(f.block_patches, m * m)))
+        if f.block_images > 1:
+            self.chunk_rows = max(self.chunk_rows, self.plan(1)[1])
+
+    def plan(self, b: int) -> tuple[list, int]:
+        """For b images: [(region row start, region row stop, target rows)] and [(chunk start, stop, segments)], max chunk rows.
+
+        A chunk's segments are (offset in the chunk, image, region index).
+        """
+        if b in self.plans:
+            return self.plans[b]
+        limit = self.f.block_patches
+        copies, segments, base = [], [], 0
+        for r, (r0, r1, c0, c1) in enumerate(self.regions):
+            size = (r1 - r0) * (c1 - c0)
+            copies.append((base, base + b * size))
+            segments += [(base + j * size, base + (j + 1) * size, j, r) for j in range(b)]
+            base += b * size
+        chunks: list = []
+        cur: list = []
+        for s, e, j, r in segments:
+            if e - s > limit:                               # a long segment: its own chunks, split evenly
+                if cur:
+                    chunks.append(cur)
+                    cur = []
+                pieces = -(-(e - s) // limit)
+                cuts = np.linspace(s, e, pieces + 1).round().astype(int)
+                chunks += [[(int(u), int(v), j, r)] for u, v in zip(cuts[:-1], cuts[1:])]
+                continue
+            if cur and e - cur[0][0] > limit:
+                chunks.append(cur)
+                cur = []
+            cur.append((s, e, j, r))
+        if cur:
+            chunks.append(cur)
+        plan = [(c[0][0], c[-1][1], np.array([u - c[0][0] for u, _, _, _ in c]), np.array([j for _, _, j, _ in c]),
+                 np.array([r for _, _, _, r in c])) for c in chunks]
+        rows = max(e - s for s, e, *_ in plan)
+        self.plans[b] = (copies, plan), rows
+        return self.plans[b]
+
+    def buffers(self) -> Any:
+        loc = self.local
+        if getattr(loc, "P", None) is None:
+            f, p = self.f, self.f.patch_dim
+            loc.P = np.empty((f.block_images * self.m * self.m, p + 1), dtype=f.dtype)
+            loc.P[:, p] = 1
+            loc.D = np.empty((self.chunk_rows, f.n_codes), dtype=f.dtype)
+            if f.encoder == "triangle":
+                loc.A = np.empty((self.chunk_rows, p + 2), dtype=f.dtype)
+                loc.A[:, p] = 1
+            loc.pooled = np.empty((f.block_images, len(self.regions), f.n_codes), dtype=f.dtype)
+        return loc
+
+    def __call__(self, X: np.ndarray, span: tuple[int, int], out: np.ndarray) -> None:
+        f = self.f
+        i0, i1 = span
+        b = i1 - i0
+        p = f.patch_dim
+        loc = self.buffers()
+        (copies, chunks), _ = self.plan(b)
+        Xb = np.asarray(X[i0:i1])
+        exact = Xb.dtype == np.uint8          # sums of uint8 values and squares are exact in float32 (< 2**24)
+        view = patch_view(Xb, f.patch, f.stride)                              # (b, m, m, 3, patch, patch)
+        for (s, e), (r0, r1, c0, c1) in zip(copies, self.regions):
+            target = loc.P[s:e, :p].reshape(b, r1 - r0, c1 - c0, CHANNELS, f.patch, f.patch)
+            if not np.may_share_memory(target, loc.P):                        # a copy would be written in vain
+                raise RuntimeError("internal error: the patch buffer cannot be viewed by region")
+            np.copyto(target, view[:, r0:r1, c0:c1], casting="unsafe")
+        pooled = loc.pooled[:b]
+        pooled.fill(0)
+        for s, e, offsets, images, regions in chunks:
+            block = loc.P[s:e]
+            self.scale(block[:, :p], exact)
+            D = self.encode(block, loc)
+            if len(offsets) == 1:
+                pooled[images[0], regions[0]] += np.add.reduce(D, axis=0)
+            else:
+                pooled[images, regions] += np.add.reduceat(D, offsets, axis=0)   # (image, region) pairs distinct
+        out[i0:i1] = pooled.reshape(b, -1)                                  # the buffer is this thread's: copy out here
+
+    def scale(self, P: np.ndarray, exact: bool) -> None:
+        """In place: raw patches P (n, p) become p / sqrt(var(p) + norm_eps) (the mean is taken out by the whitening)."""
+        d = P.shape[1]
+        if exact:
+            s1 = (P @ self.ones_p).astype(np.float64)
+            s2 = np.einsum("ij,ij->i", P, P).astype(np.float64)
+        else:
+            s1 = P.sum(axis=1, dtype=np.float64)
+            s2 = np.einsum("ij,ij->i", P, P, dtype=np.float64)
+        var = (s2 - s1 * s1 / d) / (d - 1)                       # as normalize_patches: n - 1
+        P *= (1 / np.sqrt(np.maximum(var, 0) + self.f.norm_eps)).astype(P.dtype)[:, None]
+
+    def encode(self, block: np.ndarray, loc: Any) -> np.ndarray:
+        """Codes (n, n_codes) of scaled patches block (n, p + 1) (last column 1), in a reused buffer."""
+        f = self.f
+        n, p = block.shape[0], f.patch_dim
+        D = loc.D[:n]
+        if f.encoder == "soft":
+            np.matmul(block, self.B, out=D)                               # c.x - alpha (and -c.x - alpha)
+            np.maximum(D, self.zero, out=D)
+            return D
+        A = loc.A[:n]
+        x = A[:, :p]
+        np.matmul(block, self.Wb, out=x)                                  # x = (p - m) @ W
+        np.einsum("ij,ij->i", x, x, out=A[:, p + 1])
+        np.matmul(A, self.B, out=D)                                       # ||x - c||^2, (n, k)
+        with np.errstate(invalid="ignore"):
+            np.sqrt(D, out=D)                                             # rounding can leave -tiny: NaN
+        mu = D @ self.ones                                                # (n,) sum of distances
+        bad = np.isnan(mu)
+        if bad.any():                                                     # those distances are 0
+            rows = np.flatnonzero(bad)
+            Dr = D[rows]
+            Dr[np.isnan(Dr)] = 0
+            D[rows] = Dr
+            mu[rows] = Dr @ self.ones
+        mu *= 1 / f.k
+        np.subtract(mu[:, None], D, out=D)
+        np.maximum(D, self.zero, out=D)
+        return D
