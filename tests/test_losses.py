@@ -343,7 +343,10 @@ def test_property_gradient_matches_numerical(loss, N, C, D, x_scale, w_scale, re
     scale = max(np.max(np.abs(numeric)), np.max(np.abs(analytic)), 1.0)
     np.testing.assert_allclose(analytic[ok], numeric[ok], rtol=1e-5, atol=1e-6 * scale)
     naive = call(loss, NAIVE[loss], W, X, y, reg, delta)
-    assert max_rel(analytic, naive[1]) <= 1e-10
+    # A gradient entry sums N terms x * (p - 1[y]) of size up to |x|: when they cancel (saturated softmax,
+    # x_scale 30) the two orders of summation differ by rounding of the terms, not of the result.
+    terms = N * np.max(np.abs(X), initial=0.0) + reg * np.max(np.abs(W))
+    np.testing.assert_allclose(analytic, naive[1], rtol=1e-10, atol=1e-14 * terms)
 
 
 @settings(max_examples=80, deadline=None)
