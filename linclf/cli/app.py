@@ -1,0 +1,182 @@
+"""The ``linclf`` group: error handling, exit codes and the options commands share.
+
+Library errors become one line on stderr and an exit code: 0 ok, 1 runtime
+failure, 2 usage or config error, 3 accuracy below ``--expect-accuracy``, 130
+interrupted. ``linclf --debug COMMAND`` shows the traceback instead. The
+commands live in the sibling modules and register themselves on ``cli``.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+import warnings
+from typing import Any, Callable
+
+import click
+
+from .. import __version__
+from ..errors import AccuracyError, LinclfError
+
+__all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_options", "main", "quiet_option",
+           "show_progress", "workers"]
+
+_DEBUG = False
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr: ``warning: ...``."""
+    click.echo(f"warning: {message}", err=True)
+
+
+class _Group(click.Group):
+    """A group that maps library exceptions to one-line messages and exit codes."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Click's own usage errors (unknown option or command, bad value) as one line, exit 2, like ours."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message().rstrip('.')}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ..errors import LinclfWarning
+
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            warnings.simplefilter("always", LinclfWarning)     # each of ours once per command, every command
+            # deprecation notices are for developers (Python hides them outside __main__); a test
+            # runner's filters must not turn them into user-facing lines
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+                raise
+            except LinclfError as e:
+                if _DEBUG:
+                    traceback.print_exc()
+                click.echo(f"error: {e}", err=True)
+                ctx.exit(e.exit_code)
+            except KeyboardInterrupt:
+                click.echo("interrupted", err=True)
+                ctx.exit(130)
+            except OSError as e:
+                if _DEBUG:
+                    traceback.print_exc()
+                where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+                click.echo(f"error: {e.strerror or e}{where}", err=True)
+                ctx.exit(1)
+            except Exception as e:  # a bug: say so in one line, the traceback with --debug
+                if _DEBUG:
+                    traceback.print_exc()
+                click.echo(f"internal error: {type(e).__name__}: {e} (run `linclf --debug ...` for the "
+                           "traceback and please report it)", err=True)
+                ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="linclf")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="CPUs to compute on (default: $LINCLF_WORKERS, else all usable); the results do not "
+                   "depend on it.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, workers: int | None) -> None:
+    """Linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy.
+
+    \b
+    linclf download --archive cifar-10-binary.tar.gz   verify, extract, cache (user cache folder)
+    linclf train --config configs/softmax.yaml         train, evaluate, write runs/<name>-<time>/
+    linclf features --config configs/kmeans.yaml       build the feature cache ahead of training
+    linclf eval --model runs/.../model.npz             accuracy, per class, confusion matrix
+    linclf gradcheck --config configs/svm.yaml         analytic vs numerical gradients
+    linclf sweep --config configs/softmax.yaml --param optimizer.lr=log:1e-4:1e-2
+    linclf plot runs/...                               loss, accuracy, templates, confusion
+    linclf predict --model runs/.../model.npz cat.jpg  top 3 classes of your own images
+
+    Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 accuracy below
+    --expect-accuracy, 130 interrupted.
+    """
+    global _DEBUG
+    _DEBUG = debug
+    from ..threads import resolve_workers
+
+    ctx.obj = {"workers": resolve_workers(workers)}     # a bad $LINCLF_WORKERS: exit 2 before any work
+
+
+# --------------------------------------------------------------- shared options
+
+
+def workers() -> int:
+    """The CPUs ``linclf --workers`` (or $LINCLF_WORKERS) allows, resolved by the group."""
+    return click.get_current_context().find_root().obj["workers"]
+
+
+def config_options(f: Callable) -> Callable:
+    """``--config FILE`` and repeatable ``--set SECTION.KEY=VALUE`` (see `command_config`)."""
+    f = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="Override one config value (repeatable), e.g. --set optimizer.lr=1e-3.")(f)
+    f = click.option("--config", "config_path", type=click.Path(dir_okay=True), default=None,
+                     help="YAML config; holds only what differs from the defaults (`linclf config` shows them).")(f)
+    return f
+
+
+def data_options(f: Callable) -> Callable:
+    """``--archive PATH`` and ``--data-dir DIR``: where the CIFAR-10 data comes from."""
+    f = click.option("--archive", type=click.Path(), default=None,
+                     help="Use a CIFAR-10 archive or extracted folder already on disk instead of downloading.")(f)
+    f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Data folder (default: $LINCLF_DATA_DIR, then data.dir, then the user cache folder, "
+                          "e.g. ~/.cache/linclf; a run remembers the folder it was trained from).")(f)
+    return f
+
+
+def quiet_option(f: Callable) -> Callable:
+    """``--quiet`` / ``-q``."""
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries on stderr.")(f)
+
+
+def show_progress(quiet: bool) -> bool:
+    """Show progress bars only on a terminal and when not asked to be quiet."""
+    return not quiet and sys.stderr.isatty()
+
+
+def command_config(config_path: str | None, overrides: tuple[str, ...], extra: dict | None = None):
+    """The config of a command: defaults, then ``config_path``, then ``--set``, then ``extra`` (its own options).
+
+    ``extra`` maps key paths to values; None means the option was not given.
+    """
+    from ..config import load_config, with_values
+
+    cfg = load_config(config_path, overrides)
+    if extra:
+        cfg = with_values(cfg, {k: v for k, v in extra.items() if v is not None}, source="command line")
+    return cfg
+
+
+def check_accuracy(name: str, value: float, expect: float | None) -> None:
+    """Raise AccuracyError (exit 3) when ``value`` is below the ``--expect-accuracy`` asked for."""
+    if expect is not None and not value >= expect:
+        raise AccuracyError(f"{name} accuracy {value:.4f} is below the expected {expect:.4f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``linclf`` console script."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # started by a shell that ignores SIGINT (a background job of a script): Ctrl-C and
+        # `kill -INT` still stop every command the same way (exit 130)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    cli.main(args=argv, prog_name="linclf")

@@ -1,0 +1,66 @@
+"""``linclf predict``: classify the user's own pictures with a saved model."""
+from __future__ import annotations
+
+import click
+
+from ..errors import LinclfError, UsageError
+from ..fsutil import json_text
+from .app import cli
+
+
+@cli.command("predict", short_help="Classify your own images with a saved model.")
+@click.option("--model", "model_path", type=click.Path(), required=True,
+              help="A model.npz written by train (or by an estimator's to_model().save(PATH)).")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top", type=click.IntRange(1), default=3, show_default=True,
+              help="How many classes to print per image, best first.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: a list of top classes per image, errors inline.")
+def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
+    """Classify your own pictures (PNG, JPEG, GIF, BMP, WEBP; any size and mode) with a saved model.
+
+    Each picture is cut to its centred square and resized to 32x32 RGB with a
+    Lanczos filter. Softmax models print probabilities, SVM models scores. A file
+    that cannot be read is reported and skipped; the exit code is then 1.
+    Needs Pillow: pip install 'linclf[image]'.
+    """
+    from ..images import NUM_VALUES, classify, load_image_rows, require_pillow
+    from ..core.model import LinearClassifier
+
+    from ..features.cache import FEATURE_DTYPE
+    from ..training.featurize import model_extractor
+
+    model = LinearClassifier.load(model_path)
+    if model.features_kind == "npz":
+        raise UsageError(f"{model_path} was trained on precomputed features (features.kind npz), so it cannot "
+                         "turn a picture into its rows; score your own feature rows in Python with "
+                         "LinearClassifier.load(PATH).predict(rows)")
+    extractor = model_extractor(model, model_path)
+    require_pillow()
+    if extractor is None and model.in_dim != NUM_VALUES:
+        raise UsageError(f"{model_path} takes rows of {model.in_dim} values; predict feeds it 32x32 RGB images "
+                         f"({NUM_VALUES} values), so it needs a model trained on CIFAR-10-shaped data")
+    loaded = load_image_rows(images)
+    rows = loaded.rows
+    if extractor is not None and loaded.paths:
+        rows = extractor.transform(rows).astype(FEATURE_DTYPE)   # as the model's training rows were stored
+    found = dict(zip(loaded.paths, classify(model, rows, top))) if loaded.paths else {}
+    failed = dict(loaded.errors)
+    kind = "probability" if model.loss == "softmax" else "score"
+    entries = []
+    for path in images:
+        if path in found:
+            p = found[path]
+            entries.append({"path": path, "top": [{"class": c, kind: v} for c, v in zip(p.classes, p.values)]})
+        else:
+            entries.append({"path": path, "error": failed[path]})
+    if as_json:
+        click.echo(json_text({"model": model_path, "kind": kind, "images": entries}))
+    short = "p" if kind == "probability" else "score"
+    for e in entries:
+        if "error" in e:
+            click.echo(f"error: {e['error']}", err=True)
+        elif not as_json:
+            click.echo(f"{e['path']}: " + ", ".join(f"{t['class']} ({short}={t[kind]:.4f})" for t in e["top"]))
+    if loaded.errors:
+        raise LinclfError(f"{len(loaded.errors)} of {len(images)} files could not be classified")
