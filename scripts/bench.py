@@ -349,7 +349,7 @@ def bench_split(ctx: Context) -> Iterator[dict]:
             diff = rel_diff(got, ref if ref is not None else base(Wb, Xp, y, REG))
             yield record("split", loss, len(y), "data_loss+l2_reg float32 on uint8 split",
                          f"{base.__name__} {name} on preprocessed copy", t, target, reps, diff)
-        del Xp
+        Xp = None                   # frees the copy; not `del`: the lambdas above close over it
         gc.collect()
 
 
@@ -377,7 +377,7 @@ def bench_sgd_batch(ctx: Context) -> Iterator[dict]:
         diff = rel_diff(ours_raw(W, ctx.X[idx], ctx.y[idx], loss, ctx.mean), base(W64, X64[idx], ctx.y[idx], REG))
         yield record("sgd_batch256", loss, BATCH, "X_u8[idx] + data_loss+l2_reg float32",
                      f"X64[idx] + {base.__name__} float64", t, 2.0, reps, diff, INNER)
-    del X64
+    X64 = None                      # frees the copy; not `del`: the step functions close over it
     gc.collect()
 
 

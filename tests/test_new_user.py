@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import CLASSES, binary_members, invoke, make_arrays, one_line_error, optional, small_config, \
-    train_cli, write_tar_gz
+from conftest import CLASSES, invoke, make_arrays, one_line_error, optional, small_config, train_cli
 
 import linclf.data.cifar10 as cifar10_mod
 import linclf.training.loop as loop_mod

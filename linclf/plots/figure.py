@@ -12,6 +12,7 @@ figure or, when the data cannot make it (``NothingToPlot``), skips it with a
 """
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from pathlib import Path
@@ -54,7 +55,7 @@ class NothingToPlot(ValueError):
 def require_matplotlib() -> None:
     """Raise PlotDependencyError (with the install hint) unless matplotlib can be imported."""
     try:
-        import matplotlib  # noqa: F401
+        importlib.import_module("matplotlib")
     except ImportError:
         raise PlotDependencyError(f"plots need matplotlib, which is not installed: {INSTALL_HINT}") from None
 
