@@ -108,9 +108,9 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    loss: str = _f("svm", "str", "svm (multiclass hinge) or softmax (cross-entropy)",
-                   choices=("svm", "softmax"))
-    delta: float = _f(1.0, "float", "SVM margin", lo=0, lo_open=True)
+    loss: str = _f("svm", "str", "svm (multiclass hinge), softmax (cross-entropy) or squared_hinge "
+                   "(one-vs-all L2-SVM, Coates's classifier)", choices=("svm", "softmax", "squared_hinge"))
+    delta: float = _f(1.0, "float", "margin of the hinge losses (svm, squared_hinge)", lo=0, lo_open=True)
     reg: float = _f(2.5e4, "float", "L2 strength: reg * sum(W*W)", lo=0)
     reg_bias: bool = _f(True, "bool", "regularise the bias column too (the lecture's form)")
     init_scale: float = _f(1e-4, "float", "std of the Gaussian initial W (and of random search)", lo=0)

@@ -81,7 +81,7 @@ def _step_losses(history: Iterable[dict]) -> list[float]:
 class _LinearEstimator(Params):
     """Shared machinery of LinearSVM and SoftmaxClassifier (fit, predict; parameters from Params); not public."""
 
-    _loss: str = ""
+    _losses: tuple[str, ...] = ()          # the model.loss values this estimator trains; the first is the default
     _estimator_type = "classifier"          # scikit-learn < 1.6 reads this; newer versions __sklearn_tags__
 
     def __sklearn_tags__(self) -> Any:
@@ -100,6 +100,13 @@ class _LinearEstimator(Params):
     def _who(self) -> str:
         return type(self).__name__
 
+    def _loss_name(self) -> str:
+        """The loss trained: the ``loss`` parameter where the estimator has one, else its only loss."""
+        loss = getattr(self, "loss", self._losses[0])
+        if loss not in self._losses:
+            raise ValueError(f"{self._who()}: loss must be one of {', '.join(self._losses)}, got {loss!r}")
+        return loss
+
     def _config(self, seed: int) -> Config:
         """The validated Config of the current parameters; a ValueError names the offending parameter."""
         who = self._who()
@@ -113,7 +120,7 @@ class _LinearEstimator(Params):
             if params[name] not in (None, False) and frac is None:
                 raise ValueError(f"{who}: {name}={params[name]!r} needs validation data: "
                                  "set validation_fraction too (e.g. 0.1)")
-        values: dict[str, Any] = {"model.loss": self._loss, "train.log_every": 1, "seed": seed}
+        values: dict[str, Any] = {"model.loss": self._loss_name(), "train.log_every": 1, "seed": seed}
         for name, key in _CONFIG_KEYS.items():
             if name in params:
                 values[key] = plain(params[name])
@@ -244,7 +251,7 @@ class _LinearEstimator(Params):
         self.preprocessor_ = prep
         A, b = fold(self.W_, prep.mean, prep.scale, prep.bias)
         self.coef_, self.intercept_ = A, b
-        self._model = LinearClassifier(self.W_, prep, tuple(str(c) for c in self.classes_), self._loss)
+        self._model = LinearClassifier(self.W_, prep, tuple(str(c) for c in self.classes_), self._loss_name())
 
     # ---- prediction
 
@@ -302,7 +309,7 @@ class _LinearEstimator(Params):
         ``classes_`` in order. Without it the labels themselves are the names.
         """
         self._check_fitted()
-        return LinearClassifier(self.W_.copy(), self.preprocessor_, self._class_names(class_names), self._loss)
+        return LinearClassifier(self.W_.copy(), self.preprocessor_, self._class_names(class_names), self._loss_name())
 
     def _class_names(self, class_names: Sequence[str] | None) -> tuple[str, ...]:
         """The names of classes_ (C,) for a saved model; see ``to_model``."""
@@ -355,7 +362,7 @@ class SoftmaxClassifier(_LinearEstimator):
     __doc__ = ("Softmax (multinomial cross-entropy) linear classifier trained with NumPy; defaults as "
                "configs/softmax.yaml.\n" + _PARAMS_DOC)
 
-    _loss = "softmax"
+    _losses = ("softmax",)
 
     def __init__(self, *, reg: float = 0.01, lr: float = 6e-4, update: str = "adam", batch_size: int = 256,
                  epochs: float | None = 5, iterations: int | None = None, schedule: str = "cosine",
@@ -383,12 +390,15 @@ class SoftmaxClassifier(_LinearEstimator):
 
 
 class LinearSVM(_LinearEstimator):
-    __doc__ = ("Multiclass SVM (Weston-Watkins hinge) linear classifier trained with NumPy; defaults as "
-               "configs/svm.yaml.\n    It has no predict_proba (hinge scores are not probabilities).\n" + _PARAMS_DOC)
+    __doc__ = ("Multiclass SVM linear classifier trained with NumPy; defaults as configs/svm.yaml.\n"
+               "    loss: svm (Weston-Watkins multiclass hinge) or squared_hinge (one-vs-all squared hinge, "
+               "Coates's L2-SVM,\n    scikit-learn LinearSVC's default). It has no predict_proba (hinge scores "
+               "are not probabilities).\n" + _PARAMS_DOC)
 
-    _loss = "svm"
+    _losses = ("svm", "squared_hinge")
 
-    def __init__(self, *, reg: float = 0.3, lr: float = 5e-4, delta: float = _D.model.delta, update: str = "adam",
+    def __init__(self, *, loss: str = "svm", reg: float = 0.3, lr: float = 5e-4, delta: float = _D.model.delta,
+                 update: str = "adam",
                  batch_size: int = 256, epochs: float | None = 15, iterations: int | None = None,
                  schedule: str = "cosine", sampling: str = "shuffle", method: str = _D.optimizer.method,
                  momentum: float = _D.optimizer.momentum, decay: float = _D.optimizer.decay,

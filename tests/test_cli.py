@@ -271,14 +271,14 @@ def test_eval_refuses_a_model_of_other_preprocessing(tmp_path, trained, learnabl
 # ------------------------------------------------------------------ gradcheck
 
 
-@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("loss,expected", [("svm", 9.0), ("softmax", np.log(10)), ("squared_hinge", 10.0)])
 @pytest.mark.parametrize("reg", ["0", "2.5e4"])
-def test_gradcheck_synthetic_passes(loss, reg):
+def test_gradcheck_synthetic_passes(loss, expected, reg):
     r = invoke("gradcheck", "--synthetic", "--set", f"model.loss={loss}", "--set", f"model.reg={reg}", "--json")
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert res["passed"] and set(res["parts"]) == {"data", "reg", "total"}
-    assert abs(res["init_loss"] - res["expected_init_loss"]) < 0.05
+    assert res["expected_init_loss"] == pytest.approx(expected) and abs(res["init_loss"] - expected) < 0.05
     assert all(p["worst_rel_error"] is None or p["worst_rel_error"] <= 1e-7 for p in res["parts"].values())
 
 
@@ -297,13 +297,13 @@ def test_gradcheck_on_the_configured_dataset(config, learnable_data_dir):
 
 
 def test_gradcheck_fails_on_a_wrong_gradient(monkeypatch):
-    real = gradcheck_mod.softmax_loss
+    real = gradcheck_mod.linear_loss
 
-    def wrong(W, X, y, reg=0.0):
-        loss, dW = real(W, X, y, reg)
-        return loss, dW * 1.01
+    def wrong(loss, W, X, y, reg=0.0, delta=1.0):
+        value, dW = real(loss, W, X, y, reg, delta)
+        return value, dW * 1.01
 
-    monkeypatch.setattr(gradcheck_mod, "softmax_loss", wrong)
+    monkeypatch.setattr(gradcheck_mod, "linear_loss", wrong)
     r = invoke("gradcheck", "--synthetic", "--set", "model.loss=softmax", "--set", "model.reg=0")
     assert r.exit_code == 1
     line = one_line_error(r)

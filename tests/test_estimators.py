@@ -105,6 +105,22 @@ def test_predict_proba_rows_sum_to_one_and_agree_with_predict(data):
     np.testing.assert_allclose(clf.predict_log_proba(X_test), np.log(proba), atol=1e-9)
 
 
+def test_the_squared_hinge_svm_trains_the_one_vs_all_loss(data):
+    X, y, X_test, y_test = data
+    clf = LinearSVM(loss="squared_hinge", **FAST).fit(X, y)
+    assert clf.score(X_test, y_test) > 0.95
+    assert clf.to_model().loss == "squared_hinge"
+    hinge = LinearSVM(**FAST).fit(X, y)
+    assert not np.array_equal(clf.W_, hinge.W_)                  # the loss parameter reached the training
+
+
+@pytest.mark.parametrize("loss", ["softmax", "hinge"])
+def test_the_svm_refuses_a_loss_it_does_not_train(data, loss):
+    X, y, _, _ = data
+    with pytest.raises(ValueError, match=f"LinearSVM: loss must be one of svm, squared_hinge, got '{loss}'"):
+        LinearSVM(loss=loss).fit(X, y)
+
+
 def test_the_svm_has_no_probabilities():
     assert not hasattr(LinearSVM(), "predict_proba") and not hasattr(LinearSVM(), "predict_log_proba")
     assert hasattr(SoftmaxClassifier(), "predict_proba")

@@ -7,7 +7,7 @@ import pytest
 from linclf.core.gradcheck import (
     DEFAULT_THRESHOLDS, Check, as_plain, check_loss, numerical_gradient, rel_error, sparse_check,
 )
-from linclf.core.losses import softmax_loss, svm_loss
+from linclf.core.losses import linear_loss, softmax_loss
 
 A = np.array([[0.5, 2.0, -1.0], [3.0, 0.25, 1.5]])     # f(W) = sum(A * W^2) + sum(B * W)
 B = np.array([[1.0, -2.0, 0.0], [0.5, 0.0, -1.0]])
@@ -137,7 +137,7 @@ def test_sparse_check_rejects_shape_mismatch():
 
 # ----------------------------------------------------------------------------- check_loss
 
-@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("loss", ["svm", "softmax", "squared_hinge"])
 @pytest.mark.parametrize("reg,reg_bias", [(0.0, True), (0.4, True), (0.4, False)])
 def test_check_loss_passes_correct_gradients(loss, reg, reg_bias):
     W, X, y = unit_problem()
@@ -148,7 +148,7 @@ def test_check_loss_passes_correct_gradients(loss, reg, reg_bias):
     assert set(out["parts"]) == {"data", "reg", "total"}
     assert out["threshold"] == DEFAULT_THRESHOLDS["centered"]
     v = out["values"]
-    ref = (svm_loss(W, X, y, reg) if loss == "svm" else softmax_loss(W, X, y, reg))[0]
+    ref = linear_loss(loss, W, X, y, reg)[0]
     if reg_bias:
         assert v["total"] == pytest.approx(ref, rel=1e-12)
     assert v["total"] == pytest.approx(v["data"] + v["reg"])
@@ -160,14 +160,14 @@ def test_check_loss_passes_correct_gradients(loss, reg, reg_bias):
     assert idx[0] == idx[1] == idx[2]
 
 
-@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("loss", ["svm", "softmax", "squared_hinge"])
 @pytest.mark.parametrize("method", ["centered", "forward"])
 def test_check_loss_catches_a_sign_flip(loss, method):
     W, X, y = unit_problem(C=2, D=2, seed=3)        # 4 entries: 40 checks hit the flipped one
-    true = (svm_loss if loss == "svm" else softmax_loss)(W, X, y)[1]
+    true = linear_loss(loss, W, X, y)[1]
 
     def flipped(V):
-        g = (svm_loss if loss == "svm" else softmax_loss)(V, X, y)[1]
+        g = linear_loss(loss, V, X, y)[1]
         g[1, 0] *= -1
         return g
 
@@ -180,16 +180,15 @@ def test_check_loss_catches_a_sign_flip(loss, method):
     assert not out["parts"]["total"]["passed"]
 
 
-@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("loss", ["svm", "softmax", "squared_hinge"])
 def test_check_loss_catches_a_one_percent_error_with_centered_differences(loss):
     W, X, y = unit_problem(seed=4)
-    fn = svm_loss if loss == "svm" else softmax_loss
     out = check_loss(W, X, y, loss=loss, checks=10, rng=np.random.default_rng(1),
-                     grad_fn=lambda V: 1.01 * fn(V, X, y)[1])
+                     grad_fn=lambda V: 1.01 * linear_loss(loss, V, X, y)[1])
     assert not out["parts"]["data"]["passed"]
     assert out["parts"]["data"]["worst_rel_error"] == pytest.approx(0.01 / 2.01, rel=1e-3)
     loose = check_loss(W, X, y, loss=loss, checks=10, rng=np.random.default_rng(1),
-                       grad_fn=lambda V: 1.01 * fn(V, X, y)[1], threshold=1e-2)
+                       grad_fn=lambda V: 1.01 * linear_loss(loss, V, X, y)[1], threshold=1e-2)
     assert loose["passed"]                               # an explicit threshold replaces the default
 
 

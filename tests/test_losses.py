@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 from conftest import preprocessed
 from linclf.core.gradcheck import numerical_gradient
 from linclf.core.losses import (
-    SCORE_LOSSES, hinge_margins, l2_reg, softmax_loss, softmax_loss_naive,
-    softmax_scores_loss, svm_hinge_kink, svm_loss, svm_loss_naive, svm_scores_loss,
+    SCORE_LOSSES, hinge_margins, initial_loss, l2_reg, linear_loss, softmax_loss, softmax_loss_naive,
+    softmax_scores_loss, squared_hinge_loss, squared_hinge_loss_naive, squared_hinge_scores_loss, svm_hinge_kink,
+    svm_loss, svm_loss_naive, svm_scores_loss,
 )
 from linclf.core.objective import data_loss
 from linclf.core.preprocess import fold
 
-VECTORIZED = {"svm": svm_loss, "softmax": softmax_loss}
-NAIVE = {"svm": svm_loss_naive, "softmax": softmax_loss_naive}
-LOSSES = ["svm", "softmax"]
+VECTORIZED = {"svm": svm_loss, "softmax": softmax_loss, "squared_hinge": squared_hinge_loss}
+NAIVE = {"svm": svm_loss_naive, "softmax": softmax_loss_naive, "squared_hinge": squared_hinge_loss_naive}
+LOSSES = ["svm", "softmax", "squared_hinge"]
+HINGES = ("svm", "squared_hinge")          # the losses with a margin delta
 
 
 def max_rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,8 +45,8 @@ def problem(N: int, C: int, D: int, seed: int = 0, w_scale: float = 0.1):
 
 
 def call(loss: str, fn, W, X, y, reg=0.0, delta=1.0):
-    """fn(W, X, y, reg) with delta for the SVM."""
-    return fn(W, X, y, reg, delta) if loss == "svm" else fn(W, X, y, reg)
+    """fn(W, X, y, reg) with delta for the hinge losses."""
+    return fn(W, X, y, reg, delta) if loss in HINGES else fn(W, X, y, reg)
 
 
 # ----------------------------------------------------------------------------- vectorized vs naive
@@ -105,13 +107,40 @@ def test_softmax_ties_match_naive(reg):
 
 # ----------------------------------------------------------------------------- sanity, stability, dtypes
 
-@pytest.mark.parametrize("loss,expected", [("svm", 9.0), ("softmax", math.log(10))])
+@pytest.mark.parametrize("loss,expected", [("svm", 9.0), ("softmax", math.log(10)), ("squared_hinge", 10.0)])
 def test_small_weights_give_chance_loss(loss, expected):
     rng = np.random.default_rng(0)
     X = np.hstack([rng.standard_normal((500, 3072)), np.ones((500, 1))])
     W = 1e-4 * rng.standard_normal((10, 3073))                 # scores ~ 0.005: every margin ~ delta
     value, _ = VECTORIZED[loss](W, X, rng.integers(0, 10, 500))
-    assert value == pytest.approx(expected, abs=0.02 if loss == "svm" else 1e-3)
+    assert value == pytest.approx(expected, abs=1e-3 if loss == "softmax" else 0.02)
+    assert initial_loss(loss, 10) == expected
+
+
+def test_squared_hinge_by_hand():
+    # two classes against the rest: scores (2, -0.5) for label 0 and (0.25, 3) for label 1, delta 1
+    scores = np.array([[2.0, -0.5], [0.25, 3.0]])
+    value, dS = squared_hinge_scores_loss(scores, np.array([0, 1]))
+    # row 0: correct 1 - 2 < 0 -> 0; other 1 + (-0.5) = 0.5 -> 0.25. row 1: other 1.25 -> 1.5625; correct < 0
+    assert value == pytest.approx((0.25 + 1.5625) / 2, rel=1e-15)
+    np.testing.assert_allclose(dS, np.array([[0.0, 2 * 0.5], [2 * 1.25, 0.0]]) / 2, rtol=1e-15)
+    value, dS = squared_hinge_scores_loss(scores, np.array([1, 0]), delta=2.0)
+    # row 0: other 2 + 2 = 4 -> 16, correct 2 + 0.5 -> 6.25; row 1: correct 2 - 0.25 -> 3.0625, other 5 -> 25
+    assert value == pytest.approx((16 + 6.25 + 3.0625 + 25) / 2, rel=1e-15)
+    np.testing.assert_allclose(dS, np.array([[2 * 4, -2 * 2.5], [-2 * 1.75, 2 * 5]]) / 2, rtol=1e-15)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_linear_loss_by_name_is_the_named_loss(loss):
+    W, X, y = problem(30, 4, 7, seed=2)
+    got = linear_loss(loss, W, X, y, 0.2, 1.5)
+    want = call(loss, VECTORIZED[loss], W, X, y, 0.2, 1.5)
+    assert got[0] == want[0] and np.array_equal(got[1], want[1])
+
+
+def test_unknown_loss_names_the_choices():
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'; expected one of \['softmax', 'squared_hinge', 'svm'\]"):
+        initial_loss("hinge", 10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -134,7 +163,7 @@ def test_dtype_is_preserved(loss, dtype):
     W, X = W.astype(dtype), X.astype(dtype)
     value, dW = call(loss, VECTORIZED[loss], W, X, y, 0.1)
     assert isinstance(value, float) and dW.dtype == dtype
-    kw = {"delta": 1.0} if loss == "svm" else {}
+    kw = {"delta": 1.0} if loss in HINGES else {}
     assert SCORE_LOSSES[loss](X @ W.T, y, **kw)[1].dtype == dtype
     assert l2_reg(W, 0.1)[1].dtype == dtype
     Xu = np.random.default_rng(0).integers(0, 256, (40, 3072), dtype=np.uint8)

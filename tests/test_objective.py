@@ -8,13 +8,13 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from conftest import preprocessed
-from linclf.core.losses import l2_reg, softmax_loss, svm_loss
+from linclf.core.losses import l2_reg, softmax_loss, squared_hinge_loss, svm_loss
 from linclf.core.objective import Objective, data_loss, loss_values, scores
 from linclf.core.preprocess import fold
 from linclf.errors import UsageError
 
 C = 10
-LOSSES = {"svm": svm_loss, "softmax": softmax_loss}
+LOSSES = {"svm": svm_loss, "softmax": softmax_loss, "squared_hinge": squared_hinge_loss}
 
 
 def problem(N=600, P=96, seed=0, stored=np.uint8):
@@ -35,7 +35,7 @@ def explicit(W, X, y, loss, mean, scale, bias, reg, reg_bias):
     return value + r, dW + rdW
 
 
-@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("loss", list(LOSSES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("stored", [np.uint8, np.float16, np.float32])
 @pytest.mark.parametrize("prep", [dict(), dict(mean=True), dict(mean=True, scale=True), dict(bias=False)])
@@ -58,7 +58,7 @@ def test_batch_equals_explicit_preprocessing(loss, dtype, stored, prep, reg_bias
             assert np.max(np.abs(dW - want_dW)) <= tol * np.max(np.abs(want_dW))
 
 
-@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("loss", list(LOSSES))
 @pytest.mark.parametrize("stored", [np.uint8, np.float16])
 def test_full_equals_explicit_preprocessing(loss, stored):
     rng, X, y, mean, scale = problem(N=2100, seed=3, stored=stored)     # several groups of blocks
@@ -70,7 +70,7 @@ def test_full_equals_explicit_preprocessing(loss, stored):
     assert np.max(np.abs(dW - want_dW)) <= 1e-11 * np.max(np.abs(want_dW))
 
 
-@pytest.mark.parametrize("loss", ["svm", "softmax"])
+@pytest.mark.parametrize("loss", list(LOSSES))
 def test_workers_change_no_bit(loss):
     """The same steps with 1, 2 and 3 workers: identical losses and gradients, minibatch and full split."""
     rng, X, y, mean, scale = problem(N=3000, P=200, seed=1)
@@ -154,7 +154,7 @@ def test_scores_and_loss_values_match_the_folded_reference():
     A, b = fold(Ws[0], mean, scale, True)
     Xp = (X - mean) * scale
     np.testing.assert_allclose(scores(X, A, b, block=1000), Xp @ Ws[0, :, :-1].T + Ws[0, :, -1], rtol=1e-10)
-    for loss in ("svm", "softmax"):
+    for loss in LOSSES:
         values = loss_values(Ws, X, y, loss, mean=mean, scale=scale, block=700)
         expected = [data_loss(W, X, y, loss, mean=mean, scale=scale)[0] for W in Ws]
         np.testing.assert_allclose(values, expected, rtol=1e-10)

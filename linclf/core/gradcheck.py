@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .losses import SCORE_LOSSES, hinge_kink, hinge_margins, l2_reg, softmax_loss, svm_loss
+from .losses import SCORE_LOSSES, hinge_kink, hinge_margins, l2_reg, linear_loss, score_loss
 
 __all__ = ["rel_error", "numerical_gradient", "Check", "sparse_check", "DEFAULT_THRESHOLDS", "check_loss",
            "METHODS"]
@@ -195,7 +195,7 @@ def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta:
                reg_bias: bool = True, checks: int = 20, h: float = 1e-5, method: str = "centered",
                rng: np.random.Generator, grad_fn: Callable[[np.ndarray], np.ndarray] | None = None,
                threshold: float | None = None) -> dict:
-    """Check the analytic gradient of ``loss`` ("svm" | "softmax") at W (C, D) on X (N, D), y (N,).
+    """Check the analytic gradient of ``loss`` (a key of SCORE_LOSSES) at W (C, D) on X (N, D), y (N,).
 
     Three parts, each checked at the same ``checks`` random coordinates: the
     data loss alone ("data"), the L2 term reg*sum(W*W) alone ("reg", its
@@ -220,8 +220,7 @@ def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta:
 
     def data_value(V: np.ndarray) -> float:
         """The data loss at V (the score-level loss; no gradient product)."""
-        kw = {"delta": delta} if loss == "svm" else {}
-        return SCORE_LOSSES[loss](X @ V.T, y, **kw)[0]
+        return score_loss(loss, delta)(X @ V.T, y, len(y))[0]
 
     def reg_value(V: np.ndarray) -> float:
         """The L2 term at V."""
@@ -229,10 +228,8 @@ def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta:
 
     if grad_fn is not None:
         data_grad = np.asarray(grad_fn(W.copy()))
-    elif loss == "svm":
-        data_grad = svm_loss(W, X, y, 0.0, delta)[1]
     else:
-        data_grad = softmax_loss(W, X, y, 0.0)[1]
+        data_grad = linear_loss(loss, W, X, y, 0.0, delta)[1]
     reg_grad = l2_reg(W, reg, reg_bias)[1]
     kink = None
     if loss == "svm":

@@ -1,4 +1,4 @@
-"""Losses of a linear classifier ``s = W x``: multiclass SVM (hinge) and softmax cross-entropy.
+"""Losses of a linear classifier ``s = W x``: multiclass SVM (hinge), softmax cross-entropy, one-vs-all squared hinge.
 
 Shapes: W (C, D) (a row is a class template), X (N, D) rows of examples, y (N,)
 ints in [0, C), scores (N, C). Every loss returns ``(loss, gradient)``; the data
@@ -12,6 +12,10 @@ Conventions shared by every version:
   ``> 0`` count, in the naive and the vectorized code alike.
 - Softmax: ``L_i = logsumexp(s) - s_{y_i}`` with the max subtracted first, so
   scores of +-1e4 give a finite loss and gradient.
+- Squared hinge, one-vs-all (the L2-SVM of Coates et al. and scikit-learn's
+  LinearSVC): ``L_i = sum_j max(0, delta - t_ij s_j)^2`` with ``t_ij = +1``
+  for ``j = y_i`` and -1 otherwise: C binary SVMs, each class against the
+  rest. Differentiable everywhere, so no kink to step around.
 - Data losses are sums over the rows divided by ``count`` (default N, the
   mean); ``l2_reg`` is ``reg * sum(W*W)``.
 - Arithmetic runs in the floating dtype of the data (float32 stays float32).
@@ -27,8 +31,8 @@ from collections.abc import Callable
 import numpy as np
 
 __all__ = [
-    "svm_loss", "softmax_loss", "svm_loss_naive", "softmax_loss_naive",
-    "svm_scores_loss", "softmax_scores_loss", "score_loss", "ScoreLoss", "softmax", "SCORE_LOSSES", "l2_reg",
+    "svm_loss", "softmax_loss", "squared_hinge_loss", "svm_loss_naive", "softmax_loss_naive",
+    "squared_hinge_loss_naive", "linear_loss", "initial_loss", "svm_scores_loss", "softmax_scores_loss", "squared_hinge_scores_loss", "score_loss", "ScoreLoss", "softmax", "SCORE_LOSSES", "l2_reg",
     "check_labels", "float_dtype", "svm_hinge_kink", "hinge_kink", "hinge_margins",
 ]
 
@@ -93,6 +97,18 @@ def _softmax(scores: np.ndarray, y: np.ndarray, count: int) -> tuple[float, np.n
     return loss, probs
 
 
+def _squared_hinge(scores: np.ndarray, y: np.ndarray, delta: float, count: int) -> tuple[float, np.ndarray]:
+    """squared_hinge_scores_loss without argument checks (scores float (N, C), y valid, count > 0)."""
+    rows = np.arange(scores.shape[0])
+    margins = scores + scores.dtype.type(delta)                  # delta + s_j for the other classes, (N, C)
+    margins[rows, y] = delta - scores[rows, y]                   # delta - s_y for the correct one
+    np.maximum(margins, 0, out=margins)
+    loss = float(np.einsum("ij,ij->", margins, margins, dtype=np.float64)) / count
+    dS = np.multiply(margins, margins.dtype.type(2.0 / count), out=margins)
+    dS[rows, y] *= -1                                            # d/ds of (delta - t s)^2 is -2 t (delta - t s)
+    return loss, dS
+
+
 def softmax(scores: np.ndarray) -> np.ndarray:
     """Row-wise softmax (N, C) float64 of scores (N, C): class probabilities, computed stably."""
     s = np.array(scores, dtype=np.float64)
@@ -126,9 +142,17 @@ def softmax_scores_loss(scores: np.ndarray, y: np.ndarray, count: int | None = N
     return _softmax(scores, y, count)
 
 
+def squared_hinge_scores_loss(scores: np.ndarray, y: np.ndarray, delta: float = 1.0,
+                              count: int | None = None) -> tuple[float, np.ndarray]:
+    """One-vs-all squared hinge data loss SUM/count and dscores (N, C) / count from scores (N, C)."""
+    scores, y, count = _checked_scores(scores, y, count)
+    return _squared_hinge(scores, y, delta, count)
+
+
 SCORE_LOSSES: dict[str, Callable[..., tuple[float, np.ndarray]]] = {
     "svm": svm_scores_loss,
     "softmax": softmax_scores_loss,
+    "squared_hinge": squared_hinge_scores_loss,
 }
 
 ScoreLoss = Callable[[np.ndarray, np.ndarray, int], tuple[float, np.ndarray]]
@@ -145,6 +169,8 @@ def score_loss(loss: str, delta: float = 1.0) -> ScoreLoss:
         return lambda s, y, count: _svm(s, y, delta, count)
     if loss == "softmax":
         return _softmax
+    if loss == "squared_hinge":
+        return lambda s, y, count: _squared_hinge(s, y, delta, count)
     raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
 
 
@@ -189,6 +215,24 @@ def _linear_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float,
     return value, dW
 
 
+def linear_loss(loss: str, W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
+                delta: float = 1.0) -> tuple[float, np.ndarray]:
+    """The loss named ``loss`` (a key of SCORE_LOSSES; delta is the hinges' margin) on X (N, D) and dW (C, D)."""
+    return _linear_loss(W, X, y, reg, score_loss(loss, delta))
+
+
+def initial_loss(loss: str, num_classes: int, delta: float = 1.0) -> float:
+    """The data loss at W = 0 (all scores 0), what a small random W starts near: (C-1) delta, ln C or C delta^2."""
+    C = int(num_classes)
+    if loss == "svm":
+        return (C - 1) * float(delta)
+    if loss == "softmax":
+        return float(np.log(C))
+    if loss == "squared_hinge":
+        return C * float(delta) ** 2
+    raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
+
+
 def svm_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
              delta: float = 1.0) -> tuple[float, np.ndarray]:
     """Weston-Watkins hinge loss (mean over N) + reg*sum(W*W) and dW (C, D); W (C, D), X (N, D), y (N,)."""
@@ -198,6 +242,12 @@ def svm_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
 def softmax_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy (mean over N) + reg*sum(W*W) and dW (C, D); W (C, D), X (N, D), y (N,)."""
     return _linear_loss(W, X, y, reg, score_loss("softmax"))
+
+
+def squared_hinge_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
+                       delta: float = 1.0) -> tuple[float, np.ndarray]:
+    """One-vs-all squared hinge (mean over N) + reg*sum(W*W) and dW (C, D); W (C, D), X (N, D), y (N,)."""
+    return _linear_loss(W, X, y, reg, score_loss("squared_hinge", delta))
 
 
 # ----------------------------------------------------------------------------- naive references
@@ -241,6 +291,26 @@ def softmax_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float =
         for j in range(C):
             p = np.exp(scores[j] - top - log_total)
             dW[j] += (p - (j == y[i])) * X[i]
+    loss /= N
+    dW /= N
+    return loss + reg * float(np.sum(W * W)), dW + 2 * reg * W
+
+
+def squared_hinge_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
+                             delta: float = 1.0) -> tuple[float, np.ndarray]:
+    """The one-vs-all squared hinge with loops over examples and classes: the reference; W (C, D), X (N, D)."""
+    dtype = float_dtype(X, W)
+    W, X = np.asarray(W, dtype=dtype), np.asarray(X, dtype=dtype)
+    N, C = X.shape[0], W.shape[0]
+    loss, dW = 0.0, np.zeros(W.shape, dtype=dtype)
+    for i in range(N):
+        scores = W @ X[i]                                        # (C,)
+        for j in range(C):
+            t = 1.0 if j == y[i] else -1.0                       # class j against the rest
+            margin = delta - t * scores[j]
+            if margin > 0:
+                loss += float(margin) ** 2
+                dW[j] += -2.0 * t * margin * X[i]
     loss /= N
     dW /= N
     return loss + reg * float(np.sum(W * W)), dW + 2 * reg * W

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import MissingModelError, ModelFileError
 from ..fsutil import atomic_open, json_text
+from .losses import SCORE_LOSSES
 from .objective import scores as block_scores
 from .preprocess import Preprocessor, fold
 
@@ -126,7 +127,7 @@ class LinearClassifier:
             raise bad(f"W has {W.shape[1]} columns but the preprocessing is for {prep.in_dim} values"
                       f"{' plus a bias' if prep.bias else ''}")
         loss = str(arrays["loss"])
-        if loss not in ("svm", "softmax"):
+        if loss not in SCORE_LOSSES:
             raise bad(f"unknown loss {loss!r}")
         metrics: dict = {}
         if "metrics_json" in arrays:

@@ -295,6 +295,12 @@ def loss_values(Ws: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm",
         if loss == "svm":
             margins = np.maximum(S - correct + delta, 0)                   # the correct class adds delta
             totals += margins.sum(axis=(0, 2), dtype=np.float64) - len(xb) * delta
+        elif loss == "squared_hinge":
+            rest = np.maximum(S + delta, 0)                                # every class taken as a wrong one,
+            own = np.maximum(delta - correct, 0)                           # then the correct class's term
+            as_rest = np.maximum(correct + delta, 0)                       # swapped in for its wrong-class one
+            totals += np.einsum("nkc,nkc->k", rest, rest, dtype=np.float64)
+            totals += (own * own - as_rest * as_rest).sum(axis=(0, 2), dtype=np.float64)
         else:
             top = S.max(axis=2, keepdims=True)
             lse = np.log(np.exp(S - top).sum(axis=2, keepdims=True)) + top

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from ..core import preprocess
+from ..core.losses import initial_loss
 from ..config import Config, from_dict, to_yaml, with_values
 from ..data.cifar10 import CIFAR10, Splits, load_cifar10, resolve_data_dir, split, with_mirrors
 from ..errors import (ConfigError, DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning,
@@ -464,7 +465,7 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
     result = as_plain(check_loss(W, X, y, loss=m.loss, delta=m.delta, reg=m.reg, reg_bias=m.reg_bias,
                                  checks=checks, h=h, method=method, rng=rng_stream(cfg.seed, "gradcheck"),
                                  threshold=threshold))
-    expected = (C - 1) * m.delta if m.loss == "svm" else float(np.log(C))
+    expected = initial_loss(m.loss, C, m.delta)
     data = "synthetic" if synthetic else "feature file" if cfg.features.kind == "npz" else "cifar-10"
     return {**result, "init_loss": result["values"]["data"], "expected_init_loss": expected,
             "data": data, "features": cfg.features.kind, "dim": int(X.shape[1]), "batch": batch,
