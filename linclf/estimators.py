@@ -309,7 +309,8 @@ class _LinearEstimator(Params):
         ``classes_`` in order. Without it the labels themselves are the names.
         """
         self._check_fitted()
-        return LinearClassifier(self.W_.copy(), self.preprocessor_, self._class_names(class_names), self._loss_name())
+        # the loss it was trained with, whatever set_params said since
+        return LinearClassifier(self.W_.copy(), self.preprocessor_, self._class_names(class_names), self._model.loss)
 
     def _class_names(self, class_names: Sequence[str] | None) -> tuple[str, ...]:
         """The names of classes_ (C,) for a saved model; see ``to_model``."""

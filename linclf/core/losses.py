@@ -32,7 +32,8 @@ import numpy as np
 
 __all__ = [
     "svm_loss", "softmax_loss", "squared_hinge_loss", "svm_loss_naive", "softmax_loss_naive",
-    "squared_hinge_loss_naive", "linear_loss", "initial_loss", "svm_scores_loss", "softmax_scores_loss", "squared_hinge_scores_loss", "score_loss", "ScoreLoss", "softmax", "SCORE_LOSSES", "l2_reg",
+    "squared_hinge_loss_naive", "linear_loss", "initial_loss", "svm_scores_loss", "softmax_scores_loss",
+    "squared_hinge_scores_loss", "score_loss", "ScoreLoss", "softmax", "SCORE_LOSSES", "l2_reg",
     "check_labels", "float_dtype", "svm_hinge_kink", "hinge_kink", "hinge_margins",
 ]
 
