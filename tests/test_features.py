@@ -575,9 +575,13 @@ def test_a_failed_check_on_standardised_features_gives_no_standardisation_hint(t
                                                                               monkeypatch):
     import linclf.core.gradcheck as gradcheck
 
-    real = gradcheck.softmax_loss
-    monkeypatch.setattr(gradcheck, "softmax_loss", lambda W, X, y, reg=0.0: (real(W, X, y, reg)[0],
-                                                                             1.01 * real(W, X, y, reg)[1]))
+    real = gradcheck.linear_loss
+
+    def wrong(loss, W, X, y, reg=0.0, delta=1.0):
+        value, dW = real(loss, W, X, y, reg, delta)
+        return value, 1.01 * dW
+
+    monkeypatch.setattr(gradcheck, "linear_loss", wrong)
     cfg = tmp_path / "hog.yaml"
     cfg.write_text(HOG)
     for extra, hinted in (([], False), (["--set", "features.standardize=false"], True)):
