@@ -1,9 +1,9 @@
-"""linclf: linear classifiers (multiclass SVM, softmax) on CIFAR-10 with NumPy.
+"""linclf: linear classifiers (multiclass SVM, softmax, one-vs-all squared hinge) on CIFAR-10 with NumPy.
 
 The public API (``from linclf import ...``):
 
 - data: ``load_cifar10`` (uint8 rows X (N, 3072), int64 labels, class names);
-- losses: ``svm_loss``, ``softmax_loss`` (W (C, D), X (N, D), y (N,) -> loss, dW),
+- losses: ``svm_loss``, ``softmax_loss``, ``squared_hinge_loss`` (W (C, D), X (N, D), y (N,) -> loss, dW),
   their naive twins, ``l2_reg``, ``data_loss`` (raw rows, folded preprocessing);
 - gradient checking: ``numerical_gradient``, ``sparse_check``, ``check_loss``, ``rel_error``;
 - update rules and schedules: ``make_update``, ``lr_at``;
@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_cifar10": "data.cifar10", "CIFAR10": "data.cifar10",
     "svm_loss": "core.losses", "softmax_loss": "core.losses", "svm_loss_naive": "core.losses",
-    "softmax_loss_naive": "core.losses", "l2_reg": "core.losses", "data_loss": "core.objective",
+    "softmax_loss_naive": "core.losses", "squared_hinge_loss": "core.losses",
+    "squared_hinge_loss_naive": "core.losses", "l2_reg": "core.losses", "data_loss": "core.objective",
     "numerical_gradient": "core.gradcheck", "sparse_check": "core.gradcheck", "check_loss": "core.gradcheck",
     "rel_error": "core.gradcheck",
     "make_update": "core.optim", "lr_at": "core.optim",
