@@ -192,6 +192,17 @@ def test_check_loss_catches_a_one_percent_error_with_centered_differences(loss):
     assert loose["passed"]                               # an explicit threshold replaces the default
 
 
+@pytest.mark.parametrize("loss", ["svm", "softmax", "squared_hinge"])
+def test_check_loss_checks_the_labels_even_with_an_injected_gradient(loss):
+    W, X, y = unit_problem()
+    y = y.copy()
+    y[0] = W.shape[0]                                  # one label past the last class
+    with pytest.raises(ValueError, match=rf"labels must be in \[0, {W.shape[0]}\)"):
+        check_loss(W, X, y, loss=loss, checks=3, rng=np.random.default_rng(0), grad_fn=lambda V: np.zeros_like(V))
+    with pytest.raises(ValueError, match="at least one example; X has 0 rows"):
+        check_loss(W, X[:0], y[:0], loss=loss, checks=3, rng=np.random.default_rng(0))
+
+
 def test_check_loss_reports_svm_kinks_without_failing():
     # scores (1, 0) for an example of class 0: the margin of class 1 is exactly 0 (a kink of the hinge)
     W = np.array([[1.0, 0.0], [0.0, 1.0]])

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .losses import SCORE_LOSSES, hinge_kink, hinge_margins, l2_reg, linear_loss, score_loss
+from .losses import SCORE_LOSSES, check_labels, hinge_kink, hinge_margins, l2_reg, linear_loss, score_loss
 
 __all__ = ["rel_error", "numerical_gradient", "Check", "sparse_check", "DEFAULT_THRESHOLDS", "check_loss",
            "METHODS"]
@@ -215,12 +215,15 @@ def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta:
     W = np.asarray(W)
     W = np.array(W, dtype=W.dtype if W.dtype.kind == "f" else np.float64)   # a copy: perturbed in place
     X = np.asarray(X, dtype=W.dtype)
-    y = np.asarray(y)
+    y = check_labels(y, X.shape[0], W.shape[0])     # once: data_value uses the loss without checks
+    if len(y) == 0:
+        raise ValueError("check_loss needs at least one example; X has 0 rows")
     threshold = DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
+    scores_loss = score_loss(loss, delta)
 
     def data_value(V: np.ndarray) -> float:
         """The data loss at V (the score-level loss; no gradient product)."""
-        return score_loss(loss, delta)(X @ V.T, y, len(y))[0]
+        return scores_loss(X @ V.T, y, len(y))[0]
 
     def reg_value(V: np.ndarray) -> float:
         """The L2 term at V."""
