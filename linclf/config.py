@@ -94,6 +94,8 @@ class FeaturesConfig:
     alpha: float = _f(0.25, "float", "kmeans: soft encoder threshold", lo=0)
     split: bool = _f(False, "bool", "kmeans: soft encoder also keeps max(0, -z.c - alpha) (twice the features)")
     pool: int = _f(2, "int", "kmeans: sum pooling over a pool x pool grid of the feature map", lo=1)
+    power: float = _f(1.0, "float", "kmeans: the pooled sums raised to this power (0.5: their square root; "
+                      "1: as published)", lo=0, lo_open=True)
     orientations: int = _f(9, "int", "hog_color: orientation bins of the gradient histogram", lo=1, hi=180)
     cell: int = _f(8, "int", "hog_color: side of the square HOG cells, pixels", lo=1, hi=32)
     hue_bins: int = _f(10, "int", "hog_color: bins of the hue histogram", lo=1, hi=255)

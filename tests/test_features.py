@@ -59,8 +59,8 @@ def _feature_files(data_dir: Path) -> list[Path]:
 def test_default_is_pixels_and_every_constant_is_a_key():
     f = load_config().features
     assert f.kind == "pixels"
-    assert (f.patch, f.stride, f.patches, f.norm_eps, f.zca_eps, f.k, f.iterations, f.encoder, f.alpha, f.pool) == \
-        (6, 1, 400_000, 10.0, 0.1, 1600, 50, "triangle", 0.25, 2)
+    assert (f.patch, f.stride, f.patches, f.norm_eps, f.zca_eps, f.k, f.iterations, f.encoder, f.alpha, f.pool,
+            f.power) == (6, 1, 400_000, 10.0, 0.1, 1600, 50, "triangle", 0.25, 2, 1.0)
 
 
 @pytest.mark.parametrize("overrides,match", [
@@ -72,6 +72,7 @@ def test_default_is_pixels_and_every_constant_is_a_key():
     (["features.kind=npz", "features.path=x.npz", "data.flip=true"], r"data\.flip: kind npz .* cannot be mirrored"),
     (["features.kind=hog_color", "features.cell=40"], r"features\.cell"),
     (["features.kind=kmeans", "features.encoder=hard"], r"features\.encoder"),
+    (["features.kind=kmeans", "features.power=0"], r"features\.power: expected a number > 0, got 0"),
 ])
 def test_settings_that_do_not_fit_are_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -139,6 +140,24 @@ def test_second_run_and_features_command_reuse_the_cache(tmp_path, km_config, le
     assert res.exit_code == 0, res.output
     assert "warning" not in res.output
     assert _cache_files(learnable_data_dir) == before
+
+
+def test_power_is_cached_apart_stored_in_the_model_and_applied_by_eval(tmp_path, km_config, learnable_data_dir):
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "one", "--json")
+    assert res.exit_code == 0, res.output
+    one = {p.name: np.load(p) for p in _feature_files(learnable_data_dir)}
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "half", "--json", "--set", "features.power=0.5")
+    assert res.exit_code == 0, res.output
+    half = {p.name: np.load(p) for p in _feature_files(learnable_data_dir) if p.name in one and
+            not any(np.array_equal(np.load(p), a) for a in one.values())}
+    assert sorted(half) == sorted(one)                   # the same splits, a cache entry of their own
+    for name in one:
+        np.testing.assert_allclose(half[name], np.sqrt(one[name]), rtol=1e-6, atol=1e-6)
+    model = LinearClassifier.load(tmp_path / "half" / "model.npz")
+    assert float(model.features_arrays["power"]) == 0.5
+    res_eval = invoke("eval", "--model", tmp_path / "half" / "model.npz", "--data-dir", learnable_data_dir, "--json")
+    assert res_eval.exit_code == 0, res_eval.output
+    assert json.loads(res_eval.stdout)["accuracy"] == pytest.approx(json.loads(res.stdout)["test_accuracy"])
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])

@@ -60,7 +60,7 @@ def naive_loop(f: KMeansFeatures, X: np.ndarray) -> np.ndarray:
                     if f.split:
                         code = np.concatenate([code, np.maximum(0, -dots - f.alpha)])
                 out[i, region[r], region[c]] += code
-    return out.reshape(X.shape[0], -1)
+    return out.reshape(X.shape[0], -1) ** f.power
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,8 @@ def with_settings(f: KMeansFeatures, **changes) -> KMeansFeatures:
     {"pool": 4},
     {"encoder": "soft", "alpha": 0.25},
     {"encoder": "soft", "alpha": 0.5, "split": True, "stride": 2},
+    {"power": 0.5},
+    {"encoder": "soft", "power": 0.25, "stride": 2},
 ])
 @pytest.mark.parametrize("threads,parallel", [(1, "threads"), (2, "threads"), (2, "blas")])
 def test_transform_matches_naive_loop(fitted, X, changes, threads, parallel):
@@ -184,13 +186,35 @@ def test_round_trip_through_npz(fitted, X, tmp_path):
     ("k", np.array([12]), "k: expected a scalar"),
     ("encoder", np.array("kmeans"), "encoder: expected one of triangle, soft"),
     ("pool", np.array(40), "pool: expected an integer from 1 to 27"),
-    ("format_version", np.array(99), "format_version: expected 1"),
+    ("format_version", np.array(99), "format_version: expected 1 to 2, got 99"),
+    ("format_version", np.array(0), "format_version: expected 1 to 2, got 0"),
+    ("power", np.array(0.0), "power: expected a finite number > 0"),
+    ("power", np.array("half"), "power: expected a scalar of kind 'fiu'"),
 ])
 def test_from_arrays_rejects_bad_arrays(fitted, key, value, match):
     arrays = fitted.to_arrays()
     arrays[key] = value
     with pytest.raises(ValueError, match=match):
         KMeansFeatures.from_arrays(arrays)
+
+
+def test_a_version_1_file_has_power_1_and_version_2_needs_it(fitted, X):
+    arrays = fitted.to_arrays()
+    assert arrays["format_version"] == 2 and arrays["power"] == 1.0
+    del arrays["power"]
+    with pytest.raises(ValueError, match="power: missing"):
+        KMeansFeatures.from_arrays(arrays)
+    arrays["format_version"] = np.array(1)             # as written before power existed
+    old = KMeansFeatures.from_arrays(arrays)
+    assert old.power == 1.0
+    np.testing.assert_array_equal(old.transform(X[:2]), fitted.transform(X[:2]))
+
+
+def test_power_transforms_the_pooled_sums_and_is_stored(fitted, X):
+    f = with_settings(fitted, power=0.5)
+    np.testing.assert_allclose(f.transform(X[:2]), np.sqrt(fitted.transform(X[:2])), rtol=1e-6)
+    g = KMeansFeatures.from_arrays(f.to_arrays())
+    assert g.power == 0.5 and g.settings()["power"] == 0.5
 
 
 def test_from_arrays_names_a_missing_key(fitted):
@@ -213,6 +237,8 @@ def test_from_arrays_names_a_missing_key(fitted):
     ({"alpha": float("nan")}, "alpha: expected a finite number"),
     ({"zca_eps": 0}, "zca_eps: expected a finite number > 0"),
     ({"norm_eps": 0}, "norm_eps: expected a finite number > 0"),
+    ({"power": 0}, "power: expected a finite number > 0"),
+    ({"power": -0.5}, "power: expected a finite number > 0"),
     ({"iterations": 0}, "iterations: expected an integer >= 1"),
     ({"dtype": np.float16}, "dtype: expected float32 or float64"),
     ({"threads": 0}, "threads: expected an integer >= 1"),
@@ -312,8 +338,8 @@ TINY = dict(k=4, patches=500, iterations=2, threads=1)
 def test_get_params_are_the_constructor_arguments_as_given():
     f = KMeansFeatures(**TINY, dtype="float64", split=False)
     params = f.get_params()
-    assert set(params) == {"k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "norm_eps",
-                           "zca_eps", "seed", "progress", "dtype", "threads", "split", "parallel",
+    assert set(params) == {"k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "power",
+                           "norm_eps", "zca_eps", "seed", "progress", "dtype", "threads", "split", "parallel",
                            "block_patches", "block_images"}
     assert params["dtype"] == "float64" and params["threads"] == 1 and params["k"] == 4
     assert f.get_params(deep=False) == params

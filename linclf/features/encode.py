@@ -163,6 +163,8 @@ class PatchEncoder:
                 pooled[images[0], regions[0]] += np.add.reduce(D, axis=0)
             else:
                 pooled[images, regions] += np.add.reduceat(D, offsets, axis=0)   # (image, region) pairs distinct
+        if f.power != 1:
+            np.power(pooled, f.power, out=pooled)                             # sums of codes >= 0: real powers
         out[i0:i1] = pooled.reshape(b, -1)                                  # the buffer is this thread's: copy out here
 
     def scale(self, P: np.ndarray, exact: bool) -> None:

@@ -5,7 +5,10 @@ fits ZCA whitening on them and runs Lloyd's k-means on the whitened patches.
 ``transform`` takes every patch on a ``stride`` grid, normalises and whitens
 it, encodes it against the centroids (triangle: max(0, mean(z) - z_k) with
 z_k = ||x - c_k||; soft threshold: max(0, c_k . x - alpha)) and sum-pools the
-codes over a ``pool`` x ``pool`` grid of the map.
+codes over a ``pool`` x ``pool`` grid of the map; ``power`` < 1 then
+compresses the pooled sums (0.5, their square root, is the power
+normalisation of bag-of-features and Fisher-vector pipelines: a few large
+counts no longer dominate a linear classifier).
 
 Here: the parameters (checked by ``kmeans_settings``), fit, transform and the
 fitted state as plain arrays. Lloyd's iterations are in ``lloyd``, the fast
@@ -31,12 +34,13 @@ from .patches import CHANNELS, IMAGE, normalize_patches, sample_patches
 
 __all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2           # 2: adds power; 1 (power 1) still loads, and an older linclf refuses a 2
 ROW = CHANNELS * IMAGE * IMAGE           # 3072 values a CIFAR row
-_SETTINGS = ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "norm_eps", "zca_eps",
-             "seed", "split", "dtype")
+_SETTINGS = ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "power", "norm_eps",
+             "zca_eps", "seed", "split", "dtype")
 _INT_SETTINGS = ("k", "patch", "stride", "patches", "iterations", "pool", "seed")
-_FLOAT_SETTINGS = ("alpha", "norm_eps", "zca_eps")
+_FLOAT_SETTINGS = ("alpha", "power", "norm_eps", "zca_eps")
+_ADDED = {2: {"power": 1.0}}             # format version: the settings it added, as files before it had them
 
 
 # ----------------------------------------------------------------------------- input rows
@@ -62,7 +66,8 @@ class KMeansFeatures(Params):
     ``patches`` random patches and ``iterations`` of Lloyd for ``fit``;
     ``encoder`` "triangle" or "soft" (threshold ``alpha``; ``split=True`` adds
     max(0, -c.x - alpha), doubling the features); ``pool`` x ``pool`` sum
-    pooling over the map (split as evenly as possible); ``norm_eps`` in the
+    pooling over the map (split as evenly as possible), each sum raised to
+    ``power`` (1: as published; 0.5: the square root); ``norm_eps`` in the
     per-patch normalisation (p - mean) / sqrt(var + norm_eps) (var over the
     patch's 3 * patch**2 values, with n - 1 as in Coates's code);
     ``zca_eps`` in the ZCA whitening x = (p - m) @ W, W = V diag(1 / sqrt(d +
@@ -78,7 +83,7 @@ class KMeansFeatures(Params):
     ``features__k`` work); ``fit`` and ``transform`` check them and raise a
     ValueError naming the bad one (``check_params`` does only that).
     ``transform`` uses the current parameters: the encoder, ``alpha``,
-    ``split``, ``stride``, ``pool`` and the execution settings may change
+    ``split``, ``stride``, ``pool``, ``power`` and the execution settings may change
     after fit, ``k`` and ``patch`` must match the fitted centroids.
 
     Fitted: ``centroids_`` (k, 3 * patch**2), ``whiten_mean_`` (3 * patch**2,),
@@ -92,12 +97,13 @@ class KMeansFeatures(Params):
     def __init__(self, k: int = 1600, patch: int = 6, stride: int = 1, patches: int = 400_000, iterations: int = 50,
                  encoder: str = "triangle", alpha: float = 0.25, pool: int = 2, norm_eps: float = 10.0,
                  zca_eps: float = 0.1, seed: int = 0, progress: bool = False, dtype: Any = np.float32,
-                 threads: int | None = None, *, split: bool = False, parallel: str = "threads",
-                 block_patches: int = 256, block_images: int = 8):
+                 threads: int | None = None, *, split: bool = False, power: float = 1.0,
+                 parallel: str = "threads", block_patches: int = 256, block_images: int = 8):
         # stored as given (scikit-learn's clone checks identity); checked by fit, transform and check_params
         self.k, self.patch, self.stride, self.patches, self.iterations = k, patch, stride, patches, iterations
         self.encoder, self.alpha, self.pool, self.norm_eps, self.zca_eps = encoder, alpha, pool, norm_eps, zca_eps
         self.seed, self.progress, self.dtype, self.threads, self.split = seed, progress, dtype, threads, split
+        self.power = power
         self.parallel, self.block_patches, self.block_images = parallel, block_patches, block_images
 
     def _settings(self) -> KMeansSettings:
@@ -268,10 +274,11 @@ class KMeansFeatures(Params):
             return a.item()
 
         version = scalar("format_version", "iu")
-        if version != FORMAT_VERSION:
-            raise ValueError(f"format_version: expected {FORMAT_VERSION}, got {version}")
+        if not 1 <= version <= FORMAT_VERSION:
+            raise ValueError(f"format_version: expected 1 to {FORMAT_VERSION}, got {version}")
+        absent = {name: value for v, added in _ADDED.items() if v > version for name, value in added.items()}
         kwargs: dict[str, Any] = {name: scalar(name, "iu") for name in _INT_SETTINGS}
-        kwargs.update({name: scalar(name, "fiu") for name in _FLOAT_SETTINGS})
+        kwargs.update({name: absent[name] if name in absent else scalar(name, "fiu") for name in _FLOAT_SETTINGS})
         kwargs["encoder"] = scalar("encoder", "U")
         kwargs["split"] = bool(scalar("split", "b"))
         kwargs["dtype"] = scalar("dtype", "U")

@@ -33,6 +33,7 @@ class KMeansSettings:
     encoder: str
     alpha: float
     pool: int
+    power: float
     norm_eps: float
     zca_eps: float
     seed: int
@@ -77,6 +78,7 @@ def check_settings(p: dict[str, Any]) -> KMeansSettings:
     alpha = check_float("alpha", p["alpha"])
     m = map_size(patch, stride)
     pool = check_int("pool", p["pool"], 1, m, f" (the map of patch {patch}, stride {stride} is {m}x{m})")
+    power = check_float("power", p["power"], 0.0, strict=True)
     norm_eps = check_float("norm_eps", p["norm_eps"], 0.0, strict=True)
     zca_eps = check_float("zca_eps", p["zca_eps"], 0.0, strict=True)
     seed = check_int("seed", p["seed"], 0)
@@ -95,7 +97,7 @@ def check_settings(p: dict[str, Any]) -> KMeansSettings:
     parallel = p["parallel"]
     if not isinstance(parallel, str) or parallel not in PARALLEL:
         raise ValueError(f"parallel: expected one of {', '.join(PARALLEL)}, got {parallel!r}")
-    return KMeansSettings(k, patch, stride, patches, iterations, encoder, alpha, pool, norm_eps, zca_eps, seed,
+    return KMeansSettings(k, patch, stride, patches, iterations, encoder, alpha, pool, power, norm_eps, zca_eps, seed,
                           bool(p["progress"]), dtype, threads, bool(split), parallel,
                           check_int("block_patches", p["block_patches"], 1),
                           check_int("block_images", p["block_images"], 1))

@@ -33,8 +33,8 @@ __all__ = ["SPLIT_NAMES", "settings", "make_extractor", "with_execution", "cache
 
 SPLIT_NAMES = ("train", "val", "test")
 _SETTINGS = {
-    "kmeans": ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "split", "pool", "norm_eps",
-               "zca_eps"),
+    "kmeans": ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "split", "pool", "power",
+               "norm_eps", "zca_eps"),
     "hog_color": ("orientations", "cell", "hue_bins"),
 }
 
