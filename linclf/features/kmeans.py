@@ -40,7 +40,6 @@ _SETTINGS = ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha"
              "zca_eps", "seed", "split", "dtype")
 _INT_SETTINGS = ("k", "patch", "stride", "patches", "iterations", "pool", "seed")
 _FLOAT_SETTINGS = ("alpha", "power", "norm_eps", "zca_eps")
-_ADDED = {2: {"power": 1.0}}             # format version: the settings it added, as files before it had them
 
 
 # ----------------------------------------------------------------------------- input rows
@@ -276,7 +275,7 @@ class KMeansFeatures(Params):
         version = scalar("format_version", "iu")
         if not 1 <= version <= FORMAT_VERSION:
             raise ValueError(f"format_version: expected 1 to {FORMAT_VERSION}, got {version}")
-        absent = {name: value for v, added in _ADDED.items() if v > version for name, value in added.items()}
+        absent = {"power": 1.0} if version < 2 else {}                # version 1 had no power: it was 1
         kwargs: dict[str, Any] = {name: scalar(name, "iu") for name in _INT_SETTINGS}
         kwargs.update({name: absent[name] if name in absent else scalar(name, "fiu") for name in _FLOAT_SETTINGS})
         kwargs["encoder"] = scalar("encoder", "U")
