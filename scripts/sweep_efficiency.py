@@ -15,7 +15,9 @@ standard error of an accuracy near 0.7 is 1.4 points, so the best of 32 random
 trials is mostly the luckiest draw of the noise, which no search can aim at
 (5,000 images: 0.65 points). Each sweep seed also seeds the k-means fit, so
 each seed builds its own features once (cached afterwards); the validation
-split is the same (the end of the training images).
+split is the same (the end of the training images). With --out the sweep
+folders are kept, and a rerun resumes them (run_sweep's own resume): delete
+the tpe-* folders to measure the TPE study again against the same random ones.
 """
 from __future__ import annotations
 
@@ -47,10 +49,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--prune", default="hyperband")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="keep every sweep's folder (results.csv, study.log) here; default: a temporary folder")
     a = ap.parse_args()
     base = load_config(a.config, a.sets)
     specs = [parse_spec(p) for p in a.params]
-    tmp = Path(tempfile.mkdtemp(prefix="sweep-eff-"))
+    tmp = a.out or Path(tempfile.mkdtemp(prefix="sweep-eff-"))
     ratios = []
     try:
         for seed in a.seeds:
@@ -83,7 +87,8 @@ def main() -> None:
         print(json.dumps({"mean_ratio": statistics.mean(ok) if len(ok) == len(ratios) else None,
                           "ratios": ratios, "target": "<= 0.5"}), flush=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if a.out is None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -179,6 +179,7 @@ def test_patience_stops_early(tmp_path, learnable_data_dir):
 
 
 @pytest.mark.parametrize("method", ["random_search", "random_local_search"])
+@pytest.mark.filterwarnings("ignore:the final val accuracy .* is at chance level")   # 40 candidates
 def test_derivative_free_methods_give_the_same_weights_whatever_the_workers(tmp_path, learnable_data_dir, method):
     cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 40, "model.reg": 0.0,
                                          "model.loss": "svm", "model.init_scale": 1e-3})
@@ -188,6 +189,7 @@ def test_derivative_free_methods_give_the_same_weights_whatever_the_workers(tmp_
 
 
 @pytest.mark.parametrize("method", ["random_search", "random_local_search"])
+@pytest.mark.filterwarnings("ignore:the final val accuracy .* is at chance level")   # 40 candidates
 def test_derivative_free_methods(tmp_path, learnable_data_dir, method):
     cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 40, "model.reg": 0.0,
                                          "model.loss": "svm", "model.init_scale": 1e-3})
