@@ -117,6 +117,22 @@ def test_pruned_trials_are_recorded_with_their_epoch(tmp_path, config, learnable
     assert "val accuracy" in (out / "best.yaml").read_text() and f"({best['trial']})" in (out / "best.yaml").read_text()
 
 
+def test_a_trial_that_trained_all_its_epochs_is_not_pruned(tmp_path, learnable_data_dir):
+    # Hyperband's rungs of 3 epochs are 1 and 3: at 3 the trial has finished, and pruning it then saves
+    # nothing and throws its result away. It reports the epoch (later trials compare with it) and is ok.
+    config = tmp_path / "three.yaml"
+    config.write_text(small_config(epochs=3, log_every=5, schedule="constant"))
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, *PARAMS, "--trials", 14, "--jobs", 1, "--prune", "hyperband")
+    assert r.exit_code == 0, r.output
+    rows = saved_rows(out).values()
+    assert any(row["status"] == "pruned" for row in rows)
+    assert all(row["pruned_epoch"] < 3 for row in rows if row["status"] == "pruned")
+    finished = [row for row in rows if round(row["history"][-1]["epoch"]) == 3]
+    assert finished and all(row["status"] == "ok" for row in finished), [(r["status"], r.get("pruned_epoch"))
+                                                                         for r in rows]
+
+
 # A sweep whose trials beat every second, that takes another's trial as stopped after 5 s without a heartbeat
 # (not 60 s), and that looks at the study every second while it waits.
 SHORT_HEARTBEAT = ("import linclf.training.study_storage as s, linclf.training.search_tpe as t; "

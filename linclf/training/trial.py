@@ -34,7 +34,7 @@ from ..data.cifar10 import CIFAR10, Splits
 from ..errors import DivergenceError, Interrupted, LinclfError
 from ..features.registry import LEARNED
 from .featurize import feature_prep, featurize
-from .loop import accuracy, init_state, train
+from .loop import accuracy, init_state, plan, train
 from .runs import load_data, make_splits
 
 __all__ = ["run_trial", "data_location", "one_thread_process", "TrialPruned", "HOOK_ENV"]
@@ -153,8 +153,12 @@ def clean(obj: Any) -> Any:
     return obj
 
 
-def _pruning_callback(study_spec: dict, trial_id: int):
-    """The ``on_step`` callback reporting each epoch's validation accuracy to Optuna; raises TrialPruned."""
+def _pruning_callback(study_spec: dict, trial_id: int, total_steps: int):
+    """The ``on_step`` callback reporting each epoch's validation accuracy to Optuna; raises TrialPruned.
+
+    The pruner is not asked after the last step: the trial has trained by then, and pruning it would save
+    nothing and throw its result away (Hyperband's top rung and the median rule both would).
+    """
     from .search_tpe import open_trial
 
     trial = open_trial(study_spec, trial_id)
@@ -169,7 +173,7 @@ def _pruning_callback(study_spec: dict, trial_id: int):
                 continue
             epoch = int(round(rec["epoch"]))
             trial.report(float(val), step=epoch)
-            if trial.should_prune():
+            if rec["step"] < total_steps and trial.should_prune():
                 raise TrialPruned(epoch, float(val))
 
     return on_step
@@ -183,7 +187,8 @@ def _train_and_score(task: dict, states: list) -> dict:
     prep = _prep(cfg, splits, feature_seed)
     state = init_state(cfg, (len(splits.classes), prep.out_dim(splits.X_train.shape[1])))
     states.append(state)
-    on_step = _pruning_callback(task["study"], task["trial_id"]) if task.get("study") else None
+    on_step = (_pruning_callback(task["study"], task["trial_id"], plan(cfg, len(splits.y_train)).total_steps)
+               if task.get("study") else None)
     # a worker process runs one trial of several in parallel: one CPU each
     result = train(cfg, splits, prep, state=state, on_step=on_step, workers=1 if task.get("worker") else None)
     return {"val_accuracy": _finite(accuracy(result.W, prep, splits.X_val, splits.y_val)),
