@@ -298,3 +298,21 @@ def test_a_journal_trial_of_another_machine_is_left_running_with_a_one_line_warn
     assert [(t.number, t.state.name) for t in study_trials(url)] == \
         [(0, "COMPLETE"), (1, "COMPLETE"), (2, "RUNNING"), (3, "COMPLETE")]       # not judged, not taken over
     assert sorted(saved_rows(out)) == [0, 1, 3]
+
+
+def test_an_owner_tag_names_one_process_not_a_reused_pid():
+    from linclf.training.study_storage import owner_stopped, owner_tag
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    _STARTED.append(child)
+    host, pid_start = owner_tag().rsplit(":", 1)
+    pid, start = pid_start.split("@")
+    assert pid == str(os.getpid()) and start.isdigit()
+    with open(f"/proc/{child.pid}/stat") as f:
+        child_start = f.read().rpartition(")")[2].split()[19]
+    assert owner_stopped(f"{host}:{child.pid}@{child_start}") is False       # alive, the same process
+    assert owner_stopped(f"{host}:{child.pid}") is False                     # a tag of an older linclf
+    assert owner_stopped(f"{host}:{child.pid}@{int(child_start) - 1}") is True   # its pid, another process
+    assert owner_stopped(f"elsewhere:{child.pid}@{child_start}") is None     # another machine: not judged
+    child.communicate(b"")
+    assert owner_stopped(f"{host}:{child.pid}@{child_start}") is True        # gone

@@ -7,8 +7,9 @@ the sweep folder.
 
 A sweep process killed while it holds trials (SIGKILL, the OOM killer, a lost
 machine) never tells the study their outcome: they would stay RUNNING, out of
-every count, for good. Each trial therefore carries the ``host:pid`` of the
-sweep process that asked it (user attribute ``OWNER``), and:
+every count, for good. Each trial therefore carries the ``host:pid@start`` of
+the sweep process that asked it (its start time tells it from a later process
+given the same pid) (user attribute ``OWNER``), and:
 
 - an RDB storage uses Optuna's heartbeats: the owner records a heartbeat of
   each trial it holds every ``HEARTBEAT_INTERVAL`` s (``Heartbeat``), and a
@@ -41,7 +42,7 @@ __all__ = ["check_storage", "storage_url", "open_storage", "has_heartbeats", "re
 
 RDB_SCHEMES = ("postgresql", "mysql", "sqlite", "oracle", "mssql")
 STUDY_FILE = "study.log"
-OWNER = "sweep_process"       # user attribute of a trial: host:pid of the sweep process that asked it
+OWNER = "sweep_process"       # user attribute of a trial: host:pid@start of the sweep process that asked it
 HEARTBEAT_INTERVAL = 10       # seconds between two heartbeats of a running trial (RDB storages)
 GRACE_PERIOD = 60             # seconds without a heartbeat after which a running trial is taken as stopped
 MAX_RETRY = 1                 # a stopped trial's values run once more; stopped again, it is left failed
@@ -160,8 +161,22 @@ def retried_from(optuna, trial) -> int | None:
 
 
 def owner_tag() -> str:
-    """``host:pid`` of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid@start`` of this process (``host:pid`` where the start time cannot be read)."""
+    start = _start_time(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"@{start}" if start else "")
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where that cannot be read.
+
+    With it an owner tag names one process, not a pid the system may since have given to another.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()     # after "pid (comm)", which may hold spaces
+        return fields[19].decode()                             # field 22 of proc(5): starttime
+    except (OSError, IndexError):
+        return None
 
 
 def owner_host(tag: Any) -> str | None:
@@ -174,8 +189,10 @@ def owner_host(tag: Any) -> str | None:
 def owner_stopped(tag: Any) -> bool | None:
     """Whether the sweep process of an ``OWNER`` tag is gone: True or False for a process of this machine,
     None for one elsewhere or no tag. Call it only for trials this process does not hold: a tag with this
-    process's own pid is then a dead process whose pid was reused."""
-    host, _, pid = tag.rpartition(":") if isinstance(tag, str) else ("", "", "")
+    process's own pid is then a dead process whose pid was reused, and so is a live process that started at
+    another time than the tag says."""
+    host, _, pid_start = tag.rpartition(":") if isinstance(tag, str) else ("", "", "")
+    pid, _, start = pid_start.partition("@")
     if host != socket.gethostname() or not pid.isdigit():
         return None
     if int(pid) == os.getpid():
@@ -185,8 +202,9 @@ def owner_stopped(tag: Any) -> bool | None:
     except ProcessLookupError:
         return True
     except PermissionError:          # another user's process: alive
-        return False
-    return False
+        pass
+    now = _start_time(int(pid))
+    return bool(start and now and now != start)
 
 
 class Heartbeat:
