@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from conftest import invoke, one_line_error, optional, small_config
@@ -131,6 +133,43 @@ def test_a_trial_that_trained_all_its_epochs_is_not_pruned(tmp_path, learnable_d
     finished = [row for row in rows if round(row["history"][-1]["epoch"]) == 3]
     assert finished and all(row["status"] == "ok" for row in finished), [(r["status"], r.get("pruned_epoch"))
                                                                          for r in rows]
+
+
+def test_the_pruner_is_told_the_accuracy_of_each_epochs_mean_weights(monkeypatch):
+    from linclf.training import search_tpe
+    from linclf.training.trial import TrialPruned, pruning_callback
+
+    reports, asked = [], []
+
+    class Trial:
+        def report(self, value, step):
+            reports.append((step, value))
+
+        def should_prune(self):
+            asked.append(reports[-1][0])
+            return prune
+
+    monkeypatch.setattr(search_tpe, "open_trial", lambda spec, trial_id: Trial())
+    state = SimpleNamespace(W=np.zeros((2, 3), np.float32), history=[])
+    prune = False
+    on_step = pruning_callback({}, 7, 6, lambda W: float(W[0, 0]))
+    for step in range(1, 7):                       # 3 steps an epoch; W is the step number
+        state.W[:] = step
+        state.history.append({"step": step, "epoch": step / 3, "loss": 1.0})
+        if step % 3 == 0:
+            state.history.append({"step": step, "epoch": step / 3, "val_accuracy": 0.1})
+        on_step(state)
+    assert reports == [(1, 2.0), (2, 5.0)]         # the means of steps 1-3 and 4-6, not the iterate's 0.1
+    assert asked == [1]                            # not asked after the last step
+
+    prune, state.history = True, []
+    on_step = pruning_callback({}, 7, 6, lambda W: float(W[0, 0]))
+    with pytest.raises(TrialPruned, match=r"pruned at epoch 1 \(val accuracy 3\.0000 of the epoch's mean"):
+        for step, w in ((1, 2), (2, 3), (3, 4)):   # mean 3
+            state.W[:] = w
+            state.history.append({"step": step, "epoch": step / 3, "val_accuracy": 0.1} if step == 3
+                                 else {"step": step, "epoch": step / 3, "loss": 1.0})
+            on_step(state)
 
 
 # A sweep whose trials beat every second, that takes another's trial as stopped after 5 s without a heartbeat

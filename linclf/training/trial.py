@@ -24,7 +24,7 @@ import math
 import os
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from .featurize import feature_prep, featurize
 from .loop import accuracy, init_state, plan, train
 from .runs import load_data, make_splits
 
-__all__ = ["run_trial", "data_location", "one_thread_process", "TrialPruned", "HOOK_ENV"]
+__all__ = ["run_trial", "data_location", "one_thread_process", "pruning_callback", "TrialPruned", "HOOK_ENV"]
 
 HOOK_ENV = "LINCLF_SWEEP_HOOK"
 
@@ -51,7 +51,7 @@ class TrialPruned(Exception):
     """Raised from the step callback when the search's pruner stops the trial."""
 
     def __init__(self, epoch: int, val_accuracy: float):
-        super().__init__(f"pruned at epoch {epoch} (val accuracy {val_accuracy:.4f})")
+        super().__init__(f"pruned at epoch {epoch} (val accuracy {val_accuracy:.4f} of the epoch's mean weights)")
         self.epoch, self.val_accuracy = epoch, val_accuracy
 
 
@@ -153,28 +153,39 @@ def clean(obj: Any) -> Any:
     return obj
 
 
-def _pruning_callback(study_spec: dict, trial_id: int, total_steps: int):
+def pruning_callback(study_spec: dict, trial_id: int, total_steps: int,
+                      val_accuracy: Callable[[np.ndarray], float]):
     """The ``on_step`` callback reporting each epoch's validation accuracy to Optuna; raises TrialPruned.
 
-    The pruner is not asked after the last step: the trial has trained by then, and pruning it would save
-    nothing and throw its result away (Hyperband's top rung and the median rule both would).
+    What is reported is ``val_accuracy`` of the weights averaged over the epoch's steps, not of the last
+    iterate: under a decaying lr an early iterate is noisy in proportion to its lr, so the pruner would
+    rank a large lr that ends best below a small one that ends worse; the epoch's mean is near where the
+    annealed run goes (README, "sweep"). The pruner is not asked after
+    the last step: the trial has trained by then, and pruning it would save nothing and throw its result
+    away (Hyperband's top rung and the median rule both would).
     """
     from .search_tpe import open_trial
 
     trial = open_trial(study_spec, trial_id)
-    seen = [0]
+    seen, mean, steps = 0, None, 0
 
     def on_step(state) -> None:
-        new = state.history[seen[0]:]
-        seen[0] = len(state.history)
+        nonlocal seen, mean, steps
+        steps += 1
+        if mean is None:
+            mean = state.W.astype(np.float64)
+        else:
+            mean += (state.W - mean) / steps
+        new, seen = state.history[seen:], len(state.history)
         for rec in new:
             val = rec.get("val_accuracy")
             if val is None or not math.isfinite(val):
                 continue
             epoch = int(round(rec["epoch"]))
-            trial.report(float(val), step=epoch)
+            val, mean, steps = float(val_accuracy(mean.astype(state.W.dtype))), None, 0
+            trial.report(val, step=epoch)
             if rec["step"] < total_steps and trial.should_prune():
-                raise TrialPruned(epoch, float(val))
+                raise TrialPruned(epoch, val)
 
     return on_step
 
@@ -187,8 +198,10 @@ def _train_and_score(task: dict, states: list) -> dict:
     prep = _prep(cfg, splits, feature_seed)
     state = init_state(cfg, (len(splits.classes), prep.out_dim(splits.X_train.shape[1])))
     states.append(state)
-    on_step = (_pruning_callback(task["study"], task["trial_id"], plan(cfg, len(splits.y_train)).total_steps)
-               if task.get("study") else None)
+    on_step = None
+    if task.get("study"):
+        on_step = pruning_callback(task["study"], task["trial_id"], plan(cfg, len(splits.y_train)).total_steps,
+                                    lambda W: accuracy(W, prep, splits.X_val, splits.y_val))
     # a worker process runs one trial of several in parallel: one CPU each
     result = train(cfg, splits, prep, state=state, on_step=on_step, workers=1 if task.get("worker") else None)
     return {"val_accuracy": _finite(accuracy(result.W, prep, splits.X_val, splits.y_val)),
