@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -96,6 +98,39 @@ def test_close_stops_a_running_trial_without_waiting_for_it(tmp_path, hooked):
     assert r.returncode == 0, r.stderr
     ((_, _, pid),) = logged(hooked)
     assert r.stdout.split() == ["stopped", str(pid)] and pid != os.getpid()
+
+
+def test_a_worker_exits_when_its_sweep_process_is_killed(tmp_path, hooked):
+    """A SIGKILLed sweep leaves no worker behind waiting for tasks that never come."""
+    code = textwrap.dedent(f"""
+        import os, signal
+        from linclf.training.executors import ProcessPool
+        from sweep_hooks import logged
+
+        pool = ProcessPool(1)
+        pool.submit({{"trial": 0, "config": {{"seed": 1}}, "data": {{}}}})
+        pool.next_result()                   # the worker is idle now, waiting for the next task
+        ((_, _, pid),) = logged({str(hooked)!r})
+        print(pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:   # a pipe the
+        r = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=err, timeout=120)  # worker holds
+    printed = (tmp_path / "out.txt").read_text()                                           # would block run()
+    assert r.returncode == -signal.SIGKILL, (tmp_path / "err.txt").read_text()
+    ((_, _, pid),) = logged(hooked)
+    assert printed.split() == [str(pid)]
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return                               # gone already
+    try:
+        ready, _, _ = select.select([fd], [], [], 60)   # readable once the process has exited
+    finally:
+        os.close(fd)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    assert ready, f"worker {pid} still runs 60 s after its sweep process was killed"
 
 
 # ----------------------------------------------------------------------- Dask

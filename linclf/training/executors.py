@@ -21,8 +21,10 @@ go on.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -81,8 +83,23 @@ class InProcess:
 
 
 def _init_worker() -> None:
-    """Start of a local worker process: Ctrl-C is left to the parent, which stops the sweep."""
+    """Start of a local worker process: Ctrl-C is left to the parent, which stops the sweep; the worker exits
+    when the parent does.
+
+    A pool's worker waits for its next task on a pipe it also holds the write end of, so a parent killed
+    (SIGKILL, the OOM killer) or terminated without closing the pool would leave it waiting for good.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="linclf-exit-with-parent",
+                         daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    """Block until the parent process is gone (its sentinel becomes ready), then end this process."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
