@@ -189,6 +189,11 @@ def test_workers_set_the_extractor_threads(tmp_path, km_config, learnable_data_d
                  "--set", "data.num_val=40", "--out", tmp_path / "run", "--quiet")
     assert res.exit_code == 0, res.output
     assert seen and all(threads == 1 for _, threads in seen)
+    seen.clear()
+    res = invoke(*args[:-1], "gradcheck", "--config", km_config, "--data-dir", learnable_data_dir,
+                 "--set", "features.k=9", "--quiet")                          # features not cached yet
+    assert res.exit_code == 0, res.output
+    assert seen == [("fit", 1), ("transform", 1)]
 
 
 def test_features_command_on_pixels_is_a_usage_error(tmp_path, learnable_data_dir):

@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from ..fsutil import json_text
-from .app import cli, command_config, config_options, data_options, quiet_option, show_progress
+from .app import cli, command_config, config_options, data_options, quiet_option, show_progress, workers
 
 
 @cli.command(short_help="Check analytic gradients against numerical ones.")
@@ -43,7 +43,7 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
 
     cfg = command_config(config_path, overrides, {"data.archive": archive})
     res = run_gradcheck(cfg, synthetic=synthetic, batch=batch, checks=checks, h=h, method=method,
-                        threshold=threshold, data_dir=data_dir, quiet=not show_progress(quiet))
+                        threshold=threshold, data_dir=data_dir, quiet=not show_progress(quiet), workers=workers())
     if as_json:
         click.echo(json_text(res))
     else:

@@ -147,18 +147,19 @@ def feature_prep(cfg: Config, X_train: np.ndarray) -> Preprocessor:
 
 
 def training_rows(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = None, *,
-                  progress: bool = False) -> tuple[np.ndarray, Preprocessor]:
+                  progress: bool = False, workers: int | None = None) -> tuple[np.ndarray, Preprocessor]:
     """The training rows (N, D) the classifier of ``cfg`` is trained on, and the preprocessing fitted on them.
 
     ``pixels``: the uint8 images (N, 3072) and the ``preprocess`` section's fit.
     ``npz``: ``splits`` already holds the feature file's rows. ``kmeans`` /
     ``hog_color``: the extractor is fitted and the training split extracted as
     ``linclf train`` does (through the feature cache, with its progress bars),
-    the other splits are not built. Features get ``feature_prep``.
+    the other splits are not built, on ``workers`` threads (None: the extractor's default). Features get
+    ``feature_prep``.
     """
     kind = cfg.features.kind
     if kind in LEARNED:
-        splits, _ = featurize(cfg, splits, data_dir, progress=progress, only=("train",))
+        splits, _ = featurize(cfg, splits, data_dir, progress=progress, only=("train",), workers=workers)
     if kind == "pixels":
         p = cfg.preprocess
         return splits.X_train, preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)

@@ -420,7 +420,7 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
 
 
 def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | os.PathLike | None = None,
-                   quiet: bool = True) -> tuple[np.ndarray, np.ndarray, int]:
+                   quiet: bool = True, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """float64 rows X (batch, D) with the bias column, labels y (batch,), and C for a gradient check.
 
     Real data: ``batch`` random training rows as the classifier of the config
@@ -428,7 +428,7 @@ def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | 
     k-means / HOG features built through the feature cache as ``train`` builds
     them), through the preprocessing ``train`` fits. Synthetic: standard-normal
     rows of the same width (``featurize.row_width``), 10 classes, so the check
-    runs anywhere.
+    runs anywhere. ``workers``: the feature extractor's threads (None: $LINCLF_WORKERS, else the usable CPUs).
     """
     rng = rng_stream(cfg.seed, "gradcheck")
     if synthetic:
@@ -442,14 +442,15 @@ def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | 
     splits = make_splits(cfg, data)
     if batch > len(splits.y_train):
         raise ConfigError(f"--batch {batch} is more than the {len(splits.y_train)} training rows")
-    X_train, prep = training_rows(cfg, splits, data_dir, progress=not quiet)
+    X_train, prep = training_rows(cfg, splits, data_dir, progress=not quiet, workers=workers)
     idx = np.sort(rng.choice(len(splits.y_train), size=batch, replace=False))
     return prep.transform(X_train[idx], np.float64), splits.y_train[idx], len(splits.classes)
 
 
 def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, checks: int = 20, h: float = 1e-5,
                   method: str = "centered", threshold: float | None = None,
-                  data_dir: str | os.PathLike | None = None, quiet: bool = True) -> dict:
+                  data_dir: str | os.PathLike | None = None, quiet: bool = True,
+                  workers: int | None = None) -> dict:
     """Check the configured loss's analytic gradient at the configured initial W, in float64.
 
     Returns ``gradcheck.check_loss``'s result (plain dicts) plus ``init_loss``
@@ -459,7 +460,8 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
     """
     from ..core.gradcheck import as_plain, check_loss
 
-    X, y, C = gradcheck_data(cfg, synthetic=synthetic, batch=batch, data_dir=data_dir, quiet=quiet)
+    X, y, C = gradcheck_data(cfg, synthetic=synthetic, batch=batch, data_dir=data_dir, quiet=quiet,
+                             workers=workers)
     m = cfg.model
     W = rng_stream(cfg.seed, "init").standard_normal((C, X.shape[1])) * m.init_scale
     result = as_plain(check_loss(W, X, y, loss=m.loss, delta=m.delta, reg=m.reg, reg_bias=m.reg_bias,
