@@ -119,6 +119,26 @@ def test_default_threads_follow_linclf_workers(fitted, X, monkeypatch, env, thre
     assert pools == [expected]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_fit_uses_the_threads_it_is_given(X, monkeypatch, threads):
+    """The whitening's products and eigendecomposition run with BLAS limited, the k-means with the pool."""
+    import linclf.features.kmeans as km
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    real_pool, real_eigh = km.task_pool, np.linalg.eigh
+
+    def eigh(a):
+        seen.append(("eigh", max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")))
+        return real_eigh(a)
+
+    monkeypatch.setattr(km, "task_pool", lambda n, *a: seen.append(("pool", n)) or real_pool(n, *a))
+    monkeypatch.setattr(np.linalg, "eigh", eigh)
+    monkeypatch.setattr("linclf.threads.usable_cpus", lambda: 2)
+    KMeansFeatures(k=4, patches=200, iterations=2, threads=threads).fit(X[:10])
+    assert seen == [("eigh", threads), ("pool", threads)]
+
+
 @pytest.mark.parametrize("block_patches,block_images", [(1, 1), (100, 3), (5000, 2)])
 def test_blocking_does_not_change_features(fitted, X, block_patches, block_images):
     """Sub-blocks of a few rows, of whole images, and a last partial task give the same numbers."""

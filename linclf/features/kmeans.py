@@ -26,7 +26,7 @@ import numpy as np
 
 from ..estimator_base import Params, not_fitted, transformer_tags
 from ..progress import Bar
-from ..threads import task_pool
+from ..threads import blas_threads, task_pool
 from .encode import PatchEncoder
 from .kmeans_settings import ENCODERS, KMeansSettings, check_settings
 from .lloyd import lloyd, spans
@@ -177,17 +177,18 @@ class KMeansFeatures(Params):
             normalize_patches(P[a:b], s.norm_eps)
         mean = P.mean(axis=0, dtype=np.float64)                       # (p,)
         cov = np.zeros((p, p))
-        for a, b in runs:
-            Pc = P[a:b].astype(np.float64) - mean
-            cov += Pc.T @ Pc
-        cov /= max(1, s.patches - 1)
-        evals, evecs = np.linalg.eigh(cov)
-        W = (evecs / np.sqrt(np.maximum(evals, 0.0) + s.zca_eps)) @ evecs.T   # (p, p), symmetric
-        Xa = np.empty((s.patches, p + 1), dtype=s.dtype)             # whitened patches and a column of ones
-        Wd, md = W.astype(s.dtype), mean.astype(s.dtype)
-        for a, b in runs:
-            P[a:b] -= md
-            np.matmul(P[a:b], Wd, out=Xa[a:b, :p])
+        with blas_threads(s.threads):                                 # the CPUs allowed, not BLAS's default
+            for a, b in runs:
+                Pc = P[a:b].astype(np.float64) - mean
+                cov += Pc.T @ Pc
+            cov /= max(1, s.patches - 1)
+            evals, evecs = np.linalg.eigh(cov)
+            W = (evecs / np.sqrt(np.maximum(evals, 0.0) + s.zca_eps)) @ evecs.T   # (p, p), symmetric
+            Xa = np.empty((s.patches, p + 1), dtype=s.dtype)         # whitened patches and a column of ones
+            Wd, md = W.astype(s.dtype), mean.astype(s.dtype)
+            for a, b in runs:
+                P[a:b] -= md
+                np.matmul(P[a:b], Wd, out=Xa[a:b, :p])
         del P
         Xa[:, p] = 1
         bar = Bar(s.progress, s.iterations, desc="k-means", unit="it")
