@@ -114,9 +114,10 @@ def test_a_worker_exits_when_its_sweep_process_is_killed(tmp_path, hooked):
         print(pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:   # a pipe the
-        r = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=err, timeout=120)  # worker holds
-    printed = (tmp_path / "out.txt").read_text()                                           # would block run()
+    # files, not pipes: a worker left holding a pipe's write end would block run() until the timeout
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        r = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=err, timeout=120)
+    printed = (tmp_path / "out.txt").read_text()
     assert r.returncode == -signal.SIGKILL, (tmp_path / "err.txt").read_text()
     ((_, _, pid),) = logged(hooked)
     assert printed.split() == [str(pid)]

@@ -131,8 +131,8 @@ def test_a_trial_that_trained_all_its_epochs_is_not_pruned(tmp_path, learnable_d
     assert any(row["status"] == "pruned" for row in rows)
     assert all(row["pruned_epoch"] < 3 for row in rows if row["status"] == "pruned")
     finished = [row for row in rows if round(row["history"][-1]["epoch"]) == 3]
-    assert finished and all(row["status"] == "ok" for row in finished), [(r["status"], r.get("pruned_epoch"))
-                                                                         for r in rows]
+    assert finished and all(row["status"] == "ok" for row in finished), [
+        (row["status"], row.get("pruned_epoch")) for row in rows]
 
 
 def test_the_pruner_is_told_the_accuracy_of_each_epochs_mean_weights(monkeypatch):

@@ -8,8 +8,8 @@ the sweep folder.
 A sweep process killed while it holds trials (SIGKILL, the OOM killer, a lost
 machine) never tells the study their outcome: they would stay RUNNING, out of
 every count, for good. Each trial therefore carries the ``host:pid@start`` of
-the sweep process that asked it (its start time tells it from a later process
-given the same pid) (user attribute ``OWNER``), and:
+the sweep process that asked it (user attribute ``OWNER``; the start time
+tells that process from a later one given the same pid), and:
 
 - an RDB storage uses Optuna's heartbeats: the owner records a heartbeat of
   each trial it holds every ``HEARTBEAT_INTERVAL`` s (``Heartbeat``), and a

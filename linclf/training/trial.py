@@ -154,15 +154,15 @@ def clean(obj: Any) -> Any:
 
 
 def pruning_callback(study_spec: dict, trial_id: int, total_steps: int,
-                      val_accuracy: Callable[[np.ndarray], float]):
+                     val_accuracy: Callable[[np.ndarray], float]):
     """The ``on_step`` callback reporting each epoch's validation accuracy to Optuna; raises TrialPruned.
 
     What is reported is ``val_accuracy`` of the weights averaged over the epoch's steps, not of the last
     iterate: under a decaying lr an early iterate is noisy in proportion to its lr, so the pruner would
     rank a large lr that ends best below a small one that ends worse; the epoch's mean is near where the
-    annealed run goes (README, "sweep"). The pruner is not asked after
-    the last step: the trial has trained by then, and pruning it would save nothing and throw its result
-    away (Hyperband's top rung and the median rule both would).
+    annealed run goes (README, "sweep"). The pruner is not asked after the last step: the trial has trained
+    by then, and pruning it would save nothing and throw its result away (Hyperband's top rung and the
+    median rule both would).
     """
     from .search_tpe import open_trial
 
@@ -201,7 +201,7 @@ def _train_and_score(task: dict, states: list) -> dict:
     on_step = None
     if task.get("study"):
         on_step = pruning_callback(task["study"], task["trial_id"], plan(cfg, len(splits.y_train)).total_steps,
-                                    lambda W: accuracy(W, prep, splits.X_val, splits.y_val))
+                                   lambda W: accuracy(W, prep, splits.X_val, splits.y_val))
     # a worker process runs one trial of several in parallel: one CPU each
     result = train(cfg, splits, prep, state=state, on_step=on_step, workers=1 if task.get("worker") else None)
     return {"val_accuracy": _finite(accuracy(result.W, prep, splits.X_val, splits.y_val)),
