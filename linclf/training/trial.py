@@ -167,22 +167,23 @@ def pruning_callback(study_spec: dict, trial_id: int, total_steps: int,
     from .search_tpe import open_trial
 
     trial = open_trial(study_spec, trial_id)
-    seen, mean, steps = 0, None, 0
+    seen, total, steps = 0, None, 0              # the sum of this epoch's weights, over its steps
 
     def on_step(state) -> None:
-        nonlocal seen, mean, steps
+        nonlocal seen, total, steps
         steps += 1
-        if mean is None:
-            mean = state.W.astype(np.float64)
+        if total is None:
+            total = state.W.astype(np.float64)
         else:
-            mean += (state.W - mean) / steps
+            total += state.W                     # in place: no temporary of W's size a step
         new, seen = state.history[seen:], len(state.history)
         for rec in new:
             val = rec.get("val_accuracy")
             if val is None or not math.isfinite(val):
                 continue
             epoch = int(round(rec["epoch"]))
-            val, mean, steps = float(val_accuracy(mean.astype(state.W.dtype))), None, 0
+            val = float(val_accuracy((total / steps).astype(state.W.dtype)))
+            total, steps = None, 0
             trial.report(val, step=epoch)
             if rec["step"] < total_steps and trial.should_prune():
                 raise TrialPruned(epoch, val)
