@@ -154,10 +154,11 @@ def clean(obj: Any) -> Any:
 
 
 def pruning_callback(study_spec: dict, trial_id: int, total_steps: int,
-                     val_accuracy: Callable[[np.ndarray], float]):
+                     val_accuracy: Callable[[np.ndarray], float]) -> Callable[[Any], None]:
     """The ``on_step`` callback reporting each epoch's validation accuracy to Optuna; raises TrialPruned.
 
-    What is reported is ``val_accuracy`` of the weights averaged over the epoch's steps, not of the last
+    ``val_accuracy(W)`` scores weights W (C, D) on the validation split; ``total_steps`` is the trial's
+    length. What is reported is the score of the weights averaged over the epoch's steps, not of the last
     iterate: under a decaying lr an early iterate is noisy in proportion to its lr, so the pruner would
     rank a large lr that ends best below a small one that ends worse; the epoch's mean is near where the
     annealed run goes (README, "sweep"). The pruner is not asked after the last step: the trial has trained
