@@ -154,8 +154,8 @@ def training_rows(cfg: Config, splits: Splits, data_dir: str | os.PathLike | Non
     ``npz``: ``splits`` already holds the feature file's rows. ``kmeans`` /
     ``hog_color``: the extractor is fitted and the training split extracted as
     ``linclf train`` does (through the feature cache, with its progress bars),
-    the other splits are not built, on ``workers`` threads (None: the extractor's default). Features get
-    ``feature_prep``.
+    on ``workers`` threads (None: the extractor's default); the other splits
+    are not built. Features get ``feature_prep``.
     """
     kind = cfg.features.kind
     if kind in LEARNED:
