@@ -619,7 +619,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL_KMEANS = ["--set", "features.k=8", "--set", "features.patches=2000", "--set", "features.iterations=3"]
 
 
-@pytest.mark.parametrize("name,dim", [("hog_color", 155), ("kmeans", 6401)])
+@pytest.mark.parametrize("name,dim", [("hog_color", 155), ("kmeans", 14401)])
 @pytest.mark.parametrize("method", ["centered", "forward"])
 def test_gradcheck_passes_every_shipped_feature_config(name, dim, method, learnable_data_dir):
     cfg = ROOT / "configs" / f"{name}.yaml"
@@ -627,7 +627,7 @@ def test_gradcheck_passes_every_shipped_feature_config(name, dim, method, learna
     assert res["passed"] and res["dim"] == dim                            # the configured width, no data needed
     small = SMALL_KMEANS if name.startswith("kmeans") else []             # a k-means fit the tiny data allows
     res = _gradcheck(cfg, "--data-dir", learnable_data_dir, "--method", method, "--set", "data.num_val=50", *small)
-    assert res["passed"] and res["dim"] == (33 if small else dim)
+    assert res["passed"] and res["dim"] == (9 * 8 + 1 if small else dim)     # k = 8, 3x3 pooling
 
 
 # ---------------------------------------------------------------- Python API
