@@ -89,10 +89,10 @@ class FeaturesConfig:
     zca_eps: float = _f(0.1, "float", "kmeans: ZCA whitening regulariser", lo=0, lo_open=True)
     k: int = _f(1600, "int", "kmeans: number of centroids", lo=1)
     iterations: int = _f(50, "int", "kmeans: Lloyd iterations (seeded by seed)", lo=1)
-    encoder: str = _f("triangle", "str", "kmeans: triangle (max(0, mean_dist - dist)) or soft (max(0, z.c - alpha))",
+    encoder: str = _f("triangle", "str", "kmeans: triangle (max(0, mean_dist - dist)) or soft (max(0, z.u - alpha), c scaled to unit length u)",
                       choices=("triangle", "soft"))
     alpha: float = _f(0.25, "float", "kmeans: soft encoder threshold", lo=0)
-    split: bool = _f(False, "bool", "kmeans: soft encoder also keeps max(0, -z.c - alpha) (twice the features)")
+    split: bool = _f(False, "bool", "kmeans: soft encoder also keeps max(0, -z.u - alpha) (twice the features)")
     pool: int = _f(2, "int", "kmeans: sum pooling over a pool x pool grid of the feature map", lo=1)
     power: float = _f(1.0, "float", "kmeans: the pooled sums raised to this power (0.5: their square root; "
                       "1: as published)", lo=0, lo_open=True)

@@ -55,7 +55,7 @@ def naive_loop(f: KMeansFeatures, X: np.ndarray) -> np.ndarray:
                     z = np.sqrt(np.sum((x[None, :] - C) ** 2, axis=1))        # (k,) explicit distances
                     code = np.maximum(0, z.mean() - z)
                 else:
-                    dots = C @ x
+                    dots = (C / np.linalg.norm(C, axis=1, keepdims=True)) @ x   # unit-length atoms
                     code = np.maximum(0, dots - f.alpha)
                     if f.split:
                         code = np.concatenate([code, np.maximum(0, -dots - f.alpha)])
@@ -206,8 +206,8 @@ def test_round_trip_through_npz(fitted, X, tmp_path):
     ("k", np.array([12]), "k: expected a scalar"),
     ("encoder", np.array("kmeans"), "encoder: expected one of triangle, soft"),
     ("pool", np.array(40), "pool: expected an integer from 1 to 27"),
-    ("format_version", np.array(99), "format_version: expected 1 to 2, got 99"),
-    ("format_version", np.array(0), "format_version: expected 1 to 2, got 0"),
+    ("format_version", np.array(99), "format_version: expected 1 to 3, got 99"),
+    ("format_version", np.array(0), "format_version: expected 1 to 3, got 0"),
     ("power", np.array(0.0), "power: expected a finite number > 0"),
     ("power", np.array("half"), "power: expected a scalar of kind 'fiu'"),
 ])
@@ -220,7 +220,7 @@ def test_from_arrays_rejects_bad_arrays(fitted, key, value, match):
 
 def test_a_version_1_file_has_power_1_and_version_2_needs_it(fitted, X):
     arrays = fitted.to_arrays()
-    assert arrays["format_version"] == 2 and arrays["power"] == 1.0
+    assert arrays["format_version"] == 3 and arrays["power"] == 1.0
     del arrays["power"]
     with pytest.raises(ValueError, match="power: missing"):
         KMeansFeatures.from_arrays(arrays)
@@ -228,6 +228,22 @@ def test_a_version_1_file_has_power_1_and_version_2_needs_it(fitted, X):
     old = KMeansFeatures.from_arrays(arrays)
     assert old.power == 1.0
     np.testing.assert_array_equal(old.transform(X[:2]), fitted.transform(X[:2]))
+
+
+def test_a_version_2_soft_encoder_is_refused_and_a_version_2_triangle_one_loads(fitted, X):
+    arrays = fitted.to_arrays()
+    arrays["format_version"] = np.array(2)                 # before the soft encoder used unit-length atoms
+    np.testing.assert_array_equal(KMeansFeatures.from_arrays(arrays).transform(X[:2]), fitted.transform(X[:2]))
+    arrays["encoder"] = np.array("soft")
+    with pytest.raises(ValueError, match="encoder: a soft encoder of format_version 2 .* fit the features again"):
+        KMeansFeatures.from_arrays(arrays)
+
+
+def test_the_soft_encoder_ignores_the_centroids_lengths(fitted, X):
+    f = with_settings(fitted, encoder="soft", split=True)
+    g = with_settings(fitted, encoder="soft", split=True)
+    g.centroids_ = g.centroids_ * np.linspace(0.5, 3.0, g.k, dtype=np.float32)[:, None]
+    np.testing.assert_allclose(g.transform(X[:2]), f.transform(X[:2]), rtol=1e-4, atol=1e-4)
 
 
 def test_power_transforms_the_pooled_sums_and_is_stored(fitted, X):

@@ -10,7 +10,7 @@ only scaled, q = p / sqrt(var(p) + norm_eps): its mean is removed by the
 whitening matrix, because (p - mean(p)) @ W = p @ (W - column means of W).
 The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
 [x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1]; for the soft encoder the whitening and
-alpha are folded into the centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
+alpha are folded into the unit-length centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
 Encoding and pooling are done in place on the chunk; the patches are laid out
 so that a pooling region is a run of rows. Each thread of the caller's task
 pool keeps its own buffers, so one encoder serves every thread.
@@ -44,6 +44,9 @@ def _products(s: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray,
         B[p] = np.einsum("ij,ij->i", C, C)
         B[p + 1] = 1
     else:
+        # the soft threshold is taken against unit-length atoms (Coates & Ng, ICML 2011): alpha is one
+        # threshold for all of them, and k-means centroids of whitened patches differ in length
+        C /= np.maximum(np.linalg.norm(C, axis=1, keepdims=True), np.finfo(np.float64).tiny)
         WC = Wc @ C.T                                              # (p, k): c . x = q . (W c) - (m W) . c
         B = np.empty((p + 1, s.n_codes))
         B[:p, : s.k] = WC

@@ -4,7 +4,8 @@
 fits ZCA whitening on them and runs Lloyd's k-means on the whitened patches.
 ``transform`` takes every patch on a ``stride`` grid, normalises and whitens
 it, encodes it against the centroids (triangle: max(0, mean(z) - z_k) with
-z_k = ||x - c_k||; soft threshold: max(0, c_k . x - alpha)) and sum-pools the
+z_k = ||x - c_k||; soft threshold: max(0, u_k . x - alpha) with u_k = c_k / ||c_k||,
+the centroids as unit-length dictionary atoms as in Coates & Ng, ICML 2011) and sum-pools the
 codes over a ``pool`` x ``pool`` grid of the map; ``power`` < 1 then
 compresses the pooled sums (0.5, their square root, is the power
 normalisation of bag-of-features and Fisher-vector pipelines: a few large
@@ -34,7 +35,9 @@ from .patches import CHANNELS, IMAGE, normalize_patches, sample_patches
 
 __all__ = ["KMeansFeatures", "ENCODERS", "FORMAT_VERSION", "lloyd"]
 
-FORMAT_VERSION = 2           # 2: adds power; 1 (power 1) still loads, and an older linclf refuses a 2
+# 2: adds power; 1 (power 1) still loads, and an older linclf refuses a newer file. 3: the soft encoder
+# thresholds unit-length centroids; a soft extractor of an older file cannot be reproduced and is refused
+FORMAT_VERSION = 3
 ROW = CHANNELS * IMAGE * IMAGE           # 3072 values a CIFAR row
 _SETTINGS = ("k", "patch", "stride", "patches", "iterations", "encoder", "alpha", "pool", "power", "norm_eps",
              "zca_eps", "seed", "split", "dtype")
@@ -63,8 +66,9 @@ class KMeansFeatures(Params):
     Settings: ``k`` centroids of ``patch`` x ``patch`` x 3 patches; ``stride``
     over the map of patch positions ((32 - patch) // stride + 1 a side);
     ``patches`` random patches and ``iterations`` of Lloyd for ``fit``;
-    ``encoder`` "triangle" or "soft" (threshold ``alpha``; ``split=True`` adds
-    max(0, -c.x - alpha), doubling the features); ``pool`` x ``pool`` sum
+    ``encoder`` "triangle" or "soft" (max(0, u.x - alpha) against the
+    centroids scaled to unit length u; ``split=True`` adds max(0, -u.x -
+    alpha), doubling the features); ``pool`` x ``pool`` sum
     pooling over the map (split as evenly as possible), each sum raised to
     ``power`` (1: as published; 0.5: the square root); ``norm_eps`` in the
     per-patch normalisation (p - mean) / sqrt(var + norm_eps) (var over the
@@ -277,6 +281,9 @@ class KMeansFeatures(Params):
         if not 1 <= version <= FORMAT_VERSION:
             raise ValueError(f"format_version: expected 1 to {FORMAT_VERSION}, got {version}")
         absent = {"power": 1.0} if version < 2 else {}                # version 1 had no power: it was 1
+        if version < 3 and scalar("encoder", "U") == "soft":
+            raise ValueError(f"encoder: a soft encoder of format_version {version} used the centroids' own "
+                             "lengths, which this linclf no longer does; fit the features again")
         kwargs: dict[str, Any] = {name: scalar(name, "iu") for name in _INT_SETTINGS}
         kwargs.update({name: absent[name] if name in absent else scalar(name, "fiu") for name in _FLOAT_SETTINGS})
         kwargs["encoder"] = scalar("encoder", "U")
