@@ -10,7 +10,9 @@ only scaled, q = p / sqrt(var(p) + norm_eps): its mean is removed by the
 whitening matrix, because (p - mean(p)) @ W = p @ (W - column means of W).
 The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
 [x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1]; for the soft encoder the whitening and
-alpha are folded into the unit-length centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha].
+alpha are folded into the unit-length centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha],
+and the sign split's half, -c.x - alpha = -(c.x - alpha) - 2 alpha, comes from
+the same product.
 Encoding and pooling are done in place on the chunk; the patches are laid out
 so that a pooling region is a run of rows. Each thread of the caller's task
 pool keeps its own buffers, so one encoder serves every thread.
@@ -30,7 +32,7 @@ __all__ = ["PatchEncoder"]
 
 def _products(s: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray,
               whiten: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The right-hand matrix of the code product ((p + 2, k) triangle, (p + 1, n_codes) soft) and the whitening
+    """The right-hand matrix of the code product ((p + 2, k) triangle, (p + 1, k) soft) and the whitening
     [W; -(m W)] (p + 1, p) of [p, 1] rows, in the settings' dtype."""
     C = centroids.astype(np.float64)
     W = whiten.astype(np.float64)
@@ -47,13 +49,9 @@ def _products(s: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray,
         # the soft threshold is taken against unit-length atoms (Coates & Ng, ICML 2011): alpha is one
         # threshold for all of them, and k-means centroids of whitened patches differ in length
         C /= np.maximum(np.linalg.norm(C, axis=1, keepdims=True), np.finfo(np.float64).tiny)
-        WC = Wc @ C.T                                              # (p, k): c . x = q . (W c) - (m W) . c
-        B = np.empty((p + 1, s.n_codes))
-        B[:p, : s.k] = WC
-        B[p, : s.k] = -(mW @ C.T) - s.alpha
-        if s.split:
-            B[:p, s.k:] = -WC
-            B[p, s.k:] = (mW @ C.T) - s.alpha
+        B = np.empty((p + 1, s.k))
+        B[:p] = Wc @ C.T                                           # (p, k): c . x = q . (W c) - (m W) . c
+        B[p] = -(mW @ C.T) - s.alpha
     Wb = np.concatenate([Wc, -mW[None, :]]).astype(s.dtype)
     return B.astype(s.dtype), Wb
 
@@ -78,7 +76,8 @@ class PatchEncoder:
         """Fitted ``centroids`` (k, p), ``whiten_mean`` (p,), ``whiten`` (p, p) under the checked settings ``f``."""
         self.f = f
         self.B, self.Wb = _products(f, centroids, whiten_mean, whiten)
-        self.zero = np.zeros(f.n_codes, dtype=f.dtype)      # np.maximum against a row is faster than against 0
+        self.zero = np.zeros(f.k, dtype=f.dtype)            # np.maximum against a row is faster than against 0
+        self.minus_2alpha = f.dtype.type(-2 * f.alpha)
         self.ones = np.ones(f.k, dtype=f.dtype)
         self.ones_p = np.ones(f.patch_dim, dtype=f.dtype)
         self.local = threading.local()
@@ -188,8 +187,13 @@ class PatchEncoder:
         n, p = block.shape[0], f.patch_dim
         D = loc.D[:n]
         if f.encoder == "soft":
-            np.matmul(block, self.B, out=D)                               # c.x - alpha (and -c.x - alpha)
-            np.maximum(D, self.zero, out=D)
+            pos = D[:, : f.k]
+            np.matmul(block, self.B, out=pos)                             # c.x - alpha
+            if f.split:
+                neg = D[:, f.k:]
+                np.subtract(self.minus_2alpha, pos, out=neg)              # -c.x - alpha
+                np.maximum(neg, self.zero, out=neg)
+            np.maximum(pos, self.zero, out=pos)
             return D
         A = loc.A[:n]
         x = A[:, :p]
