@@ -297,6 +297,15 @@ def test_a_full_disk_during_a_cache_write_keeps_the_previous_cache(tmp_path, km_
     assert _cache_files(learnable_data_dir) == before       # no temporary files left, nothing replaced
 
 
+def test_a_cache_write_reserves_the_whole_file_up_front(tmp_path, km_config, learnable_data_dir, monkeypatch):
+    reserved = []
+    real = cache._reserve
+    monkeypatch.setattr(cache, "_reserve", lambda fd, size: (reserved.append(size), real(fd, size)))
+    _run(km_config, learnable_data_dir, tmp_path / "a")
+    sizes = sorted(p.stat().st_size for p in _feature_files(learnable_data_dir))
+    assert reserved and sorted(reserved) == sizes           # a full disk fails there, not in a page fault later
+
+
 def test_ctrl_c_during_extraction_leaves_nothing_half_written(tmp_path, km_config, learnable_data_dir,
                                                              monkeypatch):
     real = KMeansFeatures.transform

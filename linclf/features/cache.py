@@ -218,7 +218,7 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
             np.lib.format.write_array_header_1_0(fh, header)
             fh.flush()
             offset = fh.tell()
-            size = offset + len(X) * D * 2
+            size = offset + len(X) * D * FEATURE_DTYPE.itemsize
             _reserve(fh.fileno(), size)
             if len(X):
                 out = np.memmap(fh, dtype=FEATURE_DTYPE, mode="r+", offset=offset, shape=(len(X), D))
