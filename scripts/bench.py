@@ -25,6 +25,8 @@ Benches (``--only NAME``, repeatable):
   convert       gathering 256 stored rows of 6,400 values into float32, for
                 uint8, uint16, float16 and float32 storage (why features are
                 cached as float32)
+  checksum      SHA-256 against BLAKE2b over 256 MiB in memory (the feature
+                cache's checksum, computed over every cached byte on a warm run)
   batch256      one 256-image minibatch, already gathered: ``data_loss`` on the
                 uint8 rows and ``svm_loss``/``softmax_loss`` on a float32
                 preprocessed batch vs the baseline on a float64 one (target 2x)
@@ -1000,8 +1002,28 @@ def bench_convert(ctx: Context) -> Iterator[dict]:
                "vs_uint8": round(s / times["uint8"], 2)}
 
 
+def bench_checksum(ctx: Context) -> Iterator[dict]:
+    """The feature cache's checksum, which a warm run computes over every cached byte: SHA-256 vs BLAKE2b."""
+    import hashlib
+
+    data = memoryview(np.random.default_rng(0).integers(0, 256, 1 << 28, dtype=np.uint8))   # 256 MiB
+    rates = {}
+    for name in ("sha256", "blake2b"):
+        samples = []
+        for _ in range(ctx.reps(5)):
+            h = hashlib.new(name)
+            t0 = time.perf_counter()
+            for i in range(0, len(data), 1 << 24):
+                h.update(data[i:i + (1 << 24)])
+            samples.append(time.perf_counter() - t0)
+        rates[name] = len(data) / statistics.median(samples) / 1e9
+    yield {"bench": "checksum", "sha256_GB_s": round(rates["sha256"], 2), "blake2b_GB_s": round(rates["blake2b"], 2),
+           "ratio": round(rates["sha256"] / rates["blake2b"], 2)}
+
+
 BENCHES: dict[str, Callable[[Context], Iterator[dict]]] = {
     "convert": bench_convert,
+    "checksum": bench_checksum,
     "batch256": bench_batch,
     "sgd_batch256": bench_sgd_batch,
     "split": bench_split,
