@@ -628,15 +628,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL_KMEANS = ["--set", "features.k=8", "--set", "features.patches=2000", "--set", "features.iterations=3"]
 
 
-@pytest.mark.parametrize("name,dim", [("hog_color", 155), ("kmeans", 14401)])
+# (config, its width, the width with k = 8): the k-means configs split the soft codes and pool 2x2
+@pytest.mark.parametrize("name,dim,small_dim", [("hog_color", 155, 155), ("kmeans", 2 * 4 * 1600 + 1, 2 * 4 * 8 + 1),
+                                                ("kmeans_large", 2 * 4 * 2000 + 1, 2 * 4 * 8 + 1)])
 @pytest.mark.parametrize("method", ["centered", "forward"])
-def test_gradcheck_passes_every_shipped_feature_config(name, dim, method, learnable_data_dir):
+def test_gradcheck_passes_every_shipped_feature_config(name, dim, small_dim, method, learnable_data_dir):
     cfg = ROOT / "configs" / f"{name}.yaml"
     res = _gradcheck(cfg, "--synthetic", "--method", method)
     assert res["passed"] and res["dim"] == dim                            # the configured width, no data needed
     small = SMALL_KMEANS if name.startswith("kmeans") else []             # a k-means fit the tiny data allows
     res = _gradcheck(cfg, "--data-dir", learnable_data_dir, "--method", method, "--set", "data.num_val=50", *small)
-    assert res["passed"] and res["dim"] == (9 * 8 + 1 if small else dim)     # k = 8, 3x3 pooling
+    assert res["passed"] and res["dim"] == small_dim
 
 
 # ---------------------------------------------------------------- Python API
