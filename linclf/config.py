@@ -89,7 +89,8 @@ class FeaturesConfig:
     zca_eps: float = _f(0.1, "float", "kmeans: ZCA whitening regulariser", lo=0, lo_open=True)
     k: int = _f(1600, "int", "kmeans: number of centroids", lo=1)
     iterations: int = _f(50, "int", "kmeans: Lloyd iterations (seeded by seed)", lo=1)
-    encoder: str = _f("triangle", "str", "kmeans: triangle (max(0, mean_dist - dist)) or soft (max(0, z.u - alpha), c scaled to unit length u)",
+    encoder: str = _f("triangle", "str", "kmeans: triangle (max(0, mean_dist - dist)) or soft "
+                      "(max(0, z.u - alpha), c scaled to unit length u)",
                       choices=("triangle", "soft"))
     alpha: float = _f(0.25, "float", "kmeans: soft encoder threshold", lo=0)
     split: bool = _f(False, "bool", "kmeans: soft encoder also keeps max(0, -z.u - alpha) (twice the features)")
