@@ -225,6 +225,30 @@ def _notices(res) -> list[str]:
     return [line for line in res.output.splitlines() if line.startswith("warning:")]
 
 
+def test_a_cached_fit_serves_other_encoders_and_pooling_but_not_another_k(tmp_path, km_config, learnable_data_dir,
+                                                                           monkeypatch):
+    _run(km_config, learnable_data_dir, tmp_path / "a")
+    fits = []
+    real = KMeansFeatures.fit
+    monkeypatch.setattr(KMeansFeatures, "fit", lambda self, X, y=None: (fits.append(self.k), real(self, X))[1])
+    encode = ["--set", "features.encoder=soft", "--set", "features.split=true", "--set", "features.pool=3",
+              "--set", "features.power=0.5", "--json"]
+    res = _run(km_config, learnable_data_dir, tmp_path / "b", *encode)
+    assert fits == []                                                    # the k-means fit of run a, reused
+    model = LinearClassifier.load(tmp_path / "b" / "model.npz")
+    arrays = model.features_arrays
+    assert (str(arrays["encoder"]), bool(arrays["split"]), int(arrays["pool"]), float(arrays["power"])) == \
+        ("soft", True, 3, 0.5)
+    k = int(arrays["k"])
+    assert model.W.shape == (10, 2 * 9 * k + 1)
+    fresh = _run(km_config, learnable_data_dir, tmp_path / "c", *encode, "--set", "features.cache=false")
+    assert fits == [k]                                                   # no cache: fitted here, same seed
+    assert json.loads(res.stdout)["test_accuracy"] == json.loads(fresh.stdout)["test_accuracy"]
+    np.testing.assert_array_equal(LinearClassifier.load(tmp_path / "c" / "model.npz").W, model.W)
+    _run(km_config, learnable_data_dir, tmp_path / "d", "--set", f"features.k={k + 1}")
+    assert fits == [k, k + 1]                                            # another k: another fit
+
+
 def test_a_truncated_cache_file_is_rebuilt_with_a_notice(tmp_path, km_config, learnable_data_dir):
     _run(km_config, learnable_data_dir, tmp_path / "a")
     victim = max(_feature_files(learnable_data_dir), key=lambda p: p.stat().st_size)

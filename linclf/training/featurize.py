@@ -37,6 +37,9 @@ _SETTINGS = {
                "norm_eps", "zca_eps"),
     "hog_color": ("orientations", "cell", "hue_bins"),
 }
+# what a fit reads; the other settings only shape the transform and are applied to a cached fit, so changing
+# the encoder or the pooling does not fit k-means again (kinds not listed: every setting)
+_FIT_SETTINGS = {"kmeans": ("k", "patch", "patches", "iterations", "norm_eps", "zca_eps")}
 
 
 def settings(f: FeaturesConfig) -> dict[str, Any]:
@@ -72,10 +75,13 @@ def fit_extractor(cfg: Config, X_train: np.ndarray, data_dir: str | os.PathLike 
     extractor = with_execution(make_extractor(f, cfg.seed), progress, workers)
     if not f.cache:
         return extractor.fit(X_train)
-    key = {"settings": settings(f), "seed": cfg.seed if f.kind == "kmeans" else None,
-           "images": cache.fingerprint(X_train)}
+    names = _FIT_SETTINGS.get(f.kind)
+    key = {"settings": settings(f) if names is None else {k: getattr(f, k) for k in names},
+           "seed": cfg.seed if f.kind == "kmeans" else None, "images": cache.fingerprint(X_train)}
+
     def loaded(arrays: Any) -> Any:
-        return with_execution(extractor_from_arrays(f.kind, arrays), progress, workers)
+        fitted = extractor_from_arrays(f.kind, arrays).set_params(**settings(f))    # this config's transform
+        return with_execution(fitted, progress, workers)
 
     return cache.cached_fit(cache_root(cfg, data_dir), f.kind, key, lambda: extractor.fit(X_train), loaded)
 
