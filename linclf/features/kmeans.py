@@ -281,12 +281,12 @@ class KMeansFeatures(Params):
         if not 1 <= version <= FORMAT_VERSION:
             raise ValueError(f"format_version: expected 1 to {FORMAT_VERSION}, got {version}")
         absent = {"power": 1.0} if version < 2 else {}                # version 1 had no power: it was 1
-        if version < 3 and scalar("encoder", "U") == "soft":
-            raise ValueError(f"encoder: a soft encoder of format_version {version} used the centroids' own "
-                             "lengths, which this linclf no longer does; fit the features again")
         kwargs: dict[str, Any] = {name: scalar(name, "iu") for name in _INT_SETTINGS}
         kwargs.update({name: absent[name] if name in absent else scalar(name, "fiu") for name in _FLOAT_SETTINGS})
         kwargs["encoder"] = scalar("encoder", "U")
+        if version < 3 and kwargs["encoder"] == "soft":
+            raise ValueError(f"encoder: a soft encoder of format_version {version} used the centroids' own "
+                             "lengths, which this linclf no longer does; fit the features again")
         kwargs["split"] = bool(scalar("split", "b"))
         kwargs["dtype"] = scalar("dtype", "U")
         try:
