@@ -97,6 +97,9 @@ class KMeansFeatures(Params):
     then the k negative parts).
     """
 
+    # the parameters fit reads (the others shape transform only): what a cached fit is keyed on
+    FIT_PARAMS = ("k", "patch", "patches", "iterations", "norm_eps", "zca_eps", "seed", "dtype")
+
     def __init__(self, k: int = 1600, patch: int = 6, stride: int = 1, patches: int = 400_000, iterations: int = 50,
                  encoder: str = "triangle", alpha: float = 0.25, pool: int = 2, norm_eps: float = 10.0,
                  zca_eps: float = 0.1, seed: int = 0, progress: bool = False, dtype: Any = np.float32,

@@ -37,9 +37,6 @@ _SETTINGS = {
                "norm_eps", "zca_eps"),
     "hog_color": ("orientations", "cell", "hue_bins"),
 }
-# what a fit reads; the other settings only shape the transform and are applied to a cached fit, so changing
-# the encoder or the pooling does not fit k-means again (kinds not listed: every setting)
-_FIT_SETTINGS = {"kmeans": ("k", "patch", "patches", "iterations", "norm_eps", "zca_eps")}
 
 
 def settings(f: FeaturesConfig) -> dict[str, Any]:
@@ -75,8 +72,10 @@ def fit_extractor(cfg: Config, X_train: np.ndarray, data_dir: str | os.PathLike 
     extractor = with_execution(make_extractor(f, cfg.seed), progress, workers)
     if not f.cache:
         return extractor.fit(X_train)
-    names = _FIT_SETTINGS.get(f.kind)
-    key = {"settings": settings(f) if names is None else {k: getattr(f, k) for k in names},
+    # keyed on what the fit reads (every setting for an extractor that does not say): the rest is applied to
+    # a cached fit, so changing the encoder or the pooling does not fit k-means again
+    fit_params = getattr(extractor_class(f.kind), "FIT_PARAMS", None)
+    key = {"settings": {k: v for k, v in settings(f).items() if fit_params is None or k in fit_params},
            "seed": cfg.seed if f.kind == "kmeans" else None, "images": cache.fingerprint(X_train)}
 
     def loaded(arrays: Any) -> Any:
