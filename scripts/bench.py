@@ -25,6 +25,10 @@ Benches (``--only NAME``, repeatable):
   convert       gathering 256 stored rows of 6,400 values into float32, for
                 uint8, uint16, float16 and float32 storage (why features are
                 cached as float32)
+  tiles         the engine's two minibatch products (256 rows of 3,072 and of
+                6,400 float32 values, 10 classes) whole, in the engine's tiles
+                on one thread, and in the same tiles split over two pool
+                threads (why the engine tiles its products and runs on one thread)
   checksum      SHA-256 against BLAKE2b over 256 MiB in memory (the feature
                 cache's checksum, computed over every cached byte on a warm run)
   batch256      one 256-image minibatch, already gathered: ``data_loss`` on the
@@ -555,16 +559,13 @@ def bench_train(ctx: Context) -> Iterator[dict]:
             Xt = torch.from_numpy(X64[:, :-1].astype(np.float32))          # standardised once, not timed
             yt = torch.from_numpy(y)
             idx_t = [torch.from_numpy(i) for i in idx_list]
-        times: dict[str, list[float]] = {"ours": [], "ours_1": [], "textbook": [], "torch": []}
+        times: dict[str, list[float]] = {"ours": [], "textbook": [], "torch": []}
         out: dict = {}
         for _ in range(reps):
-            for key, n_workers in (("ours", workers), ("ours_1", 1)):      # is the second CPU worth it?
-                if key == "ours_1" and workers == 1:
-                    continue
-                time.sleep(SETTLE)
-                t0 = time.perf_counter()
-                out[key] = train(cfg, splits, prep, workers=n_workers)
-                times[key].append(time.perf_counter() - t0)
+            time.sleep(SETTLE)
+            t0 = time.perf_counter()
+            out["ours"] = train(cfg, splits, prep, workers=workers)
+            times["ours"].append(time.perf_counter() - t0)
             time.sleep(SETTLE)
             t0 = time.perf_counter()
             out["textbook"] = textbook_train(cfg, X64, y, W0, n_steps)
@@ -583,7 +584,6 @@ def bench_train(ctx: Context) -> Iterator[dict]:
                "ours": f"linclf.training.loop.train ({X.dtype} rows, float32, per-epoch evaluation included)",
                "textbook": "float64 X64[idx], vectorized loss, W -= lr*grad / course Adam",
                "ours_samples_per_s": round(sps["ours"]),
-               "ours_1_worker_samples_per_s": round(sps.get("ours_1", sps["ours"])),
                "textbook_samples_per_s": round(sps["textbook"]),
                "ratio_textbook": round(sps["ours"] / sps["textbook"], 2), "target_textbook": TRAIN_TARGET,
                "final_loss_ours": round(out["ours"].final_loss, 6), "final_loss_textbook": round(out["textbook"][1], 6),
@@ -1019,6 +1019,54 @@ def bench_convert(ctx: Context) -> Iterator[dict]:
                "vs_uint8": round(s / times["uint8"], 2)}
 
 
+def bench_tiles(ctx: Context) -> Iterator[dict]:
+    """The minibatch products whole, in ``objective``'s tiles, and in those tiles on two pool threads (1 BLAS thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from linclf.core.objective import matmul_tiled, tile_columns, tile_rows
+    from linclf.threads import blas_threads
+
+    rng = np.random.default_rng(0)
+    pool = ThreadPoolExecutor(1)
+
+    def halves(fn, n: int, align: int) -> None:
+        """fn(lo, hi) on two halves cut on a tile boundary: the second half on a pool thread, blocking."""
+        mid = (n // 2 + align - 1) // align * align
+        other = pool.submit(fn, mid, n)
+        fn(0, mid)
+        other.result()
+
+    with blas_threads(1):
+        for P in (3072, WIDE_D):
+            xb = rng.standard_normal((BATCH, P), dtype=np.float32)
+            A = rng.standard_normal((10, P), dtype=np.float32)
+            dT = rng.standard_normal((10, BATCH), dtype=np.float32)
+            S, G = np.empty((BATCH, 10), np.float32), np.empty((10, P), np.float32)
+            r, c = tile_rows(P, np.float32), tile_columns(BATCH, np.float32)
+            ways = {
+                "scores_whole": lambda: np.matmul(xb, A.T, out=S),
+                "scores_tiles": lambda: matmul_tiled(xb, A.T, S, rows=r),
+                "scores_tiles_2_threads": lambda: halves(
+                    lambda lo, hi: matmul_tiled(xb[lo:hi], A.T, S[lo:hi], rows=r), BATCH, r),
+                "gradient_whole": lambda: np.matmul(dT, xb, out=G),
+                "gradient_tiles": lambda: matmul_tiled(dT, xb, G, columns=c),
+                "gradient_tiles_2_threads": lambda: halves(
+                    lambda lo, hi: matmul_tiled(dT, xb[:, lo:hi], G[:, lo:hi], columns=c), P, c),
+            }
+            samples: dict[str, list[float]] = {k: [] for k in ways}
+            for _ in range(ctx.reps(200)):
+                for name, fn in ways.items():                                # alternating: noise hits all
+                    t0 = time.perf_counter()
+                    fn()
+                    samples[name].append(time.perf_counter() - t0)
+            us = {k: round(statistics.median(v) * 1e6, 1) for k, v in samples.items()}
+            yield {"bench": "tiles", "rows": BATCH, "values": P, "classes": 10, "tile_rows": r, "tile_columns": c,
+                   **{f"{k}_us": v for k, v in us.items()},
+                   "scores_ratio_whole": round(us["scores_whole"] / us["scores_tiles"], 2),
+                   "gradient_ratio_whole": round(us["gradient_whole"] / us["gradient_tiles"], 2)}
+    pool.shutdown()
+
+
 def bench_checksum(ctx: Context) -> Iterator[dict]:
     """The feature cache's checksum, which a warm run computes over every cached byte: SHA-256 vs BLAKE2b."""
     import hashlib
@@ -1040,6 +1088,7 @@ def bench_checksum(ctx: Context) -> Iterator[dict]:
 
 BENCHES: dict[str, Callable[[Context], Iterator[dict]]] = {
     "convert": bench_convert,
+    "tiles": bench_tiles,
     "checksum": bench_checksum,
     "batch256": bench_batch,
     "sgd_batch256": bench_sgd_batch,

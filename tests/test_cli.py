@@ -62,18 +62,19 @@ def test_bad_workers_exit_2(args, env, text):
     assert r.returncode == 2 and text in r.stderr
 
 
-def test_workers_reach_the_training_engine(tmp_path, config, learnable_data_dir, monkeypatch):
-    """--workers N, else $LINCLF_WORKERS, is the engine's thread count, and the weights do not depend on it."""
-    from linclf.core import objective
+def test_workers_reach_the_training_loop(tmp_path, config, learnable_data_dir, monkeypatch):
+    """--workers N, else $LINCLF_WORKERS, is what the training loop gets, and the weights do not depend on it."""
+    from linclf.training import runs as runs_module
+    from linclf.threads import resolve_workers
 
     seen = []
-    original = objective.Objective.__init__
+    original = runs_module.train
 
-    def recording(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        seen.append(self.workers)
+    def recording(*args, **kwargs):
+        seen.append(resolve_workers(kwargs["workers"]))
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(objective.Objective, "__init__", recording)
+    monkeypatch.setattr(runs_module, "train", recording)
     runs = []
     for flags, env in ((["--workers", "1"], None), (["--workers", "2"], None), ([], "3")):
         if env is None:

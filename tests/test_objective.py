@@ -1,4 +1,4 @@
-"""The training engine: minibatch and full-split losses against explicit references, workers, stored dtypes."""
+"""The training engine: minibatch and full-split losses against explicit references, product tiles, stored dtypes."""
 from __future__ import annotations
 
 import threading
@@ -9,7 +9,8 @@ from threadpoolctl import threadpool_info
 
 from conftest import preprocessed
 from linclf.core.losses import l2_reg, softmax_loss, squared_hinge_loss, svm_loss
-from linclf.core.objective import Objective, data_loss, loss_values, scores
+from linclf.core.objective import (TILE_BYTES, Objective, data_loss, loss_values, matmul_tiled, scores, tile_columns,
+                                   tile_rows)
 from linclf.core.preprocess import fold
 from linclf.errors import UsageError
 
@@ -48,7 +49,7 @@ def test_batch_equals_explicit_preprocessing(loss, dtype, stored, prep, reg_bias
     W = (0.01 * rng.standard_normal((C, X.shape[1] + int(bias)))).astype(dtype)
     tol = 1e-12 if dtype == np.float64 else 3e-5
     with Objective(X, y, C, loss=loss, mean=mean, scale=scale, bias=bias, reg=0.5, reg_bias=reg_bias,
-                   dtype=dtype, workers=2) as f:
+                   dtype=dtype) as f:
         for n in (1, 37, 128, 200, 256):
             idx = rng.integers(0, len(y), n)
             got, dW = f.batch(W, idx)
@@ -71,30 +72,50 @@ def test_full_equals_explicit_preprocessing(loss, stored):
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_workers_change_no_bit(loss):
-    """The same steps with 1, 2 and 3 workers: identical losses and gradients, minibatch and full split."""
-    rng, X, y, mean, scale = problem(N=3000, P=200, seed=1)
-    W = (0.01 * rng.standard_normal((C, 201))).astype(np.float32)
-    batches = [rng.integers(0, len(y), n) for n in (256, 255, 64, 3, 1, 256)]
-    results = []
-    for workers in (1, 2, 3):
-        with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, workers=workers) as f:
-            results.append([(v, dW.copy()) for v, dW in (f.batch(W, idx) for idx in batches)]
-                           + [tuple(x.copy() if isinstance(x, np.ndarray) else x for x in f.full(W))])
-    for other in results[1:]:
-        for (v1, g1), (v2, g2) in zip(results[0], other):
-            assert v1 == v2
-            np.testing.assert_array_equal(g1, g2)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_many_tiles_equal_explicit_preprocessing(loss, dtype):
+    """CIFAR-wide rows: a minibatch and the split cross many row and column tiles, the last ones ragged."""
+    rng, X, y, mean, scale = problem(N=700, P=3072, seed=1)
+    assert tile_rows(3072, dtype) < 100 and tile_columns(256, dtype) < 3072
+    W = (0.01 * rng.standard_normal((C, 3073))).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 3e-5
+    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, dtype=dtype, block=300) as f:
+        for n in (256, 255, 100, 1):
+            idx = rng.integers(0, len(y), n)
+            got, dW = f.batch(W, idx)
+            want, want_dW = explicit(W, X[idx], y[idx], loss, mean, scale, True, 0.01, True)
+            assert got == pytest.approx(want, rel=tol)
+            assert np.max(np.abs(dW - want_dW)) <= tol * np.max(np.abs(want_dW))
+        got, dW = f.full(W)
+    want, want_dW = explicit(W, X, y, loss, mean, scale, True, 0.01, True)
+    assert got == pytest.approx(want, rel=tol)
+    assert np.max(np.abs(dW - want_dW)) <= tol * np.max(np.abs(want_dW))
 
 
-def test_pool_threads_end_and_blas_threads_are_restored():
+@pytest.mark.parametrize("cut", [dict(rows=7), dict(columns=64), dict(rows=1000), dict(columns=1000)])
+def test_matmul_tiled_is_the_product(cut):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((50, 30)), rng.standard_normal((30, 200))
+    out = np.full((50, 200), np.nan)
+    assert matmul_tiled(a, b, out, **cut) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_tile_sizes_follow_the_tile_bytes():
+    assert tile_rows(3072, np.float32) == TILE_BYTES // (3072 * 4)
+    assert tile_rows(10 ** 7, np.float32) == 1                                # a row wider than a tile
+    assert tile_columns(256, np.float32) == TILE_BYTES // (256 * 4) // 64 * 64
+    assert tile_columns(10 ** 7, np.float64) == 64                            # at least one aligned group
+
+
+def test_no_threads_start_and_blas_threads_are_restored():
     _, X, y, mean, _ = problem()
     before_threads = threading.active_count()
     before_blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    with Objective(X, y, C, mean=mean, workers=2) as f:
+    with Objective(X, y, C, mean=mean) as f:
         f.batch(np.zeros((C, X.shape[1] + 1), np.float32), np.arange(200))
         assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
-    assert threading.active_count() == before_threads
+        assert threading.active_count() == before_threads
     assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before_blas
 
 
@@ -120,7 +141,7 @@ def test_batch_size_above_the_block():
 ])
 def test_bad_calls_are_refused(call, message):
     _, X, y, mean, _ = problem()
-    with Objective(X, y, C, mean=mean, workers=1) as f:
+    with Objective(X, y, C, mean=mean) as f:
         with pytest.raises(ValueError, match=message):
             call(f, np.zeros((C, X.shape[1] + 1), np.float32))
 
@@ -139,13 +160,12 @@ def test_bad_settings_are_refused(kwargs, message):
 
 def test_bad_workers_are_a_usage_error(monkeypatch):
     _, X, y, _, _ = problem()
+    W = np.zeros((C, X.shape[1] + 1))
     with pytest.raises(UsageError, match="workers must be a positive integer"):
-        Objective(X, y, C, workers=0)
+        data_loss(W, X, y, workers=0)
     monkeypatch.setenv("LINCLF_WORKERS", "lots")
     with pytest.raises(UsageError, match=r"\$LINCLF_WORKERS must be a positive integer \(CPUs to use\), got 'lots'"):
-        Objective(X, y, C)
-    monkeypatch.setenv("LINCLF_WORKERS", "2")
-    assert Objective(X, y, C).workers == 2
+        data_loss(W, X, y)
 
 
 def test_scores_and_loss_values_match_the_folded_reference():

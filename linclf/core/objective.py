@@ -14,21 +14,28 @@ A minibatch step (``Objective.batch``), top to bottom:
     4. G = dS.T @ xb, g0 = dS.sum(0)                      the second product    G  (C, P)
     5. dW = unfold(G, g0) + 2 reg W                                            dW (C, D)
 
-Steps 1-2 are cut into a fixed number of row parts and step 4 into column
-parts. With ``workers`` > 1 a standard thread pool runs the parts side by side
-(NumPy releases the GIL in products and conversions; the caller blocks on the
-futures); with one worker the calling thread runs the same calls in the same
-order. The cut does not depend on ``workers``, so neither do the results.
+Both products run in tiles that stream at most ``TILE_BYTES`` of the rows:
+steps 1-2 a few rows at a time (gathered, converted and multiplied while they
+are in the core's cache), step 4 a few columns at a time. On NumPy's OpenBLAS a
+tile of that size is also under the size where the library switches from its
+small-matrix kernel to the general one; with a skinny W the tiled products run
+about twice as fast as whole ones (``scripts/bench.py --only tiles`` measures
+both on the BLAS at hand). The tiles are fixed by the shapes alone.
+
+Everything runs on the calling thread, BLAS limited to one thread inside the
+context manager: a minibatch's products are far too small for BLAS's own
+threads, and a thread pool running the tiles side by side was slower than one
+thread on both pixels and 6,400-wide rows (its threads hand the GIL to each
+other between tiles of a few microseconds; ``--only train`` shows the same
+step with 1 and 2 workers). Results therefore do not depend on ``workers``.
 
 Full-split passes (``Objective.full`` for gradient descent, ``scores`` for
 evaluation, ``loss_values`` for the derivative-free search) go block by block
-of rows; partial sums are added in a fixed order, again whatever ``workers``.
+of rows, partial sums added in order.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -36,18 +43,37 @@ from ..threads import blas_threads, resolve_workers
 from .losses import SCORE_LOSSES, check_labels, float_dtype, l2_reg, score_loss
 from .preprocess import fold, unfold
 
-__all__ = ["Objective", "data_loss", "loss_values", "scores", "DEFAULT_BLOCK"]
+__all__ = ["Objective", "data_loss", "loss_values", "scores", "DEFAULT_BLOCK", "TILE_BYTES", "tile_rows",
+           "tile_columns", "matmul_tiled"]
 
 DEFAULT_BLOCK = 256      # rows per block: a block of float32 pixels is 3 MB, a cache's worth
-_PARTS = 2               # a minibatch is cut into this many row parts and column parts
-_COLUMN_ALIGN = 64       # column parts start on multiples of this (whole cache lines of float32)
-_GROUP = 8               # blocks a full-split task takes; its partial sums are added in order
+TILE_BYTES = 1 << 18     # what one product tile streams of the rows: 256 KB stays in a core's L2 cache
+_COLUMN_ALIGN = 64       # column tiles start on multiples of this (whole cache lines of float32)
 
 
-def _cuts(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
-    """[lo, hi) ranges cutting range(n) into at most ``parts`` pieces; inner bounds on multiples of ``align``."""
-    bounds = sorted({0, n, *(min(n, round(n * i / parts / align) * align) for i in range(1, parts))})
-    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+def tile_rows(P: int, dtype: np.dtype) -> int:
+    """Rows of P values of ``dtype`` in one row tile of a product (at least 1)."""
+    return max(1, TILE_BYTES // (P * np.dtype(dtype).itemsize))
+
+
+def tile_columns(n: int, dtype: np.dtype) -> int:
+    """Columns of n rows of ``dtype`` in one column tile of a product (a multiple of the alignment)."""
+    return max(_COLUMN_ALIGN, TILE_BYTES // (n * np.dtype(dtype).itemsize) // _COLUMN_ALIGN * _COLUMN_ALIGN)
+
+
+def matmul_tiled(a: np.ndarray, b: np.ndarray, out: np.ndarray, *, rows: int = 0, columns: int = 0) -> np.ndarray:
+    """out = a @ b for a (n, k), b (k, m), tile by tile: ``rows`` rows of a, or ``columns`` columns of b, at a time.
+
+    Each tile is its own product, so a tile's values do not depend on the
+    other tiles (the cut is the caller's, fixed by the shapes).
+    """
+    if rows:
+        for lo in range(0, a.shape[0], rows):
+            np.matmul(a[lo:lo + rows], b, out=out[lo:lo + rows])
+    else:
+        for lo in range(0, b.shape[1], columns or b.shape[1]):
+            np.matmul(a, b[:, lo:lo + columns], out=out[:, lo:lo + columns])
+    return out
 
 
 def _check_rows(X: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None) -> None:
@@ -66,14 +92,14 @@ class Objective:
 
     ``batch(W, idx)`` is a minibatch step (at most ``max(block, batch_size)``
     rows, and at most N), ``full(W)`` the whole split; both return
-    ``(loss, dW)`` where dW is a buffer the next call overwrites. Use as a context manager (or call ``close``): inside,
-    BLAS runs one thread per worker and the pool's threads are released on exit.
+    ``(loss, dW)`` where dW is a buffer the next call overwrites. Use as a context manager (or call ``close``):
+    inside, BLAS runs on one thread.
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, num_classes: int, *, loss: str = "svm", delta: float = 1.0,
                  mean: np.ndarray | None = None, scale: np.ndarray | None = None, bias: bool = True,
                  reg: float = 0.0, reg_bias: bool = True, dtype: np.dtype | type = np.float32,
-                 workers: int | None = None, block: int = DEFAULT_BLOCK, batch_size: int | None = None) -> None:
+                 block: int = DEFAULT_BLOCK, batch_size: int | None = None) -> None:
         _check_rows(X, mean, scale)
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f" or self.dtype.itemsize < 4:
@@ -88,17 +114,15 @@ class Objective:
         self.scale = None if scale is None else np.asarray(scale, dtype=self.dtype)
         self.bias, self.reg, self.reg_bias, self.block = bool(bias), float(reg), bool(reg_bias), int(block)
         self.loss = score_loss(loss, delta)
-        self.workers = resolve_workers(workers)
-        self._pool = ThreadPoolExecutor(self.workers, "linclf") if self.workers > 1 else None
         self._limits = ExitStack()
-        # the minibatch's buffers; each part writes only its own rows or columns of them
+        # the minibatch's buffers
         n = max(1, min(max(self.block, batch_size or 0), X.shape[0]))
         self._xb = np.empty((n, self.P), dtype=self.dtype)
         self._raw = None if X.dtype == self.dtype else np.empty((n, self.P), dtype=X.dtype)
         self._S = np.empty((n, self.C), dtype=self.dtype)
         self._G = np.empty((self.C, self.P), dtype=self.dtype)
         self._dW = np.empty((self.C, self.P + int(self.bias)), dtype=self.dtype)
-        self._columns = _cuts(self.P, _PARTS, _COLUMN_ALIGN)
+        self._tile = tile_rows(self.P, self.dtype)
 
     # -- lifecycle
 
@@ -110,29 +134,8 @@ class Objective:
         self.close()
 
     def close(self) -> None:
-        """Restore BLAS's threads and stop the pool's threads (idempotent)."""
+        """Restore BLAS's threads (idempotent)."""
         self._limits.close()
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-
-    def _each(self, fn: Callable[[int, int], object], ranges: Sequence[tuple[int, int]]) -> list:
-        """[fn(lo, hi) for each range], in that order, spread over the workers (blocking until all are done).
-
-        Up to ``workers`` ranges (a minibatch's parts): the first runs on this
-        thread, each other on a pool thread. More (the blocks of a split): the
-        pool's threads take them in turn.
-        """
-        if self._pool is None or len(ranges) == 1:
-            return [fn(lo, hi) for lo, hi in ranges]
-        if len(ranges) > self.workers:
-            return list(self._pool.map(lambda r: fn(*r), ranges))
-        futures = [self._pool.submit(fn, lo, hi) for lo, hi in ranges[1:]]
-        try:
-            first = fn(*ranges[0])
-        finally:
-            wait(futures)               # no part may still write into the buffers when this returns or raises
-        return [first] + [f.result() for f in futures]
 
     def _finish(self, W: np.ndarray, value: float, G: np.ndarray, g0: np.ndarray) -> tuple[float, np.ndarray]:
         """loss + L2 and dW = unfold(G, g0) + 2 reg W, written into the dW buffer."""
@@ -160,25 +163,21 @@ class Objective:
             raise ValueError(f"row indices must be in [0, {len(self.y)}), got [{idx.min()}, {idx.max()}]")
         A, b = fold(W, self.mean, self.scale, self.bias)                    # (C, P), (C,)
         xb, S, G = self._xb[:n], self._S[:n], self._G
+        t = self._tile
 
-        def score_rows(lo: int, hi: int) -> None:
+        for lo in range(0, n, t):                                           # a tile: gathered, converted, multiplied
+            hi = min(lo + t, n)
             if self._raw is None:
                 np.take(self.X, idx[lo:hi], axis=0, out=xb[lo:hi], mode="clip")
             else:
                 raw = np.take(self.X, idx[lo:hi], axis=0, out=self._raw[lo:hi], mode="clip")
                 np.copyto(xb[lo:hi], raw, casting="unsafe")                # the one conversion
             np.matmul(xb[lo:hi], A.T, out=S[lo:hi])
-            S[lo:hi] += b
-
-        self._each(score_rows, _cuts(n, _PARTS))
+        S += b
         value, dS = self.loss(S, self.y[idx], n)
         dT = np.ascontiguousarray(dS.T)                                     # (C, n)
         g0 = dS.sum(axis=0, dtype=np.float64)                               # (C,)
-
-        def gradient_columns(lo: int, hi: int) -> None:
-            np.matmul(dT, xb[:, lo:hi], out=G[:, lo:hi])
-
-        self._each(gradient_columns, self._columns)
+        matmul_tiled(dT, xb, G, columns=tile_columns(n, self.dtype))
         return self._finish(W, value, G, g0)
 
     # -- the whole split
@@ -190,30 +189,22 @@ class Objective:
         if N == 0:
             raise ValueError("the loss of an empty set of rows is undefined")
         A, b = fold(W, self.mean, self.scale, self.bias)
+        t = self._tile
 
-        def group(lo: int, hi: int) -> tuple[float, np.ndarray, np.ndarray]:
-            """Loss part, G and g0 of rows [lo, hi), its blocks added in order."""
-            G = np.zeros((self.C, self.P), dtype=self.dtype)
-            g0 = np.zeros(self.C, dtype=np.float64)
-            value = 0.0
-            buf = None
-            for start in range(lo, hi, self.block):
-                stop = min(start + self.block, hi)
-                xb, buf = _converted(self.X[start:stop], self.dtype, buf)
-                S = xb @ A.T                                                # (n, C)
-                S += b
-                part, dS = self.loss(S, self.y[start:stop], N)
-                value += part
-                G += dS.T @ xb
-                g0 += dS.sum(axis=0, dtype=np.float64)
-            return value, G, g0
-
-        parts = self._each(group, _cuts(N, -(-N // (self.block * _GROUP)), self.block))
-        value, G, g0 = parts[0]
-        for part, G_i, g0_i in parts[1:]:
+        G = np.zeros((self.C, self.P), dtype=self.dtype)
+        G_block = np.empty_like(G)
+        g0 = np.zeros(self.C, dtype=np.float64)
+        value = 0.0
+        buf = None
+        for start in range(0, N, self.block):
+            stop = min(start + self.block, N)
+            xb, buf = _converted(self.X[start:stop], self.dtype, buf)
+            S = matmul_tiled(xb, A.T, self._S[:len(xb)], rows=t)                # (n, C)
+            S += b
+            part, dS = self.loss(S, self.y[start:stop], N)
             value += part
-            G += G_i
-            g0 += g0_i
+            G += matmul_tiled(np.ascontiguousarray(dS.T), xb, G_block, columns=tile_columns(len(xb), self.dtype))
+            g0 += dS.sum(axis=0, dtype=np.float64)
         return self._finish(W, value, G, g0)
 
 
@@ -235,9 +226,10 @@ def scores(X: np.ndarray, A: np.ndarray, b: np.ndarray, *, block: int = 1024,
         raise ValueError(f"X must be (N, {A.shape[1]}) for A {A.shape}, got {X.shape}")
     out = np.empty((len(X), A.shape[0]), dtype=A.dtype) if out is None else out
     buf = None
+    t = tile_rows(X.shape[1], A.dtype)
     for start in range(0, len(X), block):
         xb, buf = _converted(X[start:start + block], A.dtype, buf)
-        np.matmul(xb, A.T, out=out[start:start + len(xb)])
+        matmul_tiled(xb, A.T, out[start:start + len(xb)], rows=t)
     out += b
     return out
 
@@ -250,16 +242,18 @@ def data_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm", *,
     Equals ``svm_loss(W, X_pre, y, reg=0)`` (``softmax_loss`` for
     loss="softmax") with ``X_pre = [(X - mean) * scale, 1]`` (mean None = 0,
     scale None = 1, the 1 column only if ``bias``), without building X_pre:
-    ``Objective.full`` with the preprocessing folded into W. ``workers``
-    threads share the blocks (default: $LINCLF_WORKERS, else the usable CPUs).
+    ``Objective.full`` with the preprocessing folded into W. ``workers`` is
+    checked as everywhere (a positive integer) but no longer changes anything:
+    the pass runs on one thread (see the module docstring).
     """
     W, X = np.asarray(W), np.asarray(X)
     if X.ndim != 2 or W.ndim != 2 or W.shape[1] != X.shape[1] + int(bias):
         raise ValueError(f"W must be (C, {X.shape[-1] + int(bias)}) for X of shape {X.shape} "
                          f"with bias={bias}; got W {W.shape}")
+    resolve_workers(workers)
     dtype = float_dtype(W)
     with Objective(X, y, W.shape[0], loss=loss, delta=delta, mean=mean, scale=scale, bias=bias, dtype=dtype,
-                   workers=workers, block=DEFAULT_BLOCK if block is None else int(block)) as f:
+                   block=DEFAULT_BLOCK if block is None else int(block)) as f:
         return f.full(W.astype(dtype, copy=False))      # its dW buffer is ours: f is not called again
 
 

@@ -40,7 +40,7 @@ from ..core.search import random_local_search, random_search
 from ..data.cifar10 import Splits
 from ..errors import DivergenceError, Interrupted, ModelFileError
 from ..progress import Bar
-from ..threads import blas_threads
+from ..threads import blas_threads, resolve_workers
 
 __all__ = ["TrainState", "TrainResult", "train", "rng_stream", "init_state", "state_to_arrays",
            "state_from_arrays", "accuracy", "plan"]
@@ -203,8 +203,9 @@ def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState 
     """Train on splits.X_train (N, P) stored rows (uint8 pixels or float features) with ``prep`` folded in.
 
     Returns the weights to keep. ``state`` continues a checkpointed run.
-    ``workers``: CPUs to compute on (None: $LINCLF_WORKERS, else all usable);
-    the weights do not depend on it. ``on_checkpoint(state, reason)`` is
+    ``workers``: CPUs for the derivative-free search's wide products (None:
+    $LINCLF_WORKERS, else all usable); a gradient step runs on one thread
+    (``core.objective`` says why). The weights do not depend on it. ``on_checkpoint(state, reason)`` is
     called every ``train.checkpoint_every`` epochs ("periodic"), at the end
     ("completed") and on Ctrl-C ("interrupted", then Interrupted is raised).
     ``on_step(state)`` runs after every step (tests use it to inject faults).
@@ -215,18 +216,18 @@ def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState 
         state = init_state(cfg, shape)
     elif state.W.shape != shape:
         raise ModelFileError(f"the checkpoint's W is {state.W.shape}, this data needs {shape}")
+    workers = resolve_workers(workers)                      # a bad value is refused whatever the method
     if cfg.optimizer.method in ("random_search", "random_local_search"):
         return _train_search(cfg, splits, prep, state, progress, workers)
-    return _train_gradient(cfg, splits, prep, state, progress, workers, on_checkpoint, on_step)
+    return _train_gradient(cfg, splits, prep, state, progress, on_checkpoint, on_step)
 
 
-def _objective(cfg: Config, splits: Splits, prep: Preprocessor, dtype: np.dtype, batch_size: int,
-               workers: int | None) -> Objective:
+def _objective(cfg: Config, splits: Splits, prep: Preprocessor, dtype: np.dtype, batch_size: int) -> Objective:
     """The configured data loss + L2 on the training rows, preprocessing folded in (close it after use)."""
     m = cfg.model
     return Objective(splits.X_train, splits.y_train, len(splits.classes), loss=m.loss, delta=m.delta,
                      mean=prep.mean, scale=prep.scale, bias=prep.bias, reg=m.reg, reg_bias=m.reg_bias,
-                     dtype=dtype, workers=workers, batch_size=batch_size)
+                     dtype=dtype, batch_size=batch_size)
 
 
 class _Evaluator:
@@ -257,7 +258,7 @@ class _Evaluator:
 
 
 def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState, progress: bool,
-                    workers: int | None, on_checkpoint: Callable[[TrainState, str], None] | None,
+                    on_checkpoint: Callable[[TrainState, str], None] | None,
                     on_step: Callable[[TrainState], None] | None) -> TrainResult:
     o = cfg.optimizer
     n = len(splits.y_train)
@@ -283,7 +284,7 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
     t0 = time.perf_counter()
     try:
         with _sigint_as_flag() as interrupted, \
-                _objective(cfg, splits, prep, state.W.dtype, p.batch, workers) as objective:
+                _objective(cfg, splits, prep, state.W.dtype, p.batch) as objective:
             while state.step < p.total_steps:
                 if interrupted.is_set():
                     if on_checkpoint is not None:
@@ -332,19 +333,19 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
 
 
 def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState,
-                  progress: bool, workers: int | None) -> TrainResult:
+                  progress: bool, workers: int) -> TrainResult:
     o = cfg.optimizer
     X, y = splits.X_train, splits.y_train
     rng = rng_stream(cfg.seed, "search")
     bar = Bar(progress, o.trials, 0, o.method.replace("_", " "), "trial")
-    objective = _objective(cfg, splits, prep, state.W.dtype, 0, workers)
+    objective = _objective(cfg, splits, prep, state.W.dtype, 0)
 
     def loss_fn(W: np.ndarray) -> float:
         return objective.full(W)[0]
 
     def many_loss_fn(Ws: np.ndarray) -> np.ndarray:
         m = cfg.model
-        with blas_threads(objective.workers):       # one wide product per block: BLAS's own threads pay here
+        with blas_threads(workers):                 # one wide product per block: BLAS's own threads pay here
             values = loss_values(Ws, X, y, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale, bias=prep.bias)
         if m.reg:
             values += np.array([l2_reg(W, m.reg, m.reg_bias)[0] for W in Ws])
