@@ -13,9 +13,12 @@ The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
 alpha are folded into the unit-length centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha],
 and the sign split's half, -c.x - alpha = -(c.x - alpha) - 2 alpha, comes from
 the same product.
-Encoding and pooling are done in place on the chunk; the patches are laid out
-so that a pooling region is a run of rows. Each thread of the caller's task
-pool keeps its own buffers, so one encoder serves every thread.
+Encoding is done in place on the chunk, each half of the split codes in its own
+contiguous buffer (NumPy's ufuncs ran 2-3x slower on the two halves of one
+(n, 2k) buffer). The patches are laid out so that a pooling region is a run of
+rows, and pooling is one product with a 0/1 matrix of the chunk's runs. Each
+thread of the caller's task pool keeps its own buffers, so one encoder serves
+every thread.
 """
 from __future__ import annotations
 
@@ -64,12 +67,13 @@ class PatchEncoder:
 
     The patches of a block of images are laid out region-major (pooling
     region, then image, then the region's positions row by row), so each
-    (region, image) pair is a contiguous segment of rows and pooling is one
-    reduction along the rows of a sub-block. Sub-blocks ("chunks") gather
-    whole segments up to ``block_patches`` rows or split a longer one. Each
-    thread keeps its own buffers: the block's patches (with a column of ones,
-    for the augmented products), the whitened patches and the codes of one
-    chunk, and the pooled sums.
+    (region, image) pair is a contiguous segment of rows, and pooling a
+    sub-block is the product of a (segments, rows) 0/1 matrix with its codes.
+    Sub-blocks ("chunks") gather whole segments up to ``block_patches`` rows
+    or split a longer one. Each thread keeps its own buffers: the block's
+    patches (with a column of ones, for the augmented products), the whitened
+    patches and the codes of one chunk (one (rows, k) array for each half of
+    the split codes), and the pooled sums.
     """
 
     def __init__(self, f: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray, whiten: np.ndarray):
@@ -91,9 +95,11 @@ class PatchEncoder:
             self.chunk_rows = max(self.chunk_rows, self.plan(1)[1])
 
     def plan(self, b: int) -> tuple[list, int]:
-        """For b images: [(region row start, region row stop, target rows)] and [(chunk start, stop, segments)], max chunk rows.
+        """For b images: [(region row start, region row stop)] and [(chunk start, stop, runs, images, regions)], max chunk rows.
 
-        A chunk's segments are (offset in the chunk, image, region index).
+        A chunk's ``runs`` is its (segments, rows) 0/1 matrix (1 where a row
+        belongs to the segment); segment i is the patches of image images[i]
+        in region regions[i].
         """
         if b in self.plans:
             return self.plans[b]
@@ -121,11 +127,19 @@ class PatchEncoder:
             cur.append((s, e, j, r))
         if cur:
             chunks.append(cur)
-        plan = [(c[0][0], c[-1][1], np.array([u - c[0][0] for u, _, _, _ in c]), np.array([j for _, _, j, _ in c]),
-                 np.array([r for _, _, _, r in c])) for c in chunks]
+        plan = [(c[0][0], c[-1][1], self.runs([u - c[0][0] for u, _, _, _ in c], c[-1][1] - c[0][0]),
+                 np.array([j for _, _, j, _ in c]), np.array([r for _, _, _, r in c])) for c in chunks]
         rows = max(e - s for s, e, *_ in plan)
         self.plans[b] = (copies, plan), rows
         return self.plans[b]
+
+    def runs(self, starts: list[int], rows: int) -> np.ndarray:
+        """The (segments, rows) 0/1 matrix of segments starting at ``starts`` and ending where the next one starts."""
+        bounds = [*starts, rows]
+        M = np.zeros((len(starts), rows), dtype=self.f.dtype)
+        for i, (u, v) in enumerate(zip(bounds[:-1], bounds[1:])):
+            M[i, u:v] = 1
+        return M
 
     def buffers(self) -> Any:
         loc = self.local
@@ -133,7 +147,7 @@ class PatchEncoder:
             f, p = self.f, self.f.patch_dim
             loc.P = np.empty((f.block_images * self.m * self.m, p + 1), dtype=f.dtype)
             loc.P[:, p] = 1
-            loc.D = np.empty((self.chunk_rows, f.n_codes), dtype=f.dtype)
+            loc.codes = [np.empty((self.chunk_rows, f.k), dtype=f.dtype) for _ in range(f.n_codes // f.k)]
             if f.encoder == "triangle":
                 loc.A = np.empty((self.chunk_rows, p + 2), dtype=f.dtype)
                 loc.A[:, p] = 1
@@ -157,14 +171,12 @@ class PatchEncoder:
             np.copyto(target, view[:, r0:r1, c0:c1], casting="unsafe")
         pooled = loc.pooled[:b]
         pooled.fill(0)
-        for s, e, offsets, images, regions in chunks:
+        k = f.k
+        for s, e, runs, images, regions in chunks:
             block = loc.P[s:e]
             self.scale(block[:, :p], exact)
-            D = self.encode(block, loc)
-            if len(offsets) == 1:
-                pooled[images[0], regions[0]] += np.add.reduce(D, axis=0)
-            else:
-                pooled[images, regions] += np.add.reduceat(D, offsets, axis=0)   # (image, region) pairs distinct
+            for h, codes in enumerate(self.encode(block, loc)):
+                pooled[images, regions, h * k:(h + 1) * k] += runs @ codes        # (image, region) pairs distinct
         if f.power != 1:
             np.power(pooled, f.power, out=pooled)                             # sums of codes >= 0: real powers
         out[i0:i1] = pooled.reshape(b, -1)                                  # the buffer is this thread's: copy out here
@@ -181,20 +193,21 @@ class PatchEncoder:
         var = (s2 - s1 * s1 / d) / (d - 1)                       # as normalize_patches: n - 1
         P *= (1 / np.sqrt(np.maximum(var, 0) + self.f.norm_eps)).astype(P.dtype)[:, None]
 
-    def encode(self, block: np.ndarray, loc: Any) -> np.ndarray:
-        """Codes (n, n_codes) of scaled patches block (n, p + 1) (last column 1), in a reused buffer."""
+    def encode(self, block: np.ndarray, loc: Any) -> list[np.ndarray]:
+        """Codes of scaled patches block (n, p + 1) (last column 1): [(n, k)], or [pos, neg] when split, in reused buffers."""
         f = self.f
         n, p = block.shape[0], f.patch_dim
-        D = loc.D[:n]
+        halves = [c[:n] for c in loc.codes]
         if f.encoder == "soft":
-            pos = D[:, : f.k]
+            pos = halves[0]
             np.matmul(block, self.B, out=pos)                             # c.x - alpha
             if f.split:
-                neg = D[:, f.k:]
+                neg = halves[1]
                 np.subtract(self.minus_2alpha, pos, out=neg)              # -c.x - alpha
                 np.maximum(neg, self.zero, out=neg)
             np.maximum(pos, self.zero, out=pos)
-            return D
+            return halves
+        D = halves[0]
         A = loc.A[:n]
         x = A[:, :p]
         np.matmul(block, self.Wb, out=x)                                  # x = (p - m) @ W
@@ -213,4 +226,4 @@ class PatchEncoder:
         mu *= 1 / f.k
         np.subtract(mu[:, None], D, out=D)
         np.maximum(D, self.zero, out=D)
-        return D
+        return halves
