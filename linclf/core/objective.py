@@ -9,6 +9,7 @@ b (C,), and the rows are only ever converted, never preprocessed.
 A minibatch step (``Objective.batch``), top to bottom:
 
     1. gather X[idx] into a reused buffer, converting it to the compute dtype   xb (n, P)
+       (``rows.convert_rows``: float16 by its bits, NumPy's cast has no SIMD)
     2. S = xb @ A.T + b                                   the first product     S  (n, C)
     3. loss, dS = the score loss (svm or softmax) of S                         dS (n, C)
     4. G = dS.T @ xb, g0 = dS.sum(0)                      the second product    G  (C, P)
@@ -42,6 +43,7 @@ import numpy as np
 from ..threads import blas_threads, resolve_workers
 from .losses import SCORE_LOSSES, check_labels, float_dtype, l2_reg, score_loss
 from .preprocess import fold, unfold
+from .rows import convert_rows
 
 __all__ = ["Objective", "data_loss", "loss_values", "scores", "DEFAULT_BLOCK", "TILE_BYTES", "tile_rows",
            "tile_columns", "matmul_tiled"]
@@ -171,7 +173,7 @@ class Objective:
                 np.take(self.X, idx[lo:hi], axis=0, out=xb[lo:hi], mode="clip")
             else:
                 raw = np.take(self.X, idx[lo:hi], axis=0, out=self._raw[lo:hi], mode="clip")
-                np.copyto(xb[lo:hi], raw, casting="unsafe")                # the one conversion
+                convert_rows(raw, xb[lo:hi])                                # the one conversion
             np.matmul(xb[lo:hi], A.T, out=S[lo:hi])
         S += b
         value, dS = self.loss(S, self.y[idx], n)
@@ -214,9 +216,7 @@ def _converted(X: np.ndarray, dtype: np.dtype, buf: np.ndarray | None) -> tuple[
         return X, buf
     if buf is None or buf.shape[0] < len(X):
         buf = np.empty(X.shape, dtype=dtype)
-    xb = buf[:len(X)]
-    np.copyto(xb, X, casting="unsafe")
-    return xb, buf
+    return convert_rows(X, buf[:len(X)]), buf
 
 
 def scores(X: np.ndarray, A: np.ndarray, b: np.ndarray, *, block: int = 1024,

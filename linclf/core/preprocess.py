@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .rows import convert_rows
+
 __all__ = ["Preprocessor", "fit", "fold", "unfold"]
 
 _BLOCK = 256           # rows converted to float32 at a time when fitting the std (3 MB, stays in cache)
@@ -48,8 +50,7 @@ class Preprocessor:
         """
         N, P = X.shape
         out = np.empty((N, P + int(self.bias)), dtype=dtype)
-        body = out[:, :P]
-        np.copyto(body, X, casting="unsafe")
+        body = convert_rows(X, out[:, :P])
         if self.mean is not None:
             body -= self.mean.astype(dtype, copy=False)
         if self.scale is not None:
@@ -90,7 +91,7 @@ class Preprocessor:
 
 
 def fit(X: np.ndarray, mean: bool = True, std: bool = False, bias: bool = True) -> Preprocessor:
-    """Fit on raw training rows X (N, P) uint8: mean image (P,), 1/std (P,), bias flag.
+    """Fit on raw training rows X (N, P) (uint8 pixels, float features): mean (P,), 1/std (P,), bias flag.
 
     Statistics accumulate in float64 over blocks of rows, so the set is never
     held as float (peak extra memory 3 MB).
@@ -106,10 +107,23 @@ def fit(X: np.ndarray, mean: bool = True, std: bool = False, bias: bool = True) 
 
 
 def _column_mean(X: np.ndarray) -> np.ndarray:
-    """Mean of each column of X (N, P) as float64; exact integer sums for integer pixels."""
+    """Mean of each column of X (N, P) as float64; exact integer sums for integer pixels.
+
+    Float rows: a block of rows at a time converted to float32 and summed by
+    a product with ones (a float16 split is never converted whole, nor
+    through NumPy's float16 cast), block sums accumulated in float64.
+    """
     if X.dtype.kind in "ui" and X.dtype.itemsize == 1:
         return X.sum(axis=0, dtype=np.int64) / len(X)
-    return X.mean(axis=0, dtype=np.float64)
+    if X.dtype == np.float64:
+        return X.mean(axis=0)
+    out = np.zeros(X.shape[1], dtype=np.float64)
+    buf = np.empty((min(_BLOCK, len(X)), X.shape[1]), dtype=np.float32)
+    ones = np.ones(len(buf), dtype=np.float32)
+    for start in range(0, len(X), _BLOCK):
+        b = convert_rows(X[start:start + _BLOCK], buf[:len(X[start:start + _BLOCK])])
+        out += ones[:len(b)] @ b
+    return out / len(X)
 
 
 def _column_sq_dev(X: np.ndarray, m64: np.ndarray) -> np.ndarray:
@@ -122,8 +136,7 @@ def _column_sq_dev(X: np.ndarray, m64: np.ndarray) -> np.ndarray:
     out = np.zeros(X.shape[1], dtype=np.float64)
     buf = np.empty((min(_BLOCK, len(X)), X.shape[1]), dtype=np.float32)
     for start in range(0, len(X), _BLOCK):
-        b = buf[:len(X[start:start + _BLOCK])]
-        np.copyto(b, X[start:start + _BLOCK], casting="unsafe")
+        b = convert_rows(X[start:start + _BLOCK], buf[:len(X[start:start + _BLOCK])])
         b -= m32
         out += np.einsum("ij,ij->j", b, b)
     return out

@@ -3,7 +3,7 @@
 Layout under ``root`` (``<data dir>/features-cache``)::
 
     fit-<kind>-<key hash>.npz            a fitted extractor's arrays + the key they were fitted under
-    <kind>-<extractor hash>/<images hash>.npy    float32 features (N, D) of one set of images
+    <kind>-<extractor hash>/<images hash>.npy    float16 features (N, D) of one set of images
     <kind>-<extractor hash>/<images hash>.json   the key of that file: settings, fingerprints, shape,
                                                  and a checksum of the .npy's bytes
 
@@ -28,16 +28,17 @@ from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
+from ..core.rows import float16_overflows
 from ..errors import DataError, LinclfWarning
 from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
 
 __all__ = ["Extractor", "CacheError", "CACHE_VERSION", "FEATURE_DTYPE", "fingerprint", "arrays_fingerprint", "cached_fit",
            "cached_features", "features_path"]
 
-CACHE_VERSION = 2             # 2: the .npy's checksum is SHA-256 (1: BLAKE2b)
-# float32, not float16: NumPy converts float16 to float32 without SIMD on x86-64 CPUs lacking AVX512-FP16,
-# about 30x slower than uint8 or uint16 (scripts/bench.py, "convert"); a minibatch would pay it every step
-FEATURE_DTYPE = np.dtype(np.float32)
+CACHE_VERSION = 3             # 3: float16 features (2: float32; 1: the checksum was BLAKE2b, now SHA-256)
+# float16: half float32's memory and disk, relative rounding 2**-11, far below what a linear classifier on
+# standardised features notices; the engine converts it by its bits (core.rows), as fast as a float32 gather
+FEATURE_DTYPE = np.dtype(np.float16)
 _CHUNK = 1 << 24              # bytes hashed at a time
 
 
@@ -198,7 +199,7 @@ def _reserve(fd: int, size: int) -> None:
 
 def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, extractor_fp: str,
                     X: np.ndarray, images_fp: str, what: str = "images") -> np.ndarray:
-    """Features (N, D) float32 of image rows X (N, P), memory-mapped from the cache; built when absent or stale.
+    """Features (N, D) float16 of image rows X (N, P), memory-mapped from the cache; built when absent or stale.
 
     ``extractor_fp`` fingerprints the fitted extractor, ``images_fp`` the rows X.
     The features are written by ``extractor.transform(X, out=...)`` straight into
@@ -227,6 +228,9 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
                 out = np.memmap(fh, dtype=FEATURE_DTYPE, mode="r+", offset=offset, shape=(len(X), D))
                 try:
                     extractor.transform(X, out=out)
+                    if float16_overflows(out):
+                        raise CacheError(f"the {kind} features of the {what} exceed float16's range (65,504) or are "
+                                         "not finite; they cannot be cached")
                     out.flush()
                 finally:
                     del out

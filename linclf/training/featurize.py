@@ -2,7 +2,7 @@
 
 ``featurize(cfg, splits, data_dir)`` fits the extractor on the training split
 only (or takes a fitted one, e.g. from a model file), extracts every split's
-features as float32 rows and returns new Splits plus the extractor. With
+features as float16 rows and returns new Splits plus the extractor. With
 ``features.cache`` (the default) both the fitted extractor and the features go
 through ``features.cache`` in ``<data dir>/features-cache``, so a second run, a
 sweep or ``eval`` reuse them. ``feature_prep`` is the standardisation fitted on
@@ -112,7 +112,7 @@ def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_d
 def featurize(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = None, *,
               extractor: Any = None, progress: bool = False,
               only: Sequence[str] = SPLIT_NAMES, workers: int | None = None) -> tuple[Splits, Any]:
-    """Splits of float32 feature rows (N, D) (memory-mapped from the cache) and the fitted extractor.
+    """Splits of float16 feature rows (N, D) (memory-mapped from the cache) and the fitted extractor.
 
     The extractor is fitted on ``splits.X_train`` unless given. Splits not in
     ``only`` come back empty (0, D). ``workers``: the extractor's threads
