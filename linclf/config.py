@@ -81,7 +81,7 @@ class FeaturesConfig:
     path: str | None = _f(None, "str", "npz: the .npz holding X_train, y_train, X_test, y_test (optional classes)",
                           nullable=True)
     standardize: bool = _f(True, "bool", "standardise the features (mean 0, std 1 on the training split)")
-    cache: bool = _f(True, "bool", "keep extracted features (float32) and the fitted extractor in the data folder")
+    cache: bool = _f(True, "bool", "keep extracted features (float16) and the fitted extractor in the data folder")
     patch: int = _f(6, "int", "kmeans: side of the square patches, pixels", lo=1, hi=32)
     stride: int = _f(1, "int", "kmeans: step between patches when extracting", lo=1, hi=32)
     patches: int = _f(400_000, "int", "kmeans: random training patches the centroids are fitted on", lo=1)

@@ -23,8 +23,9 @@ else a temporary one built from the archive.
 Benches (``--only NAME``, repeatable):
 
   convert       gathering 256 stored rows of 6,400 values into float32, for
-                uint8, uint16, float16 and float32 storage (why features are
-                cached as float32)
+                uint8, uint16, float16 (the engine's conversion by its bits,
+                and NumPy's cast) and float32 storage (why features are
+                cached as float16)
   tiles         the engine's two minibatch products (256 rows of 3,072 and of
                 6,400 float32 values, 10 classes) whole, in the engine's tiles
                 on one thread, and in the same tiles split over two pool
@@ -986,26 +987,34 @@ def bench_kmeans(ctx: Context) -> Iterator[dict]:
 
 
 def bench_convert(ctx: Context) -> Iterator[dict]:
-    """Gathering a 256-row minibatch of 6,400 stored values into float32: why the feature cache is float32.
+    """Gathering a 256-row minibatch of 6,400 stored values into float32: why the feature cache is float16.
 
-    Each stored dtype: np.take into a buffer of that dtype, then np.copyto into
-    the float32 buffer (float32 rows are gathered straight into it), as the
-    engine does; the figure beside each is uint8's.
+    Each stored dtype: np.take into a buffer of that dtype, then the engine's
+    conversion into the float32 buffer (``rows.convert_rows``: float16 by its
+    bits) or NumPy's cast (np.copyto), float32 rows gathered straight into it;
+    the figure beside each is uint8's.
     """
+    from linclf.core.rows import convert_rows
+
     rng = np.random.default_rng(0)
     base = rng.standard_normal((20_000, WIDE_D), dtype=np.float32)
     idx = rng.integers(0, len(base), BATCH)
     out = np.empty((BATCH, WIDE_D), dtype=np.float32)
     times = {}
-    for dtype in (np.uint8, np.uint16, np.float16, np.float32):
+    ways = [(np.uint8, "engine"), (np.uint16, "engine"), (np.float16, "engine"), (np.float16, "numpy cast"),
+            (np.float32, "engine")]
+    for dtype, how in ways:
         X = base.astype(dtype) if np.dtype(dtype).kind == "f" else rng.integers(0, 200, base.shape).astype(dtype)
         raw = np.empty((BATCH, WIDE_D), dtype=dtype)
 
-        def gather(X=X, raw=raw) -> None:
+        def gather(X=X, raw=raw, how=how) -> None:
             if X.dtype == out.dtype:
                 np.take(X, idx, axis=0, out=out, mode="clip")
+                return
+            np.take(X, idx, axis=0, out=raw, mode="clip")
+            if how == "engine":
+                convert_rows(raw, out)
             else:
-                np.take(X, idx, axis=0, out=raw, mode="clip")
                 np.copyto(out, raw, casting="unsafe")
 
         samples = []
@@ -1013,10 +1022,10 @@ def bench_convert(ctx: Context) -> Iterator[dict]:
             t0 = time.perf_counter()
             gather()
             samples.append(time.perf_counter() - t0)
-        times[np.dtype(dtype).name] = statistics.median(samples)
-    for name, s in times.items():
-        yield {"bench": "convert", "stored": name, "rows": BATCH, "values": WIDE_D, "ms": round(s * 1e3, 3),
-               "vs_uint8": round(s / times["uint8"], 2)}
+        times[(np.dtype(dtype).name, how)] = statistics.median(samples)
+    for (name, how), s in times.items():
+        yield {"bench": "convert", "stored": name, "conversion": how, "rows": BATCH, "values": WIDE_D,
+               "ms": round(s * 1e3, 3), "vs_uint8": round(s / times[("uint8", "engine")], 2)}
 
 
 def bench_tiles(ctx: Context) -> Iterator[dict]:

@@ -27,8 +27,8 @@ Everything runs on the calling thread, BLAS limited to one thread inside the
 context manager: a minibatch's products are far too small for BLAS's own
 threads, and a thread pool running the tiles side by side was slower than one
 thread on both pixels and 6,400-wide rows (its threads hand the GIL to each
-other between tiles of a few microseconds; ``--only train`` shows the same
-step with 1 and 2 workers). Results therefore do not depend on ``workers``.
+other between tiles of a few microseconds; ``--only tiles`` times the tiles
+on one and on two threads). Results therefore do not depend on ``workers``.
 
 Full-split passes (``Objective.full`` for gradient descent, ``scores`` for
 evaluation, ``loss_values`` for the derivative-free search) go block by block
@@ -192,7 +192,6 @@ class Objective:
             raise ValueError("the loss of an empty set of rows is undefined")
         A, b = fold(W, self.mean, self.scale, self.bias)
         t = self._tile
-
         G = np.zeros((self.C, self.P), dtype=self.dtype)
         G_block = np.empty_like(G)
         g0 = np.zeros(self.C, dtype=np.float64)
