@@ -655,7 +655,7 @@ SMALL_KMEANS = ["--set", "features.k=8", "--set", "features.patches=2000", "--se
 
 # (config, its width, the width with k = 8): the k-means configs split the soft codes and pool 2x2
 @pytest.mark.parametrize("name,dim,small_dim", [("hog_color", 155, 155), ("kmeans", 2 * 4 * 1600 + 1, 2 * 4 * 8 + 1),
-                                                ("kmeans_large", 2 * 4 * 2000 + 1, 2 * 4 * 8 + 1)])
+                                                ("kmeans_large", 2 * 4 * 2400 + 1, 2 * 4 * 8 + 1)])
 @pytest.mark.parametrize("method", ["centered", "forward"])
 def test_gradcheck_passes_every_shipped_feature_config(name, dim, small_dim, method, learnable_data_dir):
     cfg = ROOT / "configs" / f"{name}.yaml"
