@@ -10,6 +10,7 @@ unfolds the same way (``unfold``); ``objective`` computes on raw rows.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,10 +119,8 @@ def _column_mean(X: np.ndarray) -> np.ndarray:
     if X.dtype == np.float64:
         return X.mean(axis=0)
     out = np.zeros(X.shape[1], dtype=np.float64)
-    buf = np.empty((min(_BLOCK, len(X)), X.shape[1]), dtype=np.float32)
-    ones = np.ones(len(buf), dtype=np.float32)
-    for start in range(0, len(X), _BLOCK):
-        b = convert_rows(X[start:start + _BLOCK], buf[:len(X[start:start + _BLOCK])])
+    ones = np.ones(min(_BLOCK, len(X)), dtype=np.float32)
+    for b in _float32_blocks(X):
         out += ones[:len(b)] @ b
     return out / len(X)
 
@@ -134,12 +133,18 @@ def _column_sq_dev(X: np.ndarray, m64: np.ndarray) -> np.ndarray:
     """
     m32 = m64.astype(np.float32)
     out = np.zeros(X.shape[1], dtype=np.float64)
-    buf = np.empty((min(_BLOCK, len(X)), X.shape[1]), dtype=np.float32)
-    for start in range(0, len(X), _BLOCK):
-        b = convert_rows(X[start:start + _BLOCK], buf[:len(X[start:start + _BLOCK])])
+    for b in _float32_blocks(X):
         b -= m32
         out += np.einsum("ij,ij->j", b, b)
     return out
+
+
+def _float32_blocks(X: np.ndarray) -> Iterator[np.ndarray]:
+    """X (N, P) as float32 blocks of up to _BLOCK rows, each converted into one reused buffer (free to change)."""
+    buf = np.empty((min(_BLOCK, len(X)), X.shape[1]), dtype=np.float32)
+    for start in range(0, len(X), _BLOCK):
+        rows = X[start:start + _BLOCK]
+        yield convert_rows(rows, buf[:len(rows)])
 
 
 # ----------------------------------------------------------------------------- folding into the weights
