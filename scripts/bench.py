@@ -396,6 +396,8 @@ TRAIN_STEPS = 1_500
 TRAIN_TARGET = 4.0          # samples/s against the textbook loop
 TORCH_TARGET = 2.0          # samples/s against PyTorch CPU with as many threads
 WIDE_N, WIDE_D, WIDE_STEPS = 50_000, 6_400, 600   # the learned-features case: float32 rows
+WIDE_CASES = ((WIDE_N, WIDE_D, np.float32),       # the 6,400-wide float32 matrix
+              (20_000, 19_200, np.float16))       # kmeans_large's cached features (k = 2400), fewer rows
 
 
 def adam_course(w, dw, config):
@@ -533,16 +535,19 @@ def bench_train(ctx: Context) -> Iterator[dict]:
             cfg = with_values(cfg, {"optimizer.epochs": None, "optimizer.iterations": steps})
         cases.append((f"configs/{name}.yaml", cfg, "pixels"))
     wide_steps = 150 if ctx.quick else WIDE_STEPS
-    cases.append((f"float32 {WIDE_N}x{WIDE_D} softmax adam", with_values(Config(), {
-        "model.loss": "softmax", "model.reg": 0.01, "preprocess.std": True, "optimizer.update": "adam",
-        "optimizer.lr": 1e-3, "optimizer.batch_size": BATCH, "optimizer.iterations": wide_steps,
-        "train.keep_best": False}), "wide"))
+    for n, d, dtype in WIDE_CASES:
+        cases.append((f"{np.dtype(dtype).name} {n}x{d} softmax adam", with_values(Config(), {
+            "model.loss": "softmax", "model.reg": 0.01, "preprocess.std": True, "optimizer.update": "adam",
+            "optimizer.lr": 1e-3, "optimizer.batch_size": BATCH, "optimizer.iterations": wide_steps,
+            "train.keep_best": False}), (n, d, dtype)))
     for label, cfg, kind in cases:
-        if kind == "wide":
+        if kind != "pixels":
+            n, d, dtype = kind
             rng = np.random.default_rng(1)
-            X = rng.standard_normal((WIDE_N, WIDE_D), dtype=np.float32)
-            X *= rng.uniform(0.5, 2.0, WIDE_D).astype(np.float32)            # features of unequal scales
-            y = rng.integers(0, 10, WIDE_N)
+            X = rng.standard_normal((n, d), dtype=np.float32)
+            X *= rng.uniform(0.5, 2.0, d).astype(np.float32)                 # features of unequal scales
+            X = X.astype(dtype, copy=False)
+            y = rng.integers(0, 10, n)
             X_val, y_val = X[:1000], y[:1000]
         else:
             X, y, X_val, y_val = ctx.X, ctx.y, ctx.X_val, ctx.y_val

@@ -9,8 +9,8 @@ from threadpoolctl import threadpool_info
 
 from conftest import preprocessed
 from linclf.core.losses import l2_reg, softmax_loss, squared_hinge_loss, svm_loss
-from linclf.core.objective import (TILE_BYTES, Objective, data_loss, loss_values, matmul_tiled, scores, tile_columns,
-                                   tile_rows)
+from linclf.core.objective import (MIN_TILE_ROWS, TILE_BYTES, Objective, data_loss, loss_values, matmul_tiled, scores,
+                                   tile_columns, tile_rows)
 from linclf.core.preprocess import fold
 from linclf.errors import UsageError
 
@@ -92,6 +92,21 @@ def test_many_tiles_equal_explicit_preprocessing(loss, dtype):
     assert np.max(np.abs(dW - want_dW)) <= tol * np.max(np.abs(want_dW))
 
 
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_wide_float16_rows_in_floor_sized_tiles_equal_explicit_preprocessing(loss):
+    """Feature rows too wide for TILE_BYTES: tiles of MIN_TILE_ROWS rows, converted from float16, the last one ragged."""
+    P = TILE_BYTES // (4 * MIN_TILE_ROWS) + 100
+    rng, X, y, mean, scale = problem(N=90, P=P, seed=5, stored=np.float16)
+    assert tile_rows(P, np.float32) == MIN_TILE_ROWS
+    W = (0.01 * rng.standard_normal((C, P + 1))).astype(np.float32)
+    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, batch_size=40) as f:
+        idx = rng.integers(0, len(y), 40)                                 # tiles of 16, 16 and 8 rows
+        got, dW = f.batch(W, idx)
+    want, want_dW = explicit(W, X[idx], y[idx], loss, mean, scale, True, 0.01, True)
+    assert got == pytest.approx(want, rel=3e-5)
+    assert np.max(np.abs(dW - want_dW)) <= 3e-5 * np.max(np.abs(want_dW))
+
+
 @pytest.mark.parametrize("cut", [dict(rows=7), dict(columns=64), dict(rows=1000), dict(columns=1000)])
 def test_matmul_tiled_is_the_product(cut):
     rng = np.random.default_rng(2)
@@ -103,7 +118,8 @@ def test_matmul_tiled_is_the_product(cut):
 
 def test_tile_sizes_follow_the_tile_bytes():
     assert tile_rows(3072, np.float32) == TILE_BYTES // (3072 * 4)
-    assert tile_rows(10 ** 7, np.float32) == 1                                # a row wider than a tile
+    assert tile_rows(19_200, np.float32) == MIN_TILE_ROWS                     # wide rows: the floor
+    assert tile_rows(10 ** 7, np.float32) == MIN_TILE_ROWS                    # a row wider than a tile
     assert tile_columns(256, np.float32) == TILE_BYTES // (256 * 4) // 64 * 64
     assert tile_columns(10 ** 7, np.float64) == 64                            # at least one aligned group
 
