@@ -1037,7 +1037,8 @@ def bench_tiles(ctx: Context) -> Iterator[dict]:
     """The minibatch products whole, in ``objective``'s tiles, and in those tiles on two pool threads (1 BLAS thread)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from linclf.core.objective import matmul_tiled, tile_columns, tile_rows
+    from linclf.core.objective import matmul_tiled, tile_columns
+    from linclf.core.rows import tile_rows
     from linclf.threads import blas_threads
 
     rng = np.random.default_rng(0)

@@ -9,9 +9,9 @@ from threadpoolctl import threadpool_info
 
 from conftest import preprocessed
 from linclf.core.losses import l2_reg, softmax_loss, squared_hinge_loss, svm_loss
-from linclf.core.objective import (MIN_TILE_ROWS, TILE_BYTES, Objective, data_loss, loss_values, matmul_tiled, scores,
-                                   tile_columns, tile_rows)
+from linclf.core.objective import Objective, data_loss, loss_values, matmul_tiled, scores, tile_columns
 from linclf.core.preprocess import fold
+from linclf.core.rows import MIN_TILE_ROWS, TILE_BYTES, tile_rows
 from linclf.errors import UsageError
 
 C = 10

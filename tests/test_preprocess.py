@@ -20,6 +20,17 @@ def test_mean_and_std_equal_a_float64_reference(X):
     assert p.mean.dtype == np.float32 and p.scale.dtype == np.float32 and p.bias
 
 
+@pytest.mark.parametrize("N, P, dtype", [(300, 19_200, np.float16), (1000, 20, np.float32)])
+def test_feature_rows_wide_or_narrow_equal_a_float64_reference(N, P, dtype):
+    """Blocks of 16 rows of float16 features (the last one ragged), or 256 rows of narrow float32 ones."""
+    rng = np.random.default_rng(1)
+    X = (rng.standard_normal((N, P)) * rng.uniform(0.1, 10.0, P) + 3.0).astype(dtype)
+    p = fit(X, mean=True, std=True)
+    ref = X.astype(np.float64)
+    np.testing.assert_allclose(p.mean, ref.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p.scale, 1.0 / ref.std(axis=0), rtol=1e-5)
+
+
 def test_transform_is_the_explicit_formula(X):
     p = fit(X, mean=True, std=True)
     out = p.transform(X[:5], np.float64)

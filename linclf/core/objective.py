@@ -22,9 +22,8 @@ tile of that size is also under the size where the library switches from its
 small-matrix kernel to the general one; with a skinny W the tiled products run
 about twice as fast as whole ones (``scripts/bench.py --only tiles`` measures
 both on the BLAS at hand). A row tile holds at least ``MIN_TILE_ROWS`` rows
-even when fewer fit in ``TILE_BYTES`` (features 6,400 to 19,200 wide): below
-that, the calls a tile costs outweigh what the cache saves (``--only train``'s
-wide cases). The tiles are fixed by the shapes alone.
+even when fewer fit in ``TILE_BYTES`` (features 6,400 to 19,200 wide; both
+are in ``rows``). The tiles are fixed by the shapes alone.
 
 Everything runs on the calling thread, BLAS limited to one thread inside the
 context manager: a minibatch's products are far too small for BLAS's own
@@ -46,20 +45,12 @@ import numpy as np
 from ..threads import blas_threads, resolve_workers
 from .losses import SCORE_LOSSES, check_labels, float_dtype, l2_reg, score_loss
 from .preprocess import fold, unfold
-from .rows import convert_rows
+from .rows import TILE_BYTES, convert_rows, tile_rows
 
-__all__ = ["Objective", "data_loss", "loss_values", "scores", "DEFAULT_BLOCK", "TILE_BYTES", "MIN_TILE_ROWS",
-           "tile_rows", "tile_columns", "matmul_tiled"]
+__all__ = ["Objective", "data_loss", "loss_values", "scores", "DEFAULT_BLOCK", "tile_columns", "matmul_tiled"]
 
 DEFAULT_BLOCK = 256      # rows per block: a block of float32 pixels is 3 MB, a cache's worth
-TILE_BYTES = 1 << 18     # what one product tile streams of the rows: 256 KB stays in a core's L2 cache
-MIN_TILE_ROWS = 16       # a row tile's floor: a tile of 3 rows of 19,200 values is mostly call overhead
 _COLUMN_ALIGN = 64       # column tiles start on multiples of this (whole cache lines of float32)
-
-
-def tile_rows(P: int, dtype: np.dtype) -> int:
-    """Rows of P values of ``dtype`` in one row tile of a product: what fits in TILE_BYTES, at least MIN_TILE_ROWS."""
-    return max(MIN_TILE_ROWS, TILE_BYTES // (P * np.dtype(dtype).itemsize))
 
 
 def tile_columns(n: int, dtype: np.dtype) -> int:

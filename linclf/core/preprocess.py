@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rows import convert_rows
+from .rows import convert_rows, tile_rows
 
 __all__ = ["Preprocessor", "fit", "fold", "unfold"]
 
-_BLOCK = 256           # rows converted to float32 at a time when fitting the std (3 MB, stays in cache)
+_MAX_BLOCK = 256       # rows summed in float32 at a time at most (see _column_sq_dev)
 _MIN_STD = 1e-6        # a constant pixel is left unscaled instead of divided by ~0
 
 
@@ -94,8 +94,8 @@ class Preprocessor:
 def fit(X: np.ndarray, mean: bool = True, std: bool = False, bias: bool = True) -> Preprocessor:
     """Fit on raw training rows X (N, P) (uint8 pixels, float features): mean (P,), 1/std (P,), bias flag.
 
-    Statistics accumulate in float64 over blocks of rows, so the set is never
-    held as float (peak extra memory 3 MB).
+    Statistics accumulate in float64 over cache-sized blocks of rows, so the
+    set is never held as float.
     """
     if len(X) == 0:
         raise ValueError("cannot fit preprocessing on an empty training split")
@@ -119,7 +119,7 @@ def _column_mean(X: np.ndarray) -> np.ndarray:
     if X.dtype == np.float64:
         return X.mean(axis=0)
     out = np.zeros(X.shape[1], dtype=np.float64)
-    ones = np.ones(min(_BLOCK, len(X)), dtype=np.float32)
+    ones = np.ones(min(_block_rows(X), len(X)), dtype=np.float32)
     for b in _float32_blocks(X):
         out += ones[:len(b)] @ b
     return out / len(X)
@@ -128,8 +128,8 @@ def _column_mean(X: np.ndarray) -> np.ndarray:
 def _column_sq_dev(X: np.ndarray, m64: np.ndarray) -> np.ndarray:
     """sum_i (X[i] - m)^2 per column (P,) float64, a block of rows at a time in float32.
 
-    A block's sums stay below 2^24 for uint8 pixels (256 rows x 255^2), where
-    float32 rounds at about 1e-7 relative; blocks accumulate in float64.
+    A block's sums stay below 2^24 for uint8 pixels (at most 256 rows x 255^2),
+    where float32 rounds at about 1e-7 relative; blocks accumulate in float64.
     """
     m32 = m64.astype(np.float32)
     out = np.zeros(X.shape[1], dtype=np.float64)
@@ -139,11 +139,17 @@ def _column_sq_dev(X: np.ndarray, m64: np.ndarray) -> np.ndarray:
     return out
 
 
+def _block_rows(X: np.ndarray) -> int:
+    """Rows of X (N, P) per block: a cache-sized tile of float32 (``rows.tile_rows``), at most _MAX_BLOCK."""
+    return min(_MAX_BLOCK, tile_rows(X.shape[1], np.float32))
+
+
 def _float32_blocks(X: np.ndarray) -> Iterator[np.ndarray]:
-    """X (N, P) as float32 blocks of up to _BLOCK rows, each converted into one reused buffer (free to change)."""
-    buf = np.empty((min(_BLOCK, len(X)), X.shape[1]), dtype=np.float32)
-    for start in range(0, len(X), _BLOCK):
-        rows = X[start:start + _BLOCK]
+    """X (N, P) as float32 blocks of ``_block_rows`` rows, each converted into one reused buffer (free to change)."""
+    block = _block_rows(X)
+    buf = np.empty((min(block, len(X)), X.shape[1]), dtype=np.float32)
+    for start in range(0, len(X), block):
+        rows = X[start:start + block]
         yield convert_rows(rows, buf[:len(rows)])
 
 
