@@ -184,7 +184,9 @@ class KMeansFeatures(Params):
             normalize_patches(P[a:b], s.norm_eps)
         mean = P.mean(axis=0, dtype=np.float64)                       # (p,)
         cov = np.zeros((p, p))
-        with blas_threads(s.threads):                                 # the CPUs allowed, not BLAS's default
+        # One BLAS thread: OpenBLAS's threaded products and eigh round differently from its one-thread ones
+        # on some CPUs (AVX2 EPYC), and the centroids must not depend on ``threads``; this is about a second.
+        with blas_threads(1):
             for a, b in runs:
                 Pc = P[a:b].astype(np.float64) - mean
                 cov += Pc.T @ Pc
