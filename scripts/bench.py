@@ -1034,12 +1034,15 @@ def bench_convert(ctx: Context) -> Iterator[dict]:
 
 
 def bench_tiles(ctx: Context) -> Iterator[dict]:
-    """The minibatch products whole, in ``objective``'s tiles, and in those tiles on two pool threads (1 BLAS thread)."""
+    """The minibatch products whole, in ``objective``'s tiles, and in those tiles on two pool threads (1 BLAS thread).
+
+    ``engine_tiles_products`` says which the engine uses on this BLAS (``threads.blas_small_kernels``).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     from linclf.core.objective import matmul_tiled, tile_columns
     from linclf.core.rows import tile_rows
-    from linclf.threads import blas_threads
+    from linclf.threads import blas_small_kernels, blas_threads
 
     rng = np.random.default_rng(0)
     pool = ThreadPoolExecutor(1)
@@ -1076,6 +1079,7 @@ def bench_tiles(ctx: Context) -> Iterator[dict]:
                     samples[name].append(time.perf_counter() - t0)
             us = {k: round(statistics.median(v) * 1e6, 1) for k, v in samples.items()}
             yield {"bench": "tiles", "rows": BATCH, "values": P, "classes": 10, "tile_rows": r, "tile_columns": c,
+                   "engine_tiles_products": blas_small_kernels(),
                    **{f"{k}_us": v for k, v in us.items()},
                    "scores_ratio_whole": round(us["scores_whole"] / us["scores_tiles"], 2),
                    "gradient_ratio_whole": round(us["gradient_whole"] / us["gradient_tiles"], 2)}

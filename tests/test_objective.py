@@ -73,13 +73,16 @@ def test_full_equals_explicit_preprocessing(loss, stored):
 
 @pytest.mark.parametrize("loss", list(LOSSES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_many_tiles_equal_explicit_preprocessing(loss, dtype):
-    """CIFAR-wide rows: a minibatch and the split cross many row and column tiles, the last ones ragged."""
+@pytest.mark.parametrize("tiled", [True, False])
+def test_many_tiles_equal_explicit_preprocessing(loss, dtype, tiled):
+    """CIFAR-wide rows: a minibatch and the split cross many row (and column) tiles, the last ones ragged."""
     rng, X, y, mean, scale = problem(N=700, P=3072, seed=1)
     assert tile_rows(3072, dtype) < 100 and tile_columns(256, dtype) < 3072
     W = (0.01 * rng.standard_normal((C, 3073))).astype(dtype)
     tol = 1e-12 if dtype == np.float64 else 3e-5
-    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, dtype=dtype, block=300) as f:
+    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, dtype=dtype, block=300,
+                   tiled=tiled) as f:
+        assert f.tiled is tiled
         for n in (256, 255, 100, 1):
             idx = rng.integers(0, len(y), n)
             got, dW = f.batch(W, idx)
@@ -93,13 +96,14 @@ def test_many_tiles_equal_explicit_preprocessing(loss, dtype):
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_wide_float16_rows_in_floor_sized_tiles_equal_explicit_preprocessing(loss):
+@pytest.mark.parametrize("tiled", [True, False])
+def test_wide_float16_rows_in_floor_sized_tiles_equal_explicit_preprocessing(loss, tiled):
     """Feature rows too wide for TILE_BYTES: tiles of MIN_TILE_ROWS rows, converted from float16, the last one ragged."""
     P = TILE_BYTES // (4 * MIN_TILE_ROWS) + 100
     rng, X, y, mean, scale = problem(N=90, P=P, seed=5, stored=np.float16)
     assert tile_rows(P, np.float32) == MIN_TILE_ROWS
     W = (0.01 * rng.standard_normal((C, P + 1))).astype(np.float32)
-    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, batch_size=40) as f:
+    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, batch_size=40, tiled=tiled) as f:
         idx = rng.integers(0, len(y), 40)                                 # tiles of 16, 16 and 8 rows
         got, dW = f.batch(W, idx)
     want, want_dW = explicit(W, X[idx], y[idx], loss, mean, scale, True, 0.01, True)
@@ -107,7 +111,7 @@ def test_wide_float16_rows_in_floor_sized_tiles_equal_explicit_preprocessing(los
     assert np.max(np.abs(dW - want_dW)) <= 3e-5 * np.max(np.abs(want_dW))
 
 
-@pytest.mark.parametrize("cut", [dict(rows=7), dict(columns=64), dict(rows=1000), dict(columns=1000)])
+@pytest.mark.parametrize("cut", [dict(rows=7), dict(columns=64), dict(rows=1000), dict(columns=1000), dict()])
 def test_matmul_tiled_is_the_product(cut):
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((50, 30)), rng.standard_normal((30, 200))
@@ -184,12 +188,16 @@ def test_bad_workers_are_a_usage_error(monkeypatch):
         data_loss(W, X, y)
 
 
-def test_scores_and_loss_values_match_the_folded_reference():
-    rng, X, y, mean, scale = problem(N=2500, seed=5)
+@pytest.mark.parametrize("small_kernels", [True, False])
+def test_scores_and_loss_values_match_the_folded_reference(monkeypatch, small_kernels):
+    """Scores in row tiles (a BLAS with small-matrix kernels) or whole blocks; the search's losses."""
+    monkeypatch.setattr("linclf.core.objective.blas_small_kernels", lambda: small_kernels)
+    rng, X, y, mean, scale = problem(N=2500, P=3000, seed=5)
     Ws = 0.01 * rng.standard_normal((3, C, X.shape[1] + 1))
     A, b = fold(Ws[0], mean, scale, True)
     Xp = (X - mean) * scale
-    np.testing.assert_allclose(scores(X, A, b, block=1000), Xp @ Ws[0, :, :-1].T + Ws[0, :, -1], rtol=1e-10)
+    want = Xp @ Ws[0, :, :-1].T + Ws[0, :, -1]
+    np.testing.assert_allclose(scores(X, A, b, block=1000), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
     for loss in LOSSES:
         values = loss_values(Ws, X, y, loss, mean=mean, scale=scale, block=700)
         expected = [data_loss(W, X, y, loss, mean=mean, scale=scale)[0] for W in Ws]

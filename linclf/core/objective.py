@@ -15,15 +15,17 @@ A minibatch step (``Objective.batch``), top to bottom:
     4. G = dS.T @ xb, g0 = dS.sum(0)                      the second product    G  (C, P)
     5. dW = unfold(G, g0) + 2 reg W                                            dW (C, D)
 
-Both products run in tiles that stream at most ``TILE_BYTES`` of the rows:
-steps 1-2 a few rows at a time (gathered, converted and multiplied while they
-are in the core's cache), step 4 a few columns at a time. On NumPy's OpenBLAS a
-tile of that size is also under the size where the library switches from its
-small-matrix kernel to the general one; with a skinny W the tiled products run
-about twice as fast as whole ones (``scripts/bench.py --only tiles`` measures
-both on the BLAS at hand). A row tile holds at least ``MIN_TILE_ROWS`` rows
-even when fewer fit in ``TILE_BYTES`` (features 6,400 to 19,200 wide; both
-are in ``rows``). The tiles are fixed by the shapes alone.
+Step 1 goes a tile of rows at a time, at most ``TILE_BYTES`` of them and at
+least ``MIN_TILE_ROWS`` (``rows.tile_rows``): each tile is gathered and
+converted while it is in the core's cache. Where the BLAS has small-matrix
+kernels (``threads.blas_small_kernels``: OpenBLAS on its AVX-512 cores), the
+products are tiled too, step 2 with each row tile while it is in cache and
+step 4 a few columns at a time: a tile of that size is under the size where
+OpenBLAS leaves its small-matrix kernel, and with a skinny W the tiled products
+ran about twice as fast as whole ones. On other BLAS (OpenBLAS's Haswell
+kernels) tiled products ran slower than whole ones, so both are whole
+(``scripts/bench.py --only tiles`` measures both on the BLAS at hand). The
+tiles are fixed by the shapes and the BLAS alone.
 
 Everything runs on the calling thread, BLAS limited to one thread inside the
 context manager: a minibatch's products are far too small for BLAS's own
@@ -42,7 +44,7 @@ from contextlib import ExitStack
 
 import numpy as np
 
-from ..threads import blas_threads, resolve_workers
+from ..threads import blas_small_kernels, blas_threads, resolve_workers
 from .losses import SCORE_LOSSES, check_labels, float_dtype, l2_reg, score_loss
 from .preprocess import fold, unfold
 from .rows import TILE_BYTES, convert_rows, tile_rows
@@ -59,7 +61,8 @@ def tile_columns(n: int, dtype: np.dtype) -> int:
 
 
 def matmul_tiled(a: np.ndarray, b: np.ndarray, out: np.ndarray, *, rows: int = 0, columns: int = 0) -> np.ndarray:
-    """out = a @ b for a (n, k), b (k, m), tile by tile: ``rows`` rows of a, or ``columns`` columns of b, at a time.
+    """out = a @ b for a (n, k), b (k, m), tile by tile: ``rows`` rows of a, or ``columns`` columns of b, at a time
+    (neither: whole).
 
     Each tile is its own product, so a tile's values do not depend on the
     other tiles (the cut is the caller's, fixed by the shapes).
@@ -67,9 +70,11 @@ def matmul_tiled(a: np.ndarray, b: np.ndarray, out: np.ndarray, *, rows: int = 0
     if rows:
         for lo in range(0, a.shape[0], rows):
             np.matmul(a[lo:lo + rows], b, out=out[lo:lo + rows])
-    else:
-        for lo in range(0, b.shape[1], columns or b.shape[1]):
+    elif columns:
+        for lo in range(0, b.shape[1], columns):
             np.matmul(a, b[:, lo:lo + columns], out=out[:, lo:lo + columns])
+    else:
+        np.matmul(a, b, out=out)
     return out
 
 
@@ -90,13 +95,14 @@ class Objective:
     ``batch(W, idx)`` is a minibatch step (at most ``max(block, batch_size)``
     rows, and at most N), ``full(W)`` the whole split; both return
     ``(loss, dW)`` where dW is a buffer the next call overwrites. Use as a context manager (or call ``close``):
-    inside, BLAS runs on one thread.
+    inside, BLAS runs on one thread. ``tiled``: products in tiles (default: where the BLAS has small-matrix
+    kernels, see the module docstring).
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, num_classes: int, *, loss: str = "svm", delta: float = 1.0,
                  mean: np.ndarray | None = None, scale: np.ndarray | None = None, bias: bool = True,
                  reg: float = 0.0, reg_bias: bool = True, dtype: np.dtype | type = np.float32,
-                 block: int = DEFAULT_BLOCK, batch_size: int | None = None) -> None:
+                 block: int = DEFAULT_BLOCK, batch_size: int | None = None, tiled: bool | None = None) -> None:
         _check_rows(X, mean, scale)
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f" or self.dtype.itemsize < 4:
@@ -120,6 +126,7 @@ class Objective:
         self._G = np.empty((self.C, self.P), dtype=self.dtype)
         self._dW = np.empty((self.C, self.P + int(self.bias)), dtype=self.dtype)
         self._tile = tile_rows(self.P, self.dtype)
+        self.tiled = blas_small_kernels() if tiled is None else bool(tiled)
 
     # -- lifecycle
 
@@ -169,13 +176,24 @@ class Objective:
             else:
                 raw = np.take(self.X, idx[lo:hi], axis=0, out=self._raw[lo:hi], mode="clip")
                 convert_rows(raw, xb[lo:hi])                                # the one conversion
-            np.matmul(xb[lo:hi], A.T, out=S[lo:hi])
+            if self.tiled:
+                np.matmul(xb[lo:hi], A.T, out=S[lo:hi])
+        if not self.tiled:
+            np.matmul(xb, A.T, out=S)
         S += b
         value, dS = self.loss(S, self.y[idx], n)
         dT = np.ascontiguousarray(dS.T)                                     # (C, n)
         g0 = dS.sum(axis=0, dtype=np.float64)                               # (C,)
-        matmul_tiled(dT, xb, G, columns=tile_columns(n, self.dtype))
+        matmul_tiled(dT, xb, G, columns=self._columns(n))
         return self._finish(W, value, G, g0)
+
+    def _rows(self) -> int:
+        """Rows per tile of the scores' product (0: whole)."""
+        return self._tile if self.tiled else 0
+
+    def _columns(self, n: int) -> int:
+        """Columns per tile of the gradient's product for n rows (0: whole)."""
+        return tile_columns(n, self.dtype) if self.tiled else 0
 
     # -- the whole split
 
@@ -186,7 +204,6 @@ class Objective:
         if N == 0:
             raise ValueError("the loss of an empty set of rows is undefined")
         A, b = fold(W, self.mean, self.scale, self.bias)
-        t = self._tile
         G = np.zeros((self.C, self.P), dtype=self.dtype)
         G_block = np.empty_like(G)
         g0 = np.zeros(self.C, dtype=np.float64)
@@ -195,11 +212,11 @@ class Objective:
         for start in range(0, N, self.block):
             stop = min(start + self.block, N)
             xb, buf = _converted(self.X[start:stop], self.dtype, buf)
-            S = matmul_tiled(xb, A.T, self._S[:len(xb)], rows=t)                # (n, C)
+            S = matmul_tiled(xb, A.T, self._S[:len(xb)], rows=self._rows())     # (n, C)
             S += b
             part, dS = self.loss(S, self.y[start:stop], N)
             value += part
-            G += matmul_tiled(np.ascontiguousarray(dS.T), xb, G_block, columns=tile_columns(len(xb), self.dtype))
+            G += matmul_tiled(np.ascontiguousarray(dS.T), xb, G_block, columns=self._columns(len(xb)))
             g0 += dS.sum(axis=0, dtype=np.float64)
         return self._finish(W, value, G, g0)
 
@@ -220,7 +237,7 @@ def scores(X: np.ndarray, A: np.ndarray, b: np.ndarray, *, block: int = 1024,
         raise ValueError(f"X must be (N, {A.shape[1]}) for A {A.shape}, got {X.shape}")
     out = np.empty((len(X), A.shape[0]), dtype=A.dtype) if out is None else out
     buf = None
-    t = tile_rows(X.shape[1], A.dtype)
+    t = tile_rows(X.shape[1], A.dtype) if blas_small_kernels() else 0
     for start in range(0, len(X), block):
         xb, buf = _converted(X[start:start + block], A.dtype, buf)
         matmul_tiled(xb, A.T, out[start:start + len(xb)], rows=t)
