@@ -88,6 +88,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -1151,7 +1152,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"bench": "machine", "numpy": np.__version__, "python": platform.python_version(),
                       "cpus": len(os.sched_getaffinity(0)), "n_train": n, "n_val": len(ctx.y_val),
                       "data": None if data is None else str(data),
-                      "loadavg_1min": round(os.getloadavg()[0], 2)}), flush=True)
+                      "loadavg_1min": round(os.getloadavg()[0], 2),
+                      "blas": [{k: lib.get(k) for k in ("internal_api", "version", "architecture")}
+                               for lib in threadpool_info() if lib.get("user_api") == "blas"]}), flush=True)
     try:
         for name in args.only or BENCHES:
             for rec in BENCHES[name](ctx):
