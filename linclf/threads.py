@@ -8,8 +8,7 @@ more than the product (``scripts/bench.py`` measures both). threadpoolctl
 knows every BLAS NumPy may be built with (OpenBLAS, MKL, BLIS, Accelerate).
 A BLAS may round a product differently on one thread and on several (OpenBLAS
 on an AVX2 EPYC does), so whatever must not depend on ``workers`` computes on
-one BLAS thread. ``blas_small_kernels`` tells whether the BLAS has the
-small-matrix kernels the engine's tiled products are for.
+one BLAS thread.
 
 ``task_pool`` runs a stream of tasks in order on a standard thread pool (NumPy
 releases the GIL in products and ufuncs), BLAS on one thread per worker, or on
@@ -17,7 +16,6 @@ one worker with BLAS's own threads; the k-means features use it.
 """
 from __future__ import annotations
 
-import functools
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -27,13 +25,10 @@ from typing import Any, Callable, Iterable, Iterator
 from .errors import UsageError
 
 __all__ = ["ENV_WORKERS", "PARALLEL", "usable_cpus", "resolve_workers", "blas_threads", "set_blas_threads",
-           "blas_small_kernels", "TaskPool", "task_pool"]
+           "TaskPool", "task_pool"]
 
 ENV_WORKERS = "LINCLF_WORKERS"
 PARALLEL = ("threads", "blas")      # how task_pool spends its threads: pool workers, or BLAS's own
-# OpenBLAS's cores with small-matrix GEMM kernels (its AVX-512 ones); the others run every product through
-# the general kernel, where a product cut into tiles is only more calls
-SMALL_KERNEL_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
 
 def usable_cpus() -> int:
@@ -61,21 +56,6 @@ def resolve_workers(workers: int | None = None) -> int:
         raise UsageError(f"${ENV_WORKERS} must be a positive integer (CPUs to use), got {env!r}; "
                          f"unset it or set e.g. {ENV_WORKERS}=1")
     return int(env)
-
-
-@functools.cache
-def blas_small_kernels() -> bool:
-    """Whether NumPy's BLAS is an OpenBLAS on a core with small-matrix kernels (``SMALL_KERNEL_CORES``).
-
-    There a product of a few rows runs about twice as fast per row as a whole
-    one; on other cores (OpenBLAS's Haswell kernels) it ran slower
-    (``scripts/bench.py --only tiles`` times both on the BLAS at hand).
-    """
-    from threadpoolctl import threadpool_info
-
-    return any(lib.get("internal_api") == "openblas"
-               and str(lib.get("architecture", "")).lower() in SMALL_KERNEL_CORES
-               for lib in threadpool_info() if lib.get("user_api") == "blas")
 
 
 @contextmanager

@@ -26,10 +26,10 @@ Benches (``--only NAME``, repeatable):
                 uint8, uint16, float16 (the engine's conversion by its bits,
                 and NumPy's cast) and float32 storage (why features are
                 cached as float16)
-  tiles         the engine's two minibatch products (256 rows of 3,072 and of
-                6,400 float32 values, 10 classes) whole, in the engine's tiles
-                on one thread, and in the same tiles split over two pool
-                threads (why the engine tiles its products and runs on one thread)
+  chunks        the engine's minibatch step (256 rows of 3,072 uint8, 6,400
+                float32 and 19,200 float16 values, softmax) with other chunk
+                sizes, in one lane or two, on one worker or two (why the
+                engine's chunks and lanes are what they are)
   checksum      SHA-256 against BLAKE2b over 256 MiB in memory (the feature
                 cache's checksum, computed over every cached byte on a warm run)
   batch256      one 256-image minibatch, already gathered: ``data_loss`` on the
@@ -1034,57 +1034,55 @@ def bench_convert(ctx: Context) -> Iterator[dict]:
                "ms": round(s * 1e3, 3), "vs_uint8": round(s / times[("uint8", "engine")], 2)}
 
 
-def bench_tiles(ctx: Context) -> Iterator[dict]:
-    """The minibatch products whole, in ``objective``'s tiles, and in those tiles on two pool threads (1 BLAS thread).
+def bench_chunks(ctx: Context) -> Iterator[dict]:
+    """``Objective.batch`` (softmax, 256 rows) with other chunk sizes, in one lane or two, on 1 and 2 workers.
 
-    ``engine_tiles_products`` says which the engine uses on this BLAS (``threads.blas_small_kernels``).
+    Each way sets ``objective``'s chunk constants before building the engine;
+    ``engine`` marks the way the shipped constants pick for those rows.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from linclf.core import objective
 
-    from linclf.core.objective import matmul_tiled, tile_columns
-    from linclf.core.rows import tile_rows
-    from linclf.threads import blas_small_kernels, blas_threads
-
+    shipped = {k: getattr(objective, k) for k in ("CHUNK_ROWS", "WIDE_CHUNK_ROWS", "WIDE_ROW_BYTES")}
     rng = np.random.default_rng(0)
-    pool = ThreadPoolExecutor(1)
-
-    def halves(fn, n: int, align: int) -> None:
-        """fn(lo, hi) on two halves cut on a tile boundary: the second half on a pool thread, blocking."""
-        mid = (n // 2 + align - 1) // align * align
-        other = pool.submit(fn, mid, n)
-        fn(0, mid)
-        other.result()
-
-    with blas_threads(1):
-        for P in (3072, WIDE_D):
-            xb = rng.standard_normal((BATCH, P), dtype=np.float32)
-            A = rng.standard_normal((10, P), dtype=np.float32)
-            dT = rng.standard_normal((10, BATCH), dtype=np.float32)
-            S, G = np.empty((BATCH, 10), np.float32), np.empty((10, P), np.float32)
-            r, c = tile_rows(P, np.float32), tile_columns(BATCH, np.float32)
-            ways = {
-                "scores_whole": lambda: np.matmul(xb, A.T, out=S),
-                "scores_tiles": lambda: matmul_tiled(xb, A.T, S, rows=r),
-                "scores_tiles_2_threads": lambda: halves(
-                    lambda lo, hi: matmul_tiled(xb[lo:hi], A.T, S[lo:hi], rows=r), BATCH, r),
-                "gradient_whole": lambda: np.matmul(dT, xb, out=G),
-                "gradient_tiles": lambda: matmul_tiled(dT, xb, G, columns=c),
-                "gradient_tiles_2_threads": lambda: halves(
-                    lambda lo, hi: matmul_tiled(dT, xb[:, lo:hi], G[:, lo:hi], columns=c), P, c),
-            }
-            samples: dict[str, list[float]] = {k: [] for k in ways}
-            for _ in range(ctx.reps(200)):
-                for name, fn in ways.items():                                # alternating: noise hits all
+    ways = [(f"one lane, chunks of {c}", dict(CHUNK_ROWS=c, WIDE_ROW_BYTES=1 << 40), 1) for c in (16, 32, 64, 256)]
+    ways += [(f"two lanes, chunks of {c}, {w} workers", dict(WIDE_CHUNK_ROWS=c, WIDE_ROW_BYTES=0), w)
+             for c in (32, 64, 128) for w in (1, 2)]
+    for P, stored in ((3072, np.uint8), (WIDE_D, np.float32), (19_200, np.float16)):
+        N = 20_000
+        X = (rng.integers(0, 256, (N, P), dtype=np.uint8) if stored == np.uint8
+             else rng.standard_normal((N, P), dtype=np.float32).astype(stored))
+        y = rng.integers(0, 10, N)
+        W = (rng.standard_normal((10, P + 1)) * 1e-3).astype(np.float32)
+        idx = [rng.integers(0, N, BATCH) for _ in range(20)]
+        wide = P * 4 > shipped["WIDE_ROW_BYTES"]
+        engine = (f"two lanes, chunks of {shipped['WIDE_CHUNK_ROWS']}, 2 workers" if wide
+                  else f"one lane, chunks of {shipped['CHUNK_ROWS']}")
+        engines = {}
+        try:
+            for name, consts, workers in ways:
+                for k, v in {**shipped, **consts}.items():
+                    setattr(objective, k, v)
+                engines[name] = objective.Objective(X, y, 10, loss="softmax", reg=0.01, workers=workers)
+        finally:
+            for k, v in shipped.items():
+                setattr(objective, k, v)
+        samples: dict[str, list[float]] = {k: [] for k in engines}
+        for _ in range(ctx.reps(15)):
+            for name, f in engines.items():                                # alternating: noise hits all
+                with f:
+                    f.batch(W, idx[0])
                     t0 = time.perf_counter()
-                    fn()
-                    samples[name].append(time.perf_counter() - t0)
-            us = {k: round(statistics.median(v) * 1e6, 1) for k, v in samples.items()}
-            yield {"bench": "tiles", "rows": BATCH, "values": P, "classes": 10, "tile_rows": r, "tile_columns": c,
-                   "engine_tiles_products": blas_small_kernels(),
-                   **{f"{k}_us": v for k, v in us.items()},
-                   "scores_ratio_whole": round(us["scores_whole"] / us["scores_tiles"], 2),
-                   "gradient_ratio_whole": round(us["gradient_whole"] / us["gradient_tiles"], 2)}
-    pool.shutdown()
+                    for i in idx:
+                        f.batch(W, i)
+                    samples[name].append((time.perf_counter() - t0) / len(idx))
+        for name, f in engines.items():
+            f.close()
+        us = {k: statistics.median(v) * 1e6 for k, v in samples.items()}
+        for name, t in us.items():
+            yield {"bench": "chunks", "values": P, "stored": np.dtype(stored).name, "rows": BATCH, "way": name,
+                   "engine": name == engine, "step_us": round(t, 1), "vs_engine": round(t / us[engine], 2)}
+        del X, engines
+        gc.collect()
 
 
 def bench_checksum(ctx: Context) -> Iterator[dict]:
@@ -1108,7 +1106,7 @@ def bench_checksum(ctx: Context) -> Iterator[dict]:
 
 BENCHES: dict[str, Callable[[Context], Iterator[dict]]] = {
     "convert": bench_convert,
-    "tiles": bench_tiles,
+    "chunks": bench_chunks,
     "checksum": bench_checksum,
     "batch256": bench_batch,
     "sgd_batch256": bench_sgd_batch,

@@ -1,4 +1,4 @@
-"""The training engine: minibatch and full-split losses against explicit references, product tiles, stored dtypes."""
+"""The training engine: minibatch and full-split losses against explicit references, chunks and lanes, stored dtypes."""
 from __future__ import annotations
 
 import threading
@@ -9,9 +9,9 @@ from threadpoolctl import threadpool_info
 
 from conftest import preprocessed
 from linclf.core.losses import l2_reg, softmax_loss, squared_hinge_loss, svm_loss
-from linclf.core.objective import Objective, data_loss, loss_values, matmul_tiled, scores, tile_columns
+from linclf.core.objective import (CHUNK_ROWS, WIDE_CHUNK_ROWS, WIDE_ROW_BYTES, Objective, chunk_rows, data_loss,
+                                   loss_values, scores)
 from linclf.core.preprocess import fold
-from linclf.core.rows import MIN_TILE_ROWS, TILE_BYTES, tile_rows
 from linclf.errors import UsageError
 
 C = 10
@@ -73,16 +73,13 @@ def test_full_equals_explicit_preprocessing(loss, stored):
 
 @pytest.mark.parametrize("loss", list(LOSSES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("tiled", [True, False])
-def test_many_tiles_equal_explicit_preprocessing(loss, dtype, tiled):
-    """CIFAR-wide rows: a minibatch and the split cross many row (and column) tiles, the last ones ragged."""
+def test_many_chunks_equal_explicit_preprocessing(loss, dtype):
+    """CIFAR-wide rows: a minibatch and the split cross many chunks, the last ones ragged."""
     rng, X, y, mean, scale = problem(N=700, P=3072, seed=1)
-    assert tile_rows(3072, dtype) < 100 and tile_columns(256, dtype) < 3072
     W = (0.01 * rng.standard_normal((C, 3073))).astype(dtype)
     tol = 1e-12 if dtype == np.float64 else 3e-5
-    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, dtype=dtype, block=300,
-                   tiled=tiled) as f:
-        assert f.tiled is tiled
+    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, dtype=dtype, block=300) as f:
+        assert f.chunk == chunk_rows(3072, dtype) < 100
         for n in (256, 255, 100, 1):
             idx = rng.integers(0, len(y), n)
             got, dW = f.batch(W, idx)
@@ -95,46 +92,60 @@ def test_many_tiles_equal_explicit_preprocessing(loss, dtype, tiled):
     assert np.max(np.abs(dW - want_dW)) <= tol * np.max(np.abs(want_dW))
 
 
+WIDE = WIDE_ROW_BYTES // 4 + 100                                            # float32 rows that go in two lanes
+
+
 @pytest.mark.parametrize("loss", list(LOSSES))
-@pytest.mark.parametrize("tiled", [True, False])
-def test_wide_float16_rows_in_floor_sized_tiles_equal_explicit_preprocessing(loss, tiled):
-    """Feature rows too wide for TILE_BYTES: tiles of MIN_TILE_ROWS rows, converted from float16, the last one ragged."""
-    P = TILE_BYTES // (4 * MIN_TILE_ROWS) + 100
-    rng, X, y, mean, scale = problem(N=90, P=P, seed=5, stored=np.float16)
-    assert tile_rows(P, np.float32) == MIN_TILE_ROWS
+@pytest.mark.parametrize("workers", [1, 2])
+def test_wide_float16_rows_in_two_lanes_equal_explicit_preprocessing(loss, workers):
+    """Feature rows wide enough for two lanes, converted from float16; minibatches of one to several chunks."""
+    rng, X, y, mean, scale = problem(N=400, P=WIDE, seed=5, stored=np.float16)
+    assert chunk_rows(WIDE, np.float32) == WIDE_CHUNK_ROWS
+    W = (0.01 * rng.standard_normal((C, WIDE + 1))).astype(np.float32)
+    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, batch_size=300, workers=workers) as f:
+        for n in (300, WIDE_CHUNK_ROWS + 1, WIDE_CHUNK_ROWS, 7):
+            idx = rng.integers(0, len(y), n)
+            got, dW = f.batch(W, idx)
+            want, want_dW = explicit(W, X[idx], y[idx], loss, mean, scale, True, 0.01, True)
+            assert got == pytest.approx(want, rel=3e-5)
+            assert np.max(np.abs(dW - want_dW)) <= 3e-5 * np.max(np.abs(want_dW))
+
+
+@pytest.mark.parametrize("P", [3072, WIDE])
+def test_results_do_not_depend_on_workers(P):
+    """Bit for bit: one worker runs the lanes one after the other, two side by side."""
+    rng, X, y, mean, scale = problem(N=600, P=P, seed=6, stored=np.float16)
     W = (0.01 * rng.standard_normal((C, P + 1))).astype(np.float32)
-    with Objective(X, y, C, loss=loss, mean=mean, scale=scale, reg=0.01, batch_size=40, tiled=tiled) as f:
-        idx = rng.integers(0, len(y), 40)                                 # tiles of 16, 16 and 8 rows
-        got, dW = f.batch(W, idx)
-    want, want_dW = explicit(W, X[idx], y[idx], loss, mean, scale, True, 0.01, True)
-    assert got == pytest.approx(want, rel=3e-5)
-    assert np.max(np.abs(dW - want_dW)) <= 3e-5 * np.max(np.abs(want_dW))
+    idx = rng.integers(0, len(y), 256)
+    results = []
+    for workers in (1, 2):
+        with Objective(X, y, C, loss="softmax", mean=mean, scale=scale, reg=0.01, workers=workers) as f:
+            value, dW = f.batch(W, idx)
+            full_value, full_dW = f.full(W)
+            results.append((value, dW.copy(), full_value, full_dW.copy()))
+    (v1, d1, fv1, fd1), (v2, d2, fv2, fd2) = results
+    assert v1 == v2 and fv1 == fv2
+    np.testing.assert_array_equal(d1, d2)
+    np.testing.assert_array_equal(fd1, fd2)
 
 
-@pytest.mark.parametrize("cut", [dict(rows=7), dict(columns=64), dict(rows=1000), dict(columns=1000), dict()])
-def test_matmul_tiled_is_the_product(cut):
-    rng = np.random.default_rng(2)
-    a, b = rng.standard_normal((50, 30)), rng.standard_normal((30, 200))
-    out = np.full((50, 200), np.nan)
-    assert matmul_tiled(a, b, out, **cut) is out
-    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+def test_chunk_sizes_follow_the_row_width():
+    assert chunk_rows(3072, np.float32) == CHUNK_ROWS                          # pixels
+    assert chunk_rows(WIDE_ROW_BYTES // 4, np.float32) == CHUNK_ROWS           # the widest narrow row
+    assert chunk_rows(WIDE_ROW_BYTES // 4 + 1, np.float32) == WIDE_CHUNK_ROWS
+    assert chunk_rows(3072, np.float64) == WIDE_CHUNK_ROWS                     # 24 KB a row in float64
 
 
-def test_tile_sizes_follow_the_tile_bytes():
-    assert tile_rows(3072, np.float32) == TILE_BYTES // (3072 * 4)
-    assert tile_rows(19_200, np.float32) == MIN_TILE_ROWS                     # wide rows: the floor
-    assert tile_rows(10 ** 7, np.float32) == MIN_TILE_ROWS                    # a row wider than a tile
-    assert tile_columns(256, np.float32) == TILE_BYTES // (256 * 4) // 64 * 64
-    assert tile_columns(10 ** 7, np.float64) == 64                            # at least one aligned group
-
-
-def test_no_threads_start_and_blas_threads_are_restored():
-    _, X, y, mean, _ = problem()
+def test_threads_only_for_wide_lanes_and_blas_threads_are_restored():
+    """Narrow rows start no thread; wide rows with two workers start one lane thread, ended on close."""
     before_threads = threading.active_count()
     before_blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    with Objective(X, y, C, mean=mean) as f:
-        f.batch(np.zeros((C, X.shape[1] + 1), np.float32), np.arange(200))
-        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+    for P, workers, extra in ((96, 2, 0), (WIDE, 1, 0), (WIDE, 2, 1)):
+        _, X, y, mean, _ = problem(N=300, P=P)
+        with Objective(X, y, C, mean=mean, workers=workers) as f:
+            f.batch(np.zeros((C, P + 1), np.float32), np.arange(200))
+            assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+            assert threading.active_count() == before_threads + extra
         assert threading.active_count() == before_threads
     assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before_blas
 
@@ -188,16 +199,15 @@ def test_bad_workers_are_a_usage_error(monkeypatch):
         data_loss(W, X, y)
 
 
-@pytest.mark.parametrize("small_kernels", [True, False])
-def test_scores_and_loss_values_match_the_folded_reference(monkeypatch, small_kernels):
-    """Scores in row tiles (a BLAS with small-matrix kernels) or whole blocks; the search's losses."""
-    monkeypatch.setattr("linclf.core.objective.blas_small_kernels", lambda: small_kernels)
-    rng, X, y, mean, scale = problem(N=2500, P=3000, seed=5)
+@pytest.mark.parametrize("P", [3000, WIDE])
+def test_scores_and_loss_values_match_the_folded_reference(P):
+    """Scores a chunk at a time, the last one ragged; the search's losses."""
+    rng, X, y, mean, scale = problem(N=2500, P=P, seed=5)
     Ws = 0.01 * rng.standard_normal((3, C, X.shape[1] + 1))
     A, b = fold(Ws[0], mean, scale, True)
     Xp = (X - mean) * scale
     want = Xp @ Ws[0, :, :-1].T + Ws[0, :, -1]
-    np.testing.assert_allclose(scores(X, A, b, block=1000), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_allclose(scores(X, A, b), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
     for loss in LOSSES:
         values = loss_values(Ws, X, y, loss, mean=mean, scale=scale, block=700)
         expected = [data_loss(W, X, y, loss, mean=mean, scale=scale)[0] for W in Ws]

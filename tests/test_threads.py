@@ -6,7 +6,7 @@ import threading
 import pytest
 from threadpoolctl import threadpool_info
 
-from linclf.threads import PARALLEL, TaskPool, blas_small_kernels, task_pool
+from linclf.threads import PARALLEL, TaskPool, task_pool
 
 
 def blas_limits() -> list[int]:
@@ -89,19 +89,3 @@ def test_task_pool_rejects_an_unknown_mode():
     with pytest.raises(ValueError, match="parallel: expected one of threads, blas, got 'processes'"):
         with task_pool(2, "processes"):
             pass
-
-
-@pytest.mark.parametrize("libs, expected", [
-    ([{"user_api": "blas", "internal_api": "openblas", "architecture": "SkylakeX"}], True),
-    ([{"user_api": "blas", "internal_api": "openblas", "architecture": "Cooperlake"}], True),
-    ([{"user_api": "blas", "internal_api": "openblas", "architecture": "Haswell"}], False),
-    ([{"user_api": "blas", "internal_api": "mkl"}], False),
-    ([{"user_api": "openmp", "internal_api": "openmp"}], False),
-])
-def test_blas_small_kernels_reads_openblas_s_core(monkeypatch, libs, expected):
-    monkeypatch.setattr("threadpoolctl.threadpool_info", lambda: libs)
-    blas_small_kernels.cache_clear()
-    try:
-        assert blas_small_kernels() is expected
-    finally:
-        blas_small_kernels.cache_clear()

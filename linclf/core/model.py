@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import MissingModelError, ModelFileError
 from ..fsutil import atomic_open, json_text
 from .losses import SCORE_LOSSES
-from .objective import scores as block_scores
+from .objective import scores as chunk_scores
 from .preprocess import Preprocessor, fold
 
 __all__ = ["LinearClassifier", "FORMAT_VERSION", "READABLE_VERSIONS", "FEATURE_PREFIX", "save_npz_atomic", "load_npz"]
@@ -26,7 +26,6 @@ __all__ = ["LinearClassifier", "FORMAT_VERSION", "READABLE_VERSIONS", "FEATURE_P
 FORMAT_VERSION = 2          # 2: the feature extractor (kind + its fitted arrays); 1 (pixels only) still loads
 READABLE_VERSIONS = (1, 2)
 FEATURE_PREFIX = "feat_"
-_SCORE_BLOCK = 1024
 
 
 @dataclass
@@ -65,10 +64,10 @@ class LinearClassifier:
             raise ValueError(f"the model expects rows of {self.in_dim} values, got an array of shape {X.shape}")
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """Class scores (N, C) float32 of raw rows X (N, P), computed block by block."""
+        """Class scores (N, C) float32 of raw rows X (N, P), computed a chunk of rows at a time."""
         self.check_input(X)
         A, b = fold(self.W.astype(np.float32, copy=False), self.prep.mean, self.prep.scale, self.prep.bias)
-        return block_scores(X, A, b, block=_SCORE_BLOCK)
+        return chunk_scores(X, A, b)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted class indices (N,) int64: the argmax of the scores."""

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rows import convert_rows, tile_rows
+from .rows import convert_rows
 
 __all__ = ["Preprocessor", "fit", "fold", "unfold"]
 
-_MAX_BLOCK = 256       # rows summed in float32 at a time at most (see _column_sq_dev)
+_BLOCK_BYTES = 1 << 18  # a block of float32 rows while fitting: 256 KB stays in a core's L2 cache
+_MIN_BLOCK = 16         # below this many rows a block is mostly the NumPy calls' overhead
+_MAX_BLOCK = 256        # rows summed in float32 at a time at most (see _column_sq_dev)
 _MIN_STD = 1e-6        # a constant pixel is left unscaled instead of divided by ~0
 
 
@@ -140,8 +142,8 @@ def _column_sq_dev(X: np.ndarray, m64: np.ndarray) -> np.ndarray:
 
 
 def _block_rows(X: np.ndarray) -> int:
-    """Rows of X (N, P) per block: a cache-sized tile of float32 (``rows.tile_rows``), at most _MAX_BLOCK."""
-    return min(_MAX_BLOCK, tile_rows(X.shape[1], np.float32))
+    """Rows of X (N, P) per block: what fits in _BLOCK_BYTES of float32, within [_MIN_BLOCK, _MAX_BLOCK]."""
+    return min(_MAX_BLOCK, max(_MIN_BLOCK, _BLOCK_BYTES // (4 * X.shape[1])))
 
 
 def _float32_blocks(X: np.ndarray) -> Iterator[np.ndarray]:

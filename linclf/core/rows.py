@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["convert_rows", "float16_overflows", "tile_rows", "TILE_BYTES", "MIN_TILE_ROWS"]
-
-TILE_BYTES = 1 << 18     # the compute floats a tile of rows holds: 256 KB stays in a core's L2 cache
-MIN_TILE_ROWS = 16       # a tile's floor: 3 rows of 19,200 values are mostly the calls' overhead
+__all__ = ["convert_rows", "float16_overflows"]
 
 _KEEP = np.uint32(0x8FFFE000)          # the sign, and the 15 bits of exponent and mantissa after the shift
 _REBIAS = np.float32(2.0 ** 112)       # 2 ** (127 - 15): float32's exponent bias minus float16's
@@ -35,16 +32,6 @@ def convert_rows(src: np.ndarray, out: np.ndarray) -> np.ndarray:
     else:
         np.copyto(out, src, casting="unsafe")
     return out
-
-
-def tile_rows(P: int, dtype: np.dtype | type = np.float32) -> int:
-    """Rows of P values of ``dtype`` in a tile: what fits in TILE_BYTES, at least MIN_TILE_ROWS.
-
-    Work a tile of rows at a time (convert, multiply, reduce) stays in cache;
-    below the floor, the NumPy calls a tile costs outweigh what the cache saves
-    (``scripts/bench.py --only train``'s wide cases).
-    """
-    return max(MIN_TILE_ROWS, TILE_BYTES // (P * np.dtype(dtype).itemsize))
 
 
 def float16_overflows(X: np.ndarray, block: int = 4096) -> bool:

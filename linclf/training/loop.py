@@ -203,9 +203,9 @@ def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState 
     """Train on splits.X_train (N, P) stored rows (uint8 pixels or float features) with ``prep`` folded in.
 
     Returns the weights to keep. ``state`` continues a checkpointed run.
-    ``workers``: CPUs for the derivative-free search's wide products (None:
-    $LINCLF_WORKERS, else all usable); a gradient step runs on one thread
-    (``core.objective`` says why). The weights do not depend on it. ``on_checkpoint(state, reason)`` is
+    ``workers``: CPUs for the engine's lanes of wide rows and the
+    derivative-free search's wide products (None: $LINCLF_WORKERS, else all
+    usable); the weights do not depend on it (``core.objective`` says why). ``on_checkpoint(state, reason)`` is
     called every ``train.checkpoint_every`` epochs ("periodic"), at the end
     ("completed") and on Ctrl-C ("interrupted", then Interrupted is raised).
     ``on_step(state)`` runs after every step (tests use it to inject faults).
@@ -219,15 +219,16 @@ def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState 
     workers = resolve_workers(workers)                      # a bad value is refused whatever the method
     if cfg.optimizer.method in ("random_search", "random_local_search"):
         return _train_search(cfg, splits, prep, state, progress, workers)
-    return _train_gradient(cfg, splits, prep, state, progress, on_checkpoint, on_step)
+    return _train_gradient(cfg, splits, prep, state, progress, workers, on_checkpoint, on_step)
 
 
-def _objective(cfg: Config, splits: Splits, prep: Preprocessor, dtype: np.dtype, batch_size: int) -> Objective:
+def _objective(cfg: Config, splits: Splits, prep: Preprocessor, dtype: np.dtype, batch_size: int,
+               workers: int) -> Objective:
     """The configured data loss + L2 on the training rows, preprocessing folded in (close it after use)."""
     m = cfg.model
     return Objective(splits.X_train, splits.y_train, len(splits.classes), loss=m.loss, delta=m.delta,
                      mean=prep.mean, scale=prep.scale, bias=prep.bias, reg=m.reg, reg_bias=m.reg_bias,
-                     dtype=dtype, batch_size=batch_size)
+                     dtype=dtype, batch_size=batch_size, workers=workers)
 
 
 class _Evaluator:
@@ -258,7 +259,7 @@ class _Evaluator:
 
 
 def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState, progress: bool,
-                    on_checkpoint: Callable[[TrainState, str], None] | None,
+                    workers: int, on_checkpoint: Callable[[TrainState, str], None] | None,
                     on_step: Callable[[TrainState], None] | None) -> TrainResult:
     o = cfg.optimizer
     n = len(splits.y_train)
@@ -284,7 +285,7 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
     t0 = time.perf_counter()
     try:
         with _sigint_as_flag() as interrupted, \
-                _objective(cfg, splits, prep, state.W.dtype, p.batch) as objective:
+                _objective(cfg, splits, prep, state.W.dtype, p.batch, workers) as objective:
             while state.step < p.total_steps:
                 if interrupted.is_set():
                     if on_checkpoint is not None:
@@ -338,7 +339,7 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
     X, y = splits.X_train, splits.y_train
     rng = rng_stream(cfg.seed, "search")
     bar = Bar(progress, o.trials, 0, o.method.replace("_", " "), "trial")
-    objective = _objective(cfg, splits, prep, state.W.dtype, 0)
+    objective = _objective(cfg, splits, prep, state.W.dtype, 0, workers)
 
     def loss_fn(W: np.ndarray) -> float:
         return objective.full(W)[0]
