@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 from conftest import preprocessed
 from linclf.core.gradcheck import numerical_gradient
 from linclf.core.losses import (
-    SCORE_LOSSES, hinge_margins, initial_loss, l2_reg, linear_loss, softmax_loss, softmax_loss_naive,
-    softmax_scores_loss, squared_hinge_loss, squared_hinge_loss_naive, squared_hinge_scores_loss, svm_hinge_kink,
-    svm_loss, svm_loss_naive, svm_scores_loss,
+    SCORE_LOSSES, hinge_kink, hinge_margins, initial_loss, l2_reg, linear_loss, score_loss, scores_loss, softmax_loss,
+    softmax_loss_naive, squared_hinge_loss, squared_hinge_loss_naive, svm_loss, svm_loss_naive,
 )
 from linclf.core.objective import data_loss
 from linclf.core.preprocess import fold
@@ -89,7 +88,7 @@ def test_zero_margin_counts_as_zero_in_both_versions():
         value, dW = fn(W, X, y)
         assert value == 0.0
         np.testing.assert_array_equal(dW, np.zeros_like(W))
-    value, dS = svm_scores_loss(np.array([[1.0, 0.0]]), y)
+    value, dS = scores_loss("svm", np.array([[1.0, 0.0]]), y)
     assert value == 0.0 and not dS.any()
 
 
@@ -120,11 +119,11 @@ def test_small_weights_give_chance_loss(loss, expected):
 def test_squared_hinge_by_hand():
     # two classes against the rest: scores (2, -0.5) for label 0 and (0.25, 3) for label 1, delta 1
     scores = np.array([[2.0, -0.5], [0.25, 3.0]])
-    value, dS = squared_hinge_scores_loss(scores, np.array([0, 1]))
+    value, dS = scores_loss("squared_hinge", scores, np.array([0, 1]))
     # row 0: correct 1 - 2 < 0 -> 0; other 1 + (-0.5) = 0.5 -> 0.25. row 1: other 1.25 -> 1.5625; correct < 0
     assert value == pytest.approx((0.25 + 1.5625) / 2, rel=1e-15)
     np.testing.assert_allclose(dS, np.array([[0.0, 2 * 0.5], [2 * 1.25, 0.0]]) / 2, rtol=1e-15)
-    value, dS = squared_hinge_scores_loss(scores, np.array([1, 0]), delta=2.0)
+    value, dS = scores_loss("squared_hinge", scores, np.array([1, 0]), delta=2.0)
     # row 0: other 2 + 2 = 4 -> 16, correct 2 + 0.5 -> 6.25; row 1: correct 2 - 0.25 -> 3.0625, other 5 -> 25
     assert value == pytest.approx((16 + 6.25 + 3.0625 + 25) / 2, rel=1e-15)
     np.testing.assert_allclose(dS, np.array([[2 * 4, -2 * 2.5], [-2 * 1.75, 2 * 5]]) / 2, rtol=1e-15)
@@ -147,7 +146,7 @@ def test_unknown_loss_names_the_choices():
 def test_softmax_huge_scores_stay_finite(dtype):
     scores = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]], dtype=dtype)
     y = np.array([1, 0])
-    value, dS = softmax_scores_loss(scores, y)
+    value, dS = scores_loss("softmax", scores, y)
     assert np.isfinite(value) and np.all(np.isfinite(dS))
     assert value == pytest.approx((2e4 + (2e4 + math.log(2))) / 2, rel=1e-6)
     W = np.array([[1e4, 0.0], [-1e4, 0.0], [0.0, 1e4]], dtype=dtype)   # scores of +-1e4 from W x
@@ -163,8 +162,7 @@ def test_dtype_is_preserved(loss, dtype):
     W, X = W.astype(dtype), X.astype(dtype)
     value, dW = call(loss, VECTORIZED[loss], W, X, y, 0.1)
     assert isinstance(value, float) and dW.dtype == dtype
-    kw = {"delta": 1.0} if loss in HINGES else {}
-    assert SCORE_LOSSES[loss](X @ W.T, y, **kw)[1].dtype == dtype
+    assert scores_loss(loss, X @ W.T, y)[1].dtype == dtype
     assert l2_reg(W, 0.1)[1].dtype == dtype
     Xu = np.random.default_rng(0).integers(0, 256, (40, 3072), dtype=np.uint8)
     assert data_loss(W, Xu, y, loss, mean=np.full(3072, 120.0, dtype=np.float32))[1].dtype == dtype
@@ -180,9 +178,9 @@ def test_float32_data_computes_in_float32_even_with_float64_weights():
 def test_score_losses_divide_by_count():
     rng = np.random.default_rng(2)
     s, y = rng.standard_normal((12, 5)), rng.integers(0, 5, 12)
-    for name, fn in SCORE_LOSSES.items():
-        full, d_full = fn(s, y)
-        part, d_part = fn(s, y, count=48)
+    for name in SCORE_LOSSES:
+        full, d_full = scores_loss(name, s, y)
+        part, d_part = scores_loss(name, s, y, count=48)
         assert part == pytest.approx(full / 4, rel=1e-12)
         np.testing.assert_allclose(d_part, d_full / 4, rtol=1e-12)
 
@@ -190,8 +188,9 @@ def test_score_losses_divide_by_count():
 def test_scores_losses_leave_scores_untouched():
     s = np.random.default_rng(0).standard_normal((9, 4))
     keep = s.copy()
-    svm_scores_loss(s, np.arange(9) % 4)
-    softmax_scores_loss(s, np.arange(9) % 4)
+    for name in SCORE_LOSSES:
+        scores_loss(name, s, np.arange(9) % 4)
+        score_loss(name)(s, np.arange(9) % 4, 9)
     np.testing.assert_array_equal(s, keep)
 
 
@@ -319,7 +318,7 @@ def smooth_coordinates(W, X, y, loss, h=1e-5):
     mask = np.ones(W.shape, dtype=bool)
     if loss == "svm":
         for index in np.ndindex(*W.shape):
-            mask[index] = not svm_hinge_kink(W, X, y, index, h)
+            mask[index] = not kink(W, X, y, index, h)
     return mask
 
 
@@ -364,7 +363,7 @@ def test_property_gradient_matches_numerical(loss, N, C, D, x_scale, w_scale, re
     ok = np.ones(W.shape, dtype=bool)
     if loss == "svm":
         for index in np.ndindex(*W.shape):
-            ok[index] = not svm_hinge_kink(W, X, y, index, 1e-5, delta)
+            ok[index] = not kink(W, X, y, index, 1e-5, delta)
     scale = max(np.max(np.abs(numeric)), np.max(np.abs(analytic)), 1.0)
     np.testing.assert_allclose(analytic[ok], numeric[ok], rtol=1e-5, atol=1e-6 * scale)
     naive = call(loss, NAIVE[loss], W, X, y, reg, delta)
@@ -390,16 +389,20 @@ def test_property_loss_is_never_nan_for_finite_input(loss, dtype, N, C, D, magni
 
 # ----------------------------------------------------------------------------- kinks
 
-def test_svm_hinge_kink():
+def kink(W, X, y, index, h, delta=1.0):
+    return hinge_kink(hinge_margins(W, X, y, delta), X, y, index, h)
+
+
+def test_hinge_kink():
     W = np.array([[1.0, 0.0], [0.0, 1.0]])
     y = np.array([0])
     h = 1e-5
     at_zero = np.array([[1.0, 0.0]])                  # the margin of class 1 is exactly 0
-    assert svm_hinge_kink(W, at_zero, y, (1, 0), h)   # s_1 moves with W[1, 0] * x_0
-    assert svm_hinge_kink(W, at_zero, y, (0, 0), h)   # s_y moves too
-    assert not svm_hinge_kink(W, at_zero, y, (1, 1), h)  # x_1 = 0: nothing moves
+    assert kink(W, at_zero, y, (1, 0), h)   # s_1 moves with W[1, 0] * x_0
+    assert kink(W, at_zero, y, (0, 0), h)   # s_y moves too
+    assert not kink(W, at_zero, y, (1, 1), h)  # x_1 = 0: nothing moves
     near = np.array([[1.0 + 0.5 * h, 0.0]])           # margin -0.5h within reach h * |x_0|
-    assert svm_hinge_kink(W, near, y, (1, 0), h)
+    assert kink(W, near, y, (1, 0), h)
     far = np.array([[3.0, 0.0]])                      # margin -2: far from 0
-    assert not svm_hinge_kink(W, far, y, (1, 0), h)
-    assert not svm_hinge_kink(W, near, y, (1, 0), 1e-9)   # a smaller step no longer reaches the kink
+    assert not kink(W, far, y, (1, 0), h)
+    assert not kink(W, near, y, (1, 0), 1e-9)   # a smaller step no longer reaches the kink

@@ -26,15 +26,15 @@ float16 features) with the preprocessing folded into W are
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 __all__ = [
     "svm_loss", "softmax_loss", "squared_hinge_loss", "svm_loss_naive", "softmax_loss_naive",
-    "squared_hinge_loss_naive", "linear_loss", "initial_loss", "svm_scores_loss", "softmax_scores_loss",
-    "squared_hinge_scores_loss", "score_loss", "ScoreLoss", "softmax", "SCORE_LOSSES", "l2_reg",
-    "check_labels", "float_dtype", "svm_hinge_kink", "hinge_kink", "hinge_margins",
+    "squared_hinge_loss_naive", "linear_loss", "initial_loss", "scores_loss", "score_loss", "ScoreLoss",
+    "softmax", "SCORE_LOSSES", "l2_reg", "check_labels", "float_dtype", "hinge_kink", "hinge_margins",
 ]
 
 
@@ -71,7 +71,7 @@ def _check_count(count: int | None, N: int) -> int:
 # ----------------------------------------------------------------------------- score-level losses
 
 def _svm(scores: np.ndarray, y: np.ndarray, delta: float, count: int) -> tuple[float, np.ndarray]:
-    """svm_scores_loss without argument checks (scores float (N, C), y valid, count > 0)."""
+    """The SVM kernel: hinge SUM/count and dscores (N, C) / count; margins of exactly 0 count as 0."""
     rows = np.arange(scores.shape[0])
     margins = scores - scores[rows, y][:, None]                  # (N, C)
     margins += delta
@@ -84,8 +84,8 @@ def _svm(scores: np.ndarray, y: np.ndarray, delta: float, count: int) -> tuple[f
     return loss, dS
 
 
-def _softmax(scores: np.ndarray, y: np.ndarray, count: int) -> tuple[float, np.ndarray]:
-    """softmax_scores_loss without argument checks (scores float (N, C), y valid, count > 0)."""
+def _softmax(scores: np.ndarray, y: np.ndarray, delta: float, count: int) -> tuple[float, np.ndarray]:
+    """The softmax kernel (delta unused): cross-entropy SUM/count and dscores (N, C) / count."""
     rows = np.arange(scores.shape[0])
     top = np.maximum.reduce(np.ascontiguousarray(scores.T), axis=0)  # (N,) row maxima: exact, 4x faster than max(1)
     shifted = scores - top[:, None]                              # (N, C), max 0 per row
@@ -99,7 +99,7 @@ def _softmax(scores: np.ndarray, y: np.ndarray, count: int) -> tuple[float, np.n
 
 
 def _squared_hinge(scores: np.ndarray, y: np.ndarray, delta: float, count: int) -> tuple[float, np.ndarray]:
-    """squared_hinge_scores_loss without argument checks (scores float (N, C), y valid, count > 0)."""
+    """The one-vs-all squared hinge kernel: SUM/count and dscores (N, C) / count."""
     rows = np.arange(scores.shape[0])
     margins = scores + scores.dtype.type(delta)                  # delta + s_j for the other classes, (N, C)
     margins[rows, y] = delta - scores[rows, y]                   # delta - s_y for the correct one
@@ -119,60 +119,42 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return s
 
 
-def _checked_scores(scores: np.ndarray, y: np.ndarray, count: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """scores as float (N, C), y checked, count (default N) checked."""
-    scores = np.asarray(scores)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be (N, C), got shape {scores.shape}")
-    if scores.dtype.kind != "f":
-        scores = scores.astype(np.float64)
-    N, C = scores.shape
-    return scores, check_labels(y, N, C), _check_count(count, N)
-
-
-def svm_scores_loss(scores: np.ndarray, y: np.ndarray, delta: float = 1.0,
-                    count: int | None = None) -> tuple[float, np.ndarray]:
-    """Hinge data loss SUM/count and dscores (N, C) / count from scores (N, C); margins of exactly 0 count as 0."""
-    scores, y, count = _checked_scores(scores, y, count)
-    return _svm(scores, y, delta, count)
-
-
-def softmax_scores_loss(scores: np.ndarray, y: np.ndarray, count: int | None = None) -> tuple[float, np.ndarray]:
-    """Cross-entropy data loss SUM/count (log-sum-exp) and dscores (N, C) / count from scores (N, C)."""
-    scores, y, count = _checked_scores(scores, y, count)
-    return _softmax(scores, y, count)
-
-
-def squared_hinge_scores_loss(scores: np.ndarray, y: np.ndarray, delta: float = 1.0,
-                              count: int | None = None) -> tuple[float, np.ndarray]:
-    """One-vs-all squared hinge data loss SUM/count and dscores (N, C) / count from scores (N, C)."""
-    scores, y, count = _checked_scores(scores, y, count)
-    return _squared_hinge(scores, y, delta, count)
-
-
-SCORE_LOSSES: dict[str, Callable[..., tuple[float, np.ndarray]]] = {
-    "svm": svm_scores_loss,
-    "softmax": softmax_scores_loss,
-    "squared_hinge": squared_hinge_scores_loss,
+SCORE_LOSSES: dict[str, Callable[[np.ndarray, np.ndarray, float, int], tuple[float, np.ndarray]]] = {
+    "svm": _svm,
+    "softmax": _softmax,
+    "squared_hinge": _squared_hinge,
 }
+"""The score-level kernels, (scores, y, delta, count) -> (loss, dscores), WITHOUT argument checks: scores float
+(N, C), left unchanged; y (N,) valid labels; count > 0."""
 
 ScoreLoss = Callable[[np.ndarray, np.ndarray, int], tuple[float, np.ndarray]]
 
 
-def score_loss(loss: str, delta: float = 1.0) -> ScoreLoss:
-    """(scores, y, count) -> (loss, dscores) for the loss named ``loss``, WITHOUT argument checks.
+def _check_loss(loss: str) -> None:
+    if loss not in SCORE_LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
 
-    For the training engine, which checks its arguments once: scores float
-    (N, C) (overwritten), y (N,) valid labels, count > 0. dscores may be the
-    scores' buffer.
+
+def score_loss(loss: str, delta: float = 1.0) -> ScoreLoss:
+    """(scores, y, count) -> (loss, dscores): the kernel of ``loss`` with its margin bound (the engine's form)."""
+    _check_loss(loss)
+    kernel = SCORE_LOSSES[loss]
+    return lambda scores, y, count: kernel(scores, y, delta, count)
+
+
+def scores_loss(loss: str, scores: np.ndarray, y: np.ndarray, delta: float = 1.0,
+                count: int | None = None) -> tuple[float, np.ndarray]:
+    """The data loss named ``loss`` (SUM/count, count default N) and dscores (N, C) from scores (N, C), checked.
+
+    The scores are not changed.
     """
-    if loss == "svm":
-        return lambda s, y, count: _svm(s, y, delta, count)
-    if loss == "softmax":
-        return _softmax
-    if loss == "squared_hinge":
-        return lambda s, y, count: _squared_hinge(s, y, delta, count)
-    raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
+    _check_loss(loss)
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (N, C), got shape {scores.shape}")
+    scores = scores if scores.dtype.kind == "f" else scores.astype(np.float64)
+    N, C = scores.shape
+    return SCORE_LOSSES[loss](scores, check_labels(y, N, C), delta, _check_count(count, N))
 
 
 # ----------------------------------------------------------------------------- regularisation
@@ -198,16 +180,20 @@ def l2_reg(W: np.ndarray, reg: float, reg_bias: bool = True) -> tuple[float, np.
 
 # ----------------------------------------------------------------------------- losses on preprocessed X
 
-def _linear_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float,
-                 loss: ScoreLoss) -> tuple[float, np.ndarray]:
-    """Data loss of ``loss`` on scores X @ W.T plus reg*sum(W*W); gradient (C, D) in X's dtype."""
+def linear_loss(loss: str, W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
+                delta: float = 1.0) -> tuple[float, np.ndarray]:
+    """The loss named ``loss`` (mean over N; delta is the hinges' margin) + reg*sum(W*W) and dW (C, D) in X's dtype.
+
+    W (C, D), X (N, D), y (N,).
+    """
+    kernel = score_loss(loss, delta)
     X, W = np.asarray(X), np.asarray(W)
     if X.ndim != 2 or W.ndim != 2 or W.shape[1] != X.shape[1]:
         raise ValueError(f"W must be (C, D) and X (N, D) with the same D; got W {W.shape}, X {X.shape}")
     dtype = float_dtype(X, W)
     X, W = X.astype(dtype, copy=False), W.astype(dtype, copy=False)
     y = check_labels(y, X.shape[0], W.shape[0])
-    value, dS = loss(X @ W.T, y, _check_count(None, X.shape[0]))   # scores (N, C)
+    value, dS = kernel(X @ W.T, y, _check_count(None, X.shape[0]))  # scores (N, C)
     dW = dS.T @ X                                                # (C, D)
     if reg:
         reg_loss, reg_dW = l2_reg(W, reg)
@@ -216,39 +202,28 @@ def _linear_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float,
     return value, dW
 
 
-def linear_loss(loss: str, W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
-                delta: float = 1.0) -> tuple[float, np.ndarray]:
-    """The loss named ``loss`` (a key of SCORE_LOSSES; delta is the hinges' margin) on X (N, D) and dW (C, D)."""
-    return _linear_loss(W, X, y, reg, score_loss(loss, delta))
-
-
-def initial_loss(loss: str, num_classes: int, delta: float = 1.0) -> float:
-    """The data loss at W = 0 (all scores 0), what a small random W starts near: (C-1) delta, ln C or C delta^2."""
-    C = int(num_classes)
-    if loss == "svm":
-        return (C - 1) * float(delta)
-    if loss == "softmax":
-        return float(np.log(C))
-    if loss == "squared_hinge":
-        return C * float(delta) ** 2
-    raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
-
-
 def svm_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
              delta: float = 1.0) -> tuple[float, np.ndarray]:
     """Weston-Watkins hinge loss (mean over N) + reg*sum(W*W) and dW (C, D); W (C, D), X (N, D), y (N,)."""
-    return _linear_loss(W, X, y, reg, score_loss("svm", delta))
+    return linear_loss("svm", W, X, y, reg, delta)
 
 
 def softmax_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy (mean over N) + reg*sum(W*W) and dW (C, D); W (C, D), X (N, D), y (N,)."""
-    return _linear_loss(W, X, y, reg, score_loss("softmax"))
+    return linear_loss("softmax", W, X, y, reg)
 
 
 def squared_hinge_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
                        delta: float = 1.0) -> tuple[float, np.ndarray]:
     """One-vs-all squared hinge (mean over N) + reg*sum(W*W) and dW (C, D); W (C, D), X (N, D), y (N,)."""
-    return _linear_loss(W, X, y, reg, score_loss("squared_hinge", delta))
+    return linear_loss("squared_hinge", W, X, y, reg, delta)
+
+
+def initial_loss(loss: str, num_classes: int, delta: float = 1.0) -> float:
+    """The data loss at W = 0 (all scores 0), what a small random W starts near: (C-1) delta, ln C or C delta^2."""
+    _check_loss(loss)
+    C, delta = int(num_classes), float(delta)
+    return {"svm": (C - 1) * delta, "softmax": math.log(C), "squared_hinge": C * delta ** 2}[loss]
 
 
 # ----------------------------------------------------------------------------- naive references
@@ -320,7 +295,12 @@ def squared_hinge_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: f
 # ----------------------------------------------------------------------------- kinks
 
 def hinge_kink(margins: np.ndarray, X: np.ndarray, y: np.ndarray, index: tuple[int, ...], h: float) -> bool:
-    """``svm_hinge_kink`` given the margins (N, C) at W (``hinge_margins``): computed once for many indices."""
+    """True if moving W[index] by +-h moves some margin s_j - s_{y_i} + delta (j != y_i) across 0 (or onto it).
+
+    There the hinge has a kink inside [W - h, W + h] and a finite-difference
+    gradient of the SVM loss is not trustworthy. ``margins`` (N, C) at W come
+    from ``hinge_margins``, computed once for many indices; X (N, D), y (N,).
+    """
     N, C = margins.shape
     c, d = (int(i) for i in index)
     reach = abs(h) * np.abs(X[:, d])                             # (N,) how far W[c, d] +- h moves a margin
@@ -333,20 +313,6 @@ def hinge_kink(margins: np.ndarray, X: np.ndarray, y: np.ndarray, index: tuple[i
 
 
 def hinge_margins(W: np.ndarray, X: np.ndarray, y: np.ndarray, delta: float = 1.0) -> np.ndarray:
-    """Margins s_j - s_{y_i} + delta (N, C) at W (the correct class's entry is delta)."""
+    """Margins s_j - s_{y_i} + delta (N, C) at W (C, D) on X (N, D) (the correct class's entry is delta)."""
     scores = np.asarray(X) @ np.asarray(W).T                     # (N, C)
     return scores - scores[np.arange(len(y)), y][:, None] + delta
-
-
-def svm_hinge_kink(W: np.ndarray, X: np.ndarray, y: np.ndarray, index: tuple[int, ...], h: float,
-                   delta: float = 1.0) -> bool:
-    """True if moving W[index] by +-h moves some margin s_j - s_{y_i} + delta (j != y_i) across 0 (or onto it).
-
-    There the hinge has a kink inside [W - h, W + h] and a finite-difference
-    gradient of the SVM loss is not trustworthy. W (C, D), X (N, D), y (N,).
-    """
-    X, W = np.asarray(X), np.asarray(W)
-    dtype = float_dtype(X, W)
-    X, W = X.astype(dtype, copy=False), W.astype(dtype, copy=False)
-    y = check_labels(y, X.shape[0], W.shape[0])
-    return hinge_kink(hinge_margins(W, X, y, delta), X, y, index, h)

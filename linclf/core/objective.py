@@ -3,36 +3,32 @@
 Rows X (N, P) stay in their stored dtype (uint8 pixels, float16 or float32
 features, often a read-only memory map). W (C, D), D = P + bias, acts on the
 preprocessed rows ``[(x - mean) * scale, 1]``; that map is affine, so it is
-folded into the weights once per call, ``A, b = fold(W)`` with A (C, P) and
-b (C,), and the rows are only ever converted, never preprocessed.
+folded into the weights, ``A, b = fold(W)`` with A (C, P) and b (C,), and the
+rows are only ever converted, never preprocessed.
 
-A minibatch step (``Objective.batch``) goes through its rows a chunk at a
-time; every row's loss depends on its own scores only, so each chunk is taken
-through the whole step while it is in the core's cache:
+A row's loss depends on its own scores only, so a minibatch step
+(``Objective.batch``) takes its rows through the whole step a chunk at a
+time, while the chunk is in the core's cache:
 
-    1. gather X[idx] into a reused buffer, converting it to the compute dtype   xb (r, P)
-       (``rows.convert_rows``: float16 by its bits, NumPy's cast has no SIMD)
+    1. gather X[idx] into a reused buffer, converted to the compute dtype     xb (r, P)
     2. S = xb @ A.T + b                                   the first product     S  (r, C)
-    3. loss, dS = the score loss (svm or softmax) of S                         dS (r, C)
+    3. loss, dS = the score loss (svm, softmax, ...) of S                      dS (r, C)
     4. G += dS.T @ xb, g0 += dS.sum(0)                    the second product    G  (C, P)
 
-and then dW = unfold(G, g0) + 2 reg W (C, D).
-
-Chunks (``chunk_rows``) are 32 rows of narrow rows (pixels): a product that
-small stays in cache and runs in OpenBLAS's small-matrix kernels. Wide rows
-(features) go 64 rows at a time in two lanes, each half of the chunks summing
-into its own G; with ``workers`` >= 2 the second lane runs on a pool thread
-(NumPy releases the GIL in the gather, the conversion and the products), and
-G = G_0 + G_1. The cut depends on the shapes alone, so the weights do not
-depend on ``workers``. Narrow rows stay on the calling thread: their chunks
-are too short for two threads to beat the handing over of the GIL
-(``scripts/bench.py --only train`` measures the step against its peers).
-BLAS runs on one thread inside the context manager: a chunk's products are
-far too small for BLAS's own threads.
+then dW = unfold(G, g0) + 2 reg W (C, D). Narrow rows (pixels) go 32 at a
+time on the calling thread: a product that small runs in OpenBLAS's
+small-matrix kernels, and two threads would spend more handing the GIL to
+each other than they gain. Wide rows (features) go 64 at a time in two
+lanes, each half of the chunks summing into its own G; with ``workers`` >= 2
+the second lane runs on a pool thread (NumPy releases the GIL in the gather,
+the conversion and the products). The cut depends on the shapes alone, so the
+weights do not depend on ``workers``. BLAS runs on one thread: a chunk's
+products are far too small for BLAS's own threads. ``scripts/bench.py --only
+chunks`` times other chunk sizes and lanes against these.
 
 Full-split passes (``Objective.full`` for gradient descent, ``scores`` for
-evaluation, ``loss_values`` for the derivative-free search) go block by
-block of rows, partial sums added in order.
+evaluation, ``loss_values`` for the derivative-free search) go block by block
+of rows, partial sums added in order.
 """
 from __future__ import annotations
 
@@ -42,13 +38,14 @@ from contextlib import ExitStack
 import numpy as np
 
 from ..threads import blas_threads, resolve_workers
-from .losses import SCORE_LOSSES, check_labels, float_dtype, l2_reg, score_loss
+from .losses import check_labels, float_dtype, l2_reg, score_loss
 from .preprocess import fold, unfold
 from .rows import convert_rows
 
 __all__ = ["Objective", "data_loss", "loss_values", "scores", "chunk_rows", "DEFAULT_BLOCK"]
 
 DEFAULT_BLOCK = 256          # rows per block of a full-split pass
+SEARCH_BLOCK = 1024          # rows per block of ``loss_values`` (K candidates' scores of a block are small)
 CHUNK_ROWS = 32              # rows per chunk of narrow rows
 WIDE_CHUNK_ROWS = 64         # rows per chunk of wide rows
 WIDE_ROW_BYTES = 16 << 10    # rows of more compute bytes than this are wide (pixels are 12 KB in float32)
@@ -102,14 +99,12 @@ class Objective:
             raise ValueError(f"the compute dtype must be float32 or float64, got {self.dtype}")
         if block < 1:
             raise ValueError(f"block must be a positive number of rows, got {block}")
-        if loss not in SCORE_LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
+        self.loss = score_loss(loss, delta)
         self.X, self.y = X, check_labels(y, X.shape[0], num_classes)
         self.C, self.P = int(num_classes), X.shape[1]
         self.mean = None if mean is None else np.asarray(mean, dtype=self.dtype)
         self.scale = None if scale is None else np.asarray(scale, dtype=self.dtype)
         self.bias, self.reg, self.reg_bias, self.block = bool(bias), float(reg), bool(reg_bias), int(block)
-        self.loss = score_loss(loss, delta)
         self.max_rows = max(1, min(max(self.block, batch_size or 0), X.shape[0]))
         self.chunk = min(chunk_rows(self.P, self.dtype), self.max_rows)
         wide = self.chunk == WIDE_CHUNK_ROWS
@@ -217,25 +212,17 @@ class Objective:
         return self._finish(W, value, G, g0)
 
 
-def _converted(X: np.ndarray, dtype: np.dtype, buf: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """X (n, P) as ``dtype``: X itself when it already is (C-contiguous), else converted into ``buf`` (reused)."""
-    if X.dtype == dtype and X.flags.c_contiguous:
-        return X, buf
-    if buf is None or buf.shape[0] < len(X):
-        buf = np.empty(X.shape, dtype=dtype)
-    return convert_rows(X, buf[:len(X)]), buf
-
-
 def scores(X: np.ndarray, A: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """Scores (N, C) = X A.T + b of rows X (N, P) in A's dtype, a chunk of rows at a time (X is never converted whole)."""
     if X.ndim != 2 or A.ndim != 2 or X.shape[1] != A.shape[1]:
         raise ValueError(f"X must be (N, {A.shape[1]}) for A {A.shape}, got {X.shape}")
     out = np.empty((len(X), A.shape[0]), dtype=A.dtype) if out is None else out
-    buf = None
     step = chunk_rows(X.shape[1], A.dtype)
+    buf = np.empty((min(step, len(X)), X.shape[1]), dtype=A.dtype)
     for start in range(0, len(X), step):
-        xb, buf = _converted(X[start:start + step], A.dtype, buf)
-        np.matmul(xb, A.T, out=out[start:start + len(xb)])
+        rows = X[start:start + step]
+        xb = rows if rows.dtype == A.dtype else convert_rows(rows, buf[:len(rows)])
+        np.matmul(xb, A.T, out=out[start:start + len(rows)])
     out += b
     return out
 
@@ -274,32 +261,15 @@ def loss_values(Ws: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm",
         raise ValueError(f"Ws must be (K, C, {X.shape[-1] + int(bias)}) for X {X.shape}, got {Ws.shape}")
     _check_rows(X, mean, scale)
     K, C, _ = Ws.shape
-    N = X.shape[0]
-    y = check_labels(y, N, C)
-    if loss not in SCORE_LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
+    y = check_labels(y, len(X), C)
+    kernel = score_loss(loss, delta)
     folded = [fold(W, mean, scale, bias) for W in Ws]
     A = np.concatenate([A for A, _ in folded])                             # (K*C, P)
     b = np.concatenate([b for _, b in folded])                             # (K*C,)
-    block = DEFAULT_BLOCK if block is None else int(block)
+    block = SEARCH_BLOCK if block is None else int(block)
     totals = np.zeros(K, dtype=np.float64)
-    buf = None
-    for start in range(0, N, block):
-        xb, buf = _converted(X[start:start + block], A.dtype, buf)
-        S = (xb @ A.T + b).reshape(len(xb), K, C)                          # (n, K, C)
+    for start in range(0, len(X), block):
+        S = scores(X[start:start + block], A, b).reshape(-1, K, C)         # (n, K, C)
         yb = y[start:start + block]
-        correct = np.take_along_axis(S, yb[:, None, None].repeat(K, axis=1), axis=2)  # (n, K, 1)
-        if loss == "svm":
-            margins = np.maximum(S - correct + delta, 0)                   # the correct class adds delta
-            totals += margins.sum(axis=(0, 2), dtype=np.float64) - len(xb) * delta
-        elif loss == "squared_hinge":
-            rest = np.maximum(S + delta, 0)                                # every class taken as a wrong one,
-            own = np.maximum(delta - correct, 0)                           # then the correct class's term
-            as_rest = np.maximum(correct + delta, 0)                       # swapped in for its wrong-class one
-            totals += np.einsum("nkc,nkc->k", rest, rest, dtype=np.float64)
-            totals += (own * own - as_rest * as_rest).sum(axis=(0, 2), dtype=np.float64)
-        else:
-            top = S.max(axis=2, keepdims=True)
-            lse = np.log(np.exp(S - top).sum(axis=2, keepdims=True)) + top
-            totals += (lse - correct).sum(axis=(0, 2), dtype=np.float64)
-    return totals / max(N, 1)
+        totals += [kernel(S[:, k], yb, len(X))[0] for k in range(K)]       # a loop over candidates, not rows
+    return totals
