@@ -21,7 +21,7 @@ small-matrix kernels, and two threads would spend more handing the GIL to
 each other than they gain. Wide rows (features) go 64 at a time in two
 lanes, each half of the chunks summing into its own G; with ``workers`` >= 2
 the second lane runs on a pool thread (NumPy releases the GIL in the gather,
-the conversion and the products). The cut depends on the shapes alone, so the
+the conversion and ``np.dot``, which ``np.matmul`` of these shapes does not). The cut depends on the shapes alone, so the
 weights do not depend on ``workers``. BLAS runs on one thread: a chunk's
 products are far too small for BLAS's own threads. ``scripts/bench.py --only
 chunks`` times other chunk sizes and lanes against these.
@@ -144,15 +144,15 @@ class Objective:
                 np.take(self.X, rows, axis=0, out=xb, mode="clip")
             else:
                 convert_rows(np.take(self.X, rows, axis=0, out=lane.raw[:r], mode="clip"), xb)
-            S = np.matmul(xb, A.T, out=lane.S[:r])                          # (r, C)
+            S = np.dot(xb, A.T, out=lane.S[:r])                          # (r, C)
             S += b
             part, dS = self.loss(S, self.y[rows], count)
             value += part
             lane.g0 += dS.sum(axis=0, dtype=np.float64)
             if lo == 0:
-                np.matmul(dS.T, xb, out=lane.G)                             # (C, P)
+                np.dot(dS.T, xb, out=lane.G)                             # (C, P)
             else:
-                lane.G += np.matmul(dS.T, xb, out=lane.part)
+                lane.G += np.dot(dS.T, xb, out=lane.part)
         return value
 
     def _pass(self, A: np.ndarray, b: np.ndarray, idx: np.ndarray, count: int) -> tuple[float, _Lane]:
@@ -222,7 +222,7 @@ def scores(X: np.ndarray, A: np.ndarray, b: np.ndarray, *, out: np.ndarray | Non
     for start in range(0, len(X), step):
         rows = X[start:start + step]
         xb = rows if rows.dtype == A.dtype else convert_rows(rows, buf[:len(rows)])
-        np.matmul(xb, A.T, out=out[start:start + len(rows)])
+        np.dot(xb, A.T, out=out[start:start + len(rows)])
     out += b
     return out
 
