@@ -419,7 +419,7 @@ def test_bad_batch_size_inside_archive(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_first_extraction_failure_leaves_nothing(tmp_path: Path) -> None:
     path = write_entries(tmp_path / "src" / "a.tar.gz", good_entries("binary") + [reg("../x", b"pwned")])
-    with pytest.raises(UnsafeArchiveError):
+    with pytest.raises(UnsafeArchiveError, match=r"\.\./x"):
         safe_extract(path, tmp_path / "data", LAYOUTS["binary"])
     assert os.listdir(tmp_path / "data") == []
     assert not (tmp_path / "x").exists()

@@ -100,7 +100,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path, model, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez", broken_savez)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left on device"):
         model.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]     # no temporary left behind

@@ -106,8 +106,8 @@ class Objective:
         self.scale = None if scale is None else np.asarray(scale, dtype=self.dtype)
         self.bias, self.reg, self.reg_bias, self.block = bool(bias), float(reg), bool(reg_bias), int(block)
         self.max_rows = max(1, min(max(self.block, batch_size or 0), X.shape[0]))
+        wide = self.P * self.dtype.itemsize > WIDE_ROW_BYTES and self.max_rows > WIDE_CHUNK_ROWS
         self.chunk = min(chunk_rows(self.P, self.dtype), self.max_rows)
-        wide = self.chunk == WIDE_CHUNK_ROWS
         self._lanes = [_Lane(self.chunk, self.P, self.C, X.dtype, self.dtype) for _ in range(2 if wide else 1)]
         self._dW = np.empty((self.C, self.P + int(self.bias)), dtype=self.dtype)
         self._threaded = wide and resolve_workers(workers) >= 2
