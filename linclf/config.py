@@ -118,6 +118,8 @@ class ModelConfig:
     reg_bias: bool = _f(True, "bool", "regularise the bias column too (the lecture's form)")
     init_scale: float = _f(1e-4, "float", "std of the Gaussian initial W (and of random search)", lo=0)
     dtype: str = _f("float32", "str", "compute dtype of training", choices=("float32", "float64"))
+    flip_average: bool = _f(False, "bool", "predict from the mean of each image's class scores and its mirror's "
+                            "(the run's val and test accuracy, eval, predict; not the per-epoch history)")
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,7 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
     if isinstance(opt, dict) and opt.get("iterations") is not None and opt.get("epochs") is not None:
         raise ConfigError("optimizer: set either iterations or epochs, not both")
     cfg = Config(**values)
-    _check_features(cfg.features, cfg.data.flip)
+    _check_features(cfg.features, cfg.data.flip, cfg.model.flip_average)
     if cfg.optimizer.epochs is not None and cfg.optimizer.iterations is not None:
         # epochs given, iterations left at its default: epochs decides the length.
         cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, iterations=None))
@@ -384,11 +386,12 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
 IMAGE_SIDE = 32
 
 
-def _check_features(f: FeaturesConfig, flip: bool = False) -> None:
+def _check_features(f: FeaturesConfig, flip: bool = False, flip_average: bool = False) -> None:
     """The features keys that depend on each other (and on the 32x32 image); ConfigError naming the key."""
-    if f.kind == "npz" and flip:
-        raise ConfigError("data.flip: kind npz holds precomputed features, not images, so they cannot be "
-                          "mirrored; set data.flip=false (or mirror the images before computing the features)")
+    for key, on in (("data.flip", flip), ("model.flip_average", flip_average)):
+        if f.kind == "npz" and on:
+            raise ConfigError(f"{key}: kind npz holds precomputed features, not images, so they cannot be "
+                              f"mirrored; set {key}=false (or mirror the images before computing the features)")
     if f.kind == "npz" and not f.path:
         raise ConfigError("features.path: kind npz needs the .npz file of precomputed features, "
                           "e.g. --set features.path=embeddings.npz")

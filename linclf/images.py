@@ -171,9 +171,13 @@ def load_image_rows(paths: Sequence[str | os.PathLike]) -> ImageRows:
     return ImageRows(stacked, ok, errors)
 
 
-def classify(model: LinearClassifier, rows: np.ndarray, top: int = 3) -> list[Prediction]:
-    """The ``top`` classes of each row (N, P) of raw pixels, best first: probabilities or SVM scores."""
-    scores = model.scores(rows)                                   # (N, C), preprocessing folded in
+def classify(model: LinearClassifier, rows: np.ndarray, top: int = 3,
+             mirror_rows: np.ndarray | None = None) -> list[Prediction]:
+    """The ``top`` classes of each row (N, P) of raw pixels, best first: probabilities or SVM scores.
+
+    With ``mirror_rows`` (N, P), the rows of each picture's mirror, from the mean of both scores.
+    """
+    scores = model.scores(rows, mirror_rows)                      # (N, C), preprocessing folded in
     kind = "probability" if model.loss == "softmax" else "score"
     values = softmax(scores) if kind == "probability" else scores.astype(np.float64)
     k = min(max(int(top), 1), model.num_classes)

@@ -136,6 +136,40 @@ def test_eval_of_a_flip_model_mirrors_the_training_images_only_for_the_train_spl
     assert calls == [350]                                       # the train split only
 
 
+def test_flip_average_scores_each_image_with_its_mirror(tmp_path, config, learnable_data_dir):
+    """model.flip_average: train's val and test accuracy, and eval's, come from the mean of the scores of each
+    image and its mirror. An untrained (random) W, so that the mirror changes many predictions."""
+    from conftest import preprocessed
+    from linclf.data.cifar10 import mirrored
+
+    out = tmp_path / "run"
+    r = train_cli(config, learnable_data_dir, out, "--json", "--set", "model.flip_average=true",
+                  "--set", "optimizer.lr=1e-30", "--set", "optimizer.iterations=1")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout.strip().splitlines()[-1])
+    model = LinearClassifier.load(out / "model.npz")
+    cfg = runs_mod.model_config(model, out)
+    splits = runs_mod.make_splits(cfg, runs_mod.load_data(cfg, learnable_data_dir), mirrors=False)
+    p, W = model.prep, model.W.astype(np.float64)
+    for name in ("val", "test"):
+        X, y = getattr(splits, f"X_{name}"), getattr(splits, f"y_{name}")
+        plain = preprocessed(X, p.mean, p.scale, p.bias) @ W.T
+        both = plain + preprocessed(mirrored(X), p.mean, p.scale, p.bias) @ W.T
+        want = float(np.mean(both.argmax(1) == y))
+        assert want != float(np.mean(plain.argmax(1) == y))        # the mirror matters here
+        assert metrics[f"{name}_accuracy"] == want
+        r = invoke("eval", "--model", out / "model.npz", "--data-dir", learnable_data_dir, "--split", name, "--json")
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["accuracy"] == want
+
+
+def test_flip_average_needs_images(tmp_path, config):
+    r = invoke("train", "--config", config, "--set", "features.kind=npz", "--set", "features.path=f.npz",
+               "--set", "model.flip_average=true", "--out", tmp_path / "run")
+    assert r.exit_code == 2
+    assert "model.flip_average: kind npz holds precomputed features, not images" in one_line_error(r)
+
+
 def test_summary_ends_with_the_test_accuracy(tmp_path, config, learnable_data_dir):
     r = invoke("train", "--config", config, "--data-dir", learnable_data_dir, "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output

@@ -104,3 +104,14 @@ def test_failed_save_keeps_the_previous_file(tmp_path, model, monkeypatch):
         model.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]     # no temporary left behind
+
+
+def test_scores_with_mirror_rows_are_the_mean_of_both(model):
+    rng = np.random.default_rng(2)
+    X, Xm = (rng.integers(0, 256, (300, 3072), dtype=np.uint8) for _ in range(2))
+    W64 = model.W.astype(np.float64)
+    explicit = 0.5 * (model.prep.transform(X, np.float64) + model.prep.transform(Xm, np.float64)) @ W64.T
+    np.testing.assert_allclose(model.scores(X, Xm), explicit, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(model.predict(X, Xm), explicit.argmax(1))
+    with pytest.raises(ValueError, match=r"X_mirror must have X's shape \(300, 3072\), got \(299, 3072\)"):
+        model.scores(X, Xm[:-1])

@@ -191,6 +191,32 @@ def test_predict_json_has_a_list_per_picture(trained, pictures):
     assert doc["images"][0]["top"][0]["probability"] == pytest.approx(p.max(), rel=1e-6)
 
 
+def test_a_flip_average_model_scores_each_picture_with_its_mirror(tmp_path, trained, pictures):
+    """An untrained (random) W trained with model.flip_average: the top class is the argmax of the summed scores."""
+    from conftest import preprocessed
+    from linclf.data.cifar10 import mirrored
+
+    data, models = trained
+    config = tmp_path / "small.yaml"
+    config.write_text(CONFIG)
+    out = tmp_path / "flip"
+    r = invoke("train", "--config", config, "--data-dir", models["softmax"].parent.parent / "data", "--out", out,
+               "--quiet", "--set", "model.flip_average=true", "--set", "optimizer.lr=1e-30",
+               "--set", "optimizer.iterations=1")
+    assert r.exit_code == 0, r.output
+    model = LinearClassifier.load(out / "model.npz")
+    names = ["rgb.png", "rgba.png", "gray.png", "palette.png", "large.png"]
+    rows = np.stack([images.read_image_row(pictures[n][0]) for n in names])
+    p, W = model.prep, model.W.astype(np.float64)
+    plain = preprocessed(rows, p.mean, p.scale, p.bias) @ W.T
+    both = plain + preprocessed(mirrored(rows), p.mean, p.scale, p.bias) @ W.T
+    assert (both.argmax(1) != plain.argmax(1)).any()                   # the mirror matters here
+    r = invoke("predict", "--model", out / "model.npz", "--json", *[pictures[n][0] for n in names])
+    assert r.exit_code == 0, r.output
+    top = [e["top"][0]["class"] for e in json.loads(r.stdout)["images"]]
+    assert top == [data.classes[c] for c in both.argmax(1)]
+
+
 def test_svm_models_print_scores(trained, pictures):
     data, models = trained
     path = pictures["rgb.png"][0]

@@ -28,7 +28,9 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     from ..core.model import LinearClassifier
 
     from ..features.cache import FEATURE_DTYPE
+    from ..data.cifar10 import mirrored
     from ..training.featurize import model_extractor
+    from ..training.runs import model_config
 
     model = LinearClassifier.load(model_path)
     if model.features_kind == "npz":
@@ -42,9 +44,12 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
                          f"({NUM_VALUES} values), so it needs a model trained on CIFAR-10-shaped data")
     loaded = load_image_rows(images)
     rows = loaded.rows
+    mirror = mirrored(rows) if model_config(model, model_path).model.flip_average else None
     if extractor is not None and loaded.paths:
         rows = extractor.transform(rows).astype(FEATURE_DTYPE)   # as the model's training rows were stored
-    found = dict(zip(loaded.paths, classify(model, rows, top))) if loaded.paths else {}
+        if mirror is not None:
+            mirror = extractor.transform(mirror).astype(FEATURE_DTYPE)
+    found = dict(zip(loaded.paths, classify(model, rows, top, mirror))) if loaded.paths else {}
     failed = dict(loaded.errors)
     kind = "probability" if model.loss == "softmax" else "score"
     entries = []

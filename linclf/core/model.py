@@ -63,15 +63,24 @@ class LinearClassifier:
         if X.ndim != 2 or X.shape[1] != self.in_dim:
             raise ValueError(f"the model expects rows of {self.in_dim} values, got an array of shape {X.shape}")
 
-    def scores(self, X: np.ndarray) -> np.ndarray:
-        """Class scores (N, C) float32 of raw rows X (N, P), computed a chunk of rows at a time."""
+    def scores(self, X: np.ndarray, X_mirror: np.ndarray | None = None) -> np.ndarray:
+        """Class scores (N, C) float32 of raw rows X (N, P), computed a chunk of rows at a time.
+
+        With ``X_mirror`` (N, P), the rows of each image's mirror, the mean of the two scores.
+        """
         self.check_input(X)
         A, b = fold(self.W.astype(np.float32, copy=False), self.prep.mean, self.prep.scale, self.prep.bias)
-        return chunk_scores(X, A, b)
+        s = chunk_scores(X, A, b)
+        if X_mirror is not None:
+            if X_mirror.shape != X.shape:
+                raise ValueError(f"X_mirror must have X's shape {X.shape}, got {X_mirror.shape}")
+            s += chunk_scores(X_mirror, A, b)
+            s *= np.float32(0.5)
+        return s
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted class indices (N,) int64: the argmax of the scores."""
-        return self.scores(X).argmax(axis=1)
+    def predict(self, X: np.ndarray, X_mirror: np.ndarray | None = None) -> np.ndarray:
+        """Predicted class indices (N,) int64: the argmax of the scores (of both, with ``X_mirror``)."""
+        return self.scores(X, X_mirror).argmax(axis=1)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to rebuild the model, as plain (non-object) arrays."""

@@ -9,6 +9,7 @@ sweep or ``eval`` reuse them. ``feature_prep`` is the standardisation fitted on
 the training split's features, which the engine folds into W. ``training_rows``
 is the training split as the classifier sees it, whatever the kind (what
 ``gradcheck`` checks the gradient on); ``row_width`` its width, without data.
+``mirror_rows`` gives the rows of the mirror images, for ``model.flip_average``.
 """
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ from ..config import Config, FeaturesConfig
 from ..core import preprocess
 from ..core.model import LinearClassifier
 from ..core.preprocess import Preprocessor
-from ..data.cifar10 import NUM_PIXELS, Splits, resolve_data_dir
+from ..data.cifar10 import NUM_PIXELS, Splits, mirrored, resolve_data_dir
 from ..errors import ConfigError, Interrupted, ModelFileError
 from ..features import cache
 from ..features.registry import LEARNED, extractor_class, extractor_from_arrays
 
 __all__ = ["SPLIT_NAMES", "settings", "make_extractor", "with_execution", "cache_root", "fit_extractor",
-           "featurize", "feature_prep", "training_rows", "row_width", "model_extractor"]
+           "featurize", "mirror_rows", "feature_prep", "training_rows", "row_width", "model_extractor"]
 
 SPLIT_NAMES = ("train", "val", "test")
 _SETTINGS = {
@@ -140,6 +141,17 @@ def featurize(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = 
         raise Interrupted(f"interrupted while building the {kind} features; nothing half-written was kept "
                           "(finished parts stay cached): run the same command again to continue") from None
     return dataclasses.replace(splits, **new), extractor
+
+
+def mirror_rows(cfg: Config, images: Splits, names: Sequence[str], data_dir: str | os.PathLike | None = None, *,
+                extractor: Any = None, progress: bool = False, workers: int | None = None) -> dict[str, np.ndarray]:
+    """{name: rows (N, P)} of the mirror images of the image splits ``names``: their pixels, or, with a fitted
+    ``extractor``, their features (cached like any others)."""
+    mirror = dataclasses.replace(images, **{f"X_{n}": mirrored(getattr(images, f"X_{n}")) for n in names})
+    if extractor is not None:
+        mirror, _ = featurize(cfg, mirror, data_dir, extractor=extractor, progress=progress, only=names,
+                              workers=workers)
+    return {n: getattr(mirror, f"X_{n}") for n in names}
 
 
 def feature_prep(cfg: Config, X_train: np.ndarray) -> Preprocessor:

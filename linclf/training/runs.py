@@ -33,7 +33,7 @@ from .evaluate import Evaluation, evaluate_predictions
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..core.model import LinearClassifier, load_npz
 from ..features.registry import LEARNED
-from .featurize import feature_prep, featurize, model_extractor, row_width, training_rows
+from .featurize import feature_prep, featurize, mirror_rows, model_extractor, row_width, training_rows
 from .loop import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
 
 __all__ = ["RUN_FILES", "RunResult", "default_out_dir", "check_out_dir", "prepare_out_dir", "located", "load_data",
@@ -190,6 +190,8 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
         model0 = LinearClassifier.from_arrays(resume_arrays, source=os.fspath(resume))
     kind = cfg.features.kind
     extractor = None
+    images = replace(splits, X_train=np.empty((0, splits.X_train.shape[1]), splits.X_train.dtype),
+                     y_train=splits.y_train[:0].copy())       # val and test, for model.flip_average
     if kind in LEARNED:
         t = time.perf_counter()
         given = None if model0 is None else model_extractor(model0, os.fspath(resume))
@@ -246,8 +248,11 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     # the last reference to the training rows goes before the test rows are read: a memory map's pages
     # leave the process with it, so the peak is the larger split, not the sum of all three
     splits = replace(splits, X_train=np.empty((0, splits.X_train.shape[1]), splits.X_train.dtype))
-    val_acc = float(np.mean(model.predict(splits.X_val) == splits.y_val)) if len(splits.y_val) else None
-    test_acc = float(np.mean(model.predict(splits.X_test) == splits.y_test))
+    mirrors = (mirror_rows(cfg, images, ("val", "test"), data_dir, extractor=extractor, progress=progress,
+                           workers=workers) if cfg.model.flip_average else {})
+    val_acc = (float(np.mean(model.predict(splits.X_val, mirrors.get("val")) == splits.y_val))
+               if len(splits.y_val) else None)
+    test_acc = float(np.mean(model.predict(splits.X_test, mirrors.get("test")) == splits.y_test))
     seconds["evaluate"] = time.perf_counter() - t
 
     metrics = {
@@ -380,6 +385,18 @@ def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, prog
     return {"kind": kind, "cache": where, "splits": shapes, "seconds": round(time.perf_counter() - t, 3)}
 
 
+def model_config(model: LinearClassifier, source: str | os.PathLike) -> Config:
+    """The resolved config a model file stores; ModelFileError if it is not valid.
+
+    A model without one (an estimator's ``to_model()``) was trained on rows we do not know: its config
+    carves no validation split, so train and test are the whole splits of the data.
+    """
+    try:
+        return from_dict(yaml.safe_load(model.config_yaml) or {"data": {"num_val": 0}})
+    except (yaml.YAMLError, ConfigError) as e:
+        raise ModelFileError(f"{os.fspath(source)}: the stored config is not valid: {e}") from None
+
+
 def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_dir: str | os.PathLike | None = None,
              archive: str | os.PathLike | None = None, quiet: bool = True,
              progress: bool = False, workers: int | None = None) -> tuple[LinearClassifier, Evaluation]:
@@ -391,12 +408,7 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
     """
     model = LinearClassifier.load(model_path)
     extractor = model_extractor(model, os.fspath(model_path))
-    try:
-        # a model without a config (an estimator's to_model()) was trained on rows we do not know:
-        # no validation split is carved, so train and test are the whole splits of the data
-        cfg = from_dict(yaml.safe_load(model.config_yaml) or {"data": {"num_val": 0}})
-    except (yaml.YAMLError, ConfigError) as e:
-        raise ModelFileError(f"{model_path}: the stored config is not valid: {e}") from None
+    cfg = model_config(model, model_path)
     if archive is not None:
         cfg = with_values(cfg, {"data.archive": os.fspath(archive)})
     data = load_data(cfg, data_dir, quiet=quiet)
@@ -409,6 +421,7 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
         raise DataError(f"{model_path} expects rows of {model.in_dim} values (its preprocessing), "
                         f"the data has {data.X_train.shape[1]}")
     splits = make_splits(cfg, data, mirrors=split_name == "train")
+    images = splits
     if extractor is not None:
         if cfg.features.kind != model.features_kind:
             raise ModelFileError(f"{model_path}: its extractor is {model.features_kind} but its stored config says "
@@ -419,7 +432,9 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
             "test": (splits.X_test, splits.y_test)}[split_name]
     if len(y) == 0:
         raise UsageError(f"the {split_name} split of this model's config is empty")
-    return model, evaluate_predictions(y, model.predict(X), model.num_classes)
+    X_mirror = (mirror_rows(cfg, images, (split_name,), data_dir, extractor=extractor, progress=progress,
+                            workers=workers)[split_name] if cfg.model.flip_average else None)
+    return model, evaluate_predictions(y, model.predict(X, X_mirror), model.num_classes)
 
 
 def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | os.PathLike | None = None,
