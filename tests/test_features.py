@@ -142,6 +142,28 @@ def test_second_run_and_features_command_reuse_the_cache(tmp_path, km_config, le
     assert _cache_files(learnable_data_dir) == before
 
 
+def test_flip_average_mirrors_are_built_ahead_and_reused(tmp_path, km_config, learnable_data_dir, monkeypatch):
+    """model.flip_average: `features` also caches the features of the val and test images' mirrors; train and
+    eval then extract nothing."""
+    flip = ("--set", "model.flip_average=true")
+    res = invoke("features", "--config", km_config, "--data-dir", learnable_data_dir, "--json", "--quiet", *flip)
+    assert res.exit_code == 0, res.output
+    assert len(_feature_files(learnable_data_dir)) == 5          # train, val, test, and the mirrors of val and test
+    before = _cache_files(learnable_data_dir)
+
+    def fail(*a, **k):
+        raise AssertionError("rebuilt although cached")
+
+    monkeypatch.setattr(KMeansFeatures, "fit", fail)
+    monkeypatch.setattr(KMeansFeatures, "transform", fail)
+    res = train_cli(km_config, learnable_data_dir, tmp_path / "run", "--json", *flip)
+    assert res.exit_code == 0, res.output
+    res_eval = invoke("eval", "--model", tmp_path / "run" / "model.npz", "--data-dir", learnable_data_dir, "--json")
+    assert res_eval.exit_code == 0, res_eval.output
+    assert json.loads(res_eval.stdout)["accuracy"] == json.loads(res.stdout.strip().splitlines()[-1])["test_accuracy"]
+    assert _cache_files(learnable_data_dir) == before
+
+
 def test_power_is_cached_apart_stored_in_the_model_and_applied_by_eval(tmp_path, km_config, learnable_data_dir):
     res = train_cli(km_config, learnable_data_dir, tmp_path / "one", "--json")
     assert res.exit_code == 0, res.output

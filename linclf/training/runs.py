@@ -360,7 +360,8 @@ def _lr_hint(cfg: Config, splits: Splits, prep: preprocess.Preprocessor, failed_
 
 def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, progress: bool = False,
                  quiet: bool = True, workers: int | None = None) -> dict:
-    """Fit the config's extractor and write every split's features into the cache; a summary dict.
+    """Fit the config's extractor and write every split's features into the cache (with
+    ``model.flip_average``, those of the val and test images' mirrors too); a summary dict.
 
     ``workers``: the extractor's threads (None: $LINCLF_WORKERS, else the usable CPUs).
 
@@ -377,7 +378,11 @@ def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, prog
     data = load_data(cfg, data_dir, quiet=quiet)
     splits = make_splits(cfg, data)
     if kind in LEARNED:
-        splits, _ = featurize(cfg, splits, data_dir, progress=progress, workers=workers)
+        images = splits
+        splits, extractor = featurize(cfg, splits, data_dir, progress=progress, workers=workers)
+        if cfg.model.flip_average:                  # the mirrors of val and test, which train then scores
+            mirror_rows(cfg, images, ("val", "test"), data_dir, extractor=extractor, progress=progress,
+                        workers=workers)
     from .featurize import cache_root
 
     shapes = {name: list(getattr(splits, f"X_{name}").shape) for name in ("train", "val", "test")}
