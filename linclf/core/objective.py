@@ -21,10 +21,11 @@ small-matrix kernels, and two threads would spend more handing the GIL to
 each other than they gain. Wide rows (features) go 64 at a time in two
 lanes, each half of the chunks summing into its own G; with ``workers`` >= 2
 the second lane runs on a pool thread (NumPy releases the GIL in the gather,
-the conversion and ``np.dot``, which ``np.matmul`` of these shapes does not). The cut depends on the shapes alone, so the
-weights do not depend on ``workers``. BLAS runs on one thread: a chunk's
-products are far too small for BLAS's own threads. ``scripts/bench.py --only
-chunks`` times other chunk sizes and lanes against these.
+the conversion and ``np.dot``; ``np.matmul`` of these shapes holds it). The
+cut depends on the shapes alone, so the weights do not depend on
+``workers``. BLAS runs on one thread: a chunk's products are far too small
+for BLAS's own threads. ``scripts/bench.py --only chunks`` times other chunk
+sizes and lanes against these.
 
 Full-split passes (``Objective.full`` for gradient descent, ``scores`` for
 evaluation, ``loss_values`` for the derivative-free search) go block by block
