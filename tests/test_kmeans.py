@@ -140,11 +140,13 @@ def test_the_fit_uses_the_threads_it_is_given(X, monkeypatch, threads):
     assert seen == [("eigh", 1), ("pool", threads)]
 
 
+@pytest.mark.parametrize("encoder", [{}, {"encoder": "soft", "split": True}])
 @pytest.mark.parametrize("block_patches,block_images", [(1, 1), (100, 3), (5000, 2)])
-def test_blocking_does_not_change_features(fitted, X, block_patches, block_images):
+def test_blocking_does_not_change_features(fitted, X, block_patches, block_images, encoder):
     """Sub-blocks of a few rows, of whole images, and a last partial task give the same numbers."""
-    ref = fitted.transform(X[:7])
-    f = KMeansFeatures.from_arrays(fitted.to_arrays(), block_patches=block_patches, block_images=block_images)
+    g = with_settings(fitted, **encoder)
+    ref = g.transform(X[:7])
+    f = KMeansFeatures.from_arrays(g.to_arrays(), block_patches=block_patches, block_images=block_images)
     np.testing.assert_allclose(f.transform(X[:7]), ref, rtol=2e-4, atol=2e-4 * np.abs(ref).max())
 
 
