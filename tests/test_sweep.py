@@ -400,3 +400,34 @@ def test_a_kmeans_sweep_fits_the_features_once_with_the_sweeps_seed(tmp_path, le
     assert [row["status"] for row in rows] == ["ok"] * 3 and {row["config"]["seed"] for row in rows} == {1, 2, 3}
     fitted = list((learnable_data_dir / "features-cache").glob("fit-kmeans-*.npz"))
     assert len(fitted) == 1                                # not one per trial seed
+
+
+def test_a_flip_average_sweep_scores_validation_as_its_run_does(tmp_path, learnable_data_dir):
+    """model.flip_average: a trial's validation accuracy is the mean-of-mirrors one its run reports. Learning
+    rates near 0 keep W near its random start, where the mirror changes many predictions."""
+    config = tmp_path / "flip.yaml"
+    config.write_text(CONFIG.replace("model:\n", "model:\n  flip_average: true\n"))
+    out = tmp_path / "sweep"
+    r = sweep(config, learnable_data_dir, out, "--param", "optimizer.lr=log:1e-12:1e-11", "--trials", 1,
+              "--jobs", 1)
+    assert r.exit_code == 0, r.output
+    (row,) = saved_rows(out)
+    assert row["status"] == "ok"
+    runs = {}
+    for name, flip in (("run", "true"), ("plain", "false")):
+        r = invoke("train", "--config", out / "best.yaml", "--set", f"model.flip_average={flip}",
+                   "--out", tmp_path / name, "--quiet", "--json")
+        assert r.exit_code == 0, r.output
+        runs[name] = json.loads(r.stdout.strip().splitlines()[-1])["val_accuracy"]
+    assert runs["run"] == row["val_accuracy"] != runs["plain"]            # the mirror matters here
+
+
+def test_a_flip_average_kmeans_sweep_builds_the_mirrors_features_once(tmp_path, learnable_data_dir):
+    config = tmp_path / "km.yaml"
+    config.write_text(CONFIG.replace("model:\n", "model:\n  flip_average: true\n")
+                      + "features:\n  kind: kmeans\n  k: 8\n  patches: 2000\n  iterations: 3\n")
+    r = sweep(config, learnable_data_dir, tmp_path / "sweep", *LR_REG, "--trials", 2, "--jobs", 2)
+    assert r.exit_code == 0, r.output
+    assert [row["status"] for row in saved_rows(tmp_path / "sweep")] == ["ok", "ok"]
+    entries = list((learnable_data_dir / "features-cache").glob("kmeans-*/*.npy"))
+    assert len(entries) == 3                               # train, val and the validation images' mirrors

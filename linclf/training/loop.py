@@ -170,11 +170,15 @@ def state_from_arrays(arrays: dict[str, np.ndarray], cfg: Config, source: str) -
         raise ModelFileError(f"{source}: the training state does not fit the config: {e}") from None
 
 
-def accuracy(W: np.ndarray, prep: Preprocessor, X: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows X (N, P) whose argmax score under W (C, D) equals y (N,), computed in float32."""
+def accuracy(W: np.ndarray, prep: Preprocessor, X: np.ndarray, y: np.ndarray,
+             X_mirror: np.ndarray | None = None) -> float:
+    """Fraction of rows X (N, P) whose argmax score under W (C, D) equals y (N,), computed in float32.
+
+    With ``X_mirror`` (N, P), the rows of each image's mirror, of the mean of both scores.
+    """
     if len(y) == 0:
         return float("nan")
-    return float(np.mean(LinearClassifier(W, prep, ()).predict(X) == y))
+    return float(np.mean(LinearClassifier(W, prep, ()).predict(X, X_mirror) == y))
 
 
 @contextmanager

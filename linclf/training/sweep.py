@@ -36,7 +36,7 @@ from ..features.registry import LEARNED
 from ..progress import Bar
 from ..threads import usable_cpus
 from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor
-from .featurize import featurize
+from .featurize import featurize, mirror_rows
 from .runs import default_out_dir, load_data, make_splits, prepare_out_dir
 from .search_tpe import PRUNERS, import_optuna
 from .study_storage import check_storage, storage_url
@@ -281,8 +281,12 @@ def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike |
             data = load_data(cfg, data_dir, quiet=not progress)
             _check_sizes(configs, data)
             if cfg.features.kind in LEARNED:     # build the features once, before the workers read them
-                featurize(cfg, make_splits(cfg, data), location["data_dir"], only=("train", "val"),
-                          progress=progress)
+                images = make_splits(cfg, data)
+                _, extractor = featurize(cfg, images, location["data_dir"], only=("train", "val"),
+                                         progress=progress)
+                if cfg.model.flip_average:
+                    mirror_rows(cfg, images, ("val",), location["data_dir"], extractor=extractor,
+                                progress=progress)
             set_data(location, data)
             executor = make_executor(jobs, scheduler, connect_timeout)
             try:

@@ -33,7 +33,7 @@ from ..core.preprocess import Preprocessor, fit
 from ..data.cifar10 import CIFAR10, Splits
 from ..errors import DivergenceError, Interrupted, LinclfError
 from ..features.registry import LEARNED
-from .featurize import feature_prep, featurize
+from .featurize import feature_prep, featurize, mirror_rows
 from .loop import accuracy, init_state, plan, train
 from .runs import load_data, make_splits
 
@@ -105,25 +105,31 @@ def _data(location: dict) -> CIFAR10:
     return _DATA[key]
 
 
-def _splits(cfg: Config, data: CIFAR10, data_dir: str | None, feature_seed: int | None = None) -> Splits:
-    """The trial's train / val splits; the test split is replaced by empty arrays (never read).
+def _splits(cfg: Config, data: CIFAR10, data_dir: str | None,
+            feature_seed: int | None = None) -> tuple[Splits, np.ndarray | None]:
+    """The trial's train / val splits (the test split replaced by empty arrays: never read), and with
+    ``model.flip_average`` the rows of the validation images' mirrors (else None).
 
     Learned features come from the feature cache in ``data_dir`` (filled by the sweep before its trials
     where workers share the file system, else built by the first trial that needs them); the trials of one
     process share the memory-mapped rows.
     """
     s = make_splits(cfg, data)
+    flip = cfg.model.flip_average
     if cfg.features.kind in LEARNED:
         # The features are the sweep's (fitted with its seed), not refitted for each trial's own seed.
         fcfg = cfg if feature_seed is None else with_values(cfg, {"seed": feature_seed})
         d = cfg.data
         key = (tuple(sorted(dataclasses.asdict(cfg.features).items())), fcfg.seed, d.num_train, d.num_val,
-               d.num_dev)
+               d.num_dev, flip)
         if key not in _FEATS:
-            _FEATS[key] = featurize(fcfg, s, data_dir, only=("train", "val"))[0]
+            feats, extractor = featurize(fcfg, s, data_dir, only=("train", "val"))
+            mirror = mirror_rows(fcfg, s, ("val",), data_dir, extractor=extractor)["val"] if flip else None
+            _FEATS[key] = feats, mirror
         return _FEATS[key]
     no_rows = np.empty((0, s.X_train.shape[1]), dtype=s.X_train.dtype)
-    return dataclasses.replace(s, X_test=no_rows, y_test=np.empty(0, dtype=s.y_train.dtype))
+    return (dataclasses.replace(s, X_test=no_rows, y_test=np.empty(0, dtype=s.y_train.dtype)),
+            mirror_rows(cfg, s, ("val",))["val"] if flip else None)
 
 
 def _prep(cfg: Config, splits: Splits, feature_seed: int | None = None) -> Preprocessor:
@@ -196,17 +202,17 @@ def _train_and_score(task: dict, states: list) -> dict:
     """Train on the training split, score on the validation split; ``states`` receives the TrainState."""
     cfg = from_dict(task["config"])
     feature_seed = task["data"].get("feature_seed") if cfg.features.kind in LEARNED else None
-    splits = _splits(cfg, _data(task["data"]), task["data"]["data_dir"], feature_seed)
+    splits, val_mirror = _splits(cfg, _data(task["data"]), task["data"]["data_dir"], feature_seed)
     prep = _prep(cfg, splits, feature_seed)
     state = init_state(cfg, (len(splits.classes), prep.out_dim(splits.X_train.shape[1])))
     states.append(state)
     on_step = None
     if task.get("study"):
         on_step = pruning_callback(task["study"], task["trial_id"], plan(cfg, len(splits.y_train)).total_steps,
-                                   lambda W: accuracy(W, prep, splits.X_val, splits.y_val))
+                                   lambda W: accuracy(W, prep, splits.X_val, splits.y_val, val_mirror))
     # a worker process runs one trial of several in parallel: one CPU each
     result = train(cfg, splits, prep, state=state, on_step=on_step, workers=1 if task.get("worker") else None)
-    return {"val_accuracy": _finite(accuracy(result.W, prep, splits.X_val, splits.y_val)),
+    return {"val_accuracy": _finite(accuracy(result.W, prep, splits.X_val, splits.y_val, val_mirror)),
             "train_accuracy": _finite(accuracy(result.W, prep, splits.X_train, splits.y_train)),
             "final_loss": _finite(result.final_loss)}
 
