@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ..config import Config, to_dict, with_values
-from ..data.cifar10 import CIFAR10, split
+from ..data.cifar10 import CIFAR10, Splits, split
 from ..errors import ConfigError, Interrupted, LinclfError, UsageError
 from ..features.registry import LEARNED
 from ..progress import Bar
@@ -264,6 +264,14 @@ def _epochs(cfg: Config) -> float:
     return max(1.0, o.iterations * o.batch_size / n)
 
 
+def _prebuild_features(cfg: Config, images: Splits, data_dir: str, progress: bool) -> None:
+    """Cache the features the trials read: the training and validation splits' and, with
+    ``model.flip_average``, the validation images' mirrors'."""
+    _, extractor = featurize(cfg, images, data_dir, only=("train", "val"), progress=progress)
+    if cfg.model.flip_average:
+        mirror_rows(cfg, images, ("val",), data_dir, extractor=extractor, progress=progress)
+
+
 def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike | None, jobs: int,
            scheduler: str | None, connect_timeout: float, next_task: Callable[[], dict | None],
            record: Callable[[dict], None], save: Callable[[], None], abandon: Callable[[], None], progress: bool,
@@ -281,12 +289,7 @@ def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike |
             data = load_data(cfg, data_dir, quiet=not progress)
             _check_sizes(configs, data)
             if cfg.features.kind in LEARNED:     # build the features once, before the workers read them
-                images = make_splits(cfg, data)
-                _, extractor = featurize(cfg, images, location["data_dir"], only=("train", "val"),
-                                         progress=progress)
-                if cfg.model.flip_average:
-                    mirror_rows(cfg, images, ("val",), location["data_dir"], extractor=extractor,
-                                progress=progress)
+                _prebuild_features(cfg, make_splits(cfg, data), location["data_dir"], progress)
             set_data(location, data)
             executor = make_executor(jobs, scheduler, connect_timeout)
             try:
