@@ -161,6 +161,8 @@ def test_flip_average_scores_each_image_with_its_mirror(tmp_path, config, learna
         r = invoke("eval", "--model", out / "model.npz", "--data-dir", learnable_data_dir, "--split", name, "--json")
         assert r.exit_code == 0, r.output
         assert json.loads(r.output)["accuracy"] == want
+    history = (out / "history.csv").read_text().strip().splitlines()
+    assert float(history[-1].split(",")[-1]) == metrics["val_accuracy"]     # the per-epoch accuracy too
 
 
 def test_flip_average_needs_images(tmp_path, config):

@@ -201,7 +201,7 @@ def _sigint_as_flag() -> Iterator[threading.Event]:
 
 
 def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState | None = None,
-          progress: bool = False, workers: int | None = None,
+          progress: bool = False, workers: int | None = None, val_mirror: np.ndarray | None = None,
           on_checkpoint: Callable[[TrainState, str], None] | None = None,
           on_step: Callable[[TrainState], None] | None = None) -> TrainResult:
     """Train on splits.X_train (N, P) stored rows (uint8 pixels or float features) with ``prep`` folded in.
@@ -213,6 +213,8 @@ def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState 
     called every ``train.checkpoint_every`` epochs ("periodic"), at the end
     ("completed") and on Ctrl-C ("interrupted", then Interrupted is raised).
     ``on_step(state)`` runs after every step (tests use it to inject faults).
+    ``val_mirror``: the rows of the validation images' mirrors (``model.flip_average``): the per-epoch
+    validation accuracy, and so best-on-val and patience, is then of the mean of both scores.
     """
     P = splits.X_train.shape[1]
     shape = (len(splits.classes), prep.out_dim(P))
@@ -221,9 +223,10 @@ def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState 
     elif state.W.shape != shape:
         raise ModelFileError(f"the checkpoint's W is {state.W.shape}, this data needs {shape}")
     workers = resolve_workers(workers)                      # a bad value is refused whatever the method
+    evaluate = _Evaluator(cfg, splits, prep, val_mirror)
     if cfg.optimizer.method in ("random_search", "random_local_search"):
-        return _train_search(cfg, splits, prep, state, progress, workers)
-    return _train_gradient(cfg, splits, prep, state, progress, workers, on_checkpoint, on_step)
+        return _train_search(cfg, splits, prep, state, progress, workers, evaluate)
+    return _train_gradient(cfg, splits, prep, state, progress, workers, evaluate, on_checkpoint, on_step)
 
 
 def _objective(cfg: Config, splits: Splits, prep: Preprocessor, dtype: np.dtype, batch_size: int,
@@ -238,19 +241,20 @@ def _objective(cfg: Config, splits: Splits, prep: Preprocessor, dtype: np.dtype,
 class _Evaluator:
     """Per-epoch train (fixed subset) and validation accuracy, best-on-val and patience bookkeeping."""
 
-    def __init__(self, cfg: Config, splits: Splits, prep: Preprocessor):
+    def __init__(self, cfg: Config, splits: Splits, prep: Preprocessor, val_mirror: np.ndarray | None):
         n = len(splits.y_train)
         k = min(cfg.train.train_eval_size, n)
         idx = np.sort(rng_stream(cfg.seed, "train_eval").choice(n, size=k, replace=False))
         self.X_sub, self.y_sub = splits.X_train[idx], splits.y_train[idx]
-        self.splits, self.prep, self.cfg = splits, prep, cfg
+        self.splits, self.prep, self.cfg, self.val_mirror = splits, prep, cfg, val_mirror
 
     def __call__(self, state: TrainState, epoch: float) -> bool:
         """Record accuracies at this point; return True when patience has run out."""
         W = state.W
         has_val = len(self.splits.y_val) > 0
         train_acc = accuracy(W, self.prep, self.X_sub, self.y_sub)
-        val_acc = accuracy(W, self.prep, self.splits.X_val, self.splits.y_val) if has_val else float("nan")
+        val_acc = (accuracy(W, self.prep, self.splits.X_val, self.splits.y_val, self.val_mirror) if has_val
+                   else float("nan"))
         state.history.append({"step": state.step, "epoch": round(epoch, 6), "train_accuracy": train_acc,
                               "val_accuracy": None if not has_val else val_acc})
         if has_val and val_acc > state.best_val:
@@ -263,13 +267,12 @@ class _Evaluator:
 
 
 def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState, progress: bool,
-                    workers: int, on_checkpoint: Callable[[TrainState, str], None] | None,
+                    workers: int, evaluate: _Evaluator, on_checkpoint: Callable[[TrainState, str], None] | None,
                     on_step: Callable[[TrainState], None] | None) -> TrainResult:
     o = cfg.optimizer
     n = len(splits.y_train)
     p = plan(cfg, n)
     rule = _rule(cfg)
-    evaluate = _Evaluator(cfg, splits, prep)
     lr_kw = dict(step_every=o.step_every, gamma=o.gamma, k=o.k, lr_min=o.lr_min)
     ckpt_every = cfg.train.checkpoint_every
     spe_int = int(p.steps_per_epoch)
@@ -338,7 +341,7 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
 
 
 def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState,
-                  progress: bool, workers: int) -> TrainResult:
+                  progress: bool, workers: int, evaluate: _Evaluator) -> TrainResult:
     o = cfg.optimizer
     X, y = splits.X_train, splits.y_train
     rng = rng_stream(cfg.seed, "search")
@@ -382,6 +385,6 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
         bar.close()
     seconds = time.perf_counter() - t0
     state.W, state.step = W, o.trials
-    _Evaluator(cfg, splits, prep)(state, float(o.trials))
+    evaluate(state, float(o.trials))
     return TrainResult(W=W.copy(), state=state, steps=o.trials, samples=o.trials * len(y), seconds=seconds,
                        final_loss=best)

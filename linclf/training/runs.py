@@ -229,12 +229,18 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
         if on_step is not None:
             on_step(st)
 
+    mirrors = {}
+    if cfg.model.flip_average:
+        t = time.perf_counter()
+        mirrors = mirror_rows(cfg, images, ("val", "test"), data_dir, extractor=extractor, progress=progress,
+                              workers=workers)
+        seconds["mirrors"] = time.perf_counter() - t
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "config.yaml", config_text)
     try:
         result = train(cfg, splits, prep, state=state, progress=progress, workers=workers,
-                       on_checkpoint=save_checkpoint, on_step=step_seen)
+                       val_mirror=mirrors.get("val"), on_checkpoint=save_checkpoint, on_step=step_seen)
     except BaseException as e:
         if isinstance(e, DivergenceError) and getattr(e, "step", None):
             e = DivergenceError(f"{e}{_lr_hint(cfg, splits, prep, e.step, workers)}")
@@ -248,8 +254,6 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     # the last reference to the training rows goes before the test rows are read: a memory map's pages
     # leave the process with it, so the peak is the larger split, not the sum of all three
     splits = replace(splits, X_train=np.empty((0, splits.X_train.shape[1]), splits.X_train.dtype))
-    mirrors = (mirror_rows(cfg, images, ("val", "test"), data_dir, extractor=extractor, progress=progress,
-                           workers=workers) if cfg.model.flip_average else {})
     val_acc = (float(np.mean(model.predict(splits.X_val, mirrors.get("val")) == splits.y_val))
                if len(splits.y_val) else None)
     test_acc = float(np.mean(model.predict(splits.X_test, mirrors.get("test")) == splits.y_test))

@@ -211,7 +211,8 @@ def _train_and_score(task: dict, states: list) -> dict:
         on_step = pruning_callback(task["study"], task["trial_id"], plan(cfg, len(splits.y_train)).total_steps,
                                    lambda W: accuracy(W, prep, splits.X_val, splits.y_val, val_mirror))
     # a worker process runs one trial of several in parallel: one CPU each
-    result = train(cfg, splits, prep, state=state, on_step=on_step, workers=1 if task.get("worker") else None)
+    result = train(cfg, splits, prep, state=state, on_step=on_step, workers=1 if task.get("worker") else None,
+                   val_mirror=val_mirror)
     return {"val_accuracy": _finite(accuracy(result.W, prep, splits.X_val, splits.y_val, val_mirror)),
             "train_accuracy": _finite(accuracy(result.W, prep, splits.X_train, splits.y_train)),
             "final_loss": _finite(result.final_loss)}
