@@ -111,7 +111,7 @@ class Objective:
         self.chunk = min(chunk_rows(self.P, self.dtype), self.max_rows)
         self._lanes = [_Lane(self.chunk, self.P, self.C, X.dtype, self.dtype) for _ in range(2 if wide else 1)]
         self._dW = np.empty((self.C, self.P + int(self.bias)), dtype=self.dtype)
-        self._threaded = wide and resolve_workers(workers) >= 2
+        self._threaded = resolve_workers(workers) >= 2 and wide     # a bad workers value is refused either way
         self._limits = ExitStack()
         self._pool = None
 
@@ -244,7 +244,7 @@ def data_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm", *,
                          f"with bias={bias}; got W {W.shape}")
     dtype = float_dtype(W)
     with Objective(X, y, W.shape[0], loss=loss, delta=delta, mean=mean, scale=scale, bias=bias, dtype=dtype,
-                   block=DEFAULT_BLOCK if block is None else int(block), workers=resolve_workers(workers)) as f:
+                   block=DEFAULT_BLOCK if block is None else int(block), workers=workers) as f:
         return f.full(W.astype(dtype, copy=False))      # its dW buffer is ours: f is not called again
 
 
