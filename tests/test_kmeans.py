@@ -150,6 +150,23 @@ def test_blocking_does_not_change_features(fitted, X, block_patches, block_image
     np.testing.assert_allclose(f.transform(X[:7]), ref, rtol=2e-4, atol=2e-4 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("changes,zeros", [
+    ({"encoder": "soft", "split": True}, False),
+    ({"encoder": "soft", "split": True, "alpha": 2.0, "power": 0.25}, True),    # codes of 0 under a real power
+    ({"encoder": "soft", "split": False, "stride": 2}, False),
+])
+def test_soft_codes_in_column_blocks_match_naive_loop(fitted, X, monkeypatch, changes, zeros):
+    """k = 12 centroids in products of 5, 5 and 2 columns give the plain loop's features (>= 0, no NaN)."""
+    import linclf.features.encode as encode
+
+    monkeypatch.setattr(encode, "SOFT_COLUMNS", 5)
+    f = with_settings(fitted, **changes)
+    got = f.transform(X[:3])
+    want = naive_features(f, X[:3])
+    assert np.all(got >= 0) and (want == 0).any() == zeros
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+
+
 def test_float_rows_give_the_uint8_features(fitted, X):
     np.testing.assert_allclose(fitted.transform(X[:4].astype(np.float64)), fitted.transform(X[:4]),
                                rtol=1e-5, atol=1e-5 * np.abs(fitted.transform(X[:4])).max())

@@ -4,21 +4,29 @@
 and the fitted arrays; called on a block of images it writes their pooled
 codes (the encoders and the pooling are described in ``kmeans``).
 
-Speed: extraction is one product of every patch with every centroid. It runs
-in chunks of a few hundred patches whose codes stay in cache. A raw patch p is
-only scaled, q = p / sqrt(var(p) + norm_eps): its mean is removed by the
+Speed: extraction is one product of every patch with every centroid; the
+passes over its (patches, centroids) result cost as much as the product unless
+they run while it is in the core's cache. A block of images' patches are
+scaled once, p / sqrt(var(p) + norm_eps): their mean is removed by the
 whitening matrix, because (p - mean(p)) @ W = p @ (W - column means of W).
-The distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented product
-[x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1]; for the soft encoder the whitening and
-alpha are folded into the unit-length centroids, [q, 1] @ [W' C^T; -(m W) C^T - alpha],
-and the sign split's half, -c.x - alpha = -(c.x - alpha) - 2 alpha, comes from
-the same product.
-Encoding is done in place on the chunk, each half of the split codes in its own
-contiguous buffer (NumPy's ufuncs ran 2-3x slower on the two halves of one
-(n, 2k) buffer). The patches are laid out so that a pooling region is a run of
-rows, and pooling is one product with a 0/1 matrix of the chunk's runs. Each
-thread of the caller's task pool keeps its own buffers, so one encoder serves
-every thread.
+The patches then go through the product in chunks of up to ``block_patches``
+rows:
+
+- triangle: the distance expansion ||x||^2 - 2 x.c + ||c||^2 is one augmented
+  product [x, 1, ||x||^2] @ [-2 C^T; ||c||^2; 1] against all k centroids (the
+  code needs a patch's mean distance);
+- soft: whitening and alpha are folded into the unit-length centroids,
+  u = [q, 1] @ [W' C^T; -(m W) C^T - alpha] = c.x - alpha, ``SOFT_COLUMNS``
+  centroids at a time so the chunk's two code buffers stay in cache. The codes
+  max(0, u) = (|u| + u) / 2 and, split, max(0, -u - 2 alpha) = (|v| - v) / 2
+  with v = u + 2 alpha are pooled as sums of |u| and u (NumPy's abs ran 3-4x
+  faster than its maximum, which checks for NaN; see ``encode``).
+
+The code buffers are contiguous (NumPy's ufuncs ran 2-3x slower on the two
+halves of one (n, 2k) buffer). The patches are laid out so that a pooling
+region is a run of rows, and pooling is one product with a 0/1 matrix of the
+chunk's runs. Each thread of the caller's task pool keeps its own buffers, so
+one encoder serves every thread.
 """
 from __future__ import annotations
 
@@ -30,7 +38,9 @@ import numpy as np
 from .kmeans_settings import KMeansSettings
 from .patches import CHANNELS, patch_view, region_bounds
 
-__all__ = ["PatchEncoder"]
+__all__ = ["PatchEncoder", "SOFT_COLUMNS"]
+
+SOFT_COLUMNS = 400      # centroids per soft-code product: a 196-row chunk's two code buffers take 630 KB
 
 
 def _products(s: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray,
@@ -72,16 +82,18 @@ class PatchEncoder:
     Sub-blocks ("chunks") gather whole segments up to ``block_patches`` rows
     or split a longer one. Each thread keeps its own buffers: the block's
     patches (with a column of ones, for the augmented products), the whitened
-    patches and the codes of one chunk (one (rows, k) array for each half of
-    the split codes), and the pooled sums.
+    patches and the codes of one chunk (one (rows, columns) array for each half
+    of the split codes), and the pooled sums (and, soft, the pooled patches).
     """
 
     def __init__(self, f: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray, whiten: np.ndarray):
         """Fitted ``centroids`` (k, p), ``whiten_mean`` (p,), ``whiten`` (p, p) under the checked settings ``f``."""
         self.f = f
         self.B, self.Wb = _products(f, centroids, whiten_mean, whiten)
-        self.zero = np.zeros(f.k, dtype=f.dtype)            # np.maximum against a row is faster than against 0
-        self.minus_2alpha = f.dtype.type(-2 * f.alpha)
+        width = SOFT_COLUMNS if f.encoder == "soft" else f.k
+        self.columns = [(c0, min(c0 + width, f.k), np.ascontiguousarray(self.B[:, c0:c0 + width]))
+                        for c0 in range(0, f.k, width)]
+        self.two_alpha = f.dtype.type(2 * f.alpha)
         self.ones = np.ones(f.k, dtype=f.dtype)
         self.ones_p = np.ones(f.patch_dim, dtype=f.dtype)
         self.local = threading.local()
@@ -95,11 +107,11 @@ class PatchEncoder:
             self.chunk_rows = max(self.chunk_rows, self.plan(1)[1])
 
     def plan(self, b: int) -> tuple[list, int]:
-        """For b images: [(region row start, region row stop)] and [(chunk start, stop, runs, images, regions)], max chunk rows.
+        """For b images: [(region row start, region row stop)] and [(chunk start, stop, runs, first segment)], max chunk rows.
 
-        A chunk's ``runs`` is its (segments, rows) 0/1 matrix (1 where a row
-        belongs to the segment); segment i is the patches of image images[i]
-        in region regions[i].
+        Segment r * b + j is the patches of image j in region r. A chunk's
+        ``runs`` is its (segments, rows) 0/1 matrix (1 where a row belongs to
+        the segment); its segments are consecutive, from the first one on.
         """
         if b in self.plans:
             return self.plans[b]
@@ -108,27 +120,27 @@ class PatchEncoder:
         for r, (r0, r1, c0, c1) in enumerate(self.regions):
             size = (r1 - r0) * (c1 - c0)
             copies.append((base, base + b * size))
-            segments += [(base + j * size, base + (j + 1) * size, j, r) for j in range(b)]
+            segments += [(base + j * size, base + (j + 1) * size, r * b + j) for j in range(b)]
             base += b * size
         chunks: list = []
         cur: list = []
-        for s, e, j, r in segments:
+        for s, e, i in segments:
             if e - s > limit:                               # a long segment: its own chunks, split evenly
                 if cur:
                     chunks.append(cur)
                     cur = []
                 pieces = -(-(e - s) // limit)
                 cuts = np.linspace(s, e, pieces + 1).round().astype(int)
-                chunks += [[(int(u), int(v), j, r)] for u, v in zip(cuts[:-1], cuts[1:])]
+                chunks += [[(int(u), int(v), i)] for u, v in zip(cuts[:-1], cuts[1:])]
                 continue
             if cur and e - cur[0][0] > limit:
                 chunks.append(cur)
                 cur = []
-            cur.append((s, e, j, r))
+            cur.append((s, e, i))
         if cur:
             chunks.append(cur)
-        plan = [(c[0][0], c[-1][1], self.runs([u - c[0][0] for u, _, _, _ in c], c[-1][1] - c[0][0]),
-                 np.array([j for _, _, j, _ in c]), np.array([r for _, _, _, r in c])) for c in chunks]
+        plan = [(c[0][0], c[-1][1], self.runs([u - c[0][0] for u, _, _ in c], c[-1][1] - c[0][0]), c[0][2])
+                for c in chunks]
         rows = max(e - s for s, e, *_ in plan)
         self.plans[b] = (copies, plan), rows
         return self.plans[b]
@@ -147,11 +159,13 @@ class PatchEncoder:
             f, p = self.f, self.f.patch_dim
             loc.P = np.empty((f.block_images * self.m * self.m, p + 1), dtype=f.dtype)
             loc.P[:, p] = 1
-            loc.codes = [np.empty((self.chunk_rows, f.k), dtype=f.dtype) for _ in range(f.n_codes // f.k)]
+            width = self.columns[0][1]
+            loc.codes = [np.empty((self.chunk_rows, width), dtype=f.dtype) for _ in range(1 + f.split)]
             if f.encoder == "triangle":
                 loc.A = np.empty((self.chunk_rows, p + 2), dtype=f.dtype)
                 loc.A[:, p] = 1
-            loc.pooled = np.empty((f.block_images, len(self.regions), f.n_codes), dtype=f.dtype)
+            segments = len(self.regions) * f.block_images
+            loc.pooled = np.empty((segments, f.n_codes), dtype=f.dtype)
         return loc
 
     def __call__(self, X: np.ndarray, span: tuple[int, int], out: np.ndarray) -> None:
@@ -169,17 +183,21 @@ class PatchEncoder:
             if not np.may_share_memory(target, loc.P):                        # a copy would be written in vain
                 raise RuntimeError("internal error: the patch buffer cannot be viewed by region")
             np.copyto(target, view[:, r0:r1, c0:c1], casting="unsafe")
-        pooled = loc.pooled[:b]
+        self.scale(loc.P[:copies[-1][1], :p], exact)
+        regions = len(self.regions)
+        pooled = loc.pooled[:regions * b]                                   # (segments, n_codes)
         pooled.fill(0)
-        k = f.k
-        for s, e, runs, images, regions in chunks:
+        for s, e, runs, first in chunks:
             block = loc.P[s:e]
-            self.scale(block[:, :p], exact)
-            for h, codes in enumerate(self.encode(block, loc)):
-                pooled[images, regions, h * k:(h + 1) * k] += runs @ codes        # (image, region) pairs distinct
+            for c0, c1, B in self.columns:
+                self.encode(block, B, runs, pooled[first:first + runs.shape[0]], c0, loc)
+        if f.encoder == "soft":
+            pooled *= 0.5                                                   # encode summed each code twice
+            np.maximum(pooled, 0, out=pooled)                               # rounding can leave -tiny
         if f.power != 1:
             np.power(pooled, f.power, out=pooled)                             # sums of codes >= 0: real powers
-        out[i0:i1] = pooled.reshape(b, -1)                                  # the buffer is this thread's: copy out here
+        # segments are region-major; the buffer is this thread's: copy out here
+        out[i0:i1] = pooled.reshape(regions, b, -1).transpose(1, 0, 2).reshape(b, -1)
 
     def scale(self, P: np.ndarray, exact: bool) -> None:
         """In place: raw patches P (n, p) become p / sqrt(var(p) + norm_eps) (the mean is taken out by the whitening)."""
@@ -193,26 +211,43 @@ class PatchEncoder:
         var = (s2 - s1 * s1 / d) / (d - 1)                       # as normalize_patches: n - 1
         P *= (1 / np.sqrt(np.maximum(var, 0) + self.f.norm_eps)).astype(P.dtype)[:, None]
 
-    def encode(self, block: np.ndarray, loc: Any) -> list[np.ndarray]:
-        """Codes of scaled patches block (n, p + 1) (last column 1): [(n, k)], or [pos, neg] when split, in reused buffers."""
+    def encode(self, block: np.ndarray, B: np.ndarray, runs: np.ndarray, pooled: np.ndarray, c0: int,
+               loc: Any) -> None:
+        """Adds the pooled codes of a chunk against the c columns B (p + 1 or p + 2, c) of the code product.
+
+        block (n, p + 1) is the chunk's scaled patches (last column 1), runs
+        (segments, n) its 0/1 pooling matrix, pooled (segments, n_codes) the
+        segments' sums; the codes go to columns c0 .. c0 + c (and k + c0 ...
+        for the split's half). Soft codes are added twice over (the caller
+        halves them): max(0, u) = (|u| + u) / 2 and max(0, -v) = (|v| - v) / 2
+        with u = c.x - alpha, v = u + 2 alpha. NumPy's abs runs 3-4x faster
+        than its maximum (which checks for NaN). The signed sums are taken of
+        the same float32 values as the absolute ones, so a code that is 0 at
+        every position of a region pools to exactly 0.
+        """
         f = self.f
-        n, p = block.shape[0], f.patch_dim
-        halves = [c[:n] for c in loc.codes]
+        n, c, p = block.shape[0], B.shape[1], f.patch_dim
+        U = loc.codes[0][:n, :c]
         if f.encoder == "soft":
-            pos = halves[0]
-            np.matmul(block, self.B, out=pos)                             # c.x - alpha
-            if f.split:
-                neg = halves[1]
-                np.subtract(self.minus_2alpha, pos, out=neg)              # -c.x - alpha
-                np.maximum(neg, self.zero, out=neg)
-            np.maximum(pos, self.zero, out=pos)
-            return halves
-        D = halves[0]
+            np.matmul(block, B, out=U)                                    # u, (n, c)
+            signed = runs @ U
+            if not f.split:
+                np.abs(U, out=U)
+                pooled[:, c0:c0 + c] += runs @ U + signed
+                return
+            absolute = np.abs(U, out=loc.codes[1][:n, :c])
+            pooled[:, c0:c0 + c] += runs @ absolute + signed
+            U += self.two_alpha                                           # v
+            signed = runs @ U
+            np.abs(U, out=U)
+            pooled[:, f.k + c0:f.k + c0 + c] += runs @ U - signed
+            return
+        D = U
         A = loc.A[:n]
         x = A[:, :p]
         np.matmul(block, self.Wb, out=x)                                  # x = (p - m) @ W
         np.einsum("ij,ij->i", x, x, out=A[:, p + 1])
-        np.matmul(A, self.B, out=D)                                       # ||x - c||^2, (n, k)
+        np.matmul(A, B, out=D)                                       # ||x - c||^2, (n, k)
         with np.errstate(invalid="ignore"):
             np.sqrt(D, out=D)                                             # rounding can leave -tiny: NaN
         mu = D @ self.ones                                                # (n,) sum of distances
@@ -225,5 +260,5 @@ class PatchEncoder:
             mu[rows] = Dr @ self.ones
         mu *= 1 / f.k
         np.subtract(mu[:, None], D, out=D)
-        np.maximum(D, self.zero, out=D)
-        return halves
+        np.maximum(D, 0, out=D)
+        pooled[:, c0:c0 + c] += runs @ D
