@@ -197,3 +197,18 @@ def test_derivative_free_methods(tmp_path, learnable_data_dir, method):
     history = [r["loss"] for r in res.result.state.history if r.get("loss") is not None]
     assert all(b <= a for a, b in zip(history, history[1:]))    # best loss never goes up
     assert res.metrics["steps"] == 40 and 0 <= res.metrics["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("method", ["random_search", "random_local_search"])
+@pytest.mark.filterwarnings("ignore:the final val accuracy .* is at chance level")   # 10 candidates
+def test_derivative_free_methods_compute_no_gradient(tmp_path, learnable_data_dir, method, monkeypatch):
+    from linclf.core.objective import Objective
+
+    def gradient(*args, **kwargs):
+        raise AssertionError("a derivative-free method computed a gradient")
+
+    monkeypatch.setattr(Objective, "full", gradient)
+    monkeypatch.setattr(Objective, "batch", gradient)
+    cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 10, "model.reg": 1e-3,
+                                         "model.loss": "svm", "model.init_scale": 1e-3})
+    assert train_in(tmp_path, cfg).metrics["steps"] == 10

@@ -346,10 +346,6 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
     X, y = splits.X_train, splits.y_train
     rng = rng_stream(cfg.seed, "search")
     bar = Bar(progress, o.trials, 0, o.method.replace("_", " "), "trial")
-    objective = _objective(cfg, splits, prep, state.W.dtype, 0, workers)
-
-    def loss_fn(W: np.ndarray) -> float:
-        return objective.full(W)[0]
 
     def many_loss_fn(Ws: np.ndarray) -> np.ndarray:
         m = cfg.model
@@ -358,6 +354,9 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
         if m.reg:
             values += np.array([l2_reg(W, m.reg, m.reg_bias)[0] for W in Ws])
         return values
+
+    def loss_fn(W: np.ndarray) -> float:
+        return float(many_loss_fn(W[None])[0])
 
     def callback(trial: int, best: float) -> None:
         if trial % cfg.train.log_every == 0 or trial in (1, o.trials):
@@ -369,7 +368,7 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
 
     t0 = time.perf_counter()
     try:
-        with _sigint_as_flag() as interrupted, objective:
+        with _sigint_as_flag() as interrupted:
             if o.method == "random_search":
                 W, best = random_search(loss_fn, state.W.shape, trials=o.trials, scale=cfg.model.init_scale,
                                         rng=rng, dtype=state.W.dtype, callback=callback,
