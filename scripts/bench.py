@@ -62,7 +62,7 @@ Benches (``--only NAME``, repeatable):
                 its rate over the whole extraction), the plain whole-batch NumPy
                 extractor and PyTorch conv2d doing the same steps (same threads);
                 then the shipped configs' encoder (soft threshold, sign split)
-                against the same GEMM
+                against the same GEMM, and on one thread against a one-thread GEMM
 
 Our loss figures include ``l2_reg`` (reg = 2.5e4), as the baseline's do. Benches
 are functions in ``BENCHES`` (name -> function(Context) -> records).
@@ -990,6 +990,25 @@ def bench_kmeans(ctx: Context) -> Iterator[dict]:
            "ours_img_s": round(n / statistics.median(t["soft"]), 1), "ours_gflops": round(soft_gflops, 1),
            "gemm_gflops": round(gemm, 1), "frac_gemm": round(soft_gflops / gemm, 2), "target": KM_TARGET,
            "met": soft_gflops / gemm >= KM_TARGET, "rounds": rounds, "loadavg_1min": round(os.getloadavg()[0], 2)}
+
+    # the same on one thread against a one-thread GEMM: what the passes around the product cost a thread,
+    # apart from what two threads lose to each other (the GIL, shared caches)
+    soft1 = KMeansFeatures.from_arrays(soft.to_arrays(), threads=1)
+    soft1.transform(X[:10])
+    one, gemm1 = [], []
+    for _ in range(rounds):
+        time.sleep(SETTLE)
+        gemm1.append(gemm_rate(1)[0])
+        time.sleep(SETTLE)
+        t0 = time.perf_counter()
+        soft1.transform(X)
+        one.append(time.perf_counter() - t0)
+    one_gflops, g1 = flops / statistics.median(one) / 1e9, statistics.median(gemm1)
+    yield {"bench": "kmeans", "what": "extract soft split, one thread", "n": n, "k": KM_K, "threads": 1,
+           "ours_img_s": round(n / statistics.median(one), 1), "ours_gflops": round(one_gflops, 1),
+           "gemm_gflops": round(g1, 1), "frac_gemm": round(one_gflops / g1, 2),
+           "threads_speedup": round(statistics.median(one) / statistics.median(t["soft"]), 2),
+           "rounds": rounds, "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 
 def bench_convert(ctx: Context) -> Iterator[dict]:
