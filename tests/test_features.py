@@ -696,7 +696,7 @@ def test_pipeline_of_extractor_and_classifier():
     from sklearn.pipeline import Pipeline
 
     from conftest import make_arrays
-    from linclf import HogColorFeatures, KMeansFeatures as Exported, SoftmaxClassifier
+    from linclf import HogColorFeatures, KMeansFeatures as Exported, SoftmaxClassifier, mirrored
 
     assert Exported is KMeansFeatures
     fake = make_arrays(per_batch=40, n_test=50, seed=3, separable=True)
@@ -705,6 +705,11 @@ def test_pipeline_of_extractor_and_classifier():
         pipe.fit(fake.X_train, fake.y_train)
         assert pipe.predict(fake.X_test).shape == (50,)
         assert pipe.score(fake.X_test, fake.y_test) > 0.3
+        # model.flip_average by hand, as the README shows it: the mean of the image's and its mirror's scores
+        scores = pipe.decision_function(fake.X_test) + pipe.decision_function(mirrored(fake.X_test))
+        flipped = pipe.predict(mirrored(fake.X_test))
+        agree = pipe.predict(fake.X_test) == flipped
+        assert np.array_equal(pipe.classes_[scores.argmax(axis=1)][agree], flipped[agree])
 
 
 def test_grid_search_over_the_number_of_centroids_in_a_pipeline():
