@@ -219,10 +219,10 @@ def scores(X: np.ndarray, A: np.ndarray, b: np.ndarray, *, out: np.ndarray | Non
         raise ValueError(f"X must be (N, {A.shape[1]}) for A {A.shape}, got {X.shape}")
     out = np.empty((len(X), A.shape[0]), dtype=A.dtype) if out is None else out
     step = chunk_rows(X.shape[1], A.dtype)
-    buf = np.empty((min(step, len(X)), X.shape[1]), dtype=A.dtype)
+    buf = None if X.dtype == A.dtype else np.empty((min(step, len(X)), X.shape[1]), dtype=A.dtype)
     for start in range(0, len(X), step):
         rows = X[start:start + step]
-        xb = rows if rows.dtype == A.dtype else convert_rows(rows, buf[:len(rows)])
+        xb = rows if buf is None else convert_rows(rows, buf[:len(rows)])
         np.dot(xb, A.T, out=out[start:start + len(rows)])
     out += b
     return out
