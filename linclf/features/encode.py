@@ -82,8 +82,8 @@ class PatchEncoder:
     Sub-blocks ("chunks") gather whole segments up to ``block_patches`` rows
     or split a longer one. Each thread keeps its own buffers: the block's
     patches (with a column of ones, for the augmented products), the whitened
-    patches and the codes of one chunk (one (rows, columns) array for each half
-    of the split codes), and the pooled sums (and, soft, the pooled patches).
+    patches and the codes of one chunk (one (rows, columns) array, two for the
+    split codes), and the pooled sums.
     """
 
     def __init__(self, f: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray, whiten: np.ndarray):
@@ -247,7 +247,7 @@ class PatchEncoder:
         x = A[:, :p]
         np.matmul(block, self.Wb, out=x)                                  # x = (p - m) @ W
         np.einsum("ij,ij->i", x, x, out=A[:, p + 1])
-        np.matmul(A, B, out=D)                                       # ||x - c||^2, (n, k)
+        np.matmul(A, B, out=D)                                            # ||x - c||^2, (n, k)
         with np.errstate(invalid="ignore"):
             np.sqrt(D, out=D)                                             # rounding can leave -tiny: NaN
         mu = D @ self.ones                                                # (n,) sum of distances
