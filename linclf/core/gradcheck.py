@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .losses import SCORE_LOSSES, check_labels, hinge_kink, hinge_margins, l2_reg, linear_loss, score_loss
+from .checks import check_labels
+from .losses import SCORE_LOSSES, hinge_kink, hinge_margins, l2_reg, linear_loss, score_loss
 
 __all__ = ["rel_error", "numerical_gradient", "Check", "sparse_check", "DEFAULT_THRESHOLDS", "check_loss",
            "METHODS"]

@@ -31,41 +31,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .checks import check_count, check_labels, float_dtype
+
 __all__ = [
     "svm_loss", "softmax_loss", "squared_hinge_loss", "svm_loss_naive", "softmax_loss_naive",
     "squared_hinge_loss_naive", "linear_loss", "initial_loss", "scores_loss", "score_loss", "ScoreLoss",
-    "softmax", "SCORE_LOSSES", "l2_reg", "check_labels", "float_dtype", "hinge_kink", "hinge_margins",
+    "softmax", "SCORE_LOSSES", "l2_reg", "hinge_kink", "hinge_margins",
 ]
-
-
-# ----------------------------------------------------------------------------- argument checks
-
-def float_dtype(*arrays: np.ndarray) -> np.dtype:
-    """The first floating dtype among ``arrays`` (float64 if none is floating)."""
-    for a in arrays:
-        if a.dtype.kind == "f":
-            return a.dtype
-    return np.dtype(np.float64)
-
-
-def check_labels(y: np.ndarray, N: int, C: int) -> np.ndarray:
-    """y as an (N,) integer array with values in [0, C); raises ValueError otherwise."""
-    y = np.asarray(y)
-    if y.shape != (N,):
-        raise ValueError(f"y must have shape ({N},) to match the {N} rows of X, got {y.shape}")
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"y must hold integer class indices, got dtype {y.dtype}")
-    if N and (y.min() < 0 or y.max() >= C):
-        raise ValueError(f"labels must be in [0, {C}), got values in [{y.min()}, {y.max()}]")
-    return y
-
-
-def _check_count(count: int | None, N: int) -> int:
-    """The divisor of the data loss: ``count`` or N; must be positive."""
-    count = N if count is None else int(count)
-    if count <= 0:
-        raise ValueError(f"the loss averages over count={count} examples; it must be positive (N={N})")
-    return count
 
 
 # ----------------------------------------------------------------------------- score-level losses
@@ -154,7 +126,7 @@ def scores_loss(loss: str, scores: np.ndarray, y: np.ndarray, delta: float = 1.0
         raise ValueError(f"scores must be (N, C), got shape {scores.shape}")
     scores = scores if scores.dtype.kind == "f" else scores.astype(np.float64)
     N, C = scores.shape
-    return SCORE_LOSSES[loss](scores, check_labels(y, N, C), delta, _check_count(count, N))
+    return SCORE_LOSSES[loss](scores, check_labels(y, N, C), delta, check_count(count, N))
 
 
 # ----------------------------------------------------------------------------- regularisation
@@ -193,7 +165,7 @@ def linear_loss(loss: str, W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: flo
     dtype = float_dtype(X, W)
     X, W = X.astype(dtype, copy=False), W.astype(dtype, copy=False)
     y = check_labels(y, X.shape[0], W.shape[0])
-    value, dS = kernel(X @ W.T, y, _check_count(None, X.shape[0]))  # scores (N, C)
+    value, dS = kernel(X @ W.T, y, check_count(None, X.shape[0]))  # scores (N, C)
     dW = dS.T @ X                                                # (C, D)
     if reg:
         reg_loss, reg_dW = l2_reg(W, reg)

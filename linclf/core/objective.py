@@ -39,7 +39,8 @@ from contextlib import ExitStack
 import numpy as np
 
 from ..threads import blas_threads, resolve_workers
-from .losses import check_labels, float_dtype, l2_reg, score_loss
+from .checks import check_labels, float_dtype
+from .losses import l2_reg, score_loss
 from .preprocess import fold, unfold
 from .rows import convert_rows
 

@@ -1,0 +1,34 @@
+"""Argument checks the math modules share: class labels, the floating dtype of the data, a loss's divisor."""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["float_dtype", "check_labels", "check_count"]
+
+
+def float_dtype(*arrays: np.ndarray) -> np.dtype:
+    """The first floating dtype among ``arrays`` (float64 if none is floating)."""
+    for a in arrays:
+        if a.dtype.kind == "f":
+            return a.dtype
+    return np.dtype(np.float64)
+
+
+def check_labels(y: np.ndarray, N: int, C: int) -> np.ndarray:
+    """y as an (N,) integer array with values in [0, C); raises ValueError otherwise."""
+    y = np.asarray(y)
+    if y.shape != (N,):
+        raise ValueError(f"y must have shape ({N},) to match the {N} rows of X, got {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"y must hold integer class indices, got dtype {y.dtype}")
+    if N and (y.min() < 0 or y.max() >= C):
+        raise ValueError(f"labels must be in [0, {C}), got values in [{y.min()}, {y.max()}]")
+    return y
+
+
+def check_count(count: int | None, N: int) -> int:
+    """The divisor of a data loss over N rows: ``count`` or N; must be positive."""
+    count = N if count is None else int(count)
+    if count <= 0:
+        raise ValueError(f"the loss averages over count={count} examples; it must be positive (N={N})")
+    return count
