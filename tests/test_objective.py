@@ -207,8 +207,12 @@ def test_scores_and_loss_values_match_the_folded_reference(P):
     A, b = fold(Ws[0], mean, scale, True)
     Xp = (X - mean) * scale
     want = Xp @ Ws[0, :, :-1].T + Ws[0, :, -1]
-    np.testing.assert_allclose(scores(X, A, b), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    for chunk in (None, 7, 700, 5000):                    # the engine's chunks, ragged ones, one for all rows
+        np.testing.assert_allclose(scores(X, A, b, chunk=chunk), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    with pytest.raises(ValueError, match="chunk must be a positive number of rows, got 0"):
+        scores(X, A, b, chunk=0)
     for loss in LOSSES:
-        values = loss_values(Ws, X, y, loss, mean=mean, scale=scale, block=700)
-        expected = [data_loss(W, X, y, loss, mean=mean, scale=scale)[0] for W in Ws]
-        np.testing.assert_allclose(values, expected, rtol=1e-10)
+        for candidates in (Ws, Ws[:1]):                   # several in one product per block; one, in small ones
+            values = loss_values(candidates, X, y, loss, mean=mean, scale=scale, block=700)
+            expected = [data_loss(W, X, y, loss, mean=mean, scale=scale)[0] for W in candidates]
+            np.testing.assert_allclose(values, expected, rtol=1e-10)

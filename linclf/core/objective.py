@@ -214,12 +214,20 @@ class Objective:
         return self._finish(W, value, G, g0)
 
 
-def scores(X: np.ndarray, A: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
-    """Scores (N, C) = X A.T + b of rows X (N, P) in A's dtype, a chunk of rows at a time (X is never converted whole)."""
+def scores(X: np.ndarray, A: np.ndarray, b: np.ndarray, *, out: np.ndarray | None = None,
+           chunk: int | None = None) -> np.ndarray:
+    """Scores (N, C) = X A.T + b of rows X (N, P) in A's dtype, ``chunk`` rows at a time (X is never converted whole).
+
+    The default chunk is the engine's (``chunk_rows``): the products of a few
+    classes stay in BLAS's small-matrix kernels. Many columns (K candidates'
+    classes at once) run faster in bigger chunks.
+    """
     if X.ndim != 2 or A.ndim != 2 or X.shape[1] != A.shape[1]:
         raise ValueError(f"X must be (N, {A.shape[1]}) for A {A.shape}, got {X.shape}")
     out = np.empty((len(X), A.shape[0]), dtype=A.dtype) if out is None else out
-    step = chunk_rows(X.shape[1], A.dtype)
+    step = chunk_rows(X.shape[1], A.dtype) if chunk is None else int(chunk)
+    if step < 1:
+        raise ValueError(f"chunk must be a positive number of rows, got {chunk}")
     buf = None if X.dtype == A.dtype else np.empty((min(step, len(X)), X.shape[1]), dtype=A.dtype)
     for start in range(0, len(X), step):
         rows = X[start:start + step]
@@ -271,7 +279,7 @@ def loss_values(Ws: np.ndarray, X: np.ndarray, y: np.ndarray, loss: str = "svm",
     block = SEARCH_BLOCK if block is None else int(block)
     totals = np.zeros(K, dtype=np.float64)
     for start in range(0, len(X), block):
-        S = scores(X[start:start + block], A, b).reshape(-1, K, C)         # (n, K, C)
+        S = scores(X[start:start + block], A, b, chunk=None if K == 1 else block).reshape(-1, K, C)   # (n, K, C)
         yb = y[start:start + block]
         totals += [kernel(S[:, k], yb, len(X))[0] for k in range(K)]       # a loop over candidates, not rows
     return totals
