@@ -21,7 +21,7 @@ ManyLossFn = Callable[[np.ndarray], np.ndarray]
 
 def random_search(loss_fn: LossFn, shape: tuple[int, int], *, trials: int, scale: float,
                   rng: np.random.Generator, dtype: type = np.float32, callback: Callback | None = None,
-                  many_loss_fn: ManyLossFn | None = None, group: int = 16) -> tuple[np.ndarray, float]:
+                  many_loss_fn: ManyLossFn | None = None, group: int = 64) -> tuple[np.ndarray, float]:
     """Try ``trials`` Gaussian W (C, D) of std ``scale``; return the one of lowest loss and its loss.
 
     With ``many_loss_fn(Ws (K, C, D)) -> (K,)`` the candidates are scored
