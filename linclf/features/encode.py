@@ -89,9 +89,9 @@ class PatchEncoder:
     def __init__(self, f: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray, whiten: np.ndarray):
         """Fitted ``centroids`` (k, p), ``whiten_mean`` (p,), ``whiten`` (p, p) under the checked settings ``f``."""
         self.f = f
-        self.B, self.Wb = _products(f, centroids, whiten_mean, whiten)
+        B, self.Wb = _products(f, centroids, whiten_mean, whiten)
         width = SOFT_COLUMNS if f.encoder == "soft" else f.k
-        self.columns = [(c0, min(c0 + width, f.k), np.ascontiguousarray(self.B[:, c0:c0 + width]))
+        self.columns = [(c0, min(c0 + width, f.k), np.ascontiguousarray(B[:, c0:c0 + width]))
                         for c0 in range(0, f.k, width)]
         self.two_alpha = f.dtype.type(2 * f.alpha)
         self.ones = np.ones(f.k, dtype=f.dtype)
