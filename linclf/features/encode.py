@@ -18,9 +18,9 @@ rows:
 - soft: whitening and alpha are folded into the unit-length centroids,
   u = [q, 1] @ [W' C^T; -(m W) C^T - alpha] = c.x - alpha, ``SOFT_COLUMNS``
   centroids at a time so the chunk's two code buffers stay in cache. The codes
-  max(0, u) = (|u| + u) / 2 and, split, max(0, -u - 2 alpha) = (|v| - v) / 2
-  with v = u + 2 alpha are pooled as sums of |u| and u (NumPy's abs ran 3-4x
-  faster than its maximum, which checks for NaN; see ``encode``).
+  are max(0, u) and, split, max(0, -u - 2 alpha) = -min(0, u + 2 alpha),
+  taken against an array of zeros (NumPy's maximum against the scalar 0 ran
+  2x slower than against a zero array of the same shape).
 
 The code buffers are contiguous (NumPy's ufuncs ran 2-3x slower on the two
 halves of one (n, 2k) buffer). The patches are laid out so that a pooling
@@ -105,6 +105,7 @@ class PatchEncoder:
         self.chunk_rows = max(self.plan(f.block_images)[1], max(1, min(f.block_patches, m * m)))
         if f.block_images > 1:
             self.chunk_rows = max(self.chunk_rows, self.plan(1)[1])
+        self.zeros = np.zeros((self.chunk_rows, width), dtype=f.dtype)     # read-only, shared by the threads
 
     def plan(self, b: int) -> tuple[list, int]:
         """For b images: [(region row start, region row stop)] and [(chunk start, stop, runs, first segment)], max chunk rows.
@@ -191,9 +192,6 @@ class PatchEncoder:
             block = loc.P[s:e]
             for c0, c1, B in self.columns:
                 self.encode(block, B, runs, pooled[first:first + runs.shape[0]], c0, loc)
-        if f.encoder == "soft":
-            pooled *= 0.5                                                   # encode summed each code twice
-            np.maximum(pooled, 0, out=pooled)                               # rounding can leave -tiny
         if f.power != 1:
             np.power(pooled, f.power, out=pooled)                             # sums of codes >= 0: real powers
         # segments are region-major; the buffer is this thread's: copy out here
@@ -218,29 +216,20 @@ class PatchEncoder:
         block (n, p + 1) is the chunk's scaled patches (last column 1), runs
         (segments, n) its 0/1 pooling matrix, pooled (segments, n_codes) the
         segments' sums; the codes go to columns c0 .. c0 + c (and k + c0 ...
-        for the split's half). Soft codes are added twice over (the caller
-        halves them): max(0, u) = (|u| + u) / 2 and max(0, -v) = (|v| - v) / 2
-        with u = c.x - alpha, v = u + 2 alpha. NumPy's abs runs 3-4x faster
-        than its maximum (which checks for NaN). The signed sums are taken of
-        the same float32 values as the absolute ones, so a code that is 0 at
-        every position of a region pools to exactly 0.
+        for the split's half).
         """
         f = self.f
         n, c, p = block.shape[0], B.shape[1], f.patch_dim
         U = loc.codes[0][:n, :c]
         if f.encoder == "soft":
-            np.matmul(block, B, out=U)                                    # u, (n, c)
-            signed = runs @ U
+            zeros = self.zeros[:n, :c]
+            np.matmul(block, B, out=U)                                    # u = c.x - alpha, (n, c)
             if not f.split:
-                np.abs(U, out=U)
-                pooled[:, c0:c0 + c] += runs @ U + signed
+                pooled[:, c0:c0 + c] += runs @ np.maximum(U, zeros, out=U)
                 return
-            absolute = np.abs(U, out=loc.codes[1][:n, :c])
-            pooled[:, c0:c0 + c] += runs @ absolute + signed
-            U += self.two_alpha                                           # v
-            signed = runs @ U
-            np.abs(U, out=U)
-            pooled[:, f.k + c0:f.k + c0 + c] += runs @ U - signed
+            pooled[:, c0:c0 + c] += runs @ np.maximum(U, zeros, out=loc.codes[1][:n, :c])
+            U += self.two_alpha                                           # v = u + 2 alpha
+            pooled[:, f.k + c0:f.k + c0 + c] -= runs @ np.minimum(U, zeros, out=U)   # max(0, -v) = -min(0, v)
             return
         D = U
         A = loc.A[:n]
