@@ -455,7 +455,7 @@ def test_scikit_learn_clone_gives_an_unfitted_twin_that_fits_the_same(X):
     assert not hasattr(twin, "centroids_")
     with pytest.raises(NotFittedError, match="not fitted"):
         check_is_fitted(twin)
-    with pytest.raises(NotFittedError):                   # what scikit-learn users catch
+    with pytest.raises(NotFittedError, match="KMeansFeatures instance is not fitted"):   # what scikit-learn users catch
         twin.transform(X[:1])
     check_is_fitted(twin.fit(X))
     np.testing.assert_array_equal(twin.centroids_, f.centroids_)

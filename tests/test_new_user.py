@@ -393,8 +393,9 @@ def test_the_cli_undoes_an_inherited_sigint_ignore(monkeypatch):
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as exited:
             main(["--version"])
+        assert exited.value.code == 0
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -223,7 +223,7 @@ def test_the_test_split_is_never_read(tmp_path, config, learnable_data_dir, monk
         return CIFAR10(d.X_train, d.y_train, np.asarray(d.X_test).view(Poisoned),
                        np.asarray(d.y_test).view(Poisoned), d.classes)
 
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="the test split was read"):
         np.mean(np.zeros((2, 2)).view(Poisoned))
     monkeypatch.setattr(sweep_mod, "load_data", poisoned_load)          # the data trials in this process use
     out = tmp_path / "sweep"
