@@ -171,6 +171,9 @@ def test_a_truncated_archive_is_one_error_and_no_structure_warning(tmp_path, fak
     (["config", "--set", "seed=-1"], 2, "<= 4294967295, got -1"),
     (["--confg", "x"], 2, "No such option '--confg'"),
     (["train", "--confg", "x"], 2, "No such option '--confg'"),
+    (["--quiet", "train"], 2, "--quiet is an option of the command, not of `cli`: write `cli train --quiet ...`"),
+    (["--json", "eval", "--model", "m.npz"], 2, "write `cli eval --json ...`"),
+    (["--confg", "train"], 2, "No such option '--confg'; see `cli --help`"),     # an option of no command
     (["frobnicate"], 2, "No such command 'frobnicate'"),
     (["--workers", "0", "config"], 2, "'--workers': 0 is not in the range"),
 ])

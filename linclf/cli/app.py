@@ -40,7 +40,8 @@ class _Group(click.Group):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
             where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
-            click.echo(f"error: {e.format_message().rstrip('.')}{where}", err=True)
+            message = self._misplaced(e, sys.argv[1:] if args is None else list(args))
+            click.echo(f"error: {message or e.format_message().rstrip('.') + where}", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
             click.echo(f"error: {e.format_message()}", err=True)
@@ -49,6 +50,18 @@ class _Group(click.Group):
             click.echo("interrupted", err=True)
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
+
+    def _misplaced(self, error: click.UsageError, args: list[str]) -> str:
+        """A command's option given before the command (``linclf --quiet train``): a message saying where it goes."""
+        if not isinstance(error, click.NoSuchOption) or error.ctx is None or error.ctx.command is not self:
+            return ""
+        name = next((a for a in args if a in self.commands), None)
+        if name is None:
+            return ""
+        if not any(error.option_name in p.opts + p.secondary_opts for p in self.commands[name].params):
+            return ""
+        return (f"{error.option_name} is an option of the command, not of `{error.ctx.command_path}`: "
+                f"write `{error.ctx.command_path} {name} {error.option_name} ...`")
 
     def invoke(self, ctx: click.Context) -> Any:
         from ..errors import LinclfWarning
