@@ -105,7 +105,8 @@ class PatchEncoder:
         self.chunk_rows = max(self.plan(f.block_images)[1], max(1, min(f.block_patches, m * m)))
         if f.block_images > 1:
             self.chunk_rows = max(self.chunk_rows, self.plan(1)[1])
-        self.zeros = np.zeros((self.chunk_rows, width), dtype=f.dtype)     # read-only, shared by the threads
+        # the soft codes' right-hand side of max(0, u), read-only, shared by the threads
+        self.zeros = np.zeros((self.chunk_rows, width), dtype=f.dtype) if f.encoder == "soft" else None
 
     def plan(self, b: int) -> tuple[list, int]:
         """For b images: [(region row start, region row stop)] and [(chunk start, stop, runs, first segment)], max chunk rows.
