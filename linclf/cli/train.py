@@ -94,9 +94,11 @@ def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: 
     """Build the features the config's ``features`` section asks for, ahead of training.
 
     Fits the extractor on the training split (k-means: patches, whitening,
-    centroids) and writes the train, val and test features (float32) into the
-    feature cache in the data folder; `linclf train`, `sweep` and `eval` then
-    reuse them. A stale or corrupt cache entry is rebuilt with a notice.
+    centroids) and writes the train, val and test features (float16) into the
+    feature cache in the data folder (<data dir>/features-cache/); `linclf
+    train`, `sweep` and `eval` then reuse them. A stale or corrupt cache entry
+    is rebuilt with a notice. Entries of other settings stay until you delete
+    them: removing the folder only costs a rebuild.
     """
     from ..training.runs import run_features
 
