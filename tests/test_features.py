@@ -464,6 +464,15 @@ def test_centroid_images_un_whiten_and_normalise():
     assert img.min() == 0.0 and img.max() == 1.0
 
 
+@pytest.mark.parametrize("of, title", [(None, "5 k-means"), (5, "5 k-means"), (1600, "5 of the 1600 k-means")])
+def test_the_centroids_title_says_how_many_of_them_are_shown(of, title):
+    optional("matplotlib")
+    from linclf.plots.centroids import centroids_figure
+
+    fig = centroids_figure(np.full((5, 2, 2, 3), 0.5), of, subtitle="run")
+    assert fig.get_suptitle().startswith(f"{title} centroids as colour patches")
+
+
 # ------------------------------------------------------------------ npz kind
 
 

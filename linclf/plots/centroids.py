@@ -49,8 +49,9 @@ def centroid_images(centroids: np.ndarray, patch: int, whiten: np.ndarray | None
     return np.where(span > 0, (P - lo) / np.where(span > 0, span, 1.0), 0.5)
 
 
-def centroids_figure(images: np.ndarray, *, subtitle: str = "") -> "Figure":
-    """Colour patches (k, p, p, 3) in [0, 1] as one grid image (a 1-pixel gap between patches)."""
+def centroids_figure(images: np.ndarray, of: int | None = None, *, subtitle: str = "") -> "Figure":
+    """Colour patches (k, p, p, 3) in [0, 1] as one grid image (a 1-pixel gap between patches); ``of``: how
+    many centroids the extractor has, when these are only the first k."""
     k, p = len(images), images.shape[1]
     cols = int(math.ceil(math.sqrt(k)))
     rows = int(math.ceil(k / cols))
@@ -63,17 +64,19 @@ def centroids_figure(images: np.ndarray, *, subtitle: str = "") -> "Figure":
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
-    fig.suptitle(f"{k} k-means centroids as colour patches (un-whitened, each normalised to [0, 1])"
+    shown = f"{k} of the {of}" if of is not None and of > k else f"{k}"
+    fig.suptitle(f"{shown} k-means centroids as colour patches (un-whitened, each normalised to [0, 1])"
                  + (f"\n{subtitle}" if subtitle else ""))
     return fig
 
 
-def kmeans_centroids(model: Any) -> np.ndarray:
-    """The first CENTROIDS_SHOWN centroids of a k-means model's extractor as display patches."""
+def kmeans_centroids(model: Any) -> tuple[np.ndarray, int]:
+    """The first CENTROIDS_SHOWN centroids of a k-means model's extractor as display patches, and how many it has."""
     from ..features.registry import extractor_from_arrays
 
     try:
         ex = extractor_from_arrays("kmeans", model.features_arrays)
     except (ValueError, TypeError, KeyError) as e:
         raise NothingToPlot(f"the model's k-means extractor is malformed: {e}") from None
-    return centroid_images(ex.centroids_, ex.patch, ex.whiten_, ex.whiten_mean_, limit=CENTROIDS_SHOWN)
+    images = centroid_images(ex.centroids_, ex.patch, ex.whiten_, ex.whiten_mean_, limit=CENTROIDS_SHOWN)
+    return images, len(ex.centroids_)

@@ -68,7 +68,7 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         warn_skipped("loss.png and accuracy.png", f"no history.csv in {run_dir}")
     if model is not None and model.features_kind == "kmeans":
         written += write_figure("centroids.png", out,
-                                lambda: centroids_figure(kmeans_centroids(model), subtitle=label))
+                                lambda: centroids_figure(*kmeans_centroids(model), subtitle=label))
     elif model is not None and model.features_kind == "pixels":
         written += write_figure("templates.png", out, lambda: templates_figure(
             model.W, model.classes, scale=model.prep.scale, bias=model.prep.bias, subtitle=label))
