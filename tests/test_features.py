@@ -470,7 +470,7 @@ def test_the_centroids_title_says_how_many_of_them_are_shown(of, title):
     from linclf.plots.centroids import centroids_figure
 
     fig = centroids_figure(np.full((5, 2, 2, 3), 0.5), of, subtitle="run")
-    assert fig.get_suptitle().startswith(f"{title} centroids as colour patches")
+    assert fig.get_suptitle().startswith(f"{title} centroids (un-whitened")
 
 
 # ------------------------------------------------------------------ npz kind

@@ -65,7 +65,7 @@ def centroids_figure(images: np.ndarray, of: int | None = None, *, subtitle: str
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
     shown = f"{k} of the {of}" if of is not None and of > k else f"{k}"
-    fig.suptitle(f"{shown} k-means centroids as colour patches (un-whitened, each normalised to [0, 1])"
+    fig.suptitle(f"{shown} k-means centroids (un-whitened, each normalised to [0, 1])"
                  + (f"\n{subtitle}" if subtitle else ""))
     return fig
 
