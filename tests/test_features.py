@@ -470,7 +470,8 @@ def test_the_centroids_title_says_how_many_of_them_are_shown(of, title):
     from linclf.plots.centroids import centroids_figure
 
     fig = centroids_figure(np.full((5, 2, 2, 3), 0.5), of, subtitle="run")
-    assert fig.get_suptitle().startswith(f"{title} centroids (un-whitened")
+    (suptitle,) = [t.get_text() for t in fig.texts]           # Figure.get_suptitle is matplotlib >= 3.8
+    assert suptitle.startswith(f"{title} centroids (un-whitened")
 
 
 # ------------------------------------------------------------------ npz kind
