@@ -28,6 +28,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"warning: {message}", err=True)
 
 
+def _usage_message(error: click.UsageError) -> str:
+    """Click's message, the same from every Click version for an unknown option (8.2 and 8.5 word it differently)."""
+    if isinstance(error, click.NoSuchOption):
+        hint = f" (did you mean {' or '.join(sorted(error.possibilities))}?)" if error.possibilities else ""
+        return f"No such option '{error.option_name}'{hint}"
+    return error.format_message().rstrip(".")
+
+
 class _Group(click.Group):
     """A group that maps library exceptions to one-line messages and exit codes."""
 
@@ -41,7 +49,7 @@ class _Group(click.Group):
         except click.UsageError as e:
             where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
             message = self._misplaced(e, sys.argv[1:] if args is None else list(args))
-            click.echo(f"error: {message or e.format_message().rstrip('.') + where}", err=True)
+            click.echo(f"error: {message or _usage_message(e) + where}", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
             click.echo(f"error: {e.format_message()}", err=True)
