@@ -117,9 +117,10 @@ class TPESearch:
         # A fresh study is sampled from the sweep seed (the same command draws the same first trials); a
         # process joining or resuming one gets its own stream, so cooperating processes do not ask alike.
         joined = bool(self.study.get_trials(deepcopy=False))
-        self.study.sampler = optuna.samplers.TPESampler(
-            seed=process_seed(seed) if joined else seed, n_startup_trials=N_STARTUP, multivariate=True,
-            constant_liar=True)
+        with quiet(optuna):
+            self.study.sampler = optuna.samplers.TPESampler(
+                seed=process_seed(seed) if joined else seed, n_startup_trials=N_STARTUP, multivariate=True,
+                constant_liar=True)
         self.dists = {p.key: _distribution(optuna, p) for p in self.params}
         self._asked: dict[int, tuple[Any, int]] = {}          # number: (Trial, trial_id) this process holds
         self._beat = Heartbeat(self.storage) if self.heartbeats else None

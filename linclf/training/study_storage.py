@@ -80,7 +80,8 @@ def has_heartbeats(url: str) -> bool:
 @contextmanager
 def quiet(optuna) -> Iterator[None]:
     """Hide Optuna's notices that do not concern a sweep's user: heartbeats and their retry callback are
-    experimental, and "heartbeat ... supposed to be used with Study.optimize" (this sweep beats itself)."""
+    experimental (so are TPE's multivariate and constant_liar in Optuna 4.0), and "heartbeat ... supposed
+    to be used with Study.optimize" (this sweep beats itself)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
