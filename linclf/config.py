@@ -119,7 +119,8 @@ class ModelConfig:
     init_scale: float = _f(1e-4, "float", "std of the Gaussian initial W (and of random search)", lo=0)
     dtype: str = _f("float32", "str", "compute dtype of training", choices=("float32", "float64"))
     flip_average: bool = _f(False, "bool", "predict from the mean of each image's class scores and its mirror's "
-                            "(the run's val and test accuracy, its per-epoch validation accuracy, a sweep's trials, eval, predict)")
+                            "(the run's val and test accuracy, its per-epoch validation accuracy, a sweep's trials, "
+                            "eval, predict)")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ rows:
   code needs a patch's mean distance);
 - soft: whitening and alpha are folded into the unit-length centroids,
   u = [q, 1] @ [W' C^T; -(m W) C^T - alpha] = c.x - alpha, ``SOFT_COLUMNS``
-  centroids at a time so the chunk's two code buffers stay in cache. The codes
+  centroids at a time so the chunk's code buffers stay in cache. The codes
   are max(0, u) and, split, max(0, -u - 2 alpha) = -min(0, u + 2 alpha),
   taken against an array of zeros (NumPy's maximum against the scalar 0 ran
   2x slower than against a zero array of the same shape).
@@ -40,7 +40,7 @@ from .patches import CHANNELS, patch_view, region_bounds
 
 __all__ = ["PatchEncoder", "SOFT_COLUMNS"]
 
-SOFT_COLUMNS = 400      # centroids per soft-code product: a 196-row chunk's two code buffers take 630 KB
+SOFT_COLUMNS = 400      # centroids per soft-code product: a 196-row chunk's code buffers and zeros take 940 KB
 
 
 def _products(s: KMeansSettings, centroids: np.ndarray, whiten_mean: np.ndarray,
@@ -109,7 +109,8 @@ class PatchEncoder:
         self.zeros = np.zeros((self.chunk_rows, width), dtype=f.dtype) if f.encoder == "soft" else None
 
     def plan(self, b: int) -> tuple[list, int]:
-        """For b images: [(region row start, region row stop)] and [(chunk start, stop, runs, first segment)], max chunk rows.
+        """For b images: [(region row start, region row stop)], [(chunk start, stop, runs, first segment)] and
+        the most rows of a chunk.
 
         Segment r * b + j is the patches of image j in region r. A chunk's
         ``runs`` is its (segments, rows) 0/1 matrix (1 where a row belongs to
