@@ -234,6 +234,127 @@ def test_hog_color_run(tmp_path, learnable_data_dir):
     assert res.exit_code == 0, res.output
 
 
+
+# ------------------------------------------------------------- listing and clearing the cache
+
+
+def _build_with_mirrors(km_config, data_dir) -> None:
+    res = invoke("features", "--config", km_config, "--data-dir", data_dir, "--quiet",
+                 "--set", "model.flip_average=true")
+    assert res.exit_code == 0, res.output
+
+
+def _listing(data_dir) -> dict:
+    res = invoke("features", "--list", "--data-dir", data_dir, "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def _age(entry: dict, days: float) -> None:
+    """Make an entry look last used ``days`` ago."""
+    import os
+    import time
+
+    when = time.time() - days * 86400
+    for p in entry["paths"]:
+        os.utime(p, (when, when))
+
+
+def test_features_list_names_every_entry_its_images_size_and_settings(tmp_path, km_config, learnable_data_dir):
+    _build_with_mirrors(km_config, learnable_data_dir)
+    listing = _listing(learnable_data_dir)
+    root = learnable_data_dir / "features-cache"
+    assert listing["cache"] == str(root)
+    assert listing["bytes"] == sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    features = [e for e in listing["entries"] if e["what"] == "features"]
+    assert sorted(e["images"] for e in features) == sorted(
+        ["the train split", "the val split", "the test split", "the mirror images of the val split",
+         "the mirror images of the test split"])
+    assert {tuple(e["shape"]) for e in features} == {(350, 32), (50, 32), (100, 32)}
+    assert all(e["settings"]["k"] == 8 and e["settings"]["encoder"] == "triangle" and e["settings"]["seed"] == 0
+               for e in features)
+    [fit] = [e for e in listing["entries"] if e["what"] == "extractor"]
+    assert fit["settings"]["k"] == 8 and fit["settings"]["patches"] == 2000 and fit["kind"] == "kmeans"
+    res = invoke("features", "--list", "--data-dir", learnable_data_dir)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0].startswith(f"{root}: 6 entries, ")
+    assert "kmeans features of the mirror images of the test split (100 x 32): k=8 patch=6" in res.output
+    assert "kmeans extractor, fitted: iterations=3 k=8" in res.output
+
+
+def test_an_empty_or_missing_cache_lists_as_empty(tmp_path):
+    res = invoke("features", "--list", "--data-dir", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert res.output == f"{tmp_path.absolute() / 'features-cache'}: empty\n"
+    assert not (tmp_path / "features-cache").exists()
+
+
+def test_a_cache_hit_marks_the_entry_used(tmp_path, km_config, learnable_data_dir):
+    _build_with_mirrors(km_config, learnable_data_dir)
+    for e in _listing(learnable_data_dir)["entries"]:
+        _age(e, 10)
+    _run(km_config, learnable_data_dir, tmp_path / "run")            # no mirrors: those stay unused
+    used = {e["images"] if e["what"] == "features" else "fit": e["last_used"]
+            for e in _listing(learnable_data_dir)["entries"]}
+    import time
+
+    today = time.strftime("%Y-%m-%d")
+    assert {k for k, v in used.items() if v.startswith(today)} == {"fit", "the train split", "the val split",
+                                                                  "the test split"}
+
+
+def test_clear_unused_days_deletes_only_the_stale_entries_then_clear_deletes_all(tmp_path, km_config,
+                                                                                  learnable_data_dir):
+    _build_with_mirrors(km_config, learnable_data_dir)
+    root = learnable_data_dir / "features-cache"
+    (root / "notes.txt").write_text("mine")                       # not the cache's: never touched
+    entries = _listing(learnable_data_dir)["entries"]
+    stale = [e for e in entries if e.get("images", "").startswith("the mirror images")]
+    for e in stale:
+        _age(e, 40)
+    kept = {p: Path(p).read_bytes() for e in entries if e not in stale for p in e["paths"]}
+    res = invoke("features", "--clear", "--unused-days", "30", "--data-dir", learnable_data_dir)
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"{root}: removed 2 of 6 entries, ")
+    assert not any(Path(p).exists() for e in stale for p in e["paths"])
+    assert {p: Path(p).read_bytes() for p in kept} == kept
+    res = invoke("features", "--clear", "--data-dir", learnable_data_dir, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"cache": str(root), "removed": 4, "bytes_freed": sum(
+        len(b) for b in kept.values()), "kept": 0}
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+
+
+def test_clear_leaves_a_write_that_may_be_in_progress(tmp_path):
+    import os
+    import time
+
+    folder = tmp_path / "features-cache" / "kmeans-0123456789abcdef"
+    folder.mkdir(parents=True)
+    fresh, old = folder / ".aa.npy.x1.tmp", folder / ".bb.npy.x2.tmp"
+    fresh.write_bytes(b"0" * 10)
+    old.write_bytes(b"0" * 20)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    res = invoke("features", "--list", "--data-dir", tmp_path)
+    assert res.output.count("an unfinished write") == 2, res.output
+    res = invoke("features", "--clear", "--data-dir", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "removed 1 of 2 entries, 20 B freed" in res.output
+    assert fresh.exists() and not old.exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (("--list", "--clear"), "--list and --clear do different things: give one of them"),
+    (("--list", "--unused-days", "3"), "--unused-days goes with --clear"),
+    (("--unused-days", "3"), "--unused-days goes with --clear"),
+    (("--clear", "--unused-days", "-1"), "Invalid value for '--unused-days'"),
+])
+def test_bad_cache_options_exit_2(tmp_path, args, match):
+    res = invoke("features", "--data-dir", tmp_path, *args)
+    assert res.exit_code == 2
+    assert match in one_line_error(res)
+
+
 # ------------------------------------------------------------- cache faults
 
 

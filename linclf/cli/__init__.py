@@ -6,7 +6,8 @@ commands share; each other module holds a command or a family of them and
 registers it on the group when imported, here, in this order:
 
     data        config, download
-    train       train, features
+    train       train
+    features    features
     evaluate    eval
     gradcheck   gradcheck
     sweep       sweep
@@ -16,8 +17,8 @@ registers it on the group when imported, here, in this order:
 from __future__ import annotations
 
 from .app import cli, main
-from . import data, train, evaluate, gradcheck, sweep, plot, predict
+from . import data, train, features, evaluate, gradcheck, sweep, plot, predict
 
 __all__ = ["cli", "main"]
 
-COMMAND_MODULES = (data, train, evaluate, gradcheck, sweep, plot, predict)   # imported for what they register
+COMMAND_MODULES = (data, train, features, evaluate, gradcheck, sweep, plot, predict)   # imported for what they register

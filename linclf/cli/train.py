@@ -1,7 +1,6 @@
-"""``linclf train`` and ``linclf features``: train a classifier into a run folder, build the feature cache."""
+"""``linclf train``: train a classifier into a run folder."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -79,35 +78,3 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
         ):
             click.echo(line, err=stream_err)
     check_accuracy("test", m["test_accuracy"], expect_accuracy)
-
-
-# ------------------------------------------------------------------- features
-
-
-@cli.command("features", short_help="Fit the feature extractor and cache every split's features.")
-@config_options
-@data_options
-@click.option("--json", "as_json", is_flag=True, help="Print what was built as one JSON object on stdout.")
-@quiet_option
-def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, archive: str | None,
-                 as_json: bool, quiet: bool) -> None:
-    """Build the features the config's ``features`` section asks for, ahead of training.
-
-    Fits the extractor on the training split (k-means: patches, whitening,
-    centroids) and writes the train, val and test features (float16) into the
-    feature cache in the data folder (<data dir>/features-cache/); `linclf
-    train`, `sweep` and `eval` then reuse them. A stale or corrupt cache entry
-    is rebuilt with a notice. Entries of other settings stay until you delete
-    them: removing the folder only costs a rebuild.
-    """
-    from ..training.runs import run_features
-
-    cfg = command_config(config_path, overrides, {"data.archive": archive})
-    info = run_features(cfg, data_dir=data_dir, progress=show_progress(quiet), quiet=not show_progress(quiet),
-                        workers=workers())
-    if as_json:
-        click.echo(json.dumps(info))
-    if not quiet:
-        for name, shape in info["splits"].items():
-            click.echo(f"{name}: {shape[0]} rows x {shape[1]} features", err=as_json)
-        click.echo(f"{info['kind']} features ready in {info['cache']} ({info['seconds']:.1f} s)", err=as_json)

@@ -5,7 +5,8 @@ Layout under ``root`` (``<data dir>/features-cache``)::
     fit-<kind>-<key hash>.npz            a fitted extractor's arrays + the key they were fitted under
     <kind>-<extractor hash>/<images hash>.npy    float16 features (N, D) of one set of images
     <kind>-<extractor hash>/<images hash>.json   the key of that file: settings, fingerprints, shape,
-                                                 and a checksum of the .npy's bytes
+                                                 and a checksum of the .npy's bytes; what it holds
+                                                 (``about``: which images, the extractor's settings)
 
 The extractor hash covers the fitted arrays and settings; the images hash covers
 the pixels themselves. Every file goes to a temporary name in the same folder,
@@ -13,6 +14,9 @@ then ``os.replace``. A truncated file, a key that differs (other settings, other
 images) or a checksum that does not match is reported with a one-line warning
 and rebuilt. Ctrl-C or a full disk during a write leaves the previous entry as
 it was and no file under a final name.
+
+A hit touches the entry (its modification time is its last use), which
+``cache_contents`` lists; entries are deleted only there, when a user asks.
 """
 from __future__ import annotations
 
@@ -129,7 +133,9 @@ def cached_fit(root: str | os.PathLike, kind: str, key: Mapping[str, Any], fit: 
             if stored != full_key:
                 why = "it was fitted with other settings or on other images"
             else:
-                return from_arrays(arrays)
+                extractor = from_arrays(arrays)
+                _touch(path)
+                return extractor
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
             why = f"it is unreadable ({e})"
         _notice(f"the cached {kind} extractor {path} is not usable ({why}); fitting it again")
@@ -182,6 +188,7 @@ def _load_entry(path: Path, key: dict) -> tuple[np.ndarray | None, str]:
         return None, f"it holds {X.dtype} {X.shape}, expected {FEATURE_DTYPE} {tuple(key['shape'])}"
     if os.path.getsize(path) != meta.get("size") or _file_checksum(path) != meta.get("checksum"):
         return None, "its bytes do not match its checksum (modified or corrupt)"
+    _touch(meta_path)
     return X, ""
 
 
@@ -198,10 +205,13 @@ def _reserve(fd: int, size: int) -> None:
 
 
 def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, extractor_fp: str,
-                    X: np.ndarray, images_fp: str, what: str = "images") -> np.ndarray:
+                    X: np.ndarray, images_fp: str, what: str = "the images",
+                    settings: Mapping[str, Any] | None = None) -> np.ndarray:
     """Features (N, D) float16 of image rows X (N, P), memory-mapped from the cache; built when absent or stale.
 
-    ``extractor_fp`` fingerprints the fitted extractor, ``images_fp`` the rows X.
+    ``extractor_fp`` fingerprints the fitted extractor, ``images_fp`` the rows X;
+    ``what`` (which images) and ``settings`` (the extractor's) describe the
+    entry in the listing, and are not part of its key.
     The features are written by ``extractor.transform(X, out=...)`` straight into
     a preallocated temporary .npy, checksummed, then moved into place.
     """
@@ -213,7 +223,7 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
     if cached is not None:
         return cached
     if why:
-        _notice(f"the cached {kind} features of the {what} ({path}) are not usable ({why}); rebuilding them")
+        _notice(f"the cached {kind} features of {what} ({path}) are not usable ({why}); rebuilding them")
     _mkdir(path.parent)
     header = {"descr": np.lib.format.dtype_to_descr(FEATURE_DTYPE), "fortran_order": False,
               "shape": (int(len(X)), D)}
@@ -229,7 +239,7 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
                 try:
                     extractor.transform(X, out=out)
                     if float16_overflows(out):
-                        raise CacheError(f"the {kind} features of the {what} exceed float16's range (65,504) or are "
+                        raise CacheError(f"the {kind} features of {what} exceed float16's range (65,504) or are "
                                          "not finite; they cannot be cached")
                     out.flush()
                 finally:
@@ -237,7 +247,8 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
             fh.seek(0, os.SEEK_END)
         # the record last: until it is written, the entry does not validate
         write_json_atomic(path.with_suffix(".json"),
-                          {"key": key, "size": os.path.getsize(path), "checksum": _file_checksum(path)})
+                          {"key": key, "size": os.path.getsize(path), "checksum": _file_checksum(path),
+                           "about": {"images": what, "settings": dict(settings or {})}})
     except OSError as e:
         raise _write_failed(path, e) from None
     X_cached, why = _load_entry(path, key)
@@ -245,3 +256,11 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
         unlink_quiet(path.with_suffix(".json"))
         raise CacheError(f"the feature cache file {path} changed while it was written ({why}); run again")
     return X_cached
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry used now (its modification time), where the file system lets us."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass

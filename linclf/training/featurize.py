@@ -106,19 +106,21 @@ def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_d
         return np.empty((0, D), dtype=cache.FEATURE_DTYPE)
     if not cfg.features.cache:
         return extractor.transform(X, out=np.empty((len(X), D), dtype=cache.FEATURE_DTYPE))
+    about = {**settings(cfg.features), **({"seed": cfg.seed} if cfg.features.kind == "kmeans" else {})}
     return cache.cached_features(cache_root(cfg, data_dir), cfg.features.kind, extractor, fp, X,
-                                 cache.fingerprint(X), what)
+                                 cache.fingerprint(X), what, about)
 
 
 def featurize(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = None, *,
-              extractor: Any = None, progress: bool = False,
-              only: Sequence[str] = SPLIT_NAMES, workers: int | None = None) -> tuple[Splits, Any]:
+              extractor: Any = None, progress: bool = False, only: Sequence[str] = SPLIT_NAMES,
+              workers: int | None = None, images: str = "the {} split") -> tuple[Splits, Any]:
     """Splits of float16 feature rows (N, D) (memory-mapped from the cache) and the fitted extractor.
 
     The extractor is fitted on ``splits.X_train`` unless given. Splits not in
     ``only`` come back empty (0, D). ``workers``: the extractor's threads
-    (None: its default). Ctrl-C raises Interrupted; finished splits stay
-    cached, the one being written is discarded.
+    (None: its default). ``images`` names a split's images in notices and the
+    cache's listing ({} is the split's name). Ctrl-C raises Interrupted;
+    finished splits stay cached, the one being written is discarded.
     """
     kind = cfg.features.kind
     if kind not in LEARNED:
@@ -133,7 +135,7 @@ def featurize(cfg: Config, splits: Splits, data_dir: str | os.PathLike | None = 
         new = {}
         for name in SPLIT_NAMES:
             X = getattr(splits, f"X_{name}")
-            new[f"X_{name}"] = (_rows(cfg, extractor, fp, X, f"{name} split", data_dir) if name in only
+            new[f"X_{name}"] = (_rows(cfg, extractor, fp, X, images.format(name), data_dir) if name in only
                                 else np.empty((0, D), dtype=cache.FEATURE_DTYPE))
             if name not in only:
                 new[f"y_{name}"] = np.empty(0, dtype=getattr(splits, f"y_{name}").dtype)
@@ -150,7 +152,7 @@ def mirror_rows(cfg: Config, images: Splits, names: Sequence[str], data_dir: str
     mirror = dataclasses.replace(images, **{f"X_{n}": mirrored(getattr(images, f"X_{n}")) for n in names})
     if extractor is not None:
         mirror, _ = featurize(cfg, mirror, data_dir, extractor=extractor, progress=progress, only=names,
-                              workers=workers)
+                              workers=workers, images="the mirror images of the {} split")
     return {n: getattr(mirror, f"X_{n}") for n in names}
 
 

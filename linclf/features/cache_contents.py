@@ -1,0 +1,141 @@
+"""What the feature cache holds, and deleting entries of it: ``linclf features --list`` and ``--clear``.
+
+The cache (``cache``) never deletes an entry of other settings: it cannot
+know whether a user will come back to them. Here a user sees each entry's
+size, when it was last used (a cache hit touches it) and what it says of
+itself, and deletes all entries or the ones unused for a while. Only files
+the cache writes are listed, and so only they can be deleted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cache import CacheError
+
+__all__ = ["CacheEntry", "UNFINISHED_AGE", "contents", "remove"]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One entry of the cache, as ``linclf features --list`` shows it.
+
+    ``what`` is "features" (a .npy and its .json record), "extractor" (a
+    fitted extractor's .npz) or "unfinished" (a temporary file a killed
+    process left); ``used`` the last time it was written or read (POSIX
+    seconds); ``shape`` the features' (N, D); ``about`` what the entry says of
+    itself: for features "images" and the extractor's "settings", for an
+    extractor the "settings" and "seed" it was fitted with ({} when unknown:
+    written by an older linclf, or unreadable).
+    """
+
+    paths: tuple[Path, ...]
+    what: str
+    kind: str
+    size: int
+    used: float
+    shape: tuple[int, int] | None = None
+    about: dict = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _fit_entry(path: Path) -> CacheEntry:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            key = json.loads(str(npz["cache_key"]))
+        about = {"settings": key.get("settings", {}), "seed": key.get("seed")}
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
+        about = {}
+    kind = path.stem[len("fit-"):].rsplit("-", 1)[0]
+    st = path.stat()
+    return CacheEntry((path,), "extractor", kind, st.st_size, st.st_mtime, about=about)
+
+
+def _features_entry(folder: Path, stem: str) -> CacheEntry:
+    paths = tuple(p for p in (folder / f"{stem}.npy", folder / f"{stem}.json") if p.exists())
+    stats = [p.stat() for p in paths]
+    record = _read_json(folder / f"{stem}.json")
+    shape = record.get("key", {}).get("shape") if isinstance(record.get("key"), dict) else None
+    about = record.get("about") if isinstance(record.get("about"), dict) else {}
+    return CacheEntry(paths, "features", folder.name.rsplit("-", 1)[0], sum(st.st_size for st in stats),
+                      max(st.st_mtime for st in stats),
+                      tuple(shape) if isinstance(shape, list) and len(shape) == 2 else None, about)
+
+
+def _unfinished(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def contents(root: str | os.PathLike) -> list[CacheEntry]:
+    """The entries under ``root`` (none if it does not exist), most recently used first.
+
+    Only files the cache writes are listed (and so only they can be removed):
+    ``fit-*.npz``, ``<kind>-<hash>/*.npy|json`` and temporary files of
+    unfinished writes; anything else in the folder is left alone.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    entries = []
+    for path in sorted(root.iterdir()):
+        if path.is_file() and path.name.startswith("fit-") and path.suffix == ".npz":
+            entries.append(_fit_entry(path))
+        elif path.is_file() and _unfinished(path):
+            st = path.stat()
+            entries.append(CacheEntry((path,), "unfinished", "", st.st_size, st.st_mtime))
+        elif path.is_dir() and "-" in path.name:
+            files = sorted(p for p in path.iterdir() if p.is_file())
+            for stem in sorted({p.stem for p in files if p.suffix in (".npy", ".json") and not p.name.startswith(".")}):
+                entries.append(_features_entry(path, stem))
+            for p in files:
+                if _unfinished(p):
+                    st = p.stat()
+                    entries.append(CacheEntry((p,), "unfinished", path.name.rsplit("-", 1)[0], st.st_size,
+                                              st.st_mtime))
+    return sorted(entries, key=lambda e: -e.used)
+
+
+UNFINISHED_AGE = 3600.0     # seconds: a younger temporary file may be another process's write in progress
+
+
+def remove(root: str | os.PathLike, entries: list[CacheEntry], now: float | None = None) -> tuple[int, int]:
+    """Delete the entries' files (and a folder under ``root`` they leave empty); (entries removed, bytes freed).
+
+    An unfinished write younger than ``UNFINISHED_AGE`` is kept: another
+    process may be writing it. Raises CacheError if a file cannot be deleted.
+    """
+    now = time.time() if now is None else now
+    count = freed = 0
+    for entry in entries:
+        if entry.what == "unfinished" and now - entry.used < UNFINISHED_AGE:
+            continue
+        for path in entry.paths:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise CacheError(f"could not delete {path}: {e.strerror or e}") from None
+            freed += size
+        count += 1
+        folder = entry.paths[0].parent
+        if folder != Path(root) and not any(folder.iterdir()):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+    return count, freed
