@@ -176,6 +176,17 @@ def test_a_truncated_archive_is_one_error_and_no_structure_warning(tmp_path, fak
     (["--confg", "train"], 2, "No such option '--confg'; see `cli --help`"),     # an option of no command
     (["frobnicate"], 2, "No such command 'frobnicate'"),
     (["--workers", "0", "config"], 2, "'--workers': 0 is not in the range"),
+    # a config or model file without its option
+    (["train", "configs/svm.yaml"], 2, "configs/svm.yaml goes after --config: write `cli train --config "
+                                       "configs/svm.yaml ...`"),
+    (["train", "--quiet", "my.YML", "--set", "seed=1"], 2, "my.YML goes after --config: write `cli train --config"),
+    (["eval", "runs/x/model.npz"], 2, "runs/x/model.npz goes after --model: write `cli eval --model "
+                                      "runs/x/model.npz ...`"),
+    (["predict", "m.npz", "cat.png"], 2, "m.npz goes after --model: write `cli predict --model m.npz ...`"),
+    (["eval", "--split", "val", "m.npz"], 2, "m.npz goes after --model"),
+    (["eval", "--json"], 2, "Missing option '--model'; see `cli eval --help`"),                # no file given
+    (["plot", "runs/x", "configs/svm.yaml"], 2, "Got unexpected extra argument (configs/svm.yaml); see"),  # no --config
+    (["train", "--config", "a.yaml", "b.yaml"], 2, "Got unexpected extra argument (b.yaml)"),   # --config given
 ])
 def test_usage_errors_are_one_line_exit_2(tmp_path, monkeypatch, args, code, text):
     monkeypatch.chdir(tmp_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import traceback
 import warnings
+from pathlib import PurePath
 from typing import Any, Callable
 
 import click
@@ -21,6 +22,7 @@ __all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_op
            "show_progress", "workers"]
 
 _DEBUG = False
+_FILE_OPTIONS = {".yaml": "--config", ".yml": "--config", ".npz": "--model"}   # files a command takes by option
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -48,7 +50,8 @@ class _Group(click.Group):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
             where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
-            message = self._misplaced(e, sys.argv[1:] if args is None else list(args))
+            given = sys.argv[1:] if args is None else list(args)
+            message = self._misplaced(e, given) or self._file_without_option(e, given)
             click.echo(f"error: {message or _usage_message(e) + where}", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
@@ -70,6 +73,21 @@ class _Group(click.Group):
             return ""
         return (f"{error.option_name} is an option of the command, not of `{error.ctx.command_path}`: "
                 f"write `{error.ctx.command_path} {name} {error.option_name} ...`")
+
+    def _file_without_option(self, error: click.UsageError, args: list[str]) -> str:
+        """A config or model file given bare (``linclf train configs/svm.yaml``): a message naming its option."""
+        ctx = error.ctx
+        extra = error.format_message().startswith("Got unexpected extra argument")
+        if ctx is None or ctx.command is self or not (extra or isinstance(error, click.MissingParameter)):
+            return ""
+        options = {o: p for p in ctx.command.params if isinstance(p, click.Option) for o in p.opts}
+        rest = args[args.index(ctx.info_name) + 1:] if ctx.info_name in args else []
+        for before, arg in zip([None, *rest], rest):
+            value_of_option = before in options and not options[before].is_flag
+            option = _FILE_OPTIONS.get(PurePath(arg).suffix.lower())
+            if not arg.startswith("-") and not value_of_option and option in options and option not in rest:
+                return f"{arg} goes after {option}: write `{ctx.command_path} {option} {arg} ...`"
+        return ""
 
     def invoke(self, ctx: click.Context) -> Any:
         from ..errors import LinclfWarning
