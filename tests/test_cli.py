@@ -103,8 +103,9 @@ def test_train_then_eval(tmp_path, config, learnable_data_dir):
     assert r.exit_code == 0, r.output
     assert f"test accuracy {metrics['test_accuracy']:.4f}" in r.output and "airplane" in r.output
 
-    r = invoke("eval", "--model", out / "model.npz", "--data-dir", learnable_data_dir, "--json", "--split", "val")
+    r = invoke("eval", "--model", out, "--data-dir", learnable_data_dir, "--json", "--split", "val")  # the run folder
     ev = json.loads(r.output)
+    assert ev["model"] == str(out / "model.npz")
     assert ev["split"] == "val" and ev["count"] == 50 and abs(ev["accuracy"] - metrics["val_accuracy"]) < 1e-12
     assert np.array(ev["confusion_matrix"]).sum() == 50
 

@@ -198,7 +198,8 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, monkeypatch, args, code, tex
 @pytest.mark.parametrize("args, text", [
     (["eval", "--model", "missing.npz"], "no model file at missing.npz"),
     (["predict", "--model", "missing.npz", "x.png"], "no model file at missing.npz"),
-    (["eval", "--model", "."], "is a folder; give the model file inside it"),
+    (["eval", "--model", "."], "--model .: a folder without a model.npz; give a model file or the run folder"),
+    (["predict", "--model", ".", "x.png"], "--model .: a folder without a model.npz"),
     (["download", "--archive", "missing.tar.gz"], "--archive missing.tar.gz: no such file or folder"),
     (["plot", "missing"], "no folder at missing"),
 ])

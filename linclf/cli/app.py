@@ -18,8 +18,8 @@ import click
 from .. import __version__
 from ..errors import AccuracyError, LinclfError
 
-__all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_options", "main", "quiet_option",
-           "show_progress", "workers"]
+__all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_options", "main", "model_option",
+           "quiet_option", "show_progress", "workers"]
 
 _DEBUG = False
 _FILE_OPTIONS = {".yaml": "--config", ".yml": "--config", ".npz": "--model"}   # files a command takes by option
@@ -179,6 +179,26 @@ def data_options(f: Callable) -> Callable:
                      help="Data folder (default: $LINCLF_DATA_DIR, then data.dir, then the user cache folder, "
                           "e.g. ~/.cache/linclf; a run remembers the folder it was trained from).")(f)
     return f
+
+
+def _model_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A run folder stands for the model.npz in it (what `linclf train` prints is the folder)."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+
+    if value is None or not Path(value).is_dir():
+        return value
+    if (Path(value) / "model.npz").is_file():
+        return str(Path(value) / "model.npz")
+    raise UsageError(f"--model {value}: a folder without a model.npz; give a model file or the run folder "
+                     "`linclf train` printed")
+
+
+def model_option(help: str) -> Callable[[Callable], Callable]:
+    """``--model PATH``, required: a model file, or a run folder holding one (given as its model.npz)."""
+    return click.option("--model", "model_path", type=click.Path(), required=True, callback=_model_file,
+                        metavar="PATH", help=help)
 
 
 def quiet_option(f: Callable) -> Callable:

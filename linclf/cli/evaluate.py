@@ -6,11 +6,11 @@ from typing import Any
 import click
 
 from ..fsutil import json_text
-from .app import check_accuracy, cli, data_options, quiet_option, show_progress, workers
+from .app import check_accuracy, cli, data_options, model_option, quiet_option, show_progress, workers
 
 
 @cli.command("eval", short_help="Score a saved model: accuracy, per class, confusion.")
-@click.option("--model", "model_path", type=click.Path(), required=True, help="A model.npz written by train.")
+@model_option("A model.npz written by train, or its run folder.")
 @click.option("--split", "split_name", type=click.Choice(["test", "val", "train"]), default="test",
               help="Which split of the model's own config to score.")
 @data_options

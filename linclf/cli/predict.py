@@ -5,12 +5,11 @@ import click
 
 from ..errors import LinclfError, UsageError
 from ..fsutil import json_text
-from .app import cli
+from .app import cli, model_option
 
 
 @cli.command("predict", short_help="Classify your own images with a saved model.")
-@click.option("--model", "model_path", type=click.Path(), required=True,
-              help="A model.npz written by train (or by an estimator's to_model().save(PATH)).")
+@model_option("A model.npz written by train, or its run folder (or by an estimator's to_model().save(PATH)).")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--top", type=click.IntRange(1), default=3, show_default=True,
               help="How many classes to print per image, best first.")
