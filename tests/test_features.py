@@ -308,6 +308,8 @@ def test_clear_unused_days_deletes_only_the_stale_entries_then_clear_deletes_all
     _build_with_mirrors(km_config, learnable_data_dir)
     root = learnable_data_dir / "features-cache"
     (root / "notes.txt").write_text("mine")                       # not the cache's: never touched
+    (root / "my-arrays").mkdir()
+    (root / "my-arrays" / "0123456789abcdef.npy").write_bytes(b"mine")
     entries = _listing(learnable_data_dir)["entries"]
     stale = [e for e in entries if e.get("images", "").startswith("the mirror images")]
     for e in stale:
@@ -322,7 +324,8 @@ def test_clear_unused_days_deletes_only_the_stale_entries_then_clear_deletes_all
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == {"cache": str(root), "removed": 4, "bytes_freed": sum(
         len(b) for b in kept.values()), "kept": 0}
-    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in root.iterdir()) == ["my-arrays", "notes.txt"]
+    assert (root / "my-arrays" / "0123456789abcdef.npy").read_bytes() == b"mine"
 
 
 def test_clear_leaves_a_write_that_may_be_in_progress(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import traceback
 import warnings
-from pathlib import PurePath
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -84,7 +84,7 @@ class _Group(click.Group):
         rest = args[args.index(ctx.info_name) + 1:] if ctx.info_name in args else []
         for before, arg in zip([None, *rest], rest):
             value_of_option = before in options and not options[before].is_flag
-            option = _FILE_OPTIONS.get(PurePath(arg).suffix.lower())
+            option = _FILE_OPTIONS.get(Path(arg).suffix.lower())
             if not arg.startswith("-") and not value_of_option and option in options and option not in rest:
                 return f"{arg} goes after {option}: write `{ctx.command_path} {option} {arg} ...`"
         return ""
@@ -183,8 +183,6 @@ def data_options(f: Callable) -> Callable:
 
 def _model_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A run folder stands for the model.npz in it (what `linclf train` prints is the folder)."""
-    from pathlib import Path
-
     from ..errors import UsageError
 
     if value is None or not Path(value).is_dir():

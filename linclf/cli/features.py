@@ -14,6 +14,7 @@ from .app import cli, command_config, config_options, data_options, quiet_option
 if TYPE_CHECKING:
     from ..features.cache_contents import CacheEntry
 
+
 @cli.command("features", short_help="Build the feature cache ahead of training; list or clear it.")
 @config_options
 @data_options
@@ -91,12 +92,13 @@ def _manage_cache(config_path: str | None, overrides: tuple[str, ...], data_dir:
         click.echo(f"      {e.paths[0].relative_to(root)}")
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+def _size(n: float) -> str:
+    """Bytes as "20 B", "744.2 KB", "1.5 GB" (powers of 1000)."""
+    units = ("B", "KB", "MB", "GB")
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n, i = n / 1000, i + 1
+    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
 
 
 def _date(t: float) -> str:

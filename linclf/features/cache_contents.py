@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -20,6 +21,11 @@ import numpy as np
 from .cache import CacheError
 
 __all__ = ["CacheEntry", "UNFINISHED_AGE", "contents", "remove"]
+
+# the names ``cache`` gives its files (``cache.features_path``, ``cache.cached_fit``); nothing else is touched
+_FIT = re.compile(r"fit-([a-z_]+)-[0-9a-f]{16}\.npz")
+_FOLDER = re.compile(r"([a-z_]+)-[0-9a-f]{16}")
+_SET = re.compile(r"[0-9a-f]{16}\.(npy|json)")
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,9 @@ def _fit_entry(path: Path) -> CacheEntry:
         about = {"settings": key.get("settings", {}), "seed": key.get("seed")}
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
         about = {}
-    kind = path.stem[len("fit-"):].rsplit("-", 1)[0]
     st = path.stat()
-    return CacheEntry((path,), "extractor", kind, st.st_size, st.st_mtime, about=about)
+    return CacheEntry((path,), "extractor", _FIT.fullmatch(path.name).group(1), st.st_size, st.st_mtime,
+                      about=about)
 
 
 def _features_entry(folder: Path, stem: str) -> CacheEntry:
@@ -70,13 +76,19 @@ def _features_entry(folder: Path, stem: str) -> CacheEntry:
     record = _read_json(folder / f"{stem}.json")
     shape = record.get("key", {}).get("shape") if isinstance(record.get("key"), dict) else None
     about = record.get("about") if isinstance(record.get("about"), dict) else {}
-    return CacheEntry(paths, "features", folder.name.rsplit("-", 1)[0], sum(st.st_size for st in stats),
+    return CacheEntry(paths, "features", _FOLDER.fullmatch(folder.name).group(1), sum(st.st_size for st in stats),
                       max(st.st_mtime for st in stats),
                       tuple(shape) if isinstance(shape, list) and len(shape) == 2 else None, about)
 
 
 def _unfinished(path: Path) -> bool:
+    """A temporary file of ``fsutil.atomic_open`` (.<final name>.<random>.tmp)."""
     return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _unfinished_entry(path: Path, kind: str) -> CacheEntry:
+    st = path.stat()
+    return CacheEntry((path,), "unfinished", kind, st.st_size, st.st_mtime)
 
 
 def contents(root: str | os.PathLike) -> list[CacheEntry]:
@@ -91,20 +103,15 @@ def contents(root: str | os.PathLike) -> list[CacheEntry]:
         return []
     entries = []
     for path in sorted(root.iterdir()):
-        if path.is_file() and path.name.startswith("fit-") and path.suffix == ".npz":
+        if path.is_file() and _FIT.fullmatch(path.name):
             entries.append(_fit_entry(path))
         elif path.is_file() and _unfinished(path):
-            st = path.stat()
-            entries.append(CacheEntry((path,), "unfinished", "", st.st_size, st.st_mtime))
-        elif path.is_dir() and "-" in path.name:
+            entries.append(_unfinished_entry(path, ""))
+        elif path.is_dir() and _FOLDER.fullmatch(path.name):
             files = sorted(p for p in path.iterdir() if p.is_file())
-            for stem in sorted({p.stem for p in files if p.suffix in (".npy", ".json") and not p.name.startswith(".")}):
+            for stem in sorted({p.stem for p in files if _SET.fullmatch(p.name)}):
                 entries.append(_features_entry(path, stem))
-            for p in files:
-                if _unfinished(p):
-                    st = p.stat()
-                    entries.append(CacheEntry((p,), "unfinished", path.name.rsplit("-", 1)[0], st.st_size,
-                                              st.st_mtime))
+            entries += [_unfinished_entry(p, _FOLDER.fullmatch(path.name).group(1)) for p in files if _unfinished(p)]
     return sorted(entries, key=lambda e: -e.used)
 
 
