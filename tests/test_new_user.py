@@ -294,6 +294,13 @@ def test_a_run_at_chance_level_ends_with_a_warning(tmp_path, config, learnable_d
     assert re.search(r"warning: the final val accuracy 0\.\d+ is at chance level", r.output), r.output
 
 
+def test_a_regularisation_that_holds_w_at_zero_is_named(tmp_path, config, learnable_data_dir):
+    r = train_cli(config, learnable_data_dir, tmp_path / "run", "--set", "model.reg=1e12")
+    assert r.exit_code == 0
+    assert re.search(r"warning: the final val accuracy .* at chance level .* check optimizer.lr \(too high or too "
+                     r"low\), model.reg \(too high: it holds W at 0\)", r.output), r.output
+
+
 def test_a_good_run_has_no_warning(tmp_path, config, learnable_data_dir):
     r = train_cli(config, learnable_data_dir, tmp_path / "run")
     assert r.exit_code == 0 and "warning" not in r.output

@@ -294,7 +294,7 @@ def outcome_warnings(metrics: dict, history: list[dict], num_classes: int) -> li
     if n and acc <= chance + 3 * math.sqrt(chance * (1 - chance) / n):
         out.append(f"the final {split_name} accuracy {acc:.4f} is at chance level (1/{num_classes} = {chance:.2f} "
                    f"on {n} images): the model learned nothing; check optimizer.lr (too high or too low), "
-                   "optimizer.iterations and the data")
+                   "model.reg (too high: it holds W at 0), optimizer.iterations and the data")
     losses = [r["loss"] for r in history if r.get("loss") is not None]
     final = metrics["final_loss"]
     if len(losses) > 1 and final is not None and math.isfinite(final) and final > 1.5 * losses[0]:
