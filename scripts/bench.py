@@ -1123,6 +1123,43 @@ def bench_checksum(ctx: Context) -> Iterator[dict]:
            "ratio": round(rates["sha256"] / rates["blake2b"], 2)}
 
 
+def bench_search(ctx: Context) -> Iterator[dict]:
+    """Random local search (configs/random_local_search.yaml's settings): one trial a pass vs speculative groups."""
+    from linclf.core import preprocess
+    from linclf.core.objective import loss_values
+    from linclf.core.search import random_local_search
+    from linclf.threads import blas_threads, resolve_workers
+
+    X, y = ctx.X, ctx.y
+    prep = preprocess.fit(X, mean=True, std=False, bias=True)
+    W0 = (np.random.default_rng(0).standard_normal((10, X.shape[1] + 1)) * 0.001).astype(np.float32)
+    trials = 100 if ctx.quick else 300
+
+    def many(Ws: np.ndarray) -> np.ndarray:
+        with blas_threads(resolve_workers()):
+            return loss_values(Ws, X, y, "svm", mean=prep.mean, scale=prep.scale, bias=prep.bias)
+
+    runs = {}
+    for _ in range(ctx.reps(1)):
+        for group in (1, 4, 8, 16):
+            passes = []
+
+            def counting(Ws: np.ndarray) -> np.ndarray:
+                passes.append(len(Ws))
+                return many(Ws)
+
+            t0 = time.perf_counter()
+            W, loss = random_local_search(lambda W: float(many(W[None])[0]), W0, trials=trials, step_size=1e-4,
+                                          rng=np.random.default_rng(0), many_loss_fn=counting, group=group)
+            runs.setdefault(group, []).append((time.perf_counter() - t0, len(passes), loss))
+    base = statistics.median(t for t, _, _ in runs[1])
+    for group, rs in runs.items():
+        t = statistics.median(r[0] for r in rs)
+        yield {"bench": "search", "case": f"random local search, {trials} trials, {len(y)} rows", "group": group,
+               "passes": rs[0][1], "s_per_trial_ms": round(t / trials * 1e3, 1), "speedup": round(base / t, 2),
+               "final_loss": round(rs[0][2], 6)}
+
+
 BENCHES: dict[str, Callable[[Context], Iterator[dict]]] = {
     "convert": bench_convert,
     "chunks": bench_chunks,
@@ -1134,6 +1171,7 @@ BENCHES: dict[str, Callable[[Context], Iterator[dict]]] = {
     "command": bench_command,
     "memory": bench_memory,
     "kmeans": bench_kmeans,
+    "search": bench_search,
 }
 
 

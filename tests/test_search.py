@@ -48,3 +48,28 @@ def test_random_local_search_only_moves_downhill():
     assert loss == f(W) and loss < f(W0) / 2
     assert all(b <= a for a, b in zip(trace, trace[1:]))
     np.testing.assert_array_equal(W0, np.full((2, 3), 2.0))   # the start is not modified
+
+
+def test_speculative_local_search_is_the_same_run_as_one_trial_at_a_time():
+    """Scoring 8 trials at once from the current W, re-scoring those after a move: the same noise, moves, trace."""
+    f = quadratic(np.zeros((2, 3)))
+    W0 = np.full((2, 3), 2.0)
+    calls = []
+
+    def many(Ws):
+        calls.append(len(Ws))
+        return np.array([f(W) for W in Ws])
+
+    runs = []
+    for kw in ({}, {"many_loss_fn": many, "group": 8}):
+        trace = []
+        W, loss = random_local_search(f, W0, trials=203, step_size=0.1, rng=np.random.default_rng(3),
+                                      callback=lambda t, best: trace.append((t, best)), **kw)
+        runs.append((W, loss, trace))
+    (W1, l1, t1), (W2, l2, t2) = runs
+    np.testing.assert_array_equal(W1, W2)
+    assert l1 == l2 and t1 == t2 and [t for t, _ in t2] == list(range(1, 204))
+    moves = sum(b < a for (_, a), (_, b) in zip([(0, f(W0))] + t2, t2))
+    assert 10 < moves < 150                                   # batches that end in a move, and full ones
+    # a pass ends at a move or after 8 trials without one
+    assert len(calls) <= moves + -(-(203 - moves) // 8) + 1 < 203 and max(calls) == 8

@@ -212,3 +212,19 @@ def test_derivative_free_methods_compute_no_gradient(tmp_path, learnable_data_di
     cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 10, "model.reg": 1e-3,
                                          "model.loss": "svm", "model.init_scale": 1e-3})
     assert train_in(tmp_path, cfg).metrics["steps"] == 10
+
+
+@pytest.mark.parametrize("method,most", [("random_search", 64), ("random_local_search", 8)])
+@pytest.mark.filterwarnings("ignore:the final val accuracy .* is at chance level")   # 40 candidates
+def test_derivative_free_methods_score_several_candidates_a_pass(tmp_path, learnable_data_dir, monkeypatch, method,
+                                                                 most):
+    """A pass over the training rows scores up to 64 random-search candidates, or 8 local-search trials."""
+    import linclf.training.loop as loop
+
+    sizes = []
+    real = loop.loss_values
+    monkeypatch.setattr(loop, "loss_values", lambda Ws, *a, **k: sizes.append(len(Ws)) or real(Ws, *a, **k))
+    cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 40, "model.reg": 0.0,
+                                         "model.loss": "svm", "model.init_scale": 1e-3})
+    train_in(tmp_path, cfg)
+    assert max(sizes) == min(most, 40) and len(sizes) < 40

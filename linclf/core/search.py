@@ -47,17 +47,38 @@ def random_search(loss_fn: LossFn, shape: tuple[int, int], *, trials: int, scale
 
 
 def random_local_search(loss_fn: LossFn, W0: np.ndarray, *, trials: int, step_size: float,
-                        rng: np.random.Generator, callback: Callback | None = None) -> tuple[np.ndarray, float]:
-    """From W0 (C, D), try ``W + step_size * noise`` ``trials`` times, moving whenever the loss improves."""
+                        rng: np.random.Generator, callback: Callback | None = None,
+                        many_loss_fn: ManyLossFn | None = None, group: int = 8) -> tuple[np.ndarray, float]:
+    """From W0 (C, D), try ``W + step_size * noise`` ``trials`` times, moving whenever the loss improves.
+
+    With ``many_loss_fn(Ws (K, C, D)) -> (K,)`` the next ``group`` trials are
+    scored at once from the current W, speculatively: the first one that
+    improves is taken, and the trials after it are scored again from the new
+    W. The noise, the trials and the moves are those of one at a time; a pass
+    over the data serves up to ``group`` trials while they do not improve,
+    which is most of them.
+    """
     W = W0.copy()
     best_loss = float(loss_fn(W))
     if not math.isfinite(best_loss):
         raise FloatingPointError("the loss at the starting point of random local search is not finite")
-    for trial in range(1, trials + 1):
-        W_try = W + (rng.standard_normal(W.shape) * step_size).astype(W.dtype)
-        loss = float(loss_fn(W_try))
-        if loss < best_loss:
-            W, best_loss = W_try, loss
-        if callback is not None:
-            callback(trial, best_loss)
+    k = group if many_loss_fn is not None else 1
+    trial = 0
+    noise = np.empty((0, *W.shape), dtype=W.dtype)       # drawn for the next trials, in trial order
+    while trial < trials:
+        more = min(k, trials - trial) - len(noise)
+        if more > 0:
+            noise = np.concatenate([noise, (rng.standard_normal((more, *W.shape)) * step_size).astype(W.dtype)])
+        Ws = W + noise                                   # (k, C, D): the next trials from the current W
+        losses = many_loss_fn(Ws) if many_loss_fn is not None else [loss_fn(Ws[0])]
+        for j, loss in enumerate(losses):
+            trial += 1
+            moved = float(loss) < best_loss
+            if moved:
+                W, best_loss = Ws[j], float(loss)
+            if callback is not None:
+                callback(trial, best_loss)
+            if moved:
+                break
+        noise = noise[j + 1:]
     return W, best_loss

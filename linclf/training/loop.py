@@ -375,7 +375,7 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
                                         many_loss_fn=many_loss_fn)
             else:
                 W, best = random_local_search(loss_fn, state.W, trials=o.trials, step_size=o.step_size,
-                                              rng=rng, callback=callback)
+                                              rng=rng, callback=callback, many_loss_fn=many_loss_fn)
     except FloatingPointError as e:
         raise DivergenceError(f"{o.method}: {e}") from None
     except KeyboardInterrupt:
