@@ -214,11 +214,28 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
+def _nearby_config(path: str) -> str:
+    """"; did you mean X?" for a YAML file of a close name in the folder ``path`` names (configs/sofmax.yml),
+    or in ./configs for a bare name (softmax.yaml)."""
+    folder, name = os.path.split(path)
+    stem = os.path.splitext(name)[0]
+    for where in ([folder] if folder else ["", "configs"]):
+        try:
+            files = sorted(f for f in os.listdir(where or ".") if f.endswith((".yaml", ".yml")))
+        except OSError:
+            continue
+        close = difflib.get_close_matches(stem, [os.path.splitext(f)[0] for f in files], n=1, cutoff=0.6)
+        if close:
+            match = next(f for f in files if os.path.splitext(f)[0] == close[0])
+            return f"; did you mean {os.path.join(where, match)}?"
+    return ""
+
+
 def load_yaml_file(path: str | os.PathLike) -> dict:
     """Read a YAML mapping safely; errors say which file and what is wrong."""
     p = os.fspath(path)
     if not os.path.exists(p):
-        raise ConfigError(f"config file {p} does not exist")
+        raise ConfigError(f"config file {p} does not exist{_nearby_config(p)}")
     if os.path.isdir(p):
         raise ConfigError(f"config file {p} is a folder, not a YAML file")
     try:

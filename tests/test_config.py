@@ -110,10 +110,29 @@ def test_malformed_files(tmp_path, text, message):
 
 
 def test_missing_file_and_folder(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match=r"nope.yaml does not exist$"):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="is a folder"):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize("given, hint", [
+    ("configs/softmax.yml", "configs/softmax.yaml"),       # the other extension
+    ("configs/sofmax.yaml", "configs/softmax.yaml"),       # a typo
+    ("configs/svm", "configs/svm.yaml"),                   # no extension
+    ("softmax.yaml", "configs/softmax.yaml"),              # a bare name: ./configs
+    ("configs/kmeans_lrge.yml", "configs/kmeans_large.yaml"),
+    ("configs/zzz.yaml", None),
+    ("elsewhere/softmax.yaml", None),                      # no such folder
+])
+def test_a_missing_config_names_a_close_one(tmp_path, monkeypatch, given, hint):
+    (tmp_path / "configs").mkdir()
+    for name in ("softmax.yaml", "svm.yaml", "kmeans.yaml", "kmeans_large.yaml"):
+        (tmp_path / "configs" / name).write_text("seed: 1\n")
+    monkeypatch.chdir(tmp_path)
+    want = f"config file {given} does not exist" + (f"; did you mean {hint}\\?$" if hint else "$")
+    with pytest.raises(ConfigError, match=want):
+        load_config(given)
 
 
 @pytest.mark.parametrize("override, message", [
