@@ -97,7 +97,7 @@ def image_row(img: Any, Image: ModuleType) -> np.ndarray:
     w, h = rgb.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    small = rgb.resize((SIDE, SIDE), Image.LANCZOS, box=(left, top, left + side, top + side),
+    small = rgb.resize((SIDE, SIDE), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side),
                        reducing_gap=3.0)
     return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).reshape(NUM_VALUES)
 

@@ -66,7 +66,7 @@ def pictures(tmp_path, trained):
     tall.paste(Image.new("RGB", (32, 32), (0, 255, 0)), (0, 64))
     tall.paste(rgb[0], (0, 32))
     save("tall.png", tall, 0)
-    save("large.png", rgb[1].resize((256, 256), Image.NEAREST), 1)
+    save("large.png", rgb[1].resize((256, 256), Image.Resampling.NEAREST), 1)
     return out
 
 
