@@ -166,7 +166,7 @@ class DaskExecutor:
     """Trials as tasks on a ``dask.distributed`` cluster; a lost worker's trial is retried once."""
 
     def __init__(self, scheduler: str, jobs: int, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT):
-        dask = import_dask()
+        import_dask()                          # a one-line error (exit 2) if Dask is not installed
         import dask.config
         from dask.distributed import Client, LocalCluster
 
