@@ -101,7 +101,7 @@ def test_kmeans_run_then_eval_and_predict_reuse_the_stored_extractor(tmp_path, k
     assert len(_feature_files(learnable_data_dir)) == 3   # train, val, test
 
     # eval reuses the cached test features: extraction must not run again
-    def no_transform(self, X, out=None):
+    def no_transform(self, X, out=None, **kw):
         raise AssertionError("features were extracted again")
 
     before = _cache_files(learnable_data_dir)
@@ -191,9 +191,9 @@ def test_workers_set_the_extractor_threads(tmp_path, km_config, learnable_data_d
         seen.append(("fit", self.threads))
         return fit(self, X, y)
 
-    def spy_transform(self, X, out=None):
+    def spy_transform(self, X, out=None, **kw):
         seen.append(("transform", self.threads))
-        return transform(self, X, out)
+        return transform(self, X, out, **kw)
 
     monkeypatch.setattr(KMeansFeatures, "fit", spy_fit)
     monkeypatch.setattr(KMeansFeatures, "transform", spy_transform)
@@ -358,6 +358,21 @@ def test_bad_cache_options_exit_2(tmp_path, args, match):
     assert match in one_line_error(res)
 
 
+
+def test_each_extraction_bar_names_its_images(tmp_path, km_config, learnable_data_dir, monkeypatch):
+    """A cold run's five k-means bars say which split (or its mirror images) each one extracts."""
+    import linclf.features.kmeans as km
+
+    labels = []
+    real = km.Bar
+    monkeypatch.setattr(km, "Bar", lambda enabled, total, *a, desc="", **k: labels.append(desc) or real(
+        enabled, total, *a, desc=desc, **k))
+    _build_with_mirrors(km_config, learnable_data_dir)
+    assert labels == ["patches", "k-means", "kmeans features of the train split", "kmeans features of the val split",
+                      "kmeans features of the test split", "kmeans features of the mirror images of the val split",
+                      "kmeans features of the mirror images of the test split"]
+
+
 # ------------------------------------------------------------- cache faults
 
 
@@ -481,7 +496,7 @@ def test_ctrl_c_during_extraction_leaves_nothing_half_written(tmp_path, km_confi
     real = KMeansFeatures.transform
     calls = []
 
-    def interrupted(self, X, out=None):
+    def interrupted(self, X, out=None, **kw):
         calls.append(len(X))
         if len(calls) == 2:                     # the second split: after writing half of its rows
             half = len(X) // 2
@@ -762,9 +777,9 @@ def test_gradcheck_of_kmeans_builds_what_train_reuses(tmp_path, km_config, learn
     extracted = []
     real = KMeansFeatures.transform
 
-    def counting(self, X, out=None):
+    def counting(self, X, out=None, **kw):
         extracted.append(len(X))
-        return real(self, X, out)
+        return real(self, X, out, **kw)
 
     monkeypatch.setattr(KMeansFeatures, "fit", no_fit)                    # train takes the fitted extractor
     monkeypatch.setattr(KMeansFeatures, "transform", counting)
@@ -876,8 +891,8 @@ def test_features_beyond_float16_are_refused_and_nothing_is_cached(tmp_path, km_
                                                                    monkeypatch):
     real = KMeansFeatures.transform
 
-    def huge(self, X, out=None):
-        out = real(self, X, out=out)
+    def huge(self, X, out=None, **kw):
+        out = real(self, X, out=out, **kw)
         out[-1, -1] = np.inf                         # what 1e5 becomes in float16
         return out
 

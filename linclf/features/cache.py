@@ -52,7 +52,7 @@ class Extractor(Protocol):
     @property
     def n_features(self) -> int: ...
 
-    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray: ...
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None, *, desc: str | None = None) -> np.ndarray: ...
 
     def to_arrays(self) -> dict[str, np.ndarray]: ...
 
@@ -237,7 +237,7 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
             if len(X):
                 out = np.memmap(fh, dtype=FEATURE_DTYPE, mode="r+", offset=offset, shape=(len(X), D))
                 try:
-                    extractor.transform(X, out=out)
+                    extractor.transform(X, out=out, desc=f"{kind} features of {what}")
                     if float16_overflows(out):
                         raise CacheError(f"the {kind} features of {what} exceed float16's range (65,504) or are "
                                          "not finite; they cannot be cached")

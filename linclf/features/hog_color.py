@@ -149,8 +149,11 @@ class HogColorFeatures(Params):
         self.n_features_in_ = 3 * SIDE * SIDE
         return self
 
-    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Features (N, n_features) of rows X (N, 3072), written into ``out`` (any float dtype) when given."""
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None, *, desc: str | None = None) -> np.ndarray:
+        """Features (N, n_features) of rows X (N, 3072), written into ``out`` (any float dtype) when given.
+
+        ``desc`` labels the progress bar (default "hog+color").
+        """
         X = np.asarray(X)
         D = self.n_features
         if X.ndim != 2 or X.shape[1] != 3 * SIDE * SIDE:
@@ -160,7 +163,7 @@ class HogColorFeatures(Params):
         elif out.shape != (len(X), D):
             raise ValueError(f"out has shape {out.shape}, expected {(len(X), D)}")
         H = (SIDE // self.cell) ** 2 * self.orientations
-        bar = Bar(self.progress, len(X), 0, "hog+color", "img")
+        bar = Bar(self.progress, len(X), 0, desc or "hog+color", "img")
         try:
             for start in range(0, len(X), _BLOCK):
                 imgs = _images(X[start:start + _BLOCK])

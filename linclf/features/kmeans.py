@@ -214,11 +214,12 @@ class KMeansFeatures(Params):
 
     # ------------------------------------------------------------------ transform
 
-    def transform(self, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def transform(self, X: np.ndarray, out: np.ndarray | None = None, *, desc: str | None = None) -> np.ndarray:
         """Pooled codes (N, n_features) of rows X (N, 3072), in float32 (the dtype setting) or written into ``out``.
 
         ``out`` (N, n_features) of any float dtype (e.g. a float16 memmap) is
-        written block by block; features are not standardised.
+        written block by block; features are not standardised. ``desc`` labels
+        the progress bar (default "k-means features").
         """
         s = self._fitted_settings()
         X = _rows(X)
@@ -230,7 +231,7 @@ class KMeansFeatures(Params):
             dtype = getattr(out, "dtype", type(out).__name__)
             raise ValueError(f"out: expected a float array of shape ({N}, {nf}), got shape {shape} dtype {dtype}")
         work = PatchEncoder(s, self.centroids_, self.whiten_mean_, self.whiten_)
-        bar = Bar(s.progress, N, desc="k-means features", unit="img")
+        bar = Bar(s.progress, N, desc=desc or "k-means features", unit="img")
         try:
             with task_pool(s.threads, s.parallel, "kmeans") as pool:
                 pool.run(lambda span: work(X, span, out), spans(N, s.block_images),

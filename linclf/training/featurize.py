@@ -105,7 +105,8 @@ def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_d
     if len(X) == 0:
         return np.empty((0, D), dtype=cache.FEATURE_DTYPE)
     if not cfg.features.cache:
-        return extractor.transform(X, out=np.empty((len(X), D), dtype=cache.FEATURE_DTYPE))
+        return extractor.transform(X, out=np.empty((len(X), D), dtype=cache.FEATURE_DTYPE),
+                                   desc=f"{cfg.features.kind} features of {what}")
     about = {**settings(cfg.features), **({"seed": cfg.seed} if cfg.features.kind == "kmeans" else {})}
     return cache.cached_features(cache_root(cfg, data_dir), cfg.features.kind, extractor, fp, X,
                                  cache.fingerprint(X), what, about)
