@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -214,12 +215,29 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
+SHIPPED = Path(__file__).parent / "configs"      # the configs that ship with linclf (./configs in a clone)
+
+
+def shipped_configs() -> list[str]:
+    """The names of the shipped configs (softmax, svm, kmeans, ...), sorted."""
+    return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+
+
+def config_path(path: str | os.PathLike) -> str:
+    """``path``, or the shipped config it names (``softmax`` or ``softmax.yaml``) when no such file exists."""
+    p = os.fspath(path)
+    if os.path.exists(p) or os.path.dirname(p):
+        return p
+    shipped = SHIPPED / (p if p.endswith((".yaml", ".yml")) else f"{p}.yaml")
+    return str(shipped) if shipped.is_file() else p
+
+
 def _nearby_config(path: str) -> str:
     """"; did you mean X?" for a YAML file of a close name in the folder ``path`` names (configs/sofmax.yml),
-    or in ./configs for a bare name (softmax.yaml)."""
+    or, for a bare name, in the working directory or among the shipped configs (named bare)."""
     folder, name = os.path.split(path)
     stem = os.path.splitext(name)[0]
-    for where in ([folder] if folder else ["", "configs"]):
+    for where, shipped in ([(folder, False)] if folder else [("", False), (os.fspath(SHIPPED), True)]):
         try:
             files = sorted(f for f in os.listdir(where or ".") if f.endswith((".yaml", ".yml")))
         except OSError:
@@ -227,8 +245,8 @@ def _nearby_config(path: str) -> str:
         close = difflib.get_close_matches(stem, [os.path.splitext(f)[0] for f in files], n=1, cutoff=0.6)
         if close:
             match = next(f for f in files if os.path.splitext(f)[0] == close[0])
-            return f"; did you mean {os.path.join(where, match)}?"
-    return ""
+            return f"; did you mean {close[0] if shipped else os.path.join(where, match)}?"
+    return "" if folder else f"; the shipped configs are {', '.join(shipped_configs())}"
 
 
 def load_yaml_file(path: str | os.PathLike) -> dict:
@@ -508,6 +526,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     """Defaults, then the YAML file (if any), then each ``section.key=value`` override, validated."""
     raw: dict[str, Any] = {}
     if path is not None:
+        path = config_path(path)
         raw = load_yaml_file(path)
         try:
             from_dict(raw)

@@ -1,6 +1,8 @@
 """Config schema: defaults, YAML loading, overrides and every kind of bad input."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -120,8 +122,9 @@ def test_missing_file_and_folder(tmp_path):
     ("configs/softmax.yml", "configs/softmax.yaml"),       # the other extension
     ("configs/sofmax.yaml", "configs/softmax.yaml"),       # a typo
     ("configs/svm", "configs/svm.yaml"),                   # no extension
-    ("softmax.yaml", "configs/softmax.yaml"),              # a bare name: ./configs
     ("configs/kmeans_lrge.yml", "configs/kmeans_large.yaml"),
+    ("mysweeep", "mysweep.yaml"),                          # a bare name: the working directory first
+    ("sofmax", "softmax"),                                 # then the shipped configs, by name
     ("configs/zzz.yaml", None),
     ("elsewhere/softmax.yaml", None),                      # no such folder
 ])
@@ -129,10 +132,32 @@ def test_a_missing_config_names_a_close_one(tmp_path, monkeypatch, given, hint):
     (tmp_path / "configs").mkdir()
     for name in ("softmax.yaml", "svm.yaml", "kmeans.yaml", "kmeans_large.yaml"):
         (tmp_path / "configs" / name).write_text("seed: 1\n")
+    (tmp_path / "mysweep.yaml").write_text("seed: 2\n")
     monkeypatch.chdir(tmp_path)
     want = f"config file {given} does not exist" + (f"; did you mean {hint}\\?$" if hint else "$")
     with pytest.raises(ConfigError, match=want):
         load_config(given)
+
+
+def test_a_bare_name_without_a_file_is_a_shipped_config(tmp_path, monkeypatch):
+    from linclf.config import SHIPPED, shipped_configs
+
+    monkeypatch.chdir(tmp_path)
+    assert {"softmax", "svm", "smoke", "kmeans", "kmeans_large", "hog_color"} <= set(shipped_configs())
+    assert load_config("kmeans") == load_config("kmeans.yaml") == load_config(SHIPPED / "kmeans.yaml")
+    assert load_config("kmeans").features.kind == "kmeans"
+    (tmp_path / "kmeans.yaml").write_text("seed: 7\n")                 # a file of that name comes first
+    assert load_config("kmeans.yaml").seed == 7 and load_config("kmeans").features.kind == "kmeans"
+    with pytest.raises(ConfigError, match="config file zzz does not exist; the shipped configs are hog_color, "
+                                          "kmeans, kmeans_large, "):
+        load_config("zzz")
+
+
+def test_the_clone_s_configs_folder_is_the_shipped_one():
+    from linclf.config import SHIPPED
+
+    repo = Path(__file__).resolve().parent.parent
+    assert (repo / "configs").resolve() == SHIPPED.resolve()
 
 
 @pytest.mark.parametrize("override, message", [

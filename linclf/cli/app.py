@@ -167,7 +167,8 @@ def config_options(f: Callable) -> Callable:
     f = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                      help="Override one config value (repeatable), e.g. --set optimizer.lr=1e-3.")(f)
     f = click.option("--config", "config_path", type=click.Path(dir_okay=True), default=None,
-                     help="YAML config; holds only what differs from the defaults (`linclf config` shows them).")(f)
+                     help="YAML config; holds only what differs from the defaults (`linclf config` shows them). "
+                          "A name without a file (softmax, svm, kmeans, ...) is a config that ships with linclf.")(f)
     return f
 
 
