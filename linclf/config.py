@@ -13,8 +13,8 @@ import difflib
 import math
 import os
 import re
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
@@ -24,7 +24,7 @@ from .errors import ConfigError
 __all__ = [
     "Config", "DataConfig", "FeaturesConfig", "PreprocessConfig", "ModelConfig", "OptimizerConfig",
     "TrainConfig", "load_config", "from_dict", "to_dict", "to_yaml", "with_values",
-    "parse_override", "load_yaml_file", "schema_keys",
+    "parse_override", "load_yaml_file", "schema_keys", "SHIPPED", "shipped_configs", "config_file",
 ]
 
 
@@ -223,7 +223,7 @@ def shipped_configs() -> list[str]:
     return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
 
 
-def config_path(path: str | os.PathLike) -> str:
+def config_file(path: str | os.PathLike) -> str:
     """``path``, or the shipped config it names (``softmax`` or ``softmax.yaml``) when no such file exists."""
     p = os.fspath(path)
     if os.path.exists(p) or os.path.dirname(p):
@@ -526,7 +526,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     """Defaults, then the YAML file (if any), then each ``section.key=value`` override, validated."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = config_path(path)
+        path = config_file(path)
         raw = load_yaml_file(path)
         try:
             from_dict(raw)
