@@ -180,6 +180,7 @@ def test_a_truncated_archive_is_one_error_and_no_structure_warning(tmp_path, fak
     (["train", "configs/svm.yaml"], 2, "configs/svm.yaml goes after --config: write `cli train --config "
                                        "configs/svm.yaml ...`"),
     (["train", "--quiet", "my.YML", "--set", "seed=1"], 2, "my.YML goes after --config: write `cli train --config"),
+    (["train", "softmax"], 2, "softmax goes after --config: write `cli train --config softmax ...`"),   # shipped
     (["eval", "runs/x/model.npz"], 2, "runs/x/model.npz goes after --model: write `cli eval --model "
                                       "runs/x/model.npz ...`"),
     (["predict", "m.npz", "cat.png"], 2, "m.npz goes after --model: write `cli predict --model m.npz ...`"),

@@ -75,16 +75,19 @@ class _Group(click.Group):
                 f"write `{error.ctx.command_path} {name} {error.option_name} ...`")
 
     def _file_without_option(self, error: click.UsageError, args: list[str]) -> str:
-        """A config or model file given bare (``linclf train configs/svm.yaml``): a message naming its option."""
+        """A config or model file given bare (``linclf train configs/svm.yaml``, ``linclf train svm``): a message
+        naming its option."""
         ctx = error.ctx
         extra = error.format_message().startswith("Got unexpected extra argument")
         if ctx is None or ctx.command is self or not (extra or isinstance(error, click.MissingParameter)):
             return ""
+        from ..config import shipped_configs
+
         options = {o: p for p in ctx.command.params if isinstance(p, click.Option) for o in p.opts}
         rest = args[args.index(ctx.info_name) + 1:] if ctx.info_name in args else []
         for before, arg in zip([None, *rest], rest):
             value_of_option = before in options and not options[before].is_flag
-            option = _FILE_OPTIONS.get(Path(arg).suffix.lower())
+            option = "--config" if arg in shipped_configs() else _FILE_OPTIONS.get(Path(arg).suffix.lower())
             if not arg.startswith("-") and not value_of_option and option in options and option not in rest:
                 return f"{arg} goes after {option}: write `{ctx.command_path} {option} {arg} ...`"
         return ""
