@@ -84,10 +84,11 @@ class _Group(click.Group):
         from ..config import shipped_configs
 
         options = {o: p for p in ctx.command.params if isinstance(p, click.Option) for o in p.opts}
+        shipped = set(shipped_configs())
         rest = args[args.index(ctx.info_name) + 1:] if ctx.info_name in args else []
         for before, arg in zip([None, *rest], rest):
             value_of_option = before in options and not options[before].is_flag
-            option = "--config" if arg in shipped_configs() else _FILE_OPTIONS.get(Path(arg).suffix.lower())
+            option = "--config" if arg in shipped else _FILE_OPTIONS.get(Path(arg).suffix.lower())
             if not arg.startswith("-") and not value_of_option and option in options and option not in rest:
                 return f"{arg} goes after {option}: write `{ctx.command_path} {option} {arg} ...`"
         return ""

@@ -41,11 +41,13 @@ def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: 
     with `--unused-days N` those not used for N days. Deleting only costs a
     rebuild.
     """
-    if list_ or clear:
-        _manage_cache(config_path, overrides, data_dir, list_, clear, unused_days, as_json, quiet)
-        return
-    if unused_days is not None:
+    if list_ and clear:
+        raise UsageError("--list and --clear do different things: give one of them")
+    if unused_days is not None and not clear:
         raise UsageError("--unused-days goes with --clear: linclf features --clear --unused-days N")
+    if list_ or clear:
+        _manage_cache(config_path, overrides, data_dir, clear, unused_days, as_json, quiet)
+        return
     from ..training.runs import run_features
 
     cfg = command_config(config_path, overrides, {"data.archive": archive})
@@ -59,16 +61,13 @@ def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: 
         click.echo(f"{info['kind']} features ready in {info['cache']} ({info['seconds']:.1f} s)", err=as_json)
 
 
-def _manage_cache(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, list_: bool,
-                  clear: bool, unused_days: float | None, as_json: bool, quiet: bool) -> None:
-    """``features --list`` / ``--clear``: the cache of the data folder the options and the config name."""
+def _manage_cache(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, clear: bool,
+                  unused_days: float | None, as_json: bool, quiet: bool) -> None:
+    """``features --list`` (``clear`` false) / ``--clear``: the cache of the data folder the options and the
+    config name."""
     from ..features import cache_contents as cache
     from ..training.featurize import cache_root
 
-    if list_ and clear:
-        raise UsageError("--list and --clear do different things: give one of them")
-    if unused_days is not None and not clear:
-        raise UsageError("--unused-days goes with --clear: linclf features --clear --unused-days N")
     root = cache_root(command_config(config_path, overrides), data_dir)
     entries = cache.contents(root)
     if clear:
