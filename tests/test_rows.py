@@ -33,6 +33,14 @@ def test_float16_rows_of_a_buffer_and_of_a_memory_map(tmp_path):
     assert not buf[:5].any() and not buf[35:].any()                     # nothing outside the target rows
 
 
+def test_float16_rows_converted_in_pieces_come_out_whole():
+    h = np.resize(every_finite_float16()[::-1], (5, 100_000))           # 500,000 values: more than one piece
+    out = np.full((7, 100_000), np.nan, dtype=np.float32)
+    convert_rows(h, out[1:6])
+    np.testing.assert_array_equal(out[1:6], h.astype(np.float32))
+    assert np.isnan(out[0]).all() and np.isnan(out[6]).all()            # nothing outside the target rows
+
+
 @pytest.mark.parametrize("src, dtype", [(np.uint8, np.float32), (np.float16, np.float64), (np.float32, np.float32),
                                         (np.float64, np.float32)])
 def test_other_dtypes_are_numpys_cast(src, dtype):
