@@ -196,6 +196,13 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, monkeypatch, args, code, tex
     assert text in one_line_error(r, only=True)
 
 
+def test_no_command_shows_the_help_not_an_error():
+    r = invoke()
+    assert r.exit_code == 2
+    assert r.output.startswith("Usage: cli [OPTIONS] COMMAND")
+    assert "error:" not in r.output and "  train " in r.output and "see `" not in r.output
+
+
 @pytest.mark.parametrize("args, text", [
     (["eval", "--model", "missing.npz"], "no model file at missing.npz"),
     (["predict", "--model", "missing.npz", "x.png"], "no model file at missing.npz"),

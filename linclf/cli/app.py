@@ -48,6 +48,9 @@ class _Group(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:       # `linclf` alone: the help, as Click shows it
+            click.echo(e.format_message(), err=True)
+            sys.exit(e.exit_code)
         except click.UsageError as e:
             where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
             given = sys.argv[1:] if args is None else list(args)
