@@ -674,6 +674,24 @@ def test_bad_feature_files_are_refused_in_one_line(tmp_path, change, match):
     assert match in one_line_error(res, only=True)
 
 
+@pytest.mark.parametrize("shift, classes, message", [
+    (1, None, "1 of the 4 classes has no training rows (0); labels are class indices counted from 0"),
+    (0, np.array(["a", "b", "c", "d", "e"]), "2 of the 5 classes have no training rows (d, e); labels are"),
+])
+def test_classes_without_training_rows_are_trained_with_a_warning(tmp_path, shift, classes, message):
+    arrays = _probe()
+    arrays["y_train"], arrays["y_test"] = arrays["y_train"] + shift, arrays["y_test"] + shift   # 1-based labels
+    arrays["classes"] = classes
+    f = _write_npz(tmp_path / "emb.npz", **{k: v for k, v in arrays.items() if v is not None})
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(f"features:\n  kind: npz\n  path: {f}\ndata:\n  num_val: 50\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run", "--json")
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {f}: {message}")
+    assert json.loads(res.stdout)["test_accuracy"] > 0.9
+
+
 def test_a_missing_or_truncated_feature_file(tmp_path):
     cfg = tmp_path / "probe.yaml"
     cfg.write_text(f"features:\n  kind: npz\n  path: {tmp_path / 'nope.npz'}\n")

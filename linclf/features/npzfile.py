@@ -4,17 +4,20 @@ The file is an ``.npz`` with ``X_train`` (N, D), ``y_train`` (N,), ``X_test``
 (M, D), ``y_test`` (M,) and optionally ``classes`` (C names). It is read with
 ``allow_pickle=False`` and validated: 2-D float (or integer) rows of the same
 width, integer labels in [0, C), finite values. X arrays come back float16 or
-float32 (float64 and integers are converted to float32).
+float32 (float64 and integers are converted to float32). Classes without a
+training row are allowed, with a warning: labels counted from 1 leave class 0
+empty.
 """
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, LinclfWarning
 
 __all__ = ["FeatureFile", "load_feature_file", "REQUIRED"]
 
@@ -96,4 +99,10 @@ def validate(arrays: dict[str, np.ndarray], source: str) -> FeatureFile:
         if top < 1:
             raise DataError(f"{source}: the labels name a single class; a classifier needs at least 2")
         classes = tuple(str(i) for i in range(top + 1))
+    empty = np.flatnonzero(np.bincount(ys["y_train"], minlength=len(classes)) == 0)
+    if len(empty):
+        names = ", ".join(classes[i] for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        warnings.warn(f"{source}: {len(empty)} of the {len(classes)} classes {'has' if len(empty) == 1 else 'have'} "
+                      f"no training rows ({names}); labels are class indices counted from 0", LinclfWarning,
+                      stacklevel=2)
     return FeatureFile(X["X_train"], ys["y_train"], X["X_test"], ys["y_test"], classes)
