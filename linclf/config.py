@@ -234,15 +234,18 @@ def config_file(path: str | os.PathLike) -> str:
 
 def _nearby_config(path: str) -> str:
     """"; did you mean X?" for a YAML file of a close name in the folder ``path`` names (configs/sofmax.yml),
-    or, for a bare name, in the working directory or among the shipped configs (named bare)."""
+    or, for a bare name, in the working directory; then among the shipped configs (named bare: the README's
+    configs/softmax.yaml outside a clone is the shipped softmax)."""
     folder, name = os.path.split(path)
     stem = os.path.splitext(name)[0]
-    for where, shipped in ([(folder, False)] if folder else [("", False), (os.fspath(SHIPPED), True)]):
+    for where, shipped in [(folder, False), (os.fspath(SHIPPED), True)]:
         try:
             files = sorted(f for f in os.listdir(where or ".") if f.endswith((".yaml", ".yml")))
         except OSError:
             continue
         close = difflib.get_close_matches(stem, [os.path.splitext(f)[0] for f in files], n=1, cutoff=0.6)
+        if close and shipped and folder:
+            return f"; did you mean the config that ships with linclf, --config {close[0]}?"
         if close:
             match = next(f for f in files if os.path.splitext(f)[0] == close[0])
             return f"; did you mean {close[0] if shipped else os.path.join(where, match)}?"

@@ -126,7 +126,9 @@ def test_missing_file_and_folder(tmp_path):
     ("mysweeep", "mysweep.yaml"),                          # a bare name: the working directory first
     ("sofmax", "softmax"),                                 # then the shipped configs, by name
     ("configs/zzz.yaml", None),
-    ("elsewhere/softmax.yaml", None),                      # no such folder
+    ("elsewhere/softmax.yaml", "the config that ships with linclf, --config softmax"),   # outside a clone
+    ("elsewhere/kmeans_lrge.yml", "the config that ships with linclf, --config kmeans_large"),
+    ("elsewhere/zzz.yaml", None),
 ])
 def test_a_missing_config_names_a_close_one(tmp_path, monkeypatch, given, hint):
     (tmp_path / "configs").mkdir()
