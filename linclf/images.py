@@ -22,7 +22,7 @@ look like a CIFAR-10 image:
    values, each plane row-major (``np.asarray(img).transpose(2, 0, 1).reshape(3072)``).
 
 A file that cannot be read becomes an error naming it; the others are still
-read. ``classify(model, rows, top)`` gives each row's top classes with softmax
+read. ``image_files`` turns folders into the picture files directly inside them. ``classify(model, rows, top)`` gives each row's top classes with softmax
 probabilities (softmax models) or raw scores (SVM models).
 """
 from __future__ import annotations
@@ -41,14 +41,16 @@ from .errors import LinclfError
 from .core.losses import softmax
 from .core.model import LinearClassifier
 
-__all__ = ["SIDE", "NUM_VALUES", "MAX_PIXELS", "FORMATS", "PillowMissingError", "ImageReadError", "ImageRows",
-           "Prediction", "require_pillow", "image_row", "read_image_row", "load_image_rows", "classify"]
+__all__ = ["SIDE", "NUM_VALUES", "MAX_PIXELS", "FORMATS", "SUFFIXES", "PillowMissingError", "ImageReadError",
+           "ImageRows", "Prediction", "require_pillow", "image_row", "read_image_row", "image_files",
+           "load_image_rows", "classify"]
 
 SIDE = 32                         # CIFAR-10 images are 32x32
 NUM_VALUES = 3 * SIDE * SIDE      # 3072 values a row
 MAX_PIXELS = 89_478_485           # above this a picture is refused: Pillow's default limit (a 64 MP photo passes)
 DRAFT_SIDE = 16 * SIDE            # JPEGs decode at a reduced scale only while both sides stay >= this
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")   # what a folder's picture files are named
 BACKGROUND = (255, 255, 255)      # what transparent pixels are laid over
 INSTALL_HINT = "pip install 'linclf[image]'"
 
@@ -153,6 +155,28 @@ def _check_size(path: str, size: tuple[int, int]) -> None:
     if w * h > MAX_PIXELS:
         raise ImageReadError(f"{path}: {w}x{h} is {w * h:,} pixels, more than the {MAX_PIXELS:,} linclf reads "
                              "(a decompression bomb?); shrink the picture first")
+
+
+def image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[str], dict[str, str]]:
+    """``paths`` with each folder replaced by its picture files (by ``SUFFIXES``, directly inside, by name),
+    and {folder: message} of the folders that hold none (they stay in the list, where they were given)."""
+    files: list[str] = []
+    empty: dict[str, str] = {}
+    for path in map(os.fspath, paths):
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        try:
+            names = sorted(n for n in os.listdir(path) if n.lower().endswith(SUFFIXES))
+        except OSError as e:
+            names, why = [], f"{path}: the folder cannot be read ({e.strerror})"
+        else:
+            why = f"{path}: a folder with no {', '.join(FORMATS)} files in it"
+        found = [f for f in (os.path.join(path, n) for n in names) if os.path.isfile(f)]
+        files += found or [path]
+        if not found:
+            empty[path] = why
+    return files, empty
 
 
 def load_image_rows(paths: Sequence[str | os.PathLike]) -> ImageRows:

@@ -249,6 +249,37 @@ def test_a_bad_file_is_reported_and_the_others_still_classified(tmp_path, traine
     assert "not an image" in doc["images"][0]["error"] and len(doc["images"][1]["top"]) == 3
 
 
+def test_a_folder_is_its_pictures_by_name_and_an_empty_one_an_error(tmp_path, trained, pictures):
+    _, models = trained
+    folder, empty = tmp_path / "holiday", tmp_path / "nothing"
+    folder.mkdir()
+    (folder / "sub").mkdir()                                           # not descended into
+    (folder / "notes.txt").write_text("not a picture\n")               # not a picture's name: skipped
+    for name in ("b.PNG", "a.jpg"):
+        (folder / name).write_bytes(pictures["rgb.png" if name == "b.PNG" else "photo.jpg"][0].read_bytes())
+    empty.mkdir()
+    (empty / "readme.md").write_text("# hi\n")
+    files, missing = images.image_files([pictures["gray.png"][0], folder, empty])
+    assert files == [str(pictures["gray.png"][0]), str(folder / "a.jpg"), str(folder / "b.PNG"), str(empty)]
+    assert missing == {str(empty): f"{empty}: a folder with no PNG, JPEG, GIF, BMP, WEBP files in it"}
+
+    r = invoke("predict", "--model", models["softmax"], folder, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [e["path"] for e in doc["images"]] == [str(folder / "a.jpg"), str(folder / "b.PNG")]
+    alone = json.loads(invoke("predict", "--model", models["softmax"], "--json", folder / "b.PNG").stdout)
+    got, want = doc["images"][1]["top"], alone["images"][0]["top"]
+    assert [t["class"] for t in got] == [t["class"] for t in want]
+    assert [t["probability"] for t in got] == pytest.approx([t["probability"] for t in want], abs=1e-6)
+
+    r = invoke("predict", "--model", models["softmax"], folder, empty)
+    assert r.exit_code == 1
+    assert set(parse_lines(r.stdout)) == {str(folder / "a.jpg"), str(folder / "b.PNG")}
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {empty}: a folder with no PNG, JPEG, GIF, BMP, WEBP files in it",
+                      "error: 1 of 3 files could not be classified"]
+
+
 def test_without_pillow_one_line_with_the_install_hint(trained, pictures, monkeypatch):
     _, models = trained
     for name in [m for m in sys.modules if m == "PIL" or m.startswith("PIL.")]:

@@ -18,12 +18,13 @@ from .app import cli, model_option
 def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: bool) -> None:
     """Classify your own pictures (PNG, JPEG, GIF, BMP, WEBP; any size and mode) with a saved model.
 
-    Each picture is cut to its centred square and resized to 32x32 RGB with a
-    Lanczos filter. Softmax models print probabilities, SVM models scores. A file
-    that cannot be read is reported and skipped; the exit code is then 1.
+    IMAGES are files or folders (the pictures directly inside, by name). Each
+    picture is cut to its centred square and resized to 32x32 RGB with a
+    Lanczos filter. Softmax models print probabilities, SVM models scores. A
+    file that cannot be read is reported and skipped; the exit code is then 1.
     Needs Pillow: pip install 'linclf[image]'.
     """
-    from ..images import NUM_VALUES, classify, load_image_rows, require_pillow
+    from ..images import NUM_VALUES, classify, image_files, load_image_rows, require_pillow
     from ..core.model import LinearClassifier
 
     from ..features.cache import FEATURE_DTYPE
@@ -41,7 +42,8 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     if extractor is None and model.in_dim != NUM_VALUES:
         raise UsageError(f"{model_path} takes rows of {model.in_dim} values; predict feeds it 32x32 RGB images "
                          f"({NUM_VALUES} values), so it needs a model trained on CIFAR-10-shaped data")
-    loaded = load_image_rows(images)
+    files, empty = image_files(images)
+    loaded = load_image_rows([f for f in files if f not in empty])
     rows = loaded.rows
     mirror = mirrored(rows) if model_config(model, model_path).model.flip_average else None
     if extractor is not None and loaded.paths:
@@ -49,10 +51,10 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
         if mirror is not None:
             mirror = extractor.transform(mirror).astype(FEATURE_DTYPE)
     found = dict(zip(loaded.paths, classify(model, rows, top, mirror))) if loaded.paths else {}
-    failed = dict(loaded.errors)
+    failed = {**dict(loaded.errors), **empty}
     kind = "probability" if model.loss == "softmax" else "score"
     entries = []
-    for path in images:
+    for path in files:
         if path in found:
             p = found[path]
             entries.append({"path": path, "top": [{"class": c, kind: v} for c, v in zip(p.classes, p.values)]})
@@ -66,5 +68,6 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
             click.echo(f"error: {e['error']}", err=True)
         elif not as_json:
             click.echo(f"{e['path']}: " + ", ".join(f"{t['class']} ({short}={t[kind]:.4f})" for t in e["top"]))
-    if loaded.errors:
-        raise LinclfError(f"{len(loaded.errors)} of {len(images)} files could not be classified")
+    bad = sum("error" in e for e in entries)
+    if bad:
+        raise LinclfError(f"{bad} of {len(entries)} files could not be classified")
