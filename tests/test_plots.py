@@ -195,6 +195,8 @@ def test_a_one_parameter_sweep_is_a_1d_plot(tmp_path):
     assert r.stdout.splitlines() == [str(sweep / "sweep_lr_reg.png")]      # one update rule: no overlay
     ax = sweeps.sweep_lr_reg_figure(sweeps.read_results(sweep)).axes[0]
     assert "learning rate" in ax.get_xlabel() and ax.get_ylabel() == "validation accuracy"
+    best = max(t["val_accuracy"] for t in trials)
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= best + 0.02     # the best trial's marker is not cut
     reg_only = [{**t, "optimizer.lr": 1e-3, "model.reg": r} for t, r in zip(trials, (0.0, 1e-2, 1.0))]
     ax = sweeps.sweep_lr_reg_figure(reg_only).axes[0]
     assert "regularisation" in ax.get_xlabel() and ax.get_xscale() == "symlog"   # reg 0 still shown

@@ -242,7 +242,7 @@ def _scatter_1d(ax: "Axes", results: Sequence[dict], key: str) -> None:
         ax.scatter([r[key] for r in div], [0.0] * len(div), marker="x", color="red", s=50, clip_on=False,
                    label="diverged (no accuracy)")
     _set_log(ax, "x", [r[key] for r in placed])
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, min(1.0, ax.get_ylim()[1] + 0.02))                 # room above the best trial
     name = "learning rate" if key == LR_KEY else "regularisation"
     ax.set_xlabel(f"{name} ({key}, log scale)")
     ax.set_ylabel("validation accuracy")
