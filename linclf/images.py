@@ -22,7 +22,8 @@ look like a CIFAR-10 image:
    values, each plane row-major (``np.asarray(img).transpose(2, 0, 1).reshape(3072)``).
 
 A file that cannot be read becomes an error naming it; the others are still
-read. ``image_files`` turns folders into the picture files directly inside them. ``classify(model, rows, top)`` gives each row's top classes with softmax
+read. ``image_files`` turns folders into the picture files directly inside
+them. ``classify(model, rows, top)`` gives each row's top classes with softmax
 probabilities (softmax models) or raw scores (SVM models).
 """
 from __future__ import annotations
@@ -169,13 +170,13 @@ def image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[str], dict[str
         try:
             names = sorted(n for n in os.listdir(path) if n.lower().endswith(SUFFIXES))
         except OSError as e:
-            names, why = [], f"{path}: the folder cannot be read ({e.strerror})"
-        else:
-            why = f"{path}: a folder with no {', '.join(FORMATS)} files in it"
+            files.append(path)
+            empty[path] = f"{path}: the folder cannot be read ({e.strerror})"
+            continue
         found = [f for f in (os.path.join(path, n) for n in names) if os.path.isfile(f)]
         files += found or [path]
         if not found:
-            empty[path] = why
+            empty[path] = f"{path}: a folder with no {', '.join(FORMATS)} files in it"
     return files, empty
 
 
