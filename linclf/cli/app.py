@@ -11,12 +11,15 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from .. import __version__
 from ..errors import AccuracyError, LinclfError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_options", "main", "model_option",
            "quiet_option", "show_progress", "workers"]
@@ -217,7 +220,7 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def command_config(config_path: str | None, overrides: tuple[str, ...], extra: dict | None = None):
+def command_config(config_path: str | None, overrides: tuple[str, ...], extra: dict | None = None) -> Config:
     """The config of a command: defaults, then ``config_path``, then ``--set``, then ``extra`` (its own options).
 
     ``extra`` maps key paths to values; None means the option was not given.

@@ -36,7 +36,7 @@ def patch_view(X: np.ndarray, patch: int, stride: int) -> np.ndarray:
     return windows.transpose(0, 2, 3, 1, 4, 5)
 
 
-def sample_patches(X: np.ndarray, n: int, patch: int, rng: np.random.Generator, dtype=np.float32,
+def sample_patches(X: np.ndarray, n: int, patch: int, rng: np.random.Generator, dtype: np.dtype | type = np.float32,
                    chunk: int = 50_000, step: Callable[[int], None] | None = None) -> np.ndarray:
     """(n, 3 * patch * patch) patches at uniformly random images and positions of rows X (N, 3072).
 

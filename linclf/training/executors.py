@@ -27,6 +27,7 @@ import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from types import ModuleType
 from typing import Any
 
 from ..errors import LinclfError, UsageError
@@ -235,7 +236,7 @@ class DaskExecutor:
                 self._cluster.close()
 
 
-def import_dask():
+def import_dask() -> ModuleType:
     """The ``dask.distributed`` module, or UsageError (exit 2) saying what to install."""
     try:
         import dask

@@ -34,6 +34,7 @@ import math
 import os
 import time
 import warnings
+from types import ModuleType
 from typing import Any, Sequence
 
 from ..errors import LinclfWarning, UsageError
@@ -49,7 +50,7 @@ N_STARTUP = 8                 # random trials before TPE models the results
 POLL_SECONDS = 2              # how often a process waiting for other processes' trials looks at the study
 
 
-def import_optuna():
+def import_optuna() -> ModuleType:
     """The ``optuna`` module, or UsageError (exit 2) saying what to install."""
     try:
         import optuna
@@ -76,7 +77,7 @@ def _pruner(optuna, spec: dict):
     return optuna.pruners.NopPruner()
 
 
-def open_trial(study_spec: dict, trial_id: int):
+def open_trial(study_spec: dict, trial_id: int) -> Any:
     """In a worker: the running Optuna trial ``trial_id`` of the study, to report to and ask the pruner."""
     optuna = import_optuna()
     study = optuna.load_study(study_name=study_spec["name"], storage=open_storage(optuna, study_spec["storage"]),

@@ -32,6 +32,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterator
 
 from ..errors import LinclfError, UsageError
@@ -78,7 +79,7 @@ def has_heartbeats(url: str) -> bool:
 
 
 @contextmanager
-def quiet(optuna) -> Iterator[None]:
+def quiet(optuna: ModuleType) -> Iterator[None]:
     """Hide Optuna's notices that do not concern a sweep's user: heartbeats and their retry callback are
     experimental (so are TPE's multivariate and constant_liar in Optuna 4.0), and "heartbeat ... supposed
     to be used with Study.optimize" (this sweep beats itself)."""
@@ -88,19 +89,19 @@ def quiet(optuna) -> Iterator[None]:
         yield
 
 
-def _retry_class(optuna) -> type:
+def _retry_class(optuna: ModuleType) -> type:
     """Optuna's callback class that queues a stopped trial's values again (its name since Optuna 4.9, or before)."""
     return getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
         optuna.storages.RetryFailedTrialCallback
 
 
-def retry_callback(optuna) -> Any:
+def retry_callback(optuna: ModuleType) -> Any:
     """That callback, retrying a trial ``MAX_RETRY`` times."""
     with quiet(optuna):
         return _retry_class(optuna)(max_retry=MAX_RETRY)
 
 
-def open_storage(optuna, url: str, heartbeat: bool = False):
+def open_storage(optuna: ModuleType, url: str, heartbeat: bool = False) -> Any:
     """An Optuna storage object for a checked URL; ``heartbeat``: an RDB storage that fails stale trials."""
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -144,7 +145,7 @@ def _lost_creation_race(error: Exception) -> bool:
     return "already exists" in text or "unique constraint" in text or "duplicate" in text
 
 
-def retry_again(optuna, study, trial) -> None:
+def retry_again(optuna: ModuleType, study: Any, trial: Any) -> None:
     """Queue the values of ``trial`` (a FrozenTrial this process just failed) again, as Optuna's heartbeat
     check would: the same callback, with its values but none of its user attributes (the dead process's
     ``OWNER``, any partial result); the retry gets its own."""
@@ -154,7 +155,7 @@ def retry_again(optuna, study, trial) -> None:
         retry_callback(optuna)(study, stopped)
 
 
-def retried_from(optuna, trial) -> int | None:
+def retried_from(optuna: ModuleType, trial: Any) -> int | None:
     """The number of the stopped trial whose values ``trial`` runs again, or None."""
     with quiet(optuna):
         history = _retry_class(optuna).retry_history(trial)
