@@ -491,6 +491,19 @@ def test_a_cache_write_reserves_the_whole_file_up_front(tmp_path, km_config, lea
     assert reserved and sorted(reserved) == sizes           # a full disk fails there, not in a page fault later
 
 
+def test_a_cache_file_is_hashed_once_when_written_and_once_per_warm_read(tmp_path, km_config, learnable_data_dir,
+                                                                         monkeypatch):
+    hashed = []
+    real = cache._file_checksum
+    monkeypatch.setattr(cache, "_file_checksum", lambda path: (hashed.append(path.name), real(path))[1])
+    _run(km_config, learnable_data_dir, tmp_path / "a")
+    files = sorted(p.name for p in _feature_files(learnable_data_dir))
+    assert len(files) == 3 and sorted(hashed) == files       # written: its checksum is computed once, not re-read
+    hashed.clear()
+    _run(km_config, learnable_data_dir, tmp_path / "b")
+    assert sorted(hashed) == files                           # warm: every file verified before it is trusted
+
+
 def test_ctrl_c_during_extraction_leaves_nothing_half_written(tmp_path, km_config, learnable_data_dir,
                                                              monkeypatch):
     real = KMeansFeatures.transform

@@ -169,8 +169,11 @@ def _file_checksum(path: Path) -> str:
     return h.hexdigest()
 
 
-def _load_entry(path: Path, key: dict) -> tuple[np.ndarray | None, str]:
-    """The cached features memory-mapped (None with the reason when the entry is absent or not usable)."""
+def _load_entry(path: Path, key: dict, verify: bool = True) -> tuple[np.ndarray | None, str]:
+    """The cached features memory-mapped (None with the reason when the entry is absent or not usable).
+
+    ``verify=False`` skips the checksum, for an entry whose checksum was just computed from its bytes.
+    """
     meta_path = path.with_suffix(".json")
     if not path.exists():
         return None, ""
@@ -186,7 +189,7 @@ def _load_entry(path: Path, key: dict) -> tuple[np.ndarray | None, str]:
         return None, f"it is truncated or corrupt ({e})"
     if X.dtype != FEATURE_DTYPE or X.shape != tuple(key["shape"]):
         return None, f"it holds {X.dtype} {X.shape}, expected {FEATURE_DTYPE} {tuple(key['shape'])}"
-    if os.path.getsize(path) != meta.get("size") or _file_checksum(path) != meta.get("checksum"):
+    if os.path.getsize(path) != meta.get("size") or (verify and _file_checksum(path) != meta.get("checksum")):
         return None, "its bytes do not match its checksum (modified or corrupt)"
     _touch(meta_path)
     return X, ""
@@ -251,7 +254,7 @@ def cached_features(root: str | os.PathLike, kind: str, extractor: Extractor, ex
                            "about": {"images": what, "settings": dict(settings or {})}})
     except OSError as e:
         raise _write_failed(path, e) from None
-    X_cached, why = _load_entry(path, key)
+    X_cached, why = _load_entry(path, key, verify=False)
     if X_cached is None:               # pragma: no cover - only if another process replaced it meanwhile
         unlink_quiet(path.with_suffix(".json"))
         raise CacheError(f"the feature cache file {path} changed while it was written ({why}); run again")
