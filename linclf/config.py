@@ -419,6 +419,9 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, iterations=None))
     if cfg.optimizer.epochs is None and cfg.optimizer.iterations is None:
         raise ConfigError("optimizer: set iterations or epochs (both are null)")
+    if cfg.train.patience is not None and cfg.data.num_val == 0:
+        raise ConfigError("train.patience: early stopping watches the validation accuracy, and data.num_val is 0; "
+                          "set data.num_val above 0 or drop train.patience")
     return cfg
 
 

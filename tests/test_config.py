@@ -66,6 +66,12 @@ def test_both_lengths_in_one_file_is_an_error(tmp_path):
         load_config(write(tmp_path, "optimizer:\n  epochs: 3\n  iterations: 5\n"))
 
 
+def test_patience_without_a_validation_split_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.patience: .*data\.num_val is 0"):
+        load_config(write(tmp_path, "data:\n  num_val: 0\ntrain:\n  patience: 3\n"))
+    assert load_config(write(tmp_path, "data:\n  num_val: 0\n", "b.yaml")).train.patience is None
+
+
 def test_resolved_yaml_round_trips():
     cfg = with_values(Config(), {"optimizer.epochs": 4, "model.loss": "softmax", "data.urls": ["http://m/x"]})
     again = from_dict(yaml.safe_load(to_yaml(cfg)))
