@@ -1,6 +1,7 @@
 """The README stays true: its opening commands, its config reference, the configs it names."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from linclf.config import load_config
+from linclf.training.featurize import row_width
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -28,3 +30,9 @@ def test_config_reference_matches_the_schema():
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
     load_config(path)
+
+
+def test_the_synthetic_gradcheck_width_it_quotes_is_kmeans_yamls():
+    quoted = re.search(r"e\.g\. (\d+) \+ 1 for\s+configs/kmeans\.yaml", README)
+    assert quoted, "the README no longer quotes the width of configs/kmeans.yaml's rows"
+    assert int(quoted.group(1)) == row_width(load_config(ROOT / "configs" / "kmeans.yaml"))
