@@ -142,7 +142,8 @@ class _LinearEstimator(Params):
         names = feature_names(X_in)
         classes, y_idx = encode_labels(y, f"{who}.fit")
         if len(classes) < 2:
-            raise ValueError(f"{who}.fit needs samples of at least 2 classes; y holds 1 class ({classes[0]!r})")
+            raise ValueError(f"{who}.fit needs samples of at least 2 classes; "
+                             f"y holds 1 class ({classes.tolist()[0]!r})")
         splits = self._splits(cfg, X, y_idx, classes)
         p = cfg.preprocess
         prep = preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
@@ -188,7 +189,7 @@ class _LinearEstimator(Params):
             all_classes = np.unique(y if classes is None else classes)
             if len(all_classes) < 2:
                 raise ValueError(f"{who}.partial_fit needs at least 2 classes; pass classes=[...] on the "
-                                 f"first call (got 1 class: {all_classes[0]!r})")
+                                 f"first call (got 1 class: {all_classes.tolist()[0]!r})")
         y_idx = label_indices(y, all_classes, f"{who}.partial_fit")
         cfg = with_values(cfg, {"optimizer.epochs": 1, "optimizer.schedule": "constant",
                                 "train.keep_best": False, "train.patience": None})
@@ -217,8 +218,8 @@ class _LinearEstimator(Params):
         who = self._who()
         self._check_n_features(X)
         if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(f"{who}.partial_fit: classes={list(np.unique(classes))} differ from classes_ "
-                             f"{list(self.classes_)} of the earlier fit")
+            raise ValueError(f"{who}.partial_fit: classes={np.unique(classes).tolist()} differ from classes_ "
+                             f"{self.classes_.tolist()} of the earlier fit")
         if cfg.optimizer.update != self._update or np.dtype(cfg.model.dtype) != self._state.W.dtype:
             raise ValueError(f"{who}.partial_fit: update or dtype changed since the first fit "
                              f"({self._update}, {self._state.W.dtype}); call fit to start over")
@@ -322,8 +323,10 @@ class _LinearEstimator(Params):
             return tuple(names[int(c)] for c in labels)
         if len(names) == len(labels):
             return tuple(names)
-        raise ValueError(f"{self._who()}.to_model: class_names has {len(names)} names; expected one per class "
-                         f"({len(labels)}: {list(labels)[:10]}) or one per integer label 0..{len(names) - 1}")
+        by_label = (f", or, as the labels are integers, a list indexed by label ({int(labels.max()) + 1} names)"
+                    if labels.dtype.kind in "iu" and len(labels) and labels.min() >= 0 else "")
+        raise ValueError(f"{self._who()}.to_model: class_names has {len(names)} names for {len(labels)} classes "
+                         f"{labels.tolist()[:10]}; give one name per class, in the order of classes_{by_label}")
 
 
 def _splits_of(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,

@@ -120,7 +120,8 @@ def label_indices(y: np.ndarray, classes: np.ndarray, who: str) -> np.ndarray:
     idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
     unknown = classes[idx] != y
     if np.any(unknown):
-        raise ValueError(f"{who}: y holds labels not in classes_ {list(classes)}: {list(np.unique(y[unknown]))[:5]}")
+        raise ValueError(f"{who}: y holds labels not in classes_ {classes.tolist()}: "
+                         f"{np.unique(y[unknown]).tolist()[:5]}")
     return idx.astype(np.int64)
 
 

@@ -130,7 +130,8 @@ def test_to_model_names_integer_labels_and_checks_the_count():
     clf = SoftmaxClassifier(epochs=1, batch_size=16).fit(fake.X_train, fake.y_train)
     assert clf.to_model().classes == tuple(str(i) for i in range(10))
     assert clf.to_model(class_names=CLASSES).classes == tuple(CLASSES)
-    with pytest.raises(ValueError, match="class_names has 3 names; expected one per class"):
+    with pytest.raises(ValueError, match=r"class_names has 3 names for 10 classes \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]; "
+                                         r"give one name per class.*indexed by label \(10 names\)"):
         clf.to_model(class_names=["a", "b", "c"])
 
 
