@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -709,7 +710,14 @@ def test_a_missing_or_truncated_feature_file(tmp_path):
     cfg = tmp_path / "probe.yaml"
     cfg.write_text(f"features:\n  kind: npz\n  path: {tmp_path / 'nope.npz'}\n")
     res = train_cli(cfg, tmp_path / "d", tmp_path / "run")
-    assert res.exit_code == 1 and "no feature file" in one_line_error(res, only=True)
+    assert res.exit_code == 2 and "no feature file" in one_line_error(res, only=True)
+    cfg.write_text("features:\n  kind: npz\n  path: nope.npz\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run")
+    assert res.exit_code == 2
+    assert re.search(r"no feature file at nope\.npz \(relative to the working directory /", one_line_error(res))
+    cfg.write_text(f"features:\n  kind: npz\n  path: {tmp_path}\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run")
+    assert res.exit_code == 2 and "is a folder, not an .npz file" in one_line_error(res)
     f = _write_npz(tmp_path / "emb.npz", **_probe())
     f.write_bytes(f.read_bytes()[:500])
     cfg.write_text(f"features:\n  kind: npz\n  path: {f}\n")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError, LinclfWarning
+from ..errors import ConfigError, DataError, LinclfWarning
 
 __all__ = ["FeatureFile", "load_feature_file", "REQUIRED"]
 
@@ -43,8 +43,10 @@ def _finite(X: np.ndarray) -> bool:
 def load_feature_file(path: str | os.PathLike) -> FeatureFile:
     """Read and validate a feature file; DataError says which key is wrong and how."""
     p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise DataError(f"features.path: no feature file at {p}")
+    if not os.path.isfile(p):              # a path the user gave that leads nowhere: a usage error, exit 2
+        where = "" if os.path.isabs(p) else f" (relative to the working directory {os.getcwd()})"
+        raise ConfigError(f"features.path: {p} is a folder, not an .npz file" if os.path.isdir(p)
+                          else f"features.path: no feature file at {p}{where}")
     try:
         with np.load(p, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
