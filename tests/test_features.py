@@ -460,9 +460,12 @@ def test_a_cache_entry_of_other_settings_or_other_images_is_rebuilt(tmp_path, km
 def test_a_corrupt_cached_extractor_is_refitted_with_a_notice(tmp_path, km_config, learnable_data_dir):
     _run(km_config, learnable_data_dir, tmp_path / "a")
     fitted = next((learnable_data_dir / "features-cache").glob("fit-kmeans-*.npz"))
-    fitted.write_bytes(fitted.read_bytes()[:100])
-    res = _run(km_config, learnable_data_dir, tmp_path / "b")
-    assert any("fitting it again" in n for n in _notices(res))
+    whole = fitted.read_bytes()
+    for bad, run in ((whole[:100], "b"), (b"garbage\n" * 10, "c")):
+        fitted.write_bytes(bad)
+        res = _run(km_config, learnable_data_dir, tmp_path / run)
+        assert any(re.search(r"is not usable \(it is not a whole \.npz file: truncated or overwritten\); "
+                             r"fitting it again", n) for n in _notices(res)), _notices(res)
 
 
 def test_a_full_disk_during_a_cache_write_keeps_the_previous_cache(tmp_path, km_config, learnable_data_dir,

@@ -137,7 +137,9 @@ def cached_fit(root: str | os.PathLike, kind: str, key: Mapping[str, Any], fit: 
                 _touch(path)
                 return extractor
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
-            why = f"it is unreadable ({e})"
+            # NumPy calls any file that is neither .npy nor zip "pickled data"; say what it is instead
+            why = (f"it is unreadable ({e})" if zipfile.is_zipfile(path)
+                   else "it is not a whole .npz file: truncated or overwritten")
         _notice(f"the cached {kind} extractor {path} is not usable ({why}); fitting it again")
     extractor = fit()
     _mkdir(root)
