@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_open", "write_text_atomic", "write_json_atomic", "unlink_quiet", "json_safe", "json_text"]
+__all__ = ["atomic_open", "check_not_folder", "write_text_atomic", "write_json_atomic", "unlink_quiet", "json_safe",
+           "json_text"]
 
 
 def unlink_quiet(path: str | os.PathLike) -> None:
@@ -31,11 +32,33 @@ def _umask() -> int:
     return mask
 
 
+def check_not_folder(path: str | os.PathLike, example: str | None = None) -> None:
+    """Raise IsADirectoryError with a message saying what to do when ``path`` is a folder (no file can replace it).
+
+    ``example``, a file name, makes the message suggest ``path/example`` (``model.npz``: "such as run/model.npz").
+    """
+    if not os.path.isdir(path):
+        return
+    where = os.fspath(path)
+    if example and os.path.basename(where) != example:
+        raise IsADirectoryError(f"{where} is a folder; give a file name such as {os.path.join(where, example)}")
+    raise IsADirectoryError(f"{where} is a folder, so no file can be written under that name; give another file "
+                            "name or move the folder away")
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on a clean exit move it over ``path``, else delete it."""
+    """Open a temporary file beside ``path``; on a clean exit move it over ``path``, else delete it.
+
+    A ``path`` that is a folder, or whose folder is missing or not writable, is an OSError that names
+    ``path`` (not the temporary name), raised before anything is written.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_not_folder(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:          # the error would name the temporary file: name the file asked for
+        raise type(e)(e.errno, e.strerror, os.fspath(path)) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:

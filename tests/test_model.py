@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -115,3 +116,18 @@ def test_scores_with_mirror_rows_are_the_mean_of_both(model):
     np.testing.assert_array_equal(model.predict(X, Xm), explicit.argmax(1))
     with pytest.raises(ValueError, match=r"X_mirror must have X's shape \(300, 3072\), got \(299, 3072\)"):
         model.scores(X, Xm[:-1])
+
+
+def test_saving_to_a_folder_says_to_give_a_file_name_before_writing(tmp_path, model, monkeypatch):
+    folder = tmp_path / "nc"
+    folder.mkdir()
+    monkeypatch.setattr(np, "savez", lambda fh, **arrays: pytest.fail("written before the check"))
+    with pytest.raises(IsADirectoryError, match=f"^{re.escape(str(folder))} is a folder; give a file name such as "
+                                                f"{re.escape(str(folder / 'model.npz'))}$"):
+        model.save(folder)
+    assert [p.name for p in tmp_path.iterdir()] == ["nc"] and list(folder.iterdir()) == []   # no temporary
+
+
+def test_saving_into_a_missing_folder_names_the_file_not_a_temporary(tmp_path, model):
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory: '.*/gone/m\.npz'$"):
+        model.save(tmp_path / "gone" / "m.npz")

@@ -5,6 +5,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import linclf.data.cifar10 as cifar10_mod
 import linclf.training.loop as loop_mod
 from linclf.core.gradcheck import check_loss
 from linclf.core.losses import softmax_loss, svm_loss
+from linclf.fsutil import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = small_config()
@@ -176,6 +179,18 @@ def test_a_truncated_archive_is_one_error_and_no_structure_warning(tmp_path, fak
     (["--json", "eval", "--model", "m.npz"], 2, "write `cli eval --json ...`"),
     (["--confg", "train"], 2, "No such option '--confg'; see `cli --help`"),     # an option of no command
     (["frobnicate"], 2, "No such command 'frobnicate'"),
+    # a global option after the command: where it goes, with the value as typed
+    (["train", "--workers", "2"], 2, "No such option '--workers'; --workers is a global option: "
+                                     "`cli --workers 2 train ...`"),
+    (["eval", "--model", "m.npz", "--workers=3"], 2, "--workers is a global option: `cli --workers=3 eval ...`"),
+    (["sweep", "--workers"], 2, "--workers is a global option: `cli --workers N sweep ...`"),
+    (["train", "--debug"], 2, "No such option '--debug'; --debug is a global option: `cli --debug train ...`"),
+    (["eval", "--version"], 2, "No such option '--version'; --version is a global option: `cli --version`"),
+    # a section swept as if it were a key: what --set says of it
+    (["sweep", "--param", "optimizer=choice:a,b"], 2, "--param optimizer: optimizer is a section; sweep "
+                                                      "optimizer.KEY=SPEC, e.g. --param optimizer.method=..."),
+    (["sweep", "--param", "data=grid:1,2"], 2, "data is a section; sweep data.KEY=SPEC, e.g. --param "
+                                               "data.num_train=..."),        # not a key the sweep refuses
     (["--workers", "0", "config"], 2, "'--workers': 0 is not in the range"),
     # a config or model file without its option
     (["train", "configs/svm.yaml"], 2, "configs/svm.yaml goes after --config: write `cli train --config "
@@ -473,3 +488,54 @@ def test_a_read_only_data_folder_is_reported_before_hashing(tmp_path, fake_archi
     r = invoke("download", "--archive", path, "--data-dir", ro)
     assert r.exit_code == 1 and "not writable" in one_line_error(r), r.output
     assert hashed == []
+
+
+# ------------------------------------------------------------------ 12. a reader that stops early (`| head`)
+
+def _linclf(*args, stdout, code: str = "") -> subprocess.Popen:
+    """The CLI ``linclf ARGS`` in a new Python, stdout ``stdout`` (a pipe end or PIPE), stderr captured; ``code``
+    runs before it."""
+    main = f"import sys\n{code}\nfrom linclf.cli import main\nmain(sys.argv[1:])"
+    return subprocess.Popen([sys.executable, "-c", main, *map(str, args)], stdout=stdout, stderr=subprocess.PIPE,
+                            cwd=ROOT)
+
+
+def test_features_list_into_head_1_ends_quietly(tmp_path):
+    folder = tmp_path / "features-cache" / "pixels-0123456789abcdef"
+    folder.mkdir(parents=True)
+    for i in range(1000):        # a listing far longer than a pipe holds (64 KB): it has to wait for its reader
+        (folder / f"{i:016x}.npy").write_bytes(b"")
+    p = _linclf("features", "--list", "--data-dir", tmp_path, stdout=subprocess.PIPE)
+    first = p.stdout.readline().decode()
+    p.stdout.close()                                               # what `head -1` does after one line
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and err == ""                           # 128 + SIGPIPE, as for `git log | head`
+    assert first == f"{tmp_path / 'features-cache'}: 1000 entries, 0 B\n"
+
+
+@pytest.mark.parametrize("args", [["config"], ["--help"], ["--version"], ["eval", "--help"]])
+def test_every_command_ends_quietly_when_stdout_is_already_closed(args):
+    read, write = os.pipe()
+    os.close(read)
+    p = _linclf(*args, stdout=write)
+    os.close(write)
+    assert (p.wait(), p.stderr.read().decode()) == (141, "")
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_still_an_error():
+    p = _linclf("config", stdout=subprocess.PIPE, code="import linclf.config as c; "
+                "c.to_yaml = lambda cfg: (_ for _ in ()).throw(BrokenPipeError(32, 'Broken pipe'))")
+    out, err = p.communicate()
+    assert (p.returncode, out, err.decode()) == (1, b"", "error: Broken pipe\n")
+
+
+# ------------------------------------------------------------------ 13. an atomic write to a folder
+
+@pytest.mark.parametrize("write", [lambda p: write_text_atomic(p, "x"), lambda p: write_json_atomic(p, {})])
+def test_an_atomic_write_to_a_folder_says_so_before_writing(tmp_path, write):
+    folder = tmp_path / "nc"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=f"^{re.escape(str(folder))} is a folder, so no file can be written under that "
+                                                "name; give another file name or move the folder away$"):
+        write(folder)
+    assert [p.name for p in tmp_path.iterdir()] == ["nc"] and list(folder.iterdir()) == []

@@ -249,6 +249,21 @@ def test_a_bad_file_is_reported_and_the_others_still_classified(tmp_path, traine
     assert "not an image" in doc["images"][0]["error"] and len(doc["images"][1]["top"]) == 3
 
 
+@pytest.mark.parametrize("name, reason", [("x.txt", "not an image (PNG, JPEG, GIF, BMP, WEBP can be read)"),
+                                          ("gone.jpg", "no such file"),
+                                          ("empty", "a folder with no PNG, JPEG, GIF, BMP, WEBP files in it")])
+def test_a_single_bad_file_is_one_error_line(tmp_path, trained, name, reason):
+    _, models = trained
+    (tmp_path / "x.txt").write_text("not a picture\n")
+    (tmp_path / "empty").mkdir()
+    r = invoke("predict", "--model", models["softmax"], tmp_path / name)
+    assert (r.exit_code, r.stdout, r.stderr) == (1, "", f"error: {tmp_path / name}: {reason}\n")
+
+    r = invoke("predict", "--model", models["softmax"], "--json", tmp_path / name)
+    assert (r.exit_code, r.stderr) == (1, f"error: {tmp_path / name}: {reason}\n")
+    assert json.loads(r.stdout)["images"] == [{"path": str(tmp_path / name), "error": f"{tmp_path / name}: {reason}"}]
+
+
 def test_a_folder_is_its_pictures_by_name_and_an_empty_one_an_error(tmp_path, trained, pictures):
     _, models = trained
     folder, empty = tmp_path / "holiday", tmp_path / "nothing"

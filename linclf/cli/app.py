@@ -2,16 +2,19 @@
 
 Library errors become one line on stderr and an exit code: 0 ok, 1 runtime
 failure, 2 usage or config error, 3 accuracy below ``--expect-accuracy``, 130
-interrupted. ``linclf --debug COMMAND`` shows the traceback instead. The
-commands live in the sibling modules and register themselves on ``cli``.
+interrupted. ``linclf --debug COMMAND`` shows the traceback instead. A reader
+that stops early (``linclf ... | head -1``) ends a command quietly with 141
+(128 + SIGPIPE), as for ``git log | head``. The commands live in the sibling
+modules and register themselves on ``cli``.
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import click
 
@@ -25,6 +28,7 @@ __all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_op
            "quiet_option", "show_progress", "workers"]
 
 _DEBUG = False
+_CLOSED_STDOUT_EXIT = 141     # 128 + SIGPIPE: what a shell reports for `git log | head`'s git
 _FILE_OPTIONS = {".yaml": "--config", ".yml": "--config", ".npz": "--model"}   # files a command takes by option
 
 
@@ -39,6 +43,27 @@ def _usage_message(error: click.UsageError) -> str:
         hint = f" (did you mean {' or '.join(sorted(error.possibilities))}?)" if error.possibilities else ""
         return f"No such option '{error.option_name}'{hint}"
     return error.format_message().rstrip(".")
+
+
+def _stdout_closed(error: OSError) -> bool:
+    """Whether ``error`` is the reader of stdout having gone (``linclf ... | head -1``), not another broken pipe
+    (a worker's, a socket's), which is a failure to report."""
+    if not isinstance(error, BrokenPipeError):
+        return False
+    try:
+        import select
+
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):     # no poll() (Windows); stdout not a file (CliRunner)
+        return False
+
+
+def _exit_quietly() -> NoReturn:
+    """End like a Unix tool whose reader has gone: no message, exit 141; what is still buffered goes nowhere."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # so the flush at exit cannot fail
+    sys.exit(_CLOSED_STDOUT_EXIT)
 
 
 class _Group(click.Group):
@@ -57,7 +82,8 @@ class _Group(click.Group):
         except click.UsageError as e:
             where = f"; see `{e.ctx.command_path} --help`" if e.ctx is not None else ""
             given = sys.argv[1:] if args is None else list(args)
-            message = self._misplaced(e, given) or self._file_without_option(e, given)
+            message = (self._misplaced(e, given) or self._global_option(e, given)
+                       or self._file_without_option(e, given))
             click.echo(f"error: {message or _usage_message(e) + where}", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
@@ -80,6 +106,27 @@ class _Group(click.Group):
         return (f"{error.option_name} is an option of the command, not of `{error.ctx.command_path}`: "
                 f"write `{error.ctx.command_path} {name} {error.option_name} ...`")
 
+    def _global_option(self, error: click.UsageError, args: list[str]) -> str:
+        """An option of the group given after the command (``linclf train --workers 2``): a message saying it
+        goes before the command."""
+        ctx = error.ctx
+        if not isinstance(error, click.NoSuchOption) or ctx is None or ctx.command is self:
+            return ""
+        name = error.option_name
+        option = next((p for p in self.params if name in p.opts + p.secondary_opts), None)
+        if option is None:
+            return ""
+        root = ctx.find_root().command_path
+        if option.is_eager:                                   # --version: it runs alone
+            return f"No such option '{name}'; {name} is a global option: `{root} {name}`"
+        given = name
+        if not getattr(option, "is_flag", False):            # with its value as typed (or its metavar)
+            i = args.index(name) + 1 if name in args else len(args)
+            value = args[i] if i < len(args) and not args[i].startswith("-") else option.metavar or "VALUE"
+            given = next((a for a in args if a.startswith(name + "=")), f"{name} {value}")
+        return (f"No such option '{name}'; {name} is a global option: "
+                f"`{root} {given}{ctx.command_path[len(root):]} ...`")
+
     def _file_without_option(self, error: click.UsageError, args: list[str]) -> str:
         """A config or model file given bare (``linclf train configs/svm.yaml``, ``linclf train svm``): a message
         naming its option."""
@@ -98,6 +145,16 @@ class _Group(click.Group):
             if not arg.startswith("-") and not value_of_option and option in options and option not in rest:
                 return f"{arg} goes after {option}: write `{ctx.command_path} {option} {arg} ...`"
         return ""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        """The group's own output (``linclf --help | head -1``) ends on a closed stdout as a command's does."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError as e:
+            if _stdout_closed(e):
+                _exit_quietly()
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         from ..errors import LinclfWarning
@@ -121,6 +178,8 @@ class _Group(click.Group):
                 click.echo("interrupted", err=True)
                 ctx.exit(130)
             except OSError as e:
+                if _stdout_closed(e):
+                    _exit_quietly()
                 if _DEBUG:
                     traceback.print_exc()
                 where = f" ({e.filename})" if getattr(e, "filename", None) else ""
@@ -155,7 +214,7 @@ def cli(ctx: click.Context, debug: bool, workers: int | None) -> None:
     linclf predict --model runs/.../model.npz cat.jpg  top 3 classes of your own images
 
     Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 accuracy below
-    --expect-accuracy, 130 interrupted.
+    --expect-accuracy, 130 interrupted, 141 stdout closed early (| head).
     """
     global _DEBUG
     _DEBUG = debug

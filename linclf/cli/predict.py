@@ -62,6 +62,8 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
             entries.append({"path": path, "error": failed[path]})
     if as_json:
         click.echo(json_text({"model": model_path, "kind": kind, "images": entries}))
+    if len(entries) == 1 and "error" in entries[0]:     # one file: its error is the whole story
+        raise LinclfError(entries[0]["error"])
     short = "p" if kind == "probability" else "score"
     for e in entries:
         if "error" in e:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import MissingModelError, ModelFileError
-from ..fsutil import atomic_open, json_text
+from ..fsutil import atomic_open, check_not_folder, json_text
 from .losses import SCORE_LOSSES
 from .objective import scores as chunk_scores
 from .preprocess import Preprocessor, fold
@@ -163,7 +163,11 @@ class LinearClassifier:
 
 
 def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write an uncompressed .npz to a temporary name beside ``path``, fsync it, then move it into place."""
+    """Write an uncompressed .npz to a temporary name beside ``path``, fsync it, then move it into place.
+
+    A ``path`` that is a folder: IsADirectoryError suggesting a file in it (``path/model.npz``).
+    """
+    check_not_folder(path, example="model.npz")
     with atomic_open(path, "wb", fsync=True) as fh:
         np.savez(fh, **arrays)
     return Path(path)

@@ -92,6 +92,10 @@ def _check_key(key: str) -> None:
                           f"validation split, so {key} cannot be swept; set it with --set or in the config")
     if key in known:
         return
+    in_section = [k for k in known if k.startswith(key + ".") and k not in FIXED_KEYS]
+    if in_section:                                        # as `--set optimizer=...` says
+        raise ConfigError(f"--param {key}: {key} is a section; sweep {key}.KEY=SPEC, e.g. --param "
+                          f"{in_section[0]}=...")
     close = [k for k in known if k.endswith("." + key)] or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "keys look like section.key, e.g. optimizer.lr"
     raise ConfigError(f"--param {key}: unknown config key; {hint}")
