@@ -490,6 +490,10 @@ def _set_path(raw: dict, path: str, value: Any) -> None:
         if parts[0] in _SECTIONS and len(parts) == 2:
             names = [k.split(".", 1)[1] for k in known if k.startswith(parts[0] + ".")]
             raise _unknown(path, parts[1], names)
+        section = difflib.get_close_matches(path, list(_SECTIONS), n=1, cutoff=0.75) if len(parts) == 1 else []
+        if section:                                  # optimzer=3: the section it misspells, not optimizer.k
+            raise ConfigError(f"unknown key {path}; did you mean the section {section[0]!r} "
+                              f"(--set {section[0]}.KEY=VALUE)?")
         close = difflib.get_close_matches(path, list(known), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else "; keys look like section.key, e.g. optimizer.lr"
         raise ConfigError(f"unknown key {path}{hint}")

@@ -172,7 +172,10 @@ def test_the_clone_s_configs_folder_is_the_shipped_one():
     ("optimizer.lr", "expected section.key=value"),
     ("=3", "the key is empty"),
     ("optimizer.lrr=1", r"unknown key optimizer\.lrr; did you mean 'lr'"),
-    ("nosuch=1", "unknown key nosuch"),
+    ("nosuch=1", "unknown key nosuch; keys look like section.key"),
+    ("optimzer=3", r"unknown key optimzer; did you mean the section 'optimizer' \(--set optimizer\.KEY=VALUE\)\?$"),
+    ("sed=1", r"unknown key sed; did you mean 'seed'\?$"),
+    ("optimizer=3", r"optimizer is a section; set optimizer\.KEY=VALUE"),
     ("optimizer.lr=abc", r"optimizer\.lr: expected a number"),
 ])
 def test_bad_overrides(override, message):
