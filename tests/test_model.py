@@ -35,6 +35,11 @@ def test_wrong_input_width_is_refused(model):
         model.scores(np.zeros((2, 100), dtype=np.uint8))
 
 
+def test_repr_is_one_short_line(model):
+    assert repr(model) == ("LinearClassifier(loss='softmax', W=float32 (10, 3073), features='pixels', "
+                           "10 classes: a, b, c, ...)")
+
+
 def test_save_load_round_trip(tmp_path, model):
     path = model.save(tmp_path / "m.npz")
     back = LinearClassifier.load(path)

@@ -48,6 +48,12 @@ class LinearClassifier:
     features_kind: str = "pixels"
     features_arrays: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # the dataclass's own repr printed every array and the whole config YAML
+        names = ", ".join(self.classes[:3]) + (", ..." if len(self.classes) > 3 else "")
+        return (f"LinearClassifier(loss={self.loss!r}, W={self.W.dtype} {self.W.shape}, "
+                f"features={self.features_kind!r}, {len(self.classes)} classes: {names})")
+
     @property
     def num_classes(self) -> int:
         """C, the number of rows of W."""
