@@ -944,3 +944,22 @@ def test_features_beyond_float16_are_refused_and_nothing_is_cached(tmp_path, km_
     assert "exceed float16's range (65,504) or are not finite; they cannot be cached" in one_line_error(res)
     assert _feature_files(learnable_data_dir) == []
     assert not list((learnable_data_dir / "features-cache").glob("kmeans-*/*.json"))
+
+
+def test_a_probe_run_records_its_feature_file_absolute_and_evaluates_from_any_directory(tmp_path, monkeypatch):
+    """A relative features.path is recorded absolute in the run, as data.dir is: eval works from elsewhere."""
+    work, elsewhere = tmp_path / "cfg", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    f = _write_npz(work / "emb.npz", **_probe())
+    (work / "probe.yaml").write_text(KMEANS.replace("  kind: kmeans\n  k: 8\n  patches: 2000\n  iterations: 3\n",
+                                                    "  kind: npz\n  path: emb.npz\n"))
+    monkeypatch.chdir(work)
+    res = train_cli("probe.yaml", tmp_path / "d", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    monkeypatch.chdir(elsewhere)
+    recorded = Path(load_config(tmp_path / "run" / "config.yaml").features.path)
+    assert recorded.is_absolute() and recorded.resolve() == f.resolve()
+    res = invoke("eval", "--model", tmp_path / "run", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["accuracy"] > 0.9

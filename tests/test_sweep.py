@@ -431,3 +431,83 @@ def test_a_flip_average_kmeans_sweep_builds_the_mirrors_features_once(tmp_path, 
     assert [row["status"] for row in saved_rows(tmp_path / "sweep")] == ["ok", "ok"]
     entries = list((learnable_data_dir / "features-cache").glob("kmeans-*/*.npy"))
     assert len(entries) == 3                               # train, val and the validation images' mirrors
+
+
+# ------------------------------------------------------------------ feature files (kind npz)
+
+
+def _feature_file(path, separable=True, seed=0, n=300, m=60, D=12):
+    """A 3-class feature file; ``separable``: labels a linear probe learns, else labels drawn at random."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((3, D)) * (4 if separable else 0)
+    y_train, y_test = rng.integers(0, 3, n), rng.integers(0, 3, m)
+    np.savez(path, X_train=(centers[y_train] + rng.standard_normal((n, D))).astype(np.float32), y_train=y_train,
+             X_test=(centers[y_test] + rng.standard_normal((m, D))).astype(np.float32), y_test=y_test)
+    return path
+
+
+def _probe_config(path):
+    return from_dict({"data": {"num_val": 60}, "features": {"kind": "npz", "path": str(path)},
+                      "model": {"loss": "softmax", "reg": 0.001},
+                      "optimizer": {"update": "adam", "lr": 1e-2, "batch_size": 32, "epochs": 3}})
+
+
+@pytest.fixture
+def fresh_trial_caches():
+    """The trial module's per-process data caches, empty before and after the test."""
+    from linclf.training.trial import set_data
+
+    set_data({}, None)
+    yield
+    set_data({}, None)
+
+
+def test_a_worker_in_another_directory_reads_the_sweeps_relative_feature_file(tmp_path, monkeypatch,
+                                                                             fresh_trial_caches):
+    """A Dask worker runs in its own folder: the task names the feature file by its absolute path."""
+    from linclf.config import to_dict
+    from linclf.training.trial import data_location, run_trial
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    _feature_file(tmp_path / "cfg" / "emb.npz")
+    monkeypatch.chdir(tmp_path / "cfg")
+    cfg = _probe_config("emb.npz")
+    location = data_location(cfg, tmp_path / "d")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    res = run_trial({"trial": 0, "config": to_dict(cfg), "data": location})
+    assert res["status"] == "ok", res["message"]
+    assert res["val_accuracy"] > 0.9
+
+
+def test_a_worker_keeps_the_feature_files_of_two_sweeps_apart(tmp_path, fresh_trial_caches):
+    """A Dask worker outlives a sweep: the next sweep's trials read their own feature file, not the rows
+    the worker loaded for the last one."""
+    from linclf.config import to_dict
+    from linclf.training.trial import data_location, run_trial
+
+    val = {}
+    for name, separable in (("noise", False), ("signal", True)):
+        cfg = _probe_config(_feature_file(tmp_path / f"{name}.npz", separable=separable))
+        res = run_trial({"trial": 0, "config": to_dict(cfg), "data": data_location(cfg, tmp_path / "d")})
+        assert res["status"] == "ok", res["message"]
+        val[name] = res["val_accuracy"]
+    assert val["noise"] < 0.6 and val["signal"] > 0.9
+
+
+def test_the_best_config_of_a_probe_sweep_trains_from_any_directory(tmp_path, monkeypatch, fresh_trial_caches):
+    """best.yaml records the feature file (and the data folder) absolute, as a run's config.yaml does."""
+    from linclf.config import to_yaml
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    f = _feature_file(tmp_path / "cfg" / "emb.npz")
+    (tmp_path / "cfg" / "probe.yaml").write_text(to_yaml(_probe_config("emb.npz")))
+    monkeypatch.chdir(tmp_path / "cfg")
+    r = sweep("probe.yaml", tmp_path / "d", tmp_path / "sw", "--param", "model.reg=grid:0.001,0.01", "--jobs", "1")
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    best = load_config(tmp_path / "sw" / "best.yaml")
+    assert best.features.path == str(f) and os.path.isabs(best.data.dir)
+    r = invoke("train", "--config", tmp_path / "sw" / "best.yaml", "--out", tmp_path / "run", "--quiet")
+    assert r.exit_code == 0, r.output

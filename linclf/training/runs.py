@@ -95,14 +95,16 @@ def prepare_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = Fals
 
 
 def located(cfg: Config, data_dir: str | os.PathLike | None = None) -> Config:
-    """``cfg`` with ``data.dir`` (and a relative ``data.archive``) made absolute, as a run records them.
+    """``cfg`` with ``data.dir`` (and a relative ``data.archive`` and ``features.path``) made absolute, as a
+    run records them.
 
     The folder is the one ``load_data`` reads (``--data-dir``, $LINCLF_DATA_DIR, ``data.dir``, the user
-    cache), so ``eval`` and ``plot`` of a run find its data from any working directory.
+    cache), so ``eval`` and ``plot`` of a run, and a sweep's workers, find its data from any working directory.
     """
     values: dict = {"data.dir": str(resolve_data_dir(data_dir, cfg.data.dir))}
-    if cfg.data.archive is not None:
-        values["data.archive"] = str(Path(cfg.data.archive).expanduser().absolute())
+    for key, path in (("data.archive", cfg.data.archive), ("features.path", cfg.features.path)):
+        if path is not None:
+            values[key] = str(Path(path).expanduser().absolute())
     return with_values(cfg, values)
 
 
@@ -177,11 +179,10 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     ``workers``: CPUs to train on (None: $LINCLF_WORKERS, else all usable).
     """
     seconds: dict[str, float] = {}
-    cfg = located(cfg, data_dir)
-    config_text = to_yaml(cfg)
-
     t = time.perf_counter()
-    data = load_data(cfg, data_dir, quiet=quiet)
+    data = load_data(cfg, data_dir, quiet=quiet)      # the paths as given: an error names them so
+    cfg = located(cfg, data_dir)                        # what the run records
+    config_text = to_yaml(cfg)
     splits = make_splits(cfg, data)
     seconds["load"] = time.perf_counter() - t
 

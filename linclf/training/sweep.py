@@ -37,7 +37,7 @@ from ..progress import Bar
 from ..threads import usable_cpus
 from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor
 from .featurize import featurize, mirror_rows
-from .runs import default_out_dir, load_data, make_splits, prepare_out_dir
+from .runs import default_out_dir, load_data, located, make_splits, prepare_out_dir
 from .search_tpe import PRUNERS, import_optuna
 from .study_storage import check_storage, storage_url
 from .sweep_params import (DEFAULT_TRIALS, LOCATION_KEYS, SWEEP_STREAM, ParamSpec, config_value, describe,
@@ -140,6 +140,7 @@ def run_sweep(cfg: Config, params: Sequence[ParamSpec], *, trials: int | None = 
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
     jobs = jobs or default_jobs()
+    cfg = located(cfg, data_dir)        # absolute paths: workers elsewhere and best.yaml find the data
     if search == "tpe":
         return _run_tpe(cfg, params, trials, jobs, out_dir, data_dir, progress, prune, storage, scheduler,
                         connect_timeout)

@@ -39,7 +39,8 @@ _SIG_DIGITS = 4
 FIXED_KEYS = ("data.dir", "data.format", "data.archive", "data.md5", "data.urls", "data.timeout",
               "data.retries", "data.num_val", "data.num_test")
 # Where the data lives, not what a trial is: a resumed sweep may use another path.
-LOCATION_KEYS = ("data.dir", "data.archive", "data.md5", "data.urls", "data.timeout", "data.retries")
+LOCATION_KEYS = ("data.dir", "data.archive", "data.md5", "data.urls", "data.timeout", "data.retries",
+                 "features.path")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ..errors import DivergenceError, Interrupted, LinclfError
 from ..features.registry import LEARNED
 from .featurize import feature_prep, featurize, mirror_rows
 from .loop import accuracy, init_state, plan, train
-from .runs import load_data, make_splits
+from .runs import load_data, located, make_splits
 
 __all__ = ["run_trial", "data_location", "one_thread_process", "pruning_callback", "TrialPruned", "HOOK_ENV"]
 
@@ -56,19 +56,15 @@ class TrialPruned(Exception):
 
 
 def data_location(cfg: Config, data_dir: str | os.PathLike | None) -> dict:
-    """What a worker needs to load the sweep's data itself: the config (data section) and ``--data-dir``."""
+    """What a worker needs to load the sweep's data itself: the config (data section) and ``--data-dir``.
+
+    Workers elsewhere (Dask) start in another folder with another environment: the data folder this process
+    would use, the archive and the feature file are given as absolute paths (``runs.located``).
+    """
     from ..config import to_dict
 
-    from ..data.cifar10 import resolve_data_dir
-
-    d = to_dict(cfg)
-    # Workers elsewhere (Dask) start in another folder with another environment: the folder this process
-    # would use, and the archive, as absolute paths.
-    archive = d["data"].get("archive")
-    if isinstance(archive, str) and not os.path.isabs(archive):
-        d["data"]["archive"] = os.path.abspath(os.path.expanduser(archive))
-    return {"config": d, "data_dir": os.path.abspath(resolve_data_dir(data_dir, cfg.data.dir)),
-            "feature_seed": cfg.seed}
+    cfg = located(cfg, data_dir)
+    return {"config": to_dict(cfg), "data_dir": cfg.data.dir, "feature_seed": cfg.seed}
 
 
 def one_thread_process() -> None:
@@ -92,9 +88,9 @@ def set_data(location: dict, data: CIFAR10 | None) -> None:
 
 
 def _key(location: dict) -> tuple:
-    """What identifies a location's data: the folder, the configured folder, format and archive."""
-    d = location["config"]["data"]
-    return (location["data_dir"], d.get("dir"), d.get("format"), d.get("archive"))
+    """What identifies a location's data: the folder, the configured folder, format, archive and feature file."""
+    d, f = location["config"]["data"], location["config"]["features"]
+    return (location["data_dir"], d.get("dir"), d.get("format"), d.get("archive"), f.get("kind"), f.get("path"))
 
 
 def _data(location: dict) -> CIFAR10:
