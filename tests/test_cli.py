@@ -222,7 +222,8 @@ def test_divergence_exits_1_with_the_step(tmp_path, config, learnable_data_dir):
     assert "at step" in one_line_error(r) and "optimizer.lr" in one_line_error(r)
 
 
-def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, learnable_data_dir, monkeypatch):
+@pytest.mark.parametrize("given", ["checkpoint.npz", ""], ids=["checkpoint", "run-folder"])
+def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, learnable_data_dir, monkeypatch, given):
     assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
     real_train = runs_mod.train
 
@@ -234,19 +235,38 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, lea
 
     monkeypatch.setattr(runs_mod, "train", interrupted_train)
     r = train_cli(config, learnable_data_dir, tmp_path / "cut")
-    assert r.exit_code == 130 and "interrupted at step 9" in r.output and "--resume" in r.output
+    assert r.exit_code == 130 and "interrupted at step 9" in r.output
+    assert f"continue with `linclf train --resume {tmp_path / 'cut'}`" in r.output
     monkeypatch.setattr(runs_mod, "train", real_train)
-    r = invoke("train", "--resume", tmp_path / "cut" / "checkpoint.npz", "--data-dir", learnable_data_dir, "--quiet")
+    r = invoke("train", "--resume", tmp_path / "cut" / given, "--data-dir", learnable_data_dir, "--quiet")
     assert r.exit_code == 0, r.output
     a = LinearClassifier.load(tmp_path / "whole" / "model.npz").W
     b = LinearClassifier.load(tmp_path / "cut" / "model.npz").W
     np.testing.assert_array_equal(a, b)
 
 
-def test_resume_refuses_a_model_file(tmp_path, config, learnable_data_dir):
+@pytest.mark.parametrize("given, message", [
+    ("empty-folder", "--resume {p}: no checkpoint.npz in this folder; give the run folder `linclf train` printed"),
+    ("run/model.npz", ("--resume {p}: a model file, not a training checkpoint; resume from its run folder, "
+                       "which holds checkpoint.npz: --resume {run}")),
+    ("empty.npz", ("{p} is not a zip/npz file (empty (0 bytes)); --resume needs a training checkpoint: give the "
+                   "run folder `linclf train` printed")),
+    ("cut.npz", "{p} is not a readable model file (truncated or corrupt"),
+    ("nope.npz", "--resume {p}: no checkpoint at {p}; give the run folder `linclf train` printed"),
+])
+def test_resume_of_anything_but_a_checkpoint_exits_2_naming_checkpoint_npz(tmp_path, config, learnable_data_dir,
+                                                                           given, message):
+    """A folder without a checkpoint, a model file, an empty, truncated or missing file: one line, exit 2,
+    saying to give a run folder (or its checkpoint.npz), never to give a model.npz."""
     assert train_cli(config, learnable_data_dir, tmp_path / "run").exit_code == 0
-    r = invoke("train", "--resume", tmp_path / "run" / "model.npz", "--data-dir", learnable_data_dir)
-    assert r.exit_code == 1 and "not a training checkpoint" in one_line_error(r)
+    (tmp_path / "empty-folder").mkdir()
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "run" / "checkpoint.npz").read_bytes()[:300])
+    p = tmp_path / given
+    r = invoke("train", "--resume", p, "--data-dir", learnable_data_dir, "--quiet")
+    line = one_line_error(r, only=True)
+    assert r.exit_code == 2 and "checkpoint.npz" in line and "give a model.npz" not in line, r.output
+    assert message.format(p=p, run=tmp_path / "run") in line
 
 
 # ----------------------------------------------------------------------- eval

@@ -20,8 +20,9 @@ from .app import (check_accuracy, cli, command_config, config_options, data_opti
 @click.option("--out", type=click.Path(), default=None,
               help="Run folder (default: runs/<config name>-<timestamp>/).")
 @click.option("--overwrite", is_flag=True, help="Allow --out to replace the files of an earlier run.")
-@click.option("--resume", type=click.Path(), default=None, metavar="CHECKPOINT",
-              help="Continue a run from its checkpoint.npz (optimizer state and step count included).")
+@click.option("--resume", type=click.Path(), default=None, metavar="RUN",
+              help="Continue a run: its folder, or the checkpoint.npz in it (optimizer state and step count "
+                   "included).")
 @click.option("--expect-accuracy", type=click.FloatRange(0, 1), default=None, metavar="X",
               help="Exit with code 3 when the test accuracy is below X (a fraction), for CI gates.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
@@ -34,7 +35,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
               as_json: bool, plots: bool, quiet: bool) -> None:
     """Train a linear classifier as the config says; report train / val / test accuracy."""
     from ..config import parse_override, with_values
-    from ..training.runs import check_out_dir, config_of_checkpoint, default_out_dir, run_train
+    from ..training.runs import check_out_dir, checkpoint_file, config_of_checkpoint, default_out_dir, run_train
 
     if plots:
         from ..plots.figure import require_matplotlib
@@ -45,6 +46,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     if resume is not None:
         if config_path is not None:
             raise UsageError("--resume takes its config from the checkpoint; drop --config (use --set to change values)")
+        resume = str(checkpoint_file(resume))            # a run folder stands for its checkpoint.npz
         cfg, resume_arrays = config_of_checkpoint(resume, dict(parse_override(o) for o in overrides))
         if archive is not None:
             cfg = with_values(cfg, {"data.archive": archive}, source="--archive")

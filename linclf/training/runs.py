@@ -37,7 +37,8 @@ from .featurize import feature_prep, featurize, mirror_rows, model_extractor, ro
 from .loop import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
 
 __all__ = ["RUN_FILES", "RunResult", "default_out_dir", "check_out_dir", "prepare_out_dir", "located", "load_data",
-           "make_splits", "run_train", "run_eval", "run_features", "config_of_checkpoint", "history_csv"]
+           "make_splits", "run_train", "run_eval", "run_features", "checkpoint_file", "config_of_checkpoint",
+           "history_csv"]
 
 RUN_FILES = ("model.npz", "checkpoint.npz", "metrics.json", "history.csv", "config.yaml")
 
@@ -140,19 +141,46 @@ def history_csv(history: list[dict]) -> str:
     return buf.getvalue()
 
 
+_GIVE_A_RUN = "give the run folder `linclf train` printed (runs/<name>-<time>) or the checkpoint.npz in it"
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The checkpoint ``--resume PATH`` names: PATH, or PATH/checkpoint.npz when PATH is a (run) folder.
+
+    UsageError (exit 2) when there is none; ``config_of_checkpoint`` checks that the file is one.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "checkpoint.npz").is_file():
+            raise UsageError(f"--resume {p}: no checkpoint.npz in this folder; {_GIVE_A_RUN}")
+        return p / "checkpoint.npz"
+    if not p.exists():
+        raise UsageError(f"--resume {p}: no checkpoint at {p.absolute()}; {_GIVE_A_RUN}")
+    return p
+
+
 def config_of_checkpoint(path: str | os.PathLike, overrides: dict | None = None) -> tuple[Config, dict]:
-    """The resolved config stored in a checkpoint (with ``overrides`` applied) and all its arrays."""
-    if not os.path.exists(path):
-        raise UsageError(f"--resume {os.fspath(path)}: no checkpoint at {os.path.abspath(path)}; give the "
-                         "checkpoint.npz of a run folder (runs/<name>-<time>/checkpoint.npz)")
-    arrays = load_npz(path)
+    """The resolved config stored in a checkpoint (with ``overrides`` applied) and all its arrays.
+
+    ``path`` is a checkpoint.npz or a run folder holding one. Anything else (a model file, an empty or
+    truncated file) is a UsageError (exit 2) saying what to give instead.
+    """
+    p = checkpoint_file(path)
+    try:
+        arrays = load_npz(p)
+    except ModelFileError as e:       # its first clause says what is wrong; its advice is for model files
+        raise UsageError(f"{str(e).split('; ')[0]}; --resume needs a training checkpoint: {_GIVE_A_RUN}") from None
     if "config_yaml" not in arrays or "ckpt_W" not in arrays:
-        raise ModelFileError(f"{path} is not a training checkpoint; resume needs the checkpoint.npz of a run")
+        what = "a model file, not a training checkpoint" if "W" in arrays else "not a training checkpoint"
+        sibling = p.with_name("checkpoint.npz")
+        todo = (f"resume from its run folder, which holds checkpoint.npz: --resume {p.parent}"
+                if sibling != p and sibling.is_file() else _GIVE_A_RUN)
+        raise UsageError(f"--resume {p}: {what}; {todo}")
     try:
         raw = yaml.safe_load(str(arrays["config_yaml"]))
         cfg = from_dict(raw)
     except (yaml.YAMLError, ConfigError) as e:
-        raise ModelFileError(f"{path}: the stored config is not valid: {e}") from None
+        raise ModelFileError(f"{p}: the stored config is not valid: {e}") from None
     if overrides:
         cfg = with_values(cfg, overrides, source="--set")
     return cfg, arrays
@@ -327,7 +355,7 @@ def _after_failure(e: BaseException, out_dir: Path, created: bool, state: TrainS
         except OSError:
             pass
     if isinstance(e, Interrupted):
-        return Interrupted(f"{e}; checkpoint saved to {ckpt}; continue with `linclf train --resume {ckpt}`")
+        return Interrupted(f"{e}; checkpoint saved to {ckpt}; continue with `linclf train --resume {out_dir}`")
     if isinstance(e, LinclfError):
         if not saved:
             what = f"the weights were no longer finite, so no checkpoint; the history so far is in {out_dir}"
