@@ -709,6 +709,16 @@ def test_classes_without_training_rows_are_trained_with_a_warning(tmp_path, shif
     assert json.loads(res.stdout)["test_accuracy"] > 0.9
 
 
+def test_a_feature_file_under_home_is_found_by_every_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _write_npz(tmp_path / "emb.npz", **_probe())
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text("features:\n  kind: npz\n  path: ~/emb.npz\ndata:\n  num_val: 50\n")
+    for command in (("features", "--config", cfg, "--quiet"), ("gradcheck", "--config", cfg, "--checks", "3")):
+        res = invoke(*command)
+        assert res.exit_code == 0, res.output
+
+
 def test_a_missing_or_truncated_feature_file(tmp_path):
     cfg = tmp_path / "probe.yaml"
     cfg.write_text(f"features:\n  kind: npz\n  path: {tmp_path / 'nope.npz'}\n")

@@ -41,8 +41,8 @@ def _finite(X: np.ndarray) -> bool:
 
 
 def load_feature_file(path: str | os.PathLike) -> FeatureFile:
-    """Read and validate a feature file; DataError says which key is wrong and how."""
-    p = os.fspath(path)
+    """Read and validate a feature file (``~`` expanded); DataError says which key is wrong and how."""
+    p = os.path.expanduser(os.fspath(path))
     if not os.path.isfile(p):              # a path the user gave that leads nowhere: a usage error, exit 2
         where = "" if os.path.isabs(p) else f" (relative to the working directory {os.getcwd()})"
         raise ConfigError(f"features.path: {p} is a folder, not an .npz file" if os.path.isdir(p)
