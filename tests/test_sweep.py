@@ -511,3 +511,28 @@ def test_the_best_config_of_a_probe_sweep_trains_from_any_directory(tmp_path, mo
     assert best.features.path == str(f) and os.path.isabs(best.data.dir)
     r = invoke("train", "--config", tmp_path / "sw" / "best.yaml", "--out", tmp_path / "run", "--quiet")
     assert r.exit_code == 0, r.output
+
+
+def test_a_worker_fits_the_preprocessing_of_each_data_folder_apart(tmp_path, monkeypatch, fresh_trial_caches):
+    """Two sweeps with the same settings on two data folders, one long-lived worker: each trial is standardised
+    with its own training split's statistics, not the first sweep's."""
+    from conftest import binary_members, make_arrays, write_tar_gz
+
+    import linclf.training.trial as trial_mod
+    from linclf.config import to_dict
+    from linclf.data.cifar10 import load_cifar10
+    from linclf.training.trial import data_location
+
+    fitted = []
+    real_fit = trial_mod.fit
+    monkeypatch.setattr(trial_mod, "fit", lambda X, **kw: (fitted.append(float(X.mean())), real_fit(X, **kw))[1])
+    cfg = load_config(None, ["preprocess.std=true", "optimizer.iterations=5", "data.num_val=20"])
+    for seed in (1, 2):
+        fake = make_arrays(per_batch=20, n_test=10, seed=seed, separable=True)
+        archive = tmp_path / f"a{seed}.tar.gz"
+        md5 = write_tar_gz(archive, binary_members(fake))
+        load_cifar10(tmp_path / f"d{seed}", archive=archive, md5=md5)
+        for trial in (0, 1):                                    # the second trial of a sweep reuses its fit
+            task = {"trial": trial, "config": to_dict(cfg), "data": data_location(cfg, tmp_path / f"d{seed}")}
+            assert trial_mod.run_trial(task)["status"] == "ok"
+    assert len(fitted) == 2 and fitted[0] != fitted[1]

@@ -101,23 +101,22 @@ def _data(location: dict) -> CIFAR10:
     return _DATA[key]
 
 
-def _splits(cfg: Config, data: CIFAR10, data_dir: str | None,
-            feature_seed: int | None = None) -> tuple[Splits, np.ndarray | None]:
+def _splits(cfg: Config, location: dict, feature_seed: int | None = None) -> tuple[Splits, np.ndarray | None]:
     """The trial's train / val splits (the test split replaced by empty arrays: never read), and with
     ``model.flip_average`` the rows of the validation images' mirrors (else None).
 
     Learned features come from the feature cache in ``data_dir`` (filled by the sweep before its trials
     where workers share the file system, else built by the first trial that needs them); the trials of one
-    process share the memory-mapped rows.
+    process share the memory-mapped rows (keyed by the data's location too: a worker may outlive a sweep).
     """
-    s = make_splits(cfg, data)
+    s, data_dir = make_splits(cfg, _data(location)), location["data_dir"]
     flip = cfg.model.flip_average
     if cfg.features.kind in LEARNED:
         # The features are the sweep's (fitted with its seed), not refitted for each trial's own seed.
         fcfg = cfg if feature_seed is None else with_values(cfg, {"seed": feature_seed})
         d = cfg.data
-        key = (tuple(sorted(dataclasses.asdict(cfg.features).items())), fcfg.seed, d.num_train, d.num_val,
-               d.num_dev, flip)
+        key = (_key(location), tuple(sorted(dataclasses.asdict(cfg.features).items())), fcfg.seed, d.num_train,
+               d.num_val, d.num_dev, flip)
         if key not in _FEATS:
             feats, extractor = featurize(fcfg, s, data_dir, only=("train", "val"))
             mirror = mirror_rows(fcfg, s, ("val",), data_dir, extractor=extractor)["val"] if flip else None
@@ -128,10 +127,10 @@ def _splits(cfg: Config, data: CIFAR10, data_dir: str | None,
             mirror_rows(cfg, s, ("val",))["val"] if flip else None)
 
 
-def _prep(cfg: Config, splits: Splits, feature_seed: int | None = None) -> Preprocessor:
-    """The preprocessing fitted on the training split, reused by later trials with the same settings."""
+def _prep(cfg: Config, splits: Splits, location: dict, feature_seed: int | None = None) -> Preprocessor:
+    """The preprocessing fitted on the training split, reused by later trials with the same settings and data."""
     p, d = cfg.preprocess, cfg.data
-    key = (p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None,
+    key = (_key(location), p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None,
            tuple(sorted(dataclasses.asdict(cfg.features).items())), feature_seed)
     if key not in _PREP:
         _PREP[key] = (fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias) if cfg.features.kind == "pixels"
@@ -198,8 +197,8 @@ def _train_and_score(task: dict, states: list) -> dict:
     """Train on the training split, score on the validation split; ``states`` receives the TrainState."""
     cfg = from_dict(task["config"])
     feature_seed = task["data"].get("feature_seed") if cfg.features.kind in LEARNED else None
-    splits, val_mirror = _splits(cfg, _data(task["data"]), task["data"]["data_dir"], feature_seed)
-    prep = _prep(cfg, splits, feature_seed)
+    splits, val_mirror = _splits(cfg, task["data"], feature_seed)
+    prep = _prep(cfg, splits, task["data"], feature_seed)
     state = init_state(cfg, (len(splits.classes), prep.out_dim(splits.X_train.shape[1])))
     states.append(state)
     on_step = None
