@@ -56,7 +56,7 @@ def _f(default: Any, kind: str, help: str, **kw: Any) -> Any:
 class DataConfig:
     dir: str | None = _f(None, "str", "download / cache folder (null = the user cache folder, e.g. ~/.cache/linclf; "
                                       "env LINCLF_DATA_DIR and flag --data-dir win)", nullable=True)
-    format: str = _f("binary", "str", "archive format; binary never loads a pickle",
+    format: str = _f("binary", "str", "archive format; binary never loads a pickle unless the data folder holds only python batches",
                      choices=("binary", "python"))
     archive: str | None = _f(None, "str", "a local archive or extracted folder instead of downloading",
                              nullable=True)

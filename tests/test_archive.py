@@ -23,9 +23,10 @@ import pytest
 
 from conftest import CLASSES, FakeCifar, binary_members, make_arrays, python_members, write_tar_gz
 from linclf.data import extract
+from linclf.data import layout as layout_mod
 from linclf.data.batches import read_batch, read_classes
-from linclf.data.extract import safe_extract
-from linclf.data.layout import LAYOUTS, check_folder
+from linclf.data.extract import copy_folder, safe_extract
+from linclf.data.layout import LAYOUTS, SOURCE_FILE, check_folder
 from linclf.data.unpickle import safe_unpickle
 from linclf.errors import DataError, UnsafeArchiveError, UsageError
 
@@ -279,6 +280,49 @@ def test_fortran_ordered_data_comes_back_c_contiguous(tmp_path: Path) -> None:
     X2, _ = read_batch(p, "python")
     assert X2.flags.c_contiguous and X2.flags.writeable
     np.testing.assert_array_equal(X2, X)
+
+
+def test_linclfs_record_in_a_tarball_of_its_extraction_is_skipped(world: World) -> None:
+    """`tar czf x.tar.gz -C DATA cifar-10-batches-bin` holds linclf's record: not written, the rest accepted."""
+    record = reg(f"{world.layout.folder}/{SOURCE_FILE}", b'{"md5": "not this archive"}')
+    path = world.archive(good_entries(world.fmt) + [record])
+    folder = safe_extract(path, world.root / "other", world.layout)
+    assert sorted(os.listdir(folder)) == sorted(world.layout.all_files)
+    # a record that is not a small regular file is refused like any unexpected member
+    bad = special(f"{world.layout.folder}/{SOURCE_FILE}", tarfile.SYMTYPE, "/etc/passwd")
+    message = world.attempt(world.archive(good_entries(world.fmt) + [bad]), UnsafeArchiveError)
+    assert "symbolic link" in message and SOURCE_FILE in message
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+def test_copy_folder_copies_the_required_files_only(tmp_path: Path, fmt: str, fake_archive) -> None:
+    layout = LAYOUTS[fmt]
+    src = safe_extract(fake_archive(fmt)[0], tmp_path / "src-root", layout)
+    (src / SOURCE_FILE).write_text("{}")
+    (src / "stray.py").write_text("import os")
+    folder = copy_folder(src, tmp_path / "data", layout)
+    assert folder == tmp_path / "data" / layout.folder
+    assert snapshot(folder) == {name: (src / name).read_bytes() for name in layout.required_files}
+    assert os.listdir(tmp_path / "data") == [layout.folder]
+
+
+def test_copy_folder_refuses_a_link_or_a_huge_file_and_keeps_the_previous_copy(
+        tmp_path: Path, fake_archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = LAYOUTS["binary"]
+    src = safe_extract(fake_archive("binary")[0], tmp_path / "src-root", layout)
+    copy_folder(src, tmp_path / "data", layout)
+    before = snapshot(tmp_path / "data")
+    (src / layout.test_file).unlink()
+    (src / layout.test_file).symlink_to(tmp_path / "data" / layout.folder / layout.train_files[0])
+    with pytest.raises(DataError, match=f"{layout.test_file} is not a regular file"):
+        copy_folder(src, tmp_path / "data", layout)
+    assert snapshot(tmp_path / "data") == before
+    (src / layout.test_file).unlink()
+    (src / layout.test_file).write_bytes(b"\0" * 3073 * 10)            # the training batches hold 8 records
+    monkeypatch.setattr(layout_mod, "MAX_MEMBER_BYTES", 3073 * 9)
+    with pytest.raises(DataError, match=f"{layout.test_file} is 30730 bytes, above the 27657-byte cap"):
+        copy_folder(src, tmp_path / "data", layout)
+    assert snapshot(tmp_path / "data") == before
 
 
 # --------------------------------------------------------------------------- unsafe archives

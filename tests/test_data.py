@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
+import re
 import shutil
+import tarfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +18,11 @@ from click.testing import CliRunner
 from linclf.data import cifar10 as data_mod
 from linclf.cli import cli
 from linclf.data.cifar10 import load_cifar10, prepare, resolve_data_dir, split
+from linclf.data.extract import safe_extract
+from linclf.data.layout import LAYOUTS, SOURCE_FILE
 from linclf.errors import ChecksumError, ConfigError, DataError, LinclfWarning
 
-from conftest import binary_members, python_members, write_tar_gz
+from conftest import binary_members, invoke, python_members, small_config, train_cli, write_tar_gz
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -114,12 +120,61 @@ def test_an_extracted_folder_elsewhere_can_stand_in(tmp_path, fake_archive, fake
     extracted = prepare(tmp_path / "elsewhere", archive=path, md5=md5).folder
     root = tmp_path / "torchvision-root"
     shutil.copytree(extracted, root / "cifar-10-batches-py")
-    for given in (root, root / "cifar-10-batches-py"):
-        prepared = prepare(tmp_path / "data", archive=given)
-        assert prepared.status == "using folder" and prepared.format == "python"
+    statuses = [prepare(tmp_path / "data", archive=given) for given in (root, root / "cifar-10-batches-py")]
+    assert [(p.status, p.format) for p in statuses] == [("copied", "python"), ("already present", "python")]
+    assert statuses[0].folder == tmp_path / "data" / "cifar-10-batches-py"
     assert_same(load_cifar10(tmp_path / "data", archive=root), fake_cifar)
+    # the data folder itself, given as --archive, is used as it is
+    assert prepare(tmp_path / "data", archive=tmp_path / "data").status == "already present"
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds neither"):
-        prepare(tmp_path / "data", archive=tmp_path / "data")
+        prepare(tmp_path / "data", archive=tmp_path / "empty")
+
+
+@pytest.mark.parametrize("fmt", ["binary", "python"])
+def test_download_of_a_folder_puts_the_data_in_the_data_folder(tmp_path, fake_archive, fake_cifar, fmt):
+    """`download --archive DIR` (DIR holding cifar-10-batches-*/), then plain commands on the data folder."""
+    root = tmp_path / "datasets" / "cifar10"
+    safe_extract(fake_archive(fmt)[0], root, LAYOUTS[fmt])
+    data = tmp_path / "data"
+    r = invoke("download", "--data-dir", data, "--archive", root)
+    assert r.exit_code == 0, r.output
+    assert f"copied: {data / LAYOUTS[fmt].folder} (40 training and 10 test images)" in r.output
+    r = invoke("download", "--data-dir", data, "--archive", root)
+    assert r.exit_code == 0 and "already present" in r.output, r.output
+    shutil.rmtree(root)                     # the data folder needs nothing outside it
+    assert_same(load_cifar10(data), fake_cifar)          # the default format, no archive, no download
+    r = invoke("download", "--data-dir", data)
+    assert r.exit_code == 0 and f"already present: {data / LAYOUTS[fmt].folder}" in r.output, r.output
+    config = tmp_path / "small.yaml"
+    config.write_text(small_config(epochs=1))
+    r = train_cli(config, data, tmp_path / "run", "--set", "data.num_val=10")
+    assert r.exit_code == 0, r.output
+
+
+def test_a_copied_folder_is_copied_again_when_its_source_changes(tmp_path, fake_archive, fake_cifar):
+    root = tmp_path / "root"
+    safe_extract(fake_archive("binary")[0], root, LAYOUTS["binary"])
+    prepare(tmp_path / "data", archive=root)
+    other = fake_cifar.__class__(**{**fake_cifar.__dict__})
+    other.X_test = 255 - fake_cifar.X_test
+    write_tar_gz(tmp_path / "other.tar.gz", binary_members(other))
+    safe_extract(tmp_path / "other.tar.gz", root, LAYOUTS["binary"])       # the same sizes, new files
+    assert prepare(tmp_path / "data", archive=root).status == "copied"
+    np.testing.assert_array_equal(load_cifar10(tmp_path / "data").X_test, other.X_test)
+
+
+def test_a_folder_with_a_link_is_refused_and_the_data_folder_kept(tmp_path, fake_archive):
+    path, md5 = fake_archive("binary")
+    good = prepare(tmp_path / "data", archive=path, md5=md5).folder
+    before = tree(tmp_path / "data")
+    root = tmp_path / "root"
+    folder = safe_extract(path, root, LAYOUTS["binary"])
+    (folder / "test_batch.bin").unlink()
+    (folder / "test_batch.bin").symlink_to(good / "test_batch.bin")
+    with pytest.raises(DataError, match="test_batch.bin is not a regular file"):
+        prepare(tmp_path / "data", archive=root)
+    assert tree(tmp_path / "data") == before
 
 
 def test_missing_data_without_download_says_how_to_get_it(tmp_path):
@@ -152,7 +207,68 @@ def test_corrupt_cache_is_ignored(tmp_path, fake_archive, fake_cifar):
     path, md5 = fake_archive("binary")
     load_cifar10(tmp_path / "data", archive=path, md5=md5)
     (tmp_path / "data" / "cifar-10-binary-cache" / "X_train.npy").write_bytes(b"garbage")
-    assert_same(load_cifar10(tmp_path / "data", archive=path, md5=md5), fake_cifar)
+    with pytest.warns(LinclfWarning, match="X_train.npy is not a .npy file; rebuilding the cache"):
+        assert_same(load_cifar10(tmp_path / "data", archive=path, md5=md5), fake_cifar)
+
+
+def _set_label(path: Path, index: int, value: int) -> None:
+    """Overwrite label ``index`` of a cached int64 label file in place (its header untouched)."""
+    blob = bytearray(path.read_bytes())
+    start = len(blob) - 8 * (len(np.load(path)) - index)
+    blob[start:start + 8] = np.int64(value).tobytes()
+    path.write_bytes(bytes(blob))
+
+
+def _classes(path: Path, names: list) -> None:
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "classes": names}))
+
+
+DAMAGES = [   # (file of the cache, how it is damaged, what the warning says)
+    ("y_train.npy", lambda p: _set_label(p, 0, -1), r"y_train.npy holds labels in \[-1, 9\], expected 0-9"),
+    ("y_test.npy", lambda p: _set_label(p, 3, 10), r"y_test.npy holds labels in \[0, 10\], expected 0-9"),
+    ("X_train.npy", lambda p: p.write_bytes(b"garbage"), r"X_train.npy is not a .npy file"),
+    ("y_test.npy", lambda p: p.unlink(), r"y_test.npy is missing"),
+    ("X_test.npy", lambda p: p.write_bytes(p.read_bytes()[:-100]), r"X_test.npy cannot be read \(ValueError"),
+    ("source.json", lambda p: _classes(p, ["cat"] * 10), "source.json does not list 10 distinct class names"),
+]
+
+
+@pytest.mark.parametrize("name, damage, said", DAMAGES,
+                         ids=["train-label", "test-label", "not-npy", "missing", "truncated", "classes"])
+def test_a_damaged_cache_is_named_and_rebuilt(tmp_path, fake_archive, fake_cifar, name, damage, said):
+    path, md5 = fake_archive("binary")
+    load_cifar10(tmp_path / "data", archive=path, md5=md5)
+    damage(tmp_path / "data" / "cifar-10-binary-cache" / name)
+    r = invoke("download", "--data-dir", tmp_path / "data")
+    assert r.exit_code == 0, r.output
+    warning, done = r.output.strip().splitlines()
+    assert warning.startswith("warning: ") and "rebuilding the cache from" in warning
+    assert re.search(said, warning), warning
+    assert done.startswith("CIFAR-10 (binary) already present")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # rebuilt: no warning any more
+        assert_same(load_cifar10(tmp_path / "data"), fake_cifar)
+
+
+def test_train_on_a_cache_with_a_bad_label_is_no_internal_error(tmp_path, fake_archive):
+    path, md5 = fake_archive("binary")
+    load_cifar10(tmp_path / "data", archive=path, md5=md5)
+    _set_label(tmp_path / "data" / "cifar-10-binary-cache" / "y_train.npy", 0, -1)
+    config = tmp_path / "small.yaml"
+    config.write_text(small_config(epochs=1))
+    r = train_cli(config, tmp_path / "data", tmp_path / "run", "--set", "data.num_val=10")
+    assert r.exit_code == 0, r.output
+    assert "y_train.npy holds labels in [-1, 9]" in r.output and "internal error" not in r.output
+
+
+def test_a_damaged_extraction_is_named_when_nothing_can_replace_it(tmp_path, fake_archive):
+    path, md5 = fake_archive("binary")
+    folder = prepare(tmp_path / "data", archive=path, md5=md5).folder
+    (folder / "data_batch_3.bin").write_bytes(b"x" * 1000)
+    with pytest.raises(DataError, match=r"is damaged: \S+/data_batch_3.bin is 1000 bytes, not a whole number of "
+                                        r"3073-byte records; run `linclf download`"):
+        load_cifar10(tmp_path / "data")
 
 
 def test_data_dir_precedence(monkeypatch, tmp_path):
@@ -295,6 +411,48 @@ def test_cli_download_all_mirrors_fail(tmp_path, server, monkeypatch):
     assert "/a/x.tar.gz" in r.output and "/official/cifar-10-binary.tar.gz" in r.output
     assert r.output.count("\n") == 1 and "Traceback" not in r.output
     assert not any(p.name == "cifar-10-binary.tar.gz" for p in (tmp_path / "d").rglob("*"))
+
+
+def test_cli_damaged_extraction_is_named_before_the_download(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(data_mod, "BASE_URL", server.url + "/official/")
+    data = tmp_path / "d"
+    r = invoke("download", "--data-dir", data, "--url", server.url + "/mirror/cifar-10-binary.tar.gz", "--md5",
+               server.md5, "--quiet")
+    assert r.exit_code == 0, r.output
+    batch = data / "cifar-10-batches-bin" / "data_batch_3.bin"
+    good = batch.read_bytes()
+    batch.write_bytes(good[:1000])
+    # with the archive in the data folder: named, then extracted again
+    r = invoke("download", "--data-dir", data, "--md5", server.md5, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert r.output == (f"warning: {batch} is 1000 bytes, not a whole number of 3073-byte records; "
+                        f"extracting {data / 'cifar-10-binary.tar.gz'} again\n")
+    assert batch.read_bytes() == good
+    # without it, and the download fails: named in a notice before the one-line error
+    (data / "cifar-10-binary.tar.gz").unlink()
+    batch.write_bytes(good[:1000])
+    r = invoke("download", "--data-dir", data, "--md5", server.md5, "--quiet")
+    assert r.exit_code == 1, r.output
+    notice, error = r.output.strip().splitlines()
+    assert notice == (f"warning: {batch} is 1000 bytes, not a whole number of 3073-byte records; "
+                      "downloading CIFAR-10 again")
+    assert error.startswith("error: could not download cifar-10-binary.tar.gz")
+
+
+def test_cli_tarball_of_an_extracted_folder_is_accepted(tmp_path, fake_archive, fake_cifar):
+    """`tar czf x.tar.gz -C DATA cifar-10-batches-bin`: linclf's record inside is skipped, not trusted."""
+    path, md5 = fake_archive("binary")
+    folder = prepare(tmp_path / "d1", archive=path, md5=md5).folder
+    assert (folder / SOURCE_FILE).is_file()
+    own = tmp_path / "own.tar.gz"
+    with tarfile.open(own, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    r = invoke("download", "--data-dir", tmp_path / "d2", "--archive", own)
+    assert r.exit_code == 0, r.output
+    assert "not the official archive" in r.output and "extracted" in r.output
+    record = json.loads((tmp_path / "d2" / "cifar-10-batches-bin" / SOURCE_FILE).read_text())
+    assert record["archive"] == str(own.resolve())          # linclf's own, about this archive
+    assert_same(load_cifar10(tmp_path / "d2"), fake_cifar)
 
 
 def test_cli_env_var_sets_the_data_dir(tmp_path, fake_archive, monkeypatch):

@@ -24,7 +24,7 @@ def config_cmd(config_path: str | None, overrides: tuple[str, ...]) -> None:
 @cli.command(short_help="Download, verify, extract and cache CIFAR-10.")
 @data_options
 @click.option("--format", "fmt", type=click.Choice(["binary", "python"]), default=None,
-              help="Archive format: binary (default; no pickle is ever loaded) or python.")
+              help="Archive format: binary (default; no pickle is loaded unless only python batches are at hand) or python.")
 @click.option("--url", "urls", multiple=True, metavar="URL",
               help="A mirror to try before the official URL (repeatable, tried in order).")
 @click.option("--md5", default=None, metavar="HEX", help="Expected md5 of the archive (a mirror's or --archive's).")

@@ -4,10 +4,11 @@ The flow, each step idempotent:
 
     archive (downloaded, or given with --archive)  --md5-->  verified
     verified archive  --safe_extract-->  data_dir/cifar-10-batches-{bin,py}/
-    extracted batches --read + validate-->  .npy cache (memory-mapped on later loads)
+    extracted batches --read + validate-->  .npy cache (memory-mapped on later loads, checked)
 
 A folder extracted elsewhere (e.g. a torchvision root) can stand in for the
-archive. The pixels stay uint8 throughout; nothing here makes a float copy.
+archive: it is checked and copied into data_dir, so later commands find it
+there. The pixels stay uint8 throughout; nothing here makes a float copy.
 """
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ import numpy as np
 
 from .batches import read_batch, read_classes
 from .download import fetch, md5sum
-from .extract import safe_extract
-from .layout import IMAGE_BYTES, LAYOUTS, NUM_CLASSES, Layout, check_folder
+from .extract import copy_folder, safe_extract
+from .layout import IMAGE_BYTES, LAYOUTS, NUM_CLASSES, SOURCE_FILE, Layout, check_folder, folder_problem
 from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
-                      MissingArchiveError)
+                      MissingArchiveError, short_reason)
 
 __all__ = [
     "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Splits", "Prepared",
@@ -54,7 +55,6 @@ OFFICIAL: dict[str, Official] = {
     "binary": Official("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", 170_052_171),
     "python": Official("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170_498_071),
 }
-_SOURCE_FILE = ".linclf-source.json"   # inside an extracted folder: which archive it came from
 _CACHE_VERSION = 1
 
 
@@ -80,7 +80,7 @@ class Prepared:
 
     folder: Path
     format: str
-    status: str          # "already present" | "extracted" | "downloaded and extracted" | "using folder"
+    status: str          # "already present" | "extracted" | "downloaded and extracted" | "copied"
     archive_md5: str | None
 
 
@@ -149,9 +149,9 @@ def _file_id(path: Path) -> dict:
 
 
 def _read_source(folder: Path) -> dict:
-    """The record of the archive an extraction came from ({} when there is none)."""
+    """The record of the archive or folder an extraction came from ({} when there is none)."""
     try:
-        record = json.loads((folder / _SOURCE_FILE).read_text())
+        record = json.loads((folder / SOURCE_FILE).read_text())
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
@@ -202,7 +202,7 @@ def _extract(archive_path: Path, data_dir: Path, fmt: str, md5: str, quiet: bool
     _mkdir(data_dir)
     folder = safe_extract(archive_path, data_dir, LAYOUTS[fmt], quiet=quiet, user_file=user_file)
     try:
-        write_json_atomic(folder / _SOURCE_FILE, {"md5": md5, **_file_id(archive_path)})
+        write_json_atomic(folder / SOURCE_FILE, {"md5": md5, **_file_id(archive_path)})
     except OSError:
         pass  # only costs a re-extraction next time
     return folder
@@ -249,16 +249,57 @@ def _already_extracted(src: Path, data_dir: Path, md5: str | None) -> Prepared |
     return None
 
 
+def _copy_in(src: Path, data_dir: Path, fmt: str, force: bool) -> Prepared:
+    """Copy the extracted folder at or inside ``src`` into data_dir (once: a copy of the same files is kept)."""
+    found = _folder_format(src, fmt)
+    if found is None:
+        raise DataError(f"--archive {src}: the folder holds neither cifar-10-batches-bin/ "
+                        "nor cifar-10-batches-py/")
+    folder, f = found
+    layout = LAYOUTS[f]
+    check_folder(folder, layout)
+    dest = data_dir / layout.folder
+    if dest.exists() and dest.resolve() == folder.resolve():     # --archive names the data folder itself
+        return Prepared(dest, f, "already present", _read_source(dest).get("md5"))
+    origin = _folder_id(folder, layout)
+    if not force and _read_source(dest) == origin and folder_problem(dest, layout) is None:
+        return Prepared(dest, f, "already present", None)
+    created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
+    try:
+        _mkdir(data_dir)
+        copy_folder(folder, data_dir, layout)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    try:
+        write_json_atomic(dest / SOURCE_FILE, origin)
+    except OSError:
+        pass  # only costs a copy next time
+    return Prepared(dest, f, "copied", None)
+
+
+def _other_format(data_dir: Path, fmt: str) -> Prepared | None:
+    """An intact extraction of the format other than ``fmt`` in data_dir (both hold the same images), or None."""
+    for f, layout in LAYOUTS.items():
+        folder = data_dir / layout.folder
+        if f != fmt and folder.is_dir() and folder_problem(folder, layout) is None:
+            return Prepared(folder, f, "already present", _read_source(folder).get("md5"))
+    return None
+
+
 def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | os.PathLike | None = None,
             md5: str | None = None, urls: Sequence[str] = (), download: bool = True, force: bool = False,
             timeout: float = 30.0, retries: int = 5, quiet: bool = True) -> Prepared:
     """Make the extracted batches available and say where they are.
 
     ``archive`` may be a local .tar.gz (checked by ``md5``, the official md5, or
-    failing both by its structure, with a warning) or an already extracted
-    folder (``cifar-10-batches-*`` or a folder holding one). Without it, an
-    extraction or archive in ``data_dir`` is used, else the archive is downloaded
-    (``urls`` first, then the official URL) when ``download`` is true.
+    failing both by its structure, with a warning), extracted into ``data_dir``,
+    or an already extracted folder (``cifar-10-batches-*`` or a folder holding
+    one), copied into ``data_dir``. Without it, an extraction or archive in
+    ``data_dir`` is used (failing both, an extraction of the other format), else
+    the archive is downloaded (``urls`` first, then the official URL) when
+    ``download`` is true; a damaged extraction is named in a warning before it
+    is rebuilt, or in the error.
     ``force`` re-verifies and re-extracts (and re-downloads without ``archive``).
     """
     _check_format(fmt)
@@ -266,13 +307,7 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
     if archive is not None:
         src = Path(archive).expanduser()
         if src.is_dir():
-            found = _folder_format(src, fmt)
-            if found is None:
-                raise DataError(f"--archive {src}: the folder holds neither cifar-10-batches-bin/ "
-                                "nor cifar-10-batches-py/")
-            folder, f = found
-            check_folder(folder, LAYOUTS[f])
-            return Prepared(folder, f, "using folder", None)
+            return _copy_in(src, data_dir, fmt, force)
         if not force and src.is_file():
             done = _already_extracted(src, data_dir, md5)
             if done is not None:
@@ -295,22 +330,31 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
     official = OFFICIAL[fmt]
     expected = (md5 or official.md5).lower()
     folder = data_dir / layout.folder
-    if not force and folder.is_dir():
-        try:
-            check_folder(folder, layout)
-            return Prepared(folder, fmt, "already present", _read_source(folder).get("md5"))
-        except DataError:
-            pass  # an incomplete or foreign folder: fall through and rebuild it from the archive
     target = data_dir / official.file
+    damage = None
+    if not force and folder.is_dir():
+        bad = folder_problem(folder, layout)
+        if bad is None:
+            return Prepared(folder, fmt, "already present", _read_source(folder).get("md5"))
+        damage = f"{folder / bad[0]} {bad[1]}"     # rebuilt below from the archive, if there is one
+    elif not force and not target.is_file():
+        other = _other_format(data_dir, fmt)
+        if other is not None:
+            return other
     if target.is_file() and not force:
         _mkdir(data_dir)
         got = md5sum(target)
         if got != expected:
             raise ChecksumError(f"{target}: md5 expected {expected}, got {got}; delete it or run "
                                 "`linclf download --force` to download it again")
+        if damage:
+            warnings.warn(f"{damage}; extracting {target} again", LinclfWarning, stacklevel=2)
         return Prepared(_extract(target, data_dir, fmt, got, quiet), fmt, "extracted", got)
     if not download:
-        raise DataError(f"CIFAR-10 ({fmt}) is not in {data_dir}: run `linclf download`, or {WHERE_HINT}")
+        what = f"is damaged: {damage}" if damage else f"is not in {data_dir}"
+        raise DataError(f"CIFAR-10 ({fmt}) {what}; run `linclf download`, or {WHERE_HINT}")
+    if damage:
+        warnings.warn(f"{damage}; downloading CIFAR-10 again", LinclfWarning, stacklevel=2)
     _fetch_into(data_dir, target, [*urls, BASE_URL + official.file], expected,
                 official.size if md5 is None else None, timeout, retries, quiet)
     return Prepared(_extract(target, data_dir, fmt, expected, quiet), fmt, "downloaded and extracted", expected)
@@ -321,13 +365,18 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
 _ARRAYS = ("X_train", "y_train", "X_test", "y_test")
 
 
-def _source_key(folder: Path, layout: Layout) -> dict:
-    """What the cache was built from: the folder and each batch file's size and mtime."""
+def _folder_id(folder: Path, layout: Layout) -> dict:
+    """Who an extracted folder is, cheaply: its resolved path and each required file's size and mtime."""
     files = {}
-    for name in (*layout.train_files, layout.test_file, layout.meta_file):
+    for name in layout.required_files:
         st = (folder / name).stat()
         files[name] = [st.st_size, st.st_mtime_ns]
-    return {"version": _CACHE_VERSION, "folder": str(folder.resolve()), "files": files}
+    return {"folder": str(folder.resolve()), "files": files}
+
+
+def _source_key(folder: Path, layout: Layout) -> dict:
+    """What the cache was built from: the folder and each batch file's size and mtime."""
+    return {"version": _CACHE_VERSION, **_folder_id(folder, layout)}
 
 
 def _cache_dir(data_dir: Path, fmt: str) -> Path:
@@ -335,24 +384,53 @@ def _cache_dir(data_dir: Path, fmt: str) -> Path:
 
 
 def _load_cache(cache: Path, key: dict) -> CIFAR10 | None:
-    """The cached arrays (X memory-mapped) if the cache matches ``key`` and is well formed, else None."""
+    """The cached arrays (X memory-mapped) if the cache was built from ``key``'s batches, else None.
+
+    Raises DataError naming the file when such a cache is damaged (unreadable,
+    wrong dtype or shape, a label outside 0-9, not 10 distinct class names).
+    """
     try:
         meta = json.loads((cache / "source.json").read_text())
-        if meta.get("key") != key:
-            return None
-        arrays = {}
-        for name in _ARRAYS:
-            mode = "r" if name.startswith("X") else None
-            arrays[name] = np.load(cache / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
-        classes = tuple(meta["classes"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
-    ok = (len(classes) == NUM_CLASSES
-          and all(arrays[x].dtype == np.uint8 and arrays[x].ndim == 2 and arrays[x].shape[1] == NUM_PIXELS
-                  for x in ("X_train", "X_test"))
-          and all(arrays[y].dtype == np.int64 and arrays[y].shape == (len(arrays["X" + y[1:]]),)
-                  for y in ("y_train", "y_test")))
-    return CIFAR10(classes=classes, **arrays) if ok else None
+    if not isinstance(meta, dict) or meta.get("key") != key:
+        return None
+    arrays = {name: _open_npy(cache / f"{name}.npy", mmap=name[0] == "X") for name in _ARRAYS}
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and all(isinstance(c, str) and c for c in classes)
+            and len(classes) == len(set(classes)) == NUM_CLASSES):
+        raise DataError(f"{cache / 'source.json'} does not list {NUM_CLASSES} distinct class names")
+    for x, y in (("X_train", "y_train"), ("X_test", "y_test")):
+        bad = _arrays_problem(arrays, x, y)
+        if bad is not None:
+            raise DataError(f"{cache / bad[0]}.npy {bad[1]}")
+    return CIFAR10(classes=tuple(classes), **arrays)
+
+
+def _open_npy(path: Path, mmap: bool) -> np.ndarray:
+    """The array of the .npy file ``path`` (memory-mapped if ``mmap``), never a pickle; DataError if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise DataError(f"{path} is not a .npy file")
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path} cannot be read ({short_reason(e)})") from None
+
+
+def _arrays_problem(arrays: dict[str, np.ndarray], x: str, y: str) -> tuple[str, str] | None:
+    """(array name, what is wrong) for cached rows ``arrays[x]`` and their labels ``arrays[y]``, or None."""
+    X, labels = arrays[x], arrays[y]
+    if X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != NUM_PIXELS or not len(X) or not X.flags.c_contiguous:
+        return x, f"holds {X.dtype} {X.shape}, expected uint8 rows (N, {NUM_PIXELS}), N >= 1"
+    if labels.dtype != np.int64 or labels.shape != (len(X),):
+        return y, f"holds {labels.dtype} {labels.shape}, expected int64 ({len(X)},)"
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= NUM_CLASSES:
+        return y, f"holds labels in [{lo}, {hi}], expected 0-{NUM_CLASSES - 1}"
+    return None
 
 
 def _save_array_atomic(path: Path, array: np.ndarray) -> None:
@@ -403,7 +481,11 @@ def load_prepared(prepared: Prepared, data_dir: str | os.PathLike, *, cache: boo
     key = _source_key(prepared.folder, layout)
     cache_dir = _cache_dir(Path(data_dir), prepared.format)
     if cache and not rebuild:
-        cached = _load_cache(cache_dir, key)
+        try:
+            cached = _load_cache(cache_dir, key)
+        except DataError as e:
+            warnings.warn(f"{e}; rebuilding the cache from {prepared.folder}", LinclfWarning, stacklevel=2)
+            cached = None
         if cached is not None:
             return cached
     data = _read_folder(prepared.folder, layout, prepared.format)
@@ -414,7 +496,10 @@ def load_prepared(prepared: Prepared, data_dir: str | os.PathLike, *, cache: boo
             warnings.warn(f"could not write the cache in {cache_dir} ({e.strerror}); "
                           "loading will be slow each time", LinclfWarning, stacklevel=2)
             return data
-        cached = _load_cache(cache_dir, key)
+        try:
+            cached = _load_cache(cache_dir, key)
+        except DataError:
+            cached = None   # written but not readable back: use the parsed copy
         if cached is not None:
             return cached   # memory-mapped: the parsed copy can be freed
     return data

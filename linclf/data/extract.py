@@ -1,11 +1,14 @@
-"""Safe extraction of an untrusted CIFAR-10 .tar.gz: only the official members, only regular files.
+"""Putting untrusted CIFAR-10 files into the data folder: extracting a .tar.gz, copying an extracted folder.
 
 ``safe_extract`` streams the archive and writes only the members its layout
 (``layout.LAYOUTS``) holds, as regular files capped at ``MAX_MEMBER_BYTES``,
 into a temporary folder inside the destination; links, devices, absolute or
 escaping paths, duplicates and unknown members are refused
-(UnsafeArchiveError) before anything of them is written. The new folder
-replaces a previous extraction only once it is complete and its structure
+(UnsafeArchiveError) before anything of them is written. linclf's own
+record (``SOURCE_FILE``) in a tarball of an extracted folder is skipped.
+``copy_folder`` copies the required files of a folder extracted elsewhere
+the same way (regular files only, links never followed). Either new folder
+replaces a previous one only once it is complete and its structure
 checked, so a failure leaves the previous folder as it was and no temporary
 folder behind.
 """
@@ -19,17 +22,17 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from ..errors import DataError, UnsafeArchiveError, short_reason
-from .layout import MAX_MEMBER_BYTES, REDOWNLOAD, Layout, folder_problem
+from .layout import MAX_MEMBER_BYTES, REDOWNLOAD, SOURCE_FILE, Layout, check_folder, folder_problem
 
 try:  # progress bars are a nicety, never a requirement
     from tqdm import tqdm
 except ImportError:  # pragma: no cover - tqdm is a declared dependency
     tqdm = None
 
-__all__ = ["safe_extract"]
+__all__ = ["safe_extract", "copy_folder"]
 
 _MAX_TRAILING_BYTES = 2**20     # decompressed bytes after the tar's end we read to check the gzip CRC
 _CHUNK = 2**20
@@ -59,6 +62,40 @@ def safe_extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, layout
 
 def _safe_extract(archive: Path, dest: Path, layout: Layout, quiet: bool) -> Path:
     _check_gzip_file(archive)
+    return _build_folder(dest, layout, lambda tmp: _extract_members(archive, tmp, layout, quiet),
+                         lambda name, why: f"member {layout.folder}/{name} of {archive} {why}; {REDOWNLOAD}")
+
+
+def copy_folder(src: str | os.PathLike, dest_dir: str | os.PathLike, layout: Layout) -> Path:
+    """Copy the required files of the extracted folder ``src`` into ``dest_dir/layout.folder``; return that folder.
+
+    ``src`` is checked first (``check_folder``); only regular files are copied
+    (a link is copied as a link and then refused, never followed), first into
+    a temporary folder; a previous folder is replaced only by a complete,
+    checked copy. Raises DataError naming the file that is wrong.
+    """
+    src, dest = Path(src), Path(dest_dir)
+    check_folder(src, layout)
+
+    def fill(tmp: Path) -> None:
+        for name in layout.required_files:
+            try:
+                shutil.copyfile(src / name, tmp / name, follow_symlinks=False)
+            except OSError as e:
+                raise DataError(f"cannot copy {src / name} into {dest}: {e.strerror or e}; "
+                                "check free space and permissions") from None
+
+    return _build_folder(dest, layout, fill,
+                         lambda name, why: f"{src / name} {why} (it changed while it was copied?); try again")
+
+
+def _build_folder(dest: Path, layout: Layout, fill: Callable[[Path], None],
+                  problem: Callable[[str, str], str]) -> Path:
+    """``fill`` a new temporary folder in ``dest``, check it, and move it to ``dest/layout.folder``.
+
+    ``problem(name, why)`` is the message when the filled folder's structure is
+    wrong. Any failure (Ctrl-C too) removes the temporary folder.
+    """
     try:
         dest.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{layout.folder}.tmp-", dir=dest))
@@ -67,11 +104,10 @@ def _safe_extract(archive: Path, dest: Path, layout: Layout, quiet: bool) -> Pat
                         "check the path and its permissions") from None
     try:
         os.chmod(tmp, 0o755)
-        _extract_members(archive, tmp, layout, quiet)
-        problem = folder_problem(tmp, layout)
-        if problem is not None:
-            name, why = problem
-            raise DataError(f"member {layout.folder}/{name} of {archive} {why}; {REDOWNLOAD}")
+        fill(tmp)
+        bad = folder_problem(tmp, layout)
+        if bad is not None:
+            raise DataError(problem(*bad))
         return _install(tmp, dest / layout.folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -126,7 +162,9 @@ def _extract_members(archive: Path, root: Path, layout: Layout, quiet: bool) -> 
 
 
 def _allowed_name(member: tarfile.TarInfo, layout: Layout, seen: set[str], archive: Path) -> str | None:
-    """The name inside the folder ``member`` may be written to (None: the folder's own entry); raise if unsafe."""
+    """The name inside the folder ``member`` may be written to (None: nothing to write); raise if unsafe."""
+    if member.isreg() and member.name == f"{layout.folder}/{SOURCE_FILE}" and member.size < 2**16:
+        return None   # linclf's record in a tarball of its own extraction: skipped, never trusted
     rel = _relative_name(member.name, layout)
     why = _unsafe_reason(member) or _unexpected_reason(member, rel, layout, seen)
     if why is not None:

@@ -2,8 +2,11 @@
 
 ``LAYOUTS`` names, for each format (binary, python), the archive, its single
 top-level folder and the files in that folder. ``check_folder`` checks the
-structure of an extracted folder (required files present, regular, binary
-batches a whole number of records) before ``batches`` reads their contents.
+structure of an extracted folder (required files present, regular, within
+the size cap, binary batches a whole number of records) before ``batches``
+reads their contents.
+``SOURCE_FILE`` is linclf's own record, inside an extracted folder, of
+where the folder came from (never part of an archive's data).
 ``REDOWNLOAD`` and ``REEXTRACT`` are the remedies that end the messages about
 a bad archive (``extract``, ``unpickle``) or a bad extracted folder.
 
@@ -21,13 +24,14 @@ from ..errors import DataError
 
 __all__ = [
     "Layout", "LAYOUTS", "FORMATS", "IMAGE_BYTES", "RECORD_BYTES", "NUM_CLASSES", "MAX_MEMBER_BYTES",
-    "REDOWNLOAD", "REEXTRACT", "check_folder", "folder_problem",
+    "SOURCE_FILE", "REDOWNLOAD", "REEXTRACT", "check_folder", "folder_problem",
 ]
 
 IMAGE_BYTES = 3072            # 32 x 32 x 3 pixels of one image
 RECORD_BYTES = 1 + IMAGE_BYTES  # a binary record: 1 label byte, then the pixels
 NUM_CLASSES = 10
 MAX_MEMBER_BYTES = 200 * 2**20  # the largest member we write (official batches are ~30 MB)
+SOURCE_FILE = ".linclf-source.json"  # in an extracted folder: the archive or folder it came from
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ REEXTRACT = "delete the folder and extract the archive again"
 
 
 def check_folder(folder: str | os.PathLike, layout: Layout) -> None:
-    """Check an extracted folder's structure: required files present, regular, binary sizes whole records.
+    """Check an extracted folder's structure: required files present, regular, capped, binary sizes whole records.
 
     Raises DataError naming the first file that is wrong. Contents are checked
     by ``read_batch`` / ``read_classes``.
@@ -110,6 +114,8 @@ def folder_problem(folder: Path, layout: Layout) -> tuple[str, str] | None:
             return name, "is not a regular file (a link, folder or device)"
         if st.st_size == 0:
             return name, "is empty"
+        if st.st_size > MAX_MEMBER_BYTES:
+            return name, f"is {st.st_size} bytes, above the {MAX_MEMBER_BYTES}-byte cap for a CIFAR-10 file"
         if name.endswith(".bin") and st.st_size % RECORD_BYTES:
             return name, f"is {st.st_size} bytes, not a whole number of {RECORD_BYTES}-byte records"
     return None
