@@ -527,3 +527,9 @@ def test_cli_refuses_a_malicious_pickle_before_it_runs(tmp_path, fake_cifar):
     assert "os.system" in line and "data_batch_3" in line
     assert not pwned.exists()
     assert not (tmp_path / "d" / "cifar-10-python-cache").exists()
+
+
+def test_a_missing_data_folder_says_how_to_point_elsewhere_from_python_too(tmp_path):
+    with pytest.raises(DataError, match=r"is not in .*--data-dir DIR \(data_dir= in Python\).*"
+                                        r"--archive PATH \(archive=\)"):
+        load_cifar10(tmp_path / "empty")

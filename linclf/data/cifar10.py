@@ -102,8 +102,8 @@ def resolve_data_dir(flag: str | os.PathLike | None = None, config_dir: str | os
     return default_data_dir()
 
 
-WHERE_HINT = (f"point elsewhere with --data-dir DIR, ${ENV_DATA_DIR} or data.dir in the config, "
-              "or give an archive already on disk with --archive PATH")
+WHERE_HINT = (f"point elsewhere with --data-dir DIR (data_dir= in Python), ${ENV_DATA_DIR} or data.dir in the "
+              "config, or give an archive already on disk with --archive PATH (archive=)")
 
 
 def _check_format(fmt: str) -> Layout:
