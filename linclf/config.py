@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -419,6 +420,10 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
         cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, iterations=None))
     if cfg.optimizer.epochs is None and cfg.optimizer.iterations is None:
         raise ConfigError("optimizer: set iterations or epochs (both are null)")
+    for url in cfg.data.urls:                # caught here, before any download starts
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"data.urls: {url!r} is not an http:// or https:// URL with a host")
     if cfg.train.patience is not None and cfg.data.num_val == 0:
         raise ConfigError("train.patience: early stopping watches the validation accuracy, and data.num_val is 0; "
                           "set data.num_val above 0 or drop train.patience")

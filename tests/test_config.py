@@ -177,6 +177,9 @@ def test_the_clone_s_configs_folder_is_the_shipped_one():
     ("sed=1", r"unknown key sed; did you mean 'seed'\?$"),
     ("optimizer=3", r"optimizer is a section; set optimizer\.KEY=VALUE"),
     ("optimizer.lr=abc", r"optimizer\.lr: expected a number"),
+    ("data.urls=[notaurl]", r"data\.urls: 'notaurl' is not an http:// or https:// URL with a host"),
+    ("data.urls=['file:///etc/passwd']", r"data\.urls: 'file:///etc/passwd' is not an http:// or https:// URL"),
+    ("data.urls=['https://']", r"data\.urls: 'https://' is not an http:// or https:// URL with a host"),
 ])
 def test_bad_overrides(override, message):
     with pytest.raises(ConfigError, match=message):
