@@ -325,6 +325,13 @@ def test_a_regularisation_that_holds_w_at_zero_is_named(tmp_path, config, learna
                      r"low\), model.reg \(too high: it holds W at 0\)", r.output), r.output
 
 
+def test_a_batch_larger_than_the_training_split_is_named(tmp_path, config, learnable_data_dir):
+    r = train_cli(config, learnable_data_dir, tmp_path / "run", "--set", "optimizer.batch_size=100000")
+    assert r.exit_code == 0
+    assert re.search(r"warning: optimizer\.batch_size 100000 is more than the \d+ training rows: every step takes "
+                     r"all of them", r.output), r.output
+
+
 def test_a_good_run_has_no_warning(tmp_path, config, learnable_data_dir):
     r = train_cli(config, learnable_data_dir, tmp_path / "run")
     assert r.exit_code == 0 and "warning" not in r.output

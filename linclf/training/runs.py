@@ -213,6 +213,10 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     config_text = to_yaml(cfg)
     splits = make_splits(cfg, data)
     seconds["load"] = time.perf_counter() - t
+    o, n = cfg.optimizer, len(splits.y_train)
+    if o.method == "sgd" and o.batch_size > n:
+        warnings.warn(f"optimizer.batch_size {o.batch_size} is more than the {n} training rows: every step takes "
+                      "all of them (full-batch gradient descent)", LinclfWarning, stacklevel=2)
 
     model0 = None
     if resume_arrays is not None:
