@@ -57,8 +57,8 @@ def _f(default: Any, kind: str, help: str, **kw: Any) -> Any:
 class DataConfig:
     dir: str | None = _f(None, "str", "download / cache folder (null = the user cache folder, e.g. ~/.cache/linclf; "
                                       "env LINCLF_DATA_DIR and flag --data-dir win)", nullable=True)
-    format: str = _f("binary", "str", "archive format; binary never loads a pickle unless the data folder holds only python batches",
-                     choices=("binary", "python"))
+    format: str = _f("binary", "str", "archive format; binary never loads a pickle unless the data folder holds "
+                     "only python batches", choices=("binary", "python"))
     archive: str | None = _f(None, "str", "a local archive or extracted folder instead of downloading",
                              nullable=True)
     md5: str | None = _f(None, "str", "expected md5 of that archive / of a mirror's file",
@@ -90,7 +90,9 @@ class FeaturesConfig:
     norm_eps: float = _f(10.0, "float", "kmeans: per-patch normalisation (x - mean) / sqrt(var + norm_eps)", lo=0)
     zca_eps: float = _f(0.1, "float", "kmeans: ZCA whitening regulariser", lo=0, lo_open=True)
     k: int = _f(1600, "int", "kmeans: number of centroids", lo=1)
-    iterations: int = _f(50, "int", "kmeans: Lloyd iterations (seeded by seed)", lo=1)
+    iterations: int = _f(50, "int", "kmeans: Lloyd iterations (seeded by features.seed)", lo=1)
+    seed: int | None = _f(None, "int", "kmeans: seed of the patch sample and k-means (null = the config's seed; "
+                          "a sweep's trials share the sweep's)", lo=0, hi=2**32 - 1, nullable=True)
     encoder: str = _f("triangle", "str", "kmeans: triangle (max(0, mean_dist - dist)) or soft "
                       "(max(0, z.u - alpha), c scaled to unit length u)",
                       choices=("triangle", "soft"))

@@ -973,3 +973,23 @@ def test_a_probe_run_records_its_feature_file_absolute_and_evaluates_from_any_di
     res = invoke("eval", "--model", tmp_path / "run", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["accuracy"] > 0.9
+
+
+def test_the_best_config_of_a_kmeans_sweep_rebuilds_the_features_it_was_scored_on(tmp_path, km_config,
+                                                                                   learnable_data_dir, monkeypatch):
+    """The trials share the sweep's k-means fit (features.seed = the sweep's seed) while each trains with its own
+    seed; best.yaml records both, so training it reuses that fit and scores what the sweep scored."""
+    res = invoke("sweep", "--config", km_config, "--data-dir", learnable_data_dir, "--out", tmp_path / "sw",
+                 "--quiet", "--param", "model.reg=grid:0.001,0.01", "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    best = load_config(tmp_path / "sw" / "best.yaml")
+    assert best.features.seed == load_config(km_config).seed and best.seed != best.features.seed
+    scored = max(row["val_accuracy"] for row in json.loads((tmp_path / "sw" / "results.json").read_text()))
+
+    def fail(*a, **k):
+        raise AssertionError("k-means fitted again")
+
+    monkeypatch.setattr(KMeansFeatures, "fit", fail)
+    res = train_cli(tmp_path / "sw" / "best.yaml", learnable_data_dir, tmp_path / "run", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["val_accuracy"] == scored

@@ -29,7 +29,7 @@ from ..errors import ConfigError, Interrupted, ModelFileError
 from ..features import cache
 from ..features.registry import LEARNED, extractor_class, extractor_from_arrays
 
-__all__ = ["SPLIT_NAMES", "settings", "make_extractor", "with_execution", "cache_root", "fit_extractor",
+__all__ = ["SPLIT_NAMES", "settings", "feature_seed", "make_extractor", "with_execution", "cache_root", "fit_extractor",
            "featurize", "mirror_rows", "feature_prep", "training_rows", "row_width", "model_extractor"]
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -43,6 +43,11 @@ _SETTINGS = {
 def settings(f: FeaturesConfig) -> dict[str, Any]:
     """The config keys that define an extractor of kind ``f.kind`` (its constructor arguments)."""
     return {k: getattr(f, k) for k in _SETTINGS.get(f.kind, ())}
+
+
+def feature_seed(cfg: Config) -> int:
+    """The seed of the extractor's random choices: ``features.seed``, else the config's ``seed``."""
+    return cfg.seed if cfg.features.seed is None else cfg.features.seed
 
 
 def make_extractor(f: FeaturesConfig, seed: int) -> Any:
@@ -70,14 +75,14 @@ def fit_extractor(cfg: Config, X_train: np.ndarray, data_dir: str | os.PathLike 
     ``workers``: threads of the extractor (None: its default, $LINCLF_WORKERS or the usable CPUs).
     """
     f = cfg.features
-    extractor = with_execution(make_extractor(f, cfg.seed), progress, workers)
+    extractor = with_execution(make_extractor(f, feature_seed(cfg)), progress, workers)
     if not f.cache:
         return extractor.fit(X_train)
     # keyed on what the fit reads (every setting for an extractor that does not say): the rest is applied to
     # a cached fit, so changing the encoder or the pooling does not fit k-means again
     fit_params = getattr(extractor_class(f.kind), "FIT_PARAMS", None)
     key = {"settings": {k: v for k, v in settings(f).items() if fit_params is None or k in fit_params},
-           "seed": cfg.seed if f.kind == "kmeans" else None, "images": cache.fingerprint(X_train)}
+           "seed": feature_seed(cfg) if f.kind == "kmeans" else None, "images": cache.fingerprint(X_train)}
 
     def loaded(arrays: Any) -> Any:
         fitted = extractor_from_arrays(f.kind, arrays).set_params(**settings(f))    # this config's transform
@@ -107,7 +112,7 @@ def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_d
     if not cfg.features.cache:
         return extractor.transform(X, out=np.empty((len(X), D), dtype=cache.FEATURE_DTYPE),
                                    desc=f"{cfg.features.kind} features of {what}")
-    about = {**settings(cfg.features), **({"seed": cfg.seed} if cfg.features.kind == "kmeans" else {})}
+    about = {**settings(cfg.features), **({"seed": feature_seed(cfg)} if cfg.features.kind == "kmeans" else {})}
     return cache.cached_features(cache_root(cfg, data_dir), cfg.features.kind, extractor, fp, X,
                                  cache.fingerprint(X), what, about)
 
@@ -191,7 +196,7 @@ def row_width(cfg: Config) -> int:
     (from its settings, nothing fitted) or the feature file's columns (the file is read and validated)."""
     kind = cfg.features.kind
     if kind in LEARNED:
-        return int(make_extractor(cfg.features, cfg.seed).n_features)
+        return int(make_extractor(cfg.features, feature_seed(cfg)).n_features)
     if kind == "npz":
         from ..features.npzfile import load_feature_file
 

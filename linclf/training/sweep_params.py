@@ -220,11 +220,16 @@ def sample_trials(params: Sequence[ParamSpec], trials: int | None, rng: np.rando
 
 
 def trial_configs(cfg: Config, values: Sequence[dict]) -> list[Config]:
-    """Each trial's validated config: seed ``cfg.seed + 1 + i``, then its values (a bad one: ConfigError)."""
+    """Each trial's validated config: seed ``cfg.seed + 1 + i``, then its values (a bad one: ConfigError).
+
+    The k-means features stay the sweep's: ``features.seed`` is fixed at ``cfg.seed`` (unless set or swept),
+    so the trials share one fit and the best trial's config rebuilds the features it was scored on.
+    """
+    shared = {"features.seed": cfg.seed} if cfg.features.kind == "kmeans" and cfg.features.seed is None else {}
     out = []
     for i, v in enumerate(values):
         seed = (cfg.seed + 1 + i) % 2**63
-        out.append(with_values(cfg, {"seed": seed, **v}, source=f"--param trial {i} ({describe(v)})"))
+        out.append(with_values(cfg, {"seed": seed, **shared, **v}, source=f"--param trial {i} ({describe(v)})"))
     return out
 
 

@@ -28,12 +28,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import Config, from_dict, with_values
+from ..config import Config, from_dict
 from ..core.preprocess import Preprocessor, fit
 from ..data.cifar10 import CIFAR10, Splits
 from ..errors import DivergenceError, Interrupted, LinclfError
 from ..features.registry import LEARNED
-from .featurize import feature_prep, featurize, mirror_rows
+from .featurize import feature_prep, feature_seed, featurize, mirror_rows
 from .loop import accuracy, init_state, plan, train
 from .runs import load_data, located, make_splits
 
@@ -64,7 +64,7 @@ def data_location(cfg: Config, data_dir: str | os.PathLike | None) -> dict:
     from ..config import to_dict
 
     cfg = located(cfg, data_dir)
-    return {"config": to_dict(cfg), "data_dir": cfg.data.dir, "feature_seed": cfg.seed}
+    return {"config": to_dict(cfg), "data_dir": cfg.data.dir}
 
 
 def one_thread_process() -> None:
@@ -101,7 +101,7 @@ def _data(location: dict) -> CIFAR10:
     return _DATA[key]
 
 
-def _splits(cfg: Config, location: dict, feature_seed: int | None = None) -> tuple[Splits, np.ndarray | None]:
+def _splits(cfg: Config, location: dict) -> tuple[Splits, np.ndarray | None]:
     """The trial's train / val splits (the test split replaced by empty arrays: never read), and with
     ``model.flip_average`` the rows of the validation images' mirrors (else None).
 
@@ -112,14 +112,14 @@ def _splits(cfg: Config, location: dict, feature_seed: int | None = None) -> tup
     s, data_dir = make_splits(cfg, _data(location)), location["data_dir"]
     flip = cfg.model.flip_average
     if cfg.features.kind in LEARNED:
-        # The features are the sweep's (fitted with its seed), not refitted for each trial's own seed.
-        fcfg = cfg if feature_seed is None else with_values(cfg, {"seed": feature_seed})
+        # a sweep's trials share its features: it sets features.seed to its own seed (sweep_params)
         d = cfg.data
-        key = (_key(location), tuple(sorted(dataclasses.asdict(cfg.features).items())), fcfg.seed, d.num_train,
-               d.num_val, d.num_dev, flip)
+        key = (_key(location), tuple(sorted(dataclasses.asdict(cfg.features).items())),
+               feature_seed(cfg) if cfg.features.kind == "kmeans" else None, d.num_train, d.num_val, d.num_dev,
+               cfg.seed if d.num_dev else None, flip)
         if key not in _FEATS:
-            feats, extractor = featurize(fcfg, s, data_dir, only=("train", "val"))
-            mirror = mirror_rows(fcfg, s, ("val",), data_dir, extractor=extractor)["val"] if flip else None
+            feats, extractor = featurize(cfg, s, data_dir, only=("train", "val"))
+            mirror = mirror_rows(cfg, s, ("val",), data_dir, extractor=extractor)["val"] if flip else None
             _FEATS[key] = feats, mirror
         return _FEATS[key]
     no_rows = np.empty((0, s.X_train.shape[1]), dtype=s.X_train.dtype)
@@ -127,11 +127,12 @@ def _splits(cfg: Config, location: dict, feature_seed: int | None = None) -> tup
             mirror_rows(cfg, s, ("val",))["val"] if flip else None)
 
 
-def _prep(cfg: Config, splits: Splits, location: dict, feature_seed: int | None = None) -> Preprocessor:
+def _prep(cfg: Config, splits: Splits, location: dict) -> Preprocessor:
     """The preprocessing fitted on the training split, reused by later trials with the same settings and data."""
     p, d = cfg.preprocess, cfg.data
     key = (_key(location), p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None,
-           tuple(sorted(dataclasses.asdict(cfg.features).items())), feature_seed)
+           tuple(sorted(dataclasses.asdict(cfg.features).items())),
+           feature_seed(cfg) if cfg.features.kind == "kmeans" else None)
     if key not in _PREP:
         _PREP[key] = (fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias) if cfg.features.kind == "pixels"
                       else feature_prep(cfg, splits.X_train))
@@ -196,9 +197,8 @@ def pruning_callback(study_spec: dict, trial_id: int, total_steps: int,
 def _train_and_score(task: dict, states: list) -> dict:
     """Train on the training split, score on the validation split; ``states`` receives the TrainState."""
     cfg = from_dict(task["config"])
-    feature_seed = task["data"].get("feature_seed") if cfg.features.kind in LEARNED else None
-    splits, val_mirror = _splits(cfg, task["data"], feature_seed)
-    prep = _prep(cfg, splits, task["data"], feature_seed)
+    splits, val_mirror = _splits(cfg, task["data"])
+    prep = _prep(cfg, splits, task["data"])
     state = init_state(cfg, (len(splits.classes), prep.out_dim(splits.X_train.shape[1])))
     states.append(state)
     on_step = None
