@@ -993,3 +993,14 @@ def test_the_best_config_of_a_kmeans_sweep_rebuilds_the_features_it_was_scored_o
     res = train_cli(tmp_path / "sw" / "best.yaml", learnable_data_dir, tmp_path / "run", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["val_accuracy"] == scored
+
+
+def test_a_sweep_of_a_feature_key_builds_each_trials_features_and_not_the_base_configs(tmp_path, km_config,
+                                                                                       learnable_data_dir):
+    res = invoke("sweep", "--config", km_config, "--data-dir", learnable_data_dir, "--out", tmp_path / "sw",
+                 "--quiet", "--param", "features.k=grid:4,6", "--param", "model.reg=grid:0.001,0.01", "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    root = learnable_data_dir / "features-cache"
+    assert len(list(root.glob("fit-kmeans-*.npz"))) == 2                       # k = 4 and 6, not the config's 8
+    widths = sorted({np.load(p, mmap_mode="r").shape[1] for p in _feature_files(learnable_data_dir)})
+    assert widths == [16, 24]

@@ -21,6 +21,7 @@ unless ``--storage`` names another one); its rerun resumes the study.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -36,7 +37,7 @@ from ..features.registry import LEARNED
 from ..progress import Bar
 from ..threads import usable_cpus
 from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor
-from .featurize import featurize, mirror_rows
+from .featurize import feature_seed, featurize, mirror_rows
 from .runs import default_out_dir, load_data, located, make_splits, prepare_out_dir
 from .search_tpe import PRUNERS, import_optuna
 from .study_storage import check_storage, storage_url
@@ -265,6 +266,16 @@ def _epochs(cfg: Config) -> float:
     return max(1.0, o.iterations * o.batch_size / n)
 
 
+def _feature_builds(configs: Sequence[Config]) -> list[Config]:
+    """One config for each distinct feature extraction the trials ``configs`` read (none for pixels or npz)."""
+    builds: dict = {}
+    for c in configs:
+        if c.features.kind in LEARNED:
+            seed = feature_seed(c) if c.features.kind == "kmeans" else None
+            builds.setdefault(dataclasses.replace(c.features, seed=seed), c)
+    return list(builds.values())
+
+
 def _prebuild_features(cfg: Config, images: Splits, data_dir: str, progress: bool) -> None:
     """Cache the features the trials read: the training and validation splits' and, with
     ``model.flip_average``, the validation images' mirrors'."""
@@ -289,8 +300,11 @@ def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike |
         try:
             data = load_data(cfg, data_dir, quiet=not progress)
             _check_sizes(configs, data)
-            if cfg.features.kind in LEARNED:     # build the features once, before the workers read them
-                _prebuild_features(cfg, make_splits(cfg, data), location["data_dir"], progress)
+            builds = _feature_builds(configs)    # each extraction once, before the workers read it
+            if builds:
+                images = make_splits(cfg, data)
+                for c in builds:
+                    _prebuild_features(c, images, location["data_dir"], progress)
             set_data(location, data)
             executor = make_executor(jobs, scheduler, connect_timeout)
             try:
