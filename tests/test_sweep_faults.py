@@ -180,6 +180,9 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, config, learnabl
 
 @pytest.mark.parametrize("args, needle", [
     (["--scheduler", "127.0.0.1:8786"], "expected local or a scheduler address"),
+    (["--scheduler", "tcp://"], "--scheduler tcp://: expected local or a scheduler address like tcp://host:8786"),
+    (["--scheduler", "tcp://host:port"], "--scheduler tcp://host:port: expected local or a scheduler address"),
+    (["--scheduler", "tls://127.0.0.1:1"], "tls:// needs certificates, which linclf does not set up"),
     (["--search", "tpe", "--storage", "redis://localhost/0"], "unknown storage"),
     (["--search", "tpe", "--storage", "sweeps/study.log"], "unknown storage"),
     (["--search", "tpe", "--storage", "journal:"], "needs a file path"),

@@ -25,6 +25,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+import urllib.parse
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from types import ModuleType
@@ -255,11 +256,20 @@ def make_executor(jobs: int, scheduler: str | None = None,
 
 
 def check_scheduler(scheduler: str | None) -> None:
-    """UsageError unless ``scheduler`` is None, ``local`` or a ``tcp://`` / ``tls://`` address, and Dask is
-    installed when it is not None."""
+    """UsageError unless ``scheduler`` is None, ``local`` or a ``tcp://host:port`` (or ``ucx://``) address, and
+    Dask is installed when it is not None."""
     if scheduler is None:
         return
-    if scheduler != "local" and not scheduler.startswith(("tcp://", "tls://", "ucx://")):
-        raise UsageError(f"--scheduler {scheduler}: expected local or a scheduler address like "
-                         "tcp://host:8786")
+    if scheduler != "local":
+        if scheduler.startswith("tls://"):
+            raise UsageError(f"--scheduler {scheduler}: tls:// needs certificates, which linclf does not set up; "
+                             "use tcp://host:8786 (over an SSH tunnel or a private network)")
+        parts = urllib.parse.urlsplit(scheduler)
+        try:
+            port = parts.port
+        except ValueError:                 # a port that is not a number
+            port = None
+        if parts.scheme not in ("tcp", "ucx") or not parts.hostname or not port:
+            raise UsageError(f"--scheduler {scheduler}: expected local or a scheduler address like "
+                             "tcp://host:8786")
     import_dask()
