@@ -254,6 +254,12 @@ def test_an_rdb_storage_holds_the_study_and_a_rerun_resumes_it(tmp_path, config,
     assert r.exit_code == 0, r.output
     assert sorted(t for t, _, _ in logged(log)) == [4, 5] and sorted(saved_rows(out)) == list(range(6))
 
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = sweep(config, learnable_data_dir, out, *PARAMS, "--trials", 6, "--jobs", 2)     # --storage forgotten
+    assert r.exit_code == 2
+    assert f"holds a sweep whose study is in --storage {url}; rerun it with that" in one_line_error(r)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before           # no second study, nothing rewritten
+
 
 @pytest.mark.parametrize("kind", ["journal", "sqlite"])
 def test_a_sigkilled_sweep_leaves_no_trial_running_and_a_rerun_finishes_the_budget(tmp_path, config,

@@ -212,9 +212,10 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
     keys = [p.key for p in params]
     budget = DEFAULT_TRIALS if trials is None else trials
     prepare_out_dir(out_dir, resuming=True)
-    manifest = check_manifest(out_dir, params, {"kind": "tpe", "prune": prune})
-    study_manifest = {**manifest, "config": {k: v for k, v in flat(to_dict(cfg)).items()
-                                             if k not in LOCATION_KEYS}}
+    manifest = check_manifest(out_dir, params, {"kind": "tpe", "prune": prune}, storage)
+    # the study is named by what it sweeps, not by where it is stored
+    study_manifest = {**{k: v for k, v in manifest.items() if k != "storage"},
+                      "config": {k: v for k, v in flat(to_dict(cfg)).items() if k not in LOCATION_KEYS}}
     url = storage_url(storage, out_dir)
     max_epochs = math.ceil(_epochs(cfg))
     tpe = TPESearch(params, budget, cfg.seed, url, study_manifest, prune, max_epochs)

@@ -100,13 +100,16 @@ def _check_same_trial(row: dict, planned: dict, keys: Sequence[str], where: Path
                              "continue it with the same config, --set and --param values, or choose another --out")
 
 
-def check_manifest(out_dir: Path, params: Sequence[ParamSpec], search: dict | None = None) -> dict:
+def check_manifest(out_dir: Path, params: Sequence[ParamSpec], search: dict | None = None,
+                   storage: str | None = None) -> dict:
     """Write sweep.json and return it; a folder with finished trials must hold a sweep of the same params
-    and search (``search``: None for random / grid, which keep today's sweep.json)."""
+    and search (``search``: None for random / grid, which keep today's sweep.json), and a TPE sweep's study
+    the same ``--storage`` (None: the folder's own journal)."""
     path = out_dir / MANIFEST
     now = {"params": [p.to_json() for p in params], "spec": [str(p) for p in params]}
     if search is not None:
         now["search"] = search
+        now["storage"] = storage
     now = json.loads(json.dumps(now))
     if not path.exists():
         if any(not p.name.startswith(".") for p in out_dir.iterdir()):
@@ -129,6 +132,10 @@ def check_manifest(out_dir: Path, params: Sequence[ParamSpec], search: dict | No
                 return "--search random" if m is None else f"--search {m['kind']} --prune {m['prune']}"
             raise UsageError(f"--out {out_dir} holds a sweep run with {text(saved.get('search'))}, not "
                              f"{text(now.get('search'))}; rerun it with those options, or choose another --out")
+        if "storage" in saved and saved["storage"] != now.get("storage"):     # its study lives there
+            where = "its own journal (no --storage)" if saved["storage"] is None else f"--storage {saved['storage']}"
+            raise UsageError(f"--out {out_dir} holds a sweep whose study is in {where}; rerun it with that, or "
+                             "choose another --out")
     write_json_atomic(path, now, indent=1)
     return now
 
