@@ -186,6 +186,7 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, config, learnabl
     (["--search", "tpe", "--storage", "redis://localhost/0"], "unknown storage"),
     (["--search", "tpe", "--storage", "sweeps/study.log"], "unknown storage"),
     (["--search", "tpe", "--storage", "journal:"], "needs a file path"),
+    (["--search", "tpe", "--storage", "journal:."], "--storage journal:.: . is a folder; give a file in it"),
     (["--prune", "median"], "--prune needs --search tpe"),
     (["--storage", "journal:x.log"], "--storage needs --search tpe"),
 ])

@@ -361,3 +361,11 @@ def test_an_owner_tag_names_one_process_not_a_reused_pid():
     assert owner_stopped(f"elsewhere:{child.pid}@{child_start}") is None     # another machine: not judged
     child.communicate(b"")
     assert owner_stopped(f"{host}:{child.pid}@{child_start}") is True        # gone
+
+
+def test_an_sqlite_storage_in_a_folder_not_made_yet_is_made(tmp_path, config, learnable_data_dir):
+    db = tmp_path / "sweeps" / "new" / "study.db"
+    r = sweep(config, learnable_data_dir, tmp_path / "sweep", *PARAMS, "--trials", 2, "--jobs", 1,
+              "--storage", f"sqlite:///{db}")
+    assert r.exit_code == 0, r.output
+    assert db.is_file() and len(study_trials(f"sqlite:///{db}")) == 2

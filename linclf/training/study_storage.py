@@ -54,8 +54,12 @@ def check_storage(url: str) -> None:
     """UsageError (exit 2) unless ``url`` is ``journal:PATH`` or an RDB URL Optuna can open."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
     if scheme == "journal":
-        if not url[len("journal:"):]:
+        path = url[len("journal:"):]
+        if not path:
             raise UsageError("--storage journal: needs a file path, e.g. journal:sweeps/study.log")
+        if Path(path).expanduser().is_dir():
+            raise UsageError(f"--storage {url}: {path} is a folder; give a file in it, e.g. "
+                             f"journal:{Path(path) / 'study.log'}")
         return
     if scheme in RDB_SCHEMES and "://" in url:
         return
@@ -109,6 +113,8 @@ def open_storage(optuna: ModuleType, url: str, heartbeat: bool = False) -> Any:
         path = Path(url[len("journal:"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):                # its folder made, as a journal's is
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {}
     if heartbeat:
         params = inspect.signature(optuna.storages.RDBStorage).parameters
