@@ -380,6 +380,9 @@ def _coerce(path: str, value: Any, spec: Spec) -> Any:
 
 
 def _unknown(path: str, key: Any, known: Sequence[str]) -> ConfigError:
+    elsewhere = [k for k in schema_keys() if "." in path and k.rsplit(".", 1)[-1] == str(key)]   # optimizer.reg
+    if elsewhere:
+        return ConfigError(f"unknown key {path}; did you mean {elsewhere[0]!r}?")
     close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
     return ConfigError(f"unknown key {path}{hint}")

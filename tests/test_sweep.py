@@ -90,6 +90,7 @@ def test_malformed_specs_are_usage_errors(text, needle):
     ("optimizer.lrr=log:1e-4:1e-3", "did you mean 'optimizer.lr'"),
     ("lr=log:1e-4:1e-3", "did you mean 'optimizer.lr'"),
     ("modle.reg=log:1e-4:1e-3", "did you mean 'model.reg'"),
+    ("optimizer.init_scale=log:1e-4:1e-2", "did you mean 'model.init_scale'"),
     ("nothing=grid:1,2", "keys look like section.key"),
     ("data.num_val=grid:10,20", "cannot be swept"),
     ("data.dir=choice:a,b", "cannot be swept"),

@@ -97,7 +97,8 @@ def _check_key(key: str) -> None:
     if in_section:                                        # as `--set optimizer=...` says
         raise ConfigError(f"--param {key}: {key} is a section; sweep {key}.KEY=SPEC, e.g. --param "
                           f"{in_section[0]}=...")
-    close = [k for k in known if k.endswith("." + key)] or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    name = key.rsplit(".", 1)[-1]                         # init_scale, optimizer.init_scale: model.init_scale
+    close = [k for k in known if k.endswith("." + name)] or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "keys look like section.key, e.g. optimizer.lr"
     raise ConfigError(f"--param {key}: unknown config key; {hint}")
 
