@@ -54,6 +54,10 @@ def check_X(X: Any, who: str) -> np.ndarray:
         raise ValueError(f"{who}: Complex data not supported; X has dtype {A.dtype}")
     if A.dtype.kind not in "biuf":
         raise ValueError(f"{who}: X must be numeric, got dtype {A.dtype}")
+    if A.ndim > 2:                               # images: rows are CIFAR-10's channel-first bytes
+        raise ValueError(f"{who}: expected a 2D array (n_samples, n_features), got an array of shape {A.shape}; "
+                         "flatten images into rows with X.reshape(len(X), -1), after X.transpose(0, 3, 1, 2) "
+                         "for (N, 32, 32, 3) images (a row is CIFAR-10's channel-first 3 x 32 x 32)")
     if A.ndim != 2:
         raise ValueError(f"{who}: expected a 2D array (n_samples, n_features), got an array of shape {A.shape}; "
                          "Reshape your data either using array.reshape(-1, 1) if your data has a single feature "

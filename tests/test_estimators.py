@@ -306,6 +306,8 @@ def test_partial_fit_refuses_what_does_not_fit(data):
 @pytest.mark.parametrize("X, y, text", [
     (np.full((4, 3), np.nan), [0, 1, 0, 1], "NaN or infinity"),
     (np.ones(4), [0, 1, 0, 1], "2D array"),
+    (np.ones((4, 32, 32, 3)), [0, 1, 0, 1], r"shape \(4, 32, 32, 3\); flatten images into rows with "
+                                            r"X\.reshape\(len\(X\), -1\), after X\.transpose\(0, 3, 1, 2\)"),
     (np.ones((4, 3)), [0, 1, 0], "inconsistent numbers of samples"),
     (np.ones((4, 3)), [0.5, 1.5, 0.1, 2.0], "Unknown label type: continuous"),
     (np.ones((4, 3)), [1, 1, 1, 1], "at least 2 classes"),
