@@ -138,6 +138,17 @@ def test_to_model_names_integer_labels_and_checks_the_count():
         clf.to_model(class_names=["a", "b", "c"])
 
 
+def test_eval_of_a_model_saved_without_class_names_says_how_to_name_them(tmp_path, learnable_data_dir):
+    from linclf import SoftmaxClassifier
+    from linclf.data.cifar10 import load_cifar10
+
+    data = load_cifar10(learnable_data_dir)
+    SoftmaxClassifier(epochs=1).fit(data.X_train, data.y_train).to_model().save(tmp_path / "m.npz")
+    r = invoke("eval", "--model", tmp_path / "m.npz", "--data-dir", learnable_data_dir)
+    assert r.exit_code == 1
+    assert one_line_error(r).endswith("; save it from Python with to_model(class_names=data.classes)")
+
+
 # ------------------------------------------------------------------ 3. errors that say the truth
 
 def test_a_text_file_named_model_npz_is_not_called_pickled(tmp_path):

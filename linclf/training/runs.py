@@ -457,8 +457,10 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
     if len(data.classes) != model.num_classes:
         raise DataError(f"{model_path} scores {model.num_classes} classes, the data has {len(data.classes)}")
     if tuple(data.classes) != tuple(model.classes):
+        unnamed = model.classes == tuple(str(i) for i in range(model.num_classes))    # to_model() without names
         raise DataError(f"{model_path} was trained on classes {list(model.classes)}, the data has "
-                        f"{list(data.classes)}")
+                        f"{list(data.classes)}" + ("; save it from Python with to_model(class_names=data.classes)"
+                                                   if unnamed else ""))
     if extractor is None and data.X_train.shape[1] != model.in_dim:
         raise DataError(f"{model_path} expects rows of {model.in_dim} values (its preprocessing), "
                         f"the data has {data.X_train.shape[1]}")
