@@ -1,10 +1,14 @@
 """Coates k-means features: transform against a plain loop, fit determinism, storage, validation."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from conftest import optional
+from linclf.errors import LinclfWarning
+from linclf.features.hog_color import HogColorFeatures
 from linclf.features.kmeans import KMeansFeatures
 from linclf.features.patches import normalize_patches, region_bounds, sample_patches
 
@@ -461,3 +465,19 @@ def test_scikit_learn_clone_gives_an_unfitted_twin_that_fits_the_same(X):
     np.testing.assert_array_equal(twin.centroids_, f.centroids_)
     np.testing.assert_array_equal(twin.transform(X[:3]), f.transform(X[:3]))
     assert base.clone(twin.set_params(k=3)).k == 3
+
+
+@pytest.mark.parametrize("make", [lambda: KMeansFeatures(k=4, patches=500, iterations=2), HogColorFeatures],
+                         ids=["kmeans", "hog_color"])
+def test_extractors_refuse_nan_pixels_and_warn_on_pixels_scaled_to_one(make):
+    X = np.random.default_rng(0).integers(0, 256, (20, 3072), dtype=np.uint8)
+    fitted = make().fit(X)
+    bad = X.astype(np.float32)
+    bad[3, 7] = np.nan
+    with pytest.raises(ValueError, match=r"X: pixels must be finite, got NaN or infinity"):
+        fitted.transform(bad)
+    with pytest.warns(LinclfWarning, match=r"X holds pixels in \[0, 1\]; the extractors expect 0-255"):
+        fitted.transform(X / 255.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted.transform(X.astype(np.float32))                 # 0-255 in floats: fine

@@ -1,4 +1,4 @@
-"""Checks of a feature extractor's numeric parameters: an integer in a range, a finite number.
+"""Checks of a feature extractor's inputs: its numeric parameters, and the image rows it reads.
 
 The extractors check their parameters in ``fit`` / ``transform`` /
 ``check_params`` (the scikit-learn protocol): each check returns the plain
@@ -8,11 +8,16 @@ parameter's name and says what was expected and what came.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "check_float"]
+from ..errors import LinclfWarning
+
+__all__ = ["check_int", "check_float", "check_pixel_rows", "ROW_VALUES"]
+
+ROW_VALUES = 3 * 32 * 32          # a CIFAR-10 row: the R, G and B planes of a 32x32 image
 
 
 def check_int(name: str, value: Any, lo: int, hi: int | None = None, why: str = "") -> int:
@@ -38,3 +43,24 @@ def check_float(name: str, value: Any, lo: float | None = None, strict: bool = F
     if not math.isfinite(v) or (lo is not None and (v <= lo if strict else v < lo)):
         raise ValueError(f"{name}: expected a finite number{bound}, got {value!r}")
     return v
+
+
+def check_pixel_rows(X: Any, name: str = "X") -> np.ndarray:
+    """X as (N, 3072) rows of pixel values 0-255 (uint8, or real: a memmap stays one), else ValueError.
+
+    Real rows must be finite; rows that all lie in [0, 1] get a warning: the extractors' constants (the
+    patch normalisation's norm_eps, the HOG and hue bins) are for pixels 0-255.
+    """
+    X = X if isinstance(X, np.ndarray) else np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != ROW_VALUES:
+        raise ValueError(f"{name}: expected CIFAR rows of shape (N, {ROW_VALUES}), got shape {X.shape}")
+    if X.dtype.kind not in "uif":
+        raise ValueError(f"{name}: expected uint8 (or real) pixels, got dtype {X.dtype}")
+    if X.dtype.kind == "f" and X.size:
+        lo, hi = float(np.min(X)), float(np.max(X))       # NaN propagates into both
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"{name}: pixels must be finite, got NaN or infinity")
+        if 0 <= lo and hi <= 1:
+            warnings.warn(f"{name} holds pixels in [0, 1]; the extractors expect 0-255 (e.g. "
+                          "(X * 255).astype(np.uint8)), so these features will be poor", LinclfWarning, stacklevel=3)
+    return X

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..estimator_base import Params, transformer_tags
 from ..progress import Bar
-from .checks import check_int
+from .checks import check_int, check_pixel_rows
 
 __all__ = ["HogColorFeatures", "hog_features", "hue_histogram", "grey"]
 
@@ -26,10 +26,7 @@ _BLOCK = 512                                # images per block: their float64 te
 
 
 def _images(X: np.ndarray) -> np.ndarray:
-    """Rows X (N, 3072) uint8 -> images (N, 32, 32, 3) float64 in [0, 255]."""
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != 3 * SIDE * SIDE:
-        raise ValueError(f"expected image rows of shape (N, {3 * SIDE * SIDE}), got {X.shape}")
+    """Checked rows X (N, 3072) -> images (N, 32, 32, 3) float64 in [0, 255]."""
     return X.reshape(-1, 3, SIDE, SIDE).transpose(0, 2, 3, 1).astype(np.float64)
 
 
@@ -145,7 +142,7 @@ class HogColorFeatures(Params):
     def fit(self, X: np.ndarray, y: Any = None) -> "HogColorFeatures":
         """Check the parameters and the rows X (N, 3072); return self."""
         self.check_params()
-        _images(np.asarray(X)[:1])
+        check_pixel_rows(X)
         self.n_features_in_ = 3 * SIDE * SIDE
         return self
 
@@ -154,10 +151,8 @@ class HogColorFeatures(Params):
 
         ``desc`` labels the progress bar (default "hog+color").
         """
-        X = np.asarray(X)
+        X = check_pixel_rows(X)
         D = self.n_features
-        if X.ndim != 2 or X.shape[1] != 3 * SIDE * SIDE:
-            raise ValueError(f"expected image rows of shape (N, {3 * SIDE * SIDE}), got {X.shape}")
         if out is None:
             out = np.empty((len(X), D), dtype=np.float32)
         elif out.shape != (len(X), D):

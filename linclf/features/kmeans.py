@@ -28,6 +28,7 @@ import numpy as np
 from ..estimator_base import Params, not_fitted, transformer_tags
 from ..progress import Bar
 from ..threads import blas_threads, task_pool
+from .checks import check_pixel_rows
 from .encode import PatchEncoder
 from .kmeans_settings import ENCODERS, KMeansSettings, check_settings
 from .lloyd import lloyd, spans
@@ -48,13 +49,10 @@ _FLOAT_SETTINGS = ("alpha", "power", "norm_eps", "zca_eps")
 # ----------------------------------------------------------------------------- input rows
 
 def _rows(X: Any, name: str = "X") -> np.ndarray:
-    """X as (N, 3072) real rows (a memmap stays one), else ValueError."""
-    if not isinstance(X, np.ndarray):
-        X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != ROW or X.shape[0] < 1:
+    """X as (N, 3072) pixel rows with N >= 1 (``check_pixel_rows``), else ValueError."""
+    X = check_pixel_rows(X, name)
+    if X.shape[0] < 1:
         raise ValueError(f"{name}: expected CIFAR rows of shape (N, {ROW}) with N >= 1, got shape {X.shape}")
-    if X.dtype.kind not in "uif":
-        raise ValueError(f"{name}: expected uint8 (or real) pixels, got dtype {X.dtype}")
     return X
 
 
