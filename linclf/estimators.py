@@ -310,6 +310,11 @@ class _LinearEstimator(Params):
         ``classes_`` in order. Without it the labels themselves are the names.
         """
         self._check_fitted()
+        mean = self.preprocessor_.mean
+        if self.n_features_in_ == 3072 and mean is not None and float(np.max(mean)) <= 1.0:
+            warnings.warn(f"{self._who()}.to_model: it was fitted on rows whose means all lie in [0, 1] (pixels / "
+                          "255?); linclf eval and predict feed a saved model pixels 0-255, so fit it on those to "
+                          "use it there", LinclfWarning, stacklevel=2)
         # the loss it was trained with, whatever set_params said since
         return LinearClassifier(self.W_.copy(), self.preprocessor_, self._class_names(class_names), self._model.loss)
 

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,20 @@ def test_eval_of_a_model_saved_without_class_names_says_how_to_name_them(tmp_pat
     r = invoke("eval", "--model", tmp_path / "m.npz", "--data-dir", learnable_data_dir)
     assert r.exit_code == 1
     assert one_line_error(r).endswith("; save it from Python with to_model(class_names=data.classes)")
+
+
+def test_to_model_of_pixels_scaled_to_one_warns_that_eval_feeds_0_to_255():
+    from linclf import SoftmaxClassifier
+    from linclf.errors import LinclfWarning
+
+    fake = make_arrays(per_batch=8, seed=2)
+    clf = SoftmaxClassifier(epochs=1, batch_size=16).fit(fake.X_train / 255.0, fake.y_train)
+    with pytest.warns(LinclfWarning, match=r"fitted on rows whose means all lie in \[0, 1\] \(pixels / 255\?\); "
+                                           r"linclf eval and predict feed a saved model pixels 0-255"):
+        clf.to_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SoftmaxClassifier(epochs=1, batch_size=16).fit(fake.X_train, fake.y_train).to_model()
 
 
 # ------------------------------------------------------------------ 3. errors that say the truth
