@@ -180,6 +180,8 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, config, learnabl
 
 @pytest.mark.parametrize("args, needle", [
     (["--scheduler", "127.0.0.1:8786"], "expected local or a scheduler address"),
+    (["--param", "optimizer.epochs=grid:1,2", "--param", "optimizer.iterations=grid:10,20"],
+     "--param optimizer.epochs and optimizer.iterations: a trial's length is one or the other"),
     (["--scheduler", "tcp://"], "--scheduler tcp://: expected local or a scheduler address like tcp://host:8786"),
     (["--scheduler", "tcp://host:port"], "--scheduler tcp://host:port: expected local or a scheduler address"),
     (["--scheduler", "tls://127.0.0.1:1"], "tls:// needs certificates, which linclf does not set up"),

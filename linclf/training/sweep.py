@@ -129,6 +129,9 @@ def run_sweep(cfg: Config, params: Sequence[ParamSpec], *, trials: int | None = 
     """
     if not params:
         raise UsageError("give at least one --param KEY=SPEC, e.g. --param optimizer.lr=log:1e-4:1e-2")
+    if {"optimizer.epochs", "optimizer.iterations"} <= {p.key for p in params}:
+        raise UsageError("--param optimizer.epochs and optimizer.iterations: a trial's length is one or the other "
+                         "(setting one clears the other); sweep one of them")
     if cfg.data.num_val < 1:
         raise ConfigError("data.num_val: a sweep scores every trial on the validation split; set it above 0, "
                           "e.g. --set data.num_val=1000")
