@@ -29,8 +29,8 @@ from ..errors import ConfigError, Interrupted, ModelFileError
 from ..features import cache
 from ..features.registry import LEARNED, extractor_class, extractor_from_arrays
 
-__all__ = ["SPLIT_NAMES", "settings", "feature_seed", "make_extractor", "with_execution", "cache_root", "fit_extractor",
-           "featurize", "mirror_rows", "feature_prep", "training_rows", "row_width", "model_extractor"]
+__all__ = ["SPLIT_NAMES", "settings", "feature_seed", "extraction", "make_extractor", "with_execution", "cache_root",
+           "fit_extractor", "featurize", "mirror_rows", "feature_prep", "training_rows", "row_width", "model_extractor"]
 
 SPLIT_NAMES = ("train", "val", "test")
 _SETTINGS = {
@@ -48,6 +48,11 @@ def settings(f: FeaturesConfig) -> dict[str, Any]:
 def feature_seed(cfg: Config) -> int:
     """The seed of the extractor's random choices: ``features.seed``, else the config's ``seed``."""
     return cfg.seed if cfg.features.seed is None else cfg.features.seed
+
+
+def extraction(cfg: Config) -> FeaturesConfig:
+    """What decides the features of ``cfg`` (hashable): its features section, the seed resolved where one is used."""
+    return dataclasses.replace(cfg.features, seed=feature_seed(cfg) if cfg.features.kind == "kmeans" else None)
 
 
 def make_extractor(f: FeaturesConfig, seed: int) -> Any:

@@ -21,7 +21,6 @@ unless ``--storage`` names another one); its rerun resumes the study.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import signal
@@ -37,7 +36,7 @@ from ..features.registry import LEARNED
 from ..progress import Bar
 from ..threads import usable_cpus
 from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor
-from .featurize import feature_seed, featurize, mirror_rows
+from .featurize import extraction, featurize, mirror_rows
 from .runs import default_out_dir, load_data, located, make_splits, prepare_out_dir
 from .search_tpe import PRUNERS, import_optuna
 from .study_storage import check_storage, storage_url
@@ -275,8 +274,7 @@ def _feature_builds(configs: Sequence[Config]) -> list[Config]:
     builds: dict = {}
     for c in configs:
         if c.features.kind in LEARNED:
-            seed = feature_seed(c) if c.features.kind == "kmeans" else None
-            builds.setdefault(dataclasses.replace(c.features, seed=seed), c)
+            builds.setdefault(extraction(c), c)
     return list(builds.values())
 
 

@@ -33,7 +33,7 @@ from ..core.preprocess import Preprocessor, fit
 from ..data.cifar10 import CIFAR10, Splits
 from ..errors import DivergenceError, Interrupted, LinclfError
 from ..features.registry import LEARNED
-from .featurize import feature_prep, feature_seed, featurize, mirror_rows
+from .featurize import extraction, feature_prep, featurize, mirror_rows
 from .loop import accuracy, init_state, plan, train
 from .runs import load_data, located, make_splits
 
@@ -114,9 +114,8 @@ def _splits(cfg: Config, location: dict) -> tuple[Splits, np.ndarray | None]:
     if cfg.features.kind in LEARNED:
         # a sweep's trials share its features: it sets features.seed to its own seed (sweep_params)
         d = cfg.data
-        key = (_key(location), tuple(sorted(dataclasses.asdict(cfg.features).items())),
-               feature_seed(cfg) if cfg.features.kind == "kmeans" else None, d.num_train, d.num_val, d.num_dev,
-               cfg.seed if d.num_dev else None, flip)
+        key = (_key(location), extraction(cfg), d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None,
+               flip)
         if key not in _FEATS:
             feats, extractor = featurize(cfg, s, data_dir, only=("train", "val"))
             mirror = mirror_rows(cfg, s, ("val",), data_dir, extractor=extractor)["val"] if flip else None
@@ -131,8 +130,7 @@ def _prep(cfg: Config, splits: Splits, location: dict) -> Preprocessor:
     """The preprocessing fitted on the training split, reused by later trials with the same settings and data."""
     p, d = cfg.preprocess, cfg.data
     key = (_key(location), p.mean, p.std, p.bias, d.num_train, d.num_val, d.num_dev, cfg.seed if d.num_dev else None,
-           tuple(sorted(dataclasses.asdict(cfg.features).items())),
-           feature_seed(cfg) if cfg.features.kind == "kmeans" else None)
+           extraction(cfg))
     if key not in _PREP:
         _PREP[key] = (fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias) if cfg.features.kind == "pixels"
                       else feature_prep(cfg, splits.X_train))
