@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import preprocessed
@@ -314,11 +314,13 @@ def test_vectorized_rejects_mismatched_shapes():
 # ----------------------------------------------------------------------------- gradients
 
 def smooth_coordinates(W, X, y, loss, h=1e-5):
-    """Mask (W's shape) of coordinates without a hinge kink within +-h (all True for softmax)."""
+    """Mask (W's shape) of coordinates without a hinge kink (or a squared hinge's jump in curvature) within +-h
+    (all True for softmax)."""
     mask = np.ones(W.shape, dtype=bool)
-    if loss == "svm":
+    if loss in ("svm", "squared_hinge"):
+        test = kink if loss == "svm" else squared_kink
         for index in np.ndindex(*W.shape):
-            mask[index] = not kink(W, X, y, index, h)
+            mask[index] = not test(W, X, y, index, h)
     return mask
 
 
@@ -352,6 +354,8 @@ def test_data_loss_gradient_matches_numerical(loss):
     reg=st.sampled_from([0.0, 0.5]), delta=st.sampled_from([0.5, 1.0]),
     seed=st.integers(0, 2**32 - 1),
 )
+# a squared-hinge margin 3.2e-4 from 0, within the step's reach of 8e-4: excluded like a hinge kink
+@example(loss="squared_hinge", N=1, C=6, D=2, x_scale=30.0, w_scale=0.1, reg=0.0, delta=0.5, seed=19605)
 def test_property_gradient_matches_numerical(loss, N, C, D, x_scale, w_scale, reg, delta, seed):
     rng = np.random.default_rng(seed)
     W = w_scale * rng.standard_normal((C, D))
@@ -361,9 +365,10 @@ def test_property_gradient_matches_numerical(loss, N, C, D, x_scale, w_scale, re
     analytic = call(loss, fn, W, X, y, reg, delta)[1]
     numeric = numerical_gradient(lambda V: call(loss, fn, V, X, y, reg, delta)[0], W)
     ok = np.ones(W.shape, dtype=bool)
-    if loss == "svm":
+    if loss in ("svm", "squared_hinge"):
+        test = kink if loss == "svm" else squared_kink
         for index in np.ndindex(*W.shape):
-            ok[index] = not kink(W, X, y, index, 1e-5, delta)
+            ok[index] = not test(W, X, y, index, 1e-5, delta)
     scale = max(np.max(np.abs(numeric)), np.max(np.abs(analytic)), 1.0)
     np.testing.assert_allclose(analytic[ok], numeric[ok], rtol=1e-5, atol=1e-6 * scale)
     naive = call(loss, NAIVE[loss], W, X, y, reg, delta)
@@ -391,6 +396,15 @@ def test_property_loss_is_never_nan_for_finite_input(loss, dtype, N, C, D, magni
 
 def kink(W, X, y, index, h, delta=1.0):
     return hinge_kink(hinge_margins(W, X, y, delta), X, y, index, h)
+
+
+def squared_kink(W, X, y, index, h, delta=1.0):
+    """Whether moving W[index] by +-h moves a one-vs-all margin delta - t s of its class across 0: the squared
+    hinge's second derivative jumps there, and a centred difference is off by up to (h x)^2 / h."""
+    c, d = index
+    t = np.where(y == c, 1.0, -1.0)
+    margins = delta - t * (X @ W[c])                             # (N,) class c against the rest
+    return bool(np.any(np.abs(margins) <= h * np.abs(X[:, d])))
 
 
 def test_hinge_kink():
