@@ -184,7 +184,6 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, config, learnabl
      "--param optimizer.epochs and optimizer.iterations: a trial's length is one or the other"),
     (["--scheduler", "tcp://"], "--scheduler tcp://: expected local or a scheduler address like tcp://host:8786"),
     (["--scheduler", "tcp://host:port"], "--scheduler tcp://host:port: expected local or a scheduler address"),
-    (["--scheduler", "tls://127.0.0.1:1"], "tls:// needs certificates, which linclf does not set up"),
     (["--search", "tpe", "--storage", "redis://localhost/0"], "unknown storage"),
     (["--search", "tpe", "--storage", "sweeps/study.log"], "unknown storage"),
     (["--search", "tpe", "--storage", "journal:"], "needs a file path"),
@@ -228,3 +227,11 @@ def test_train_and_the_cli_do_not_import_dask_or_optuna(tmp_path, config, learna
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "run" / "model.npz").exists()
+
+
+def test_a_tls_scheduler_without_certificates_is_one_line(tmp_path, config, learnable_data_dir):
+    optional("distributed")
+    r = sweep(config, learnable_data_dir, tmp_path / "sweep", *LR_REG, "--trials", 2,
+              "--scheduler", "tls://127.0.0.1:1", "--connect-timeout", "1")
+    assert r.exit_code == 1, r.output
+    assert "--scheduler tls://127.0.0.1:1: TLS needs the certificates in Dask's config" in one_line_error(r, only=True)

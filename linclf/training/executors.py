@@ -190,6 +190,11 @@ class DaskExecutor:
                 self.client = Client(self._cluster)
             else:
                 self.client = Client(scheduler, timeout=connect_timeout)
+        except TypeError as e:
+            if not scheduler.startswith("tls://"):
+                raise
+            raise SchedulerError(f"--scheduler {scheduler}: TLS needs the certificates in Dask's config "
+                                 f"(distributed.comm.tls; Dask said: {e}); set them, or use tcp://") from None
         except (OSError, TimeoutError) as e:
             if self._cluster is not None:
                 self._cluster.close()
@@ -256,20 +261,17 @@ def make_executor(jobs: int, scheduler: str | None = None,
 
 
 def check_scheduler(scheduler: str | None) -> None:
-    """UsageError unless ``scheduler`` is None, ``local`` or a ``tcp://host:port`` (or ``ucx://``) address, and
-    Dask is installed when it is not None."""
+    """UsageError unless ``scheduler`` is None, ``local`` or a ``tcp://host:port`` (or ``tls://``, ``ucx://``)
+    address, and Dask is installed when it is not None."""
     if scheduler is None:
         return
     if scheduler != "local":
-        if scheduler.startswith("tls://"):
-            raise UsageError(f"--scheduler {scheduler}: tls:// needs certificates, which linclf does not set up; "
-                             "use tcp://host:8786 (over an SSH tunnel or a private network)")
         parts = urllib.parse.urlsplit(scheduler)
         try:
             port = parts.port
         except ValueError:                 # a port that is not a number
             port = None
-        if parts.scheme not in ("tcp", "ucx") or not parts.hostname or not port:
+        if parts.scheme not in ("tcp", "tls", "ucx") or not parts.hostname or not port:
             raise UsageError(f"--scheduler {scheduler}: expected local or a scheduler address like "
                              "tcp://host:8786")
     import_dask()
