@@ -164,6 +164,33 @@ def test_a_killed_dask_worker_is_retried_once_then_failed_and_the_sweep_finishes
     assert len(attempts) == 2 and len(set(attempts)) == 2                   # retried once, on another worker
 
 
+def test_ctrl_c_of_a_dask_local_sweep_is_one_line_and_exit_130(tmp_path, config, learnable_data_dir, hooked):
+    """Ctrl-C signals the terminal's whole process group, the LocalCluster's workers included: only the sweep
+    process answers it (its workers ignore SIGINT), with the one-line message, and the rerun finishes."""
+    optional("dask.distributed")
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "linclf", "sweep", "--config", str(config), "--data-dir", str(learnable_data_dir),
+           "--out", str(out), "--quiet", *LR_REG, "--trials", "3", "--jobs", "1", "--scheduler", "local"]
+    with open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen(cmd, env={**os.environ, "LINCLF_TEST_GATE": str(gate)}, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
+        try:
+            with open(gate, "w") as fh:           # opens once the first trial waits on the gate, in a worker
+                os.killpg(proc.pid, signal.SIGINT)
+                fh.write("go")
+            assert proc.wait(timeout=120) == 130
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    lines = (tmp_path / "err.txt").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: sweep interrupted"), lines
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 3, "--jobs", 1, "--scheduler", "local")
+    assert r.exit_code == 0, r.output
+    assert sorted(saved_rows(out)) == [0, 1, 2]
+
+
 def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, config, learnable_data_dir):
     optional("dask.distributed")
     with socket.socket() as s:                     # a port nobody listens on

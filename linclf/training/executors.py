@@ -28,8 +28,9 @@ import threading
 import urllib.parse
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import LinclfError, UsageError
 from .trial import run_trial
@@ -102,6 +103,24 @@ def _exit_with(sentinel: int) -> None:
     """Block until the parent process is gone (its sentinel becomes ready), then end this process."""
     multiprocessing.connection.wait([sentinel])
     os._exit(1)
+
+
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Processes spawned inside start with SIGINT ignored (an ignored signal stays ignored across exec).
+
+    Ctrl-C reaches the terminal's whole process group: a LocalCluster's workers would each print
+    their own KeyboardInterrupt traceback while this process stops the sweep and the cluster. A
+    Ctrl-C during the cluster's start (a second or two) is ignored too; press it again after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -185,8 +204,9 @@ class DaskExecutor:
                                                                  "OPENBLAS_NUM_THREADS": 1}})
         try:
             if scheduler == "local":
-                self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                             dashboard_address=None, silence_logs=40)
+                with _children_ignore_sigint():
+                    self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                 dashboard_address=None, silence_logs=40)
                 self.client = Client(self._cluster)
             else:
                 self.client = Client(scheduler, timeout=connect_timeout)
