@@ -202,7 +202,11 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, config, learnabl
     assert r.exit_code == 1, r.output
     line = one_line_error(r)
     assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port} within 1 s" in line
-    assert not (out / "results.json").exists() or json.loads((out / "results.json").read_text()) == []
+    assert not out.exists()                        # no folder left that a corrected rerun would have to match
+    out.mkdir()
+    r = sweep(config, learnable_data_dir, out, *LR_REG, "--trials", 2, "--scheduler", f"tcp://127.0.0.1:{port}",
+              "--connect-timeout", "1")
+    assert r.exit_code == 1 and out.is_dir()       # a folder it did not make stays
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import threading
 from contextlib import contextmanager
@@ -139,14 +140,28 @@ def run_sweep(cfg: Config, params: Sequence[ParamSpec], *, trials: int | None = 
     _check_search(search, prune, storage, params, trials)
     check_scheduler(scheduler)
     out_dir = Path(out_dir)
-    keys = [p.key for p in params]
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
     jobs = jobs or default_jobs()
     cfg = located(cfg, data_dir)        # absolute paths: workers elsewhere and best.yaml find the data
-    if search == "tpe":
-        return _run_tpe(cfg, params, trials, jobs, out_dir, data_dir, progress, prune, storage, scheduler,
-                        connect_timeout)
+    created = not out_dir.exists()
+    try:
+        if search == "tpe":
+            return _run_tpe(cfg, params, trials, jobs, out_dir, data_dir, progress, prune, storage, scheduler,
+                            connect_timeout)
+        return _run_random(cfg, params, trials, jobs, out_dir, data_dir, progress, scheduler, connect_timeout)
+    except LinclfError as e:
+        # a sweep that failed before saving any trial (no cluster, no data) leaves no folder it made
+        if created and not isinstance(e, Interrupted) and out_dir.is_dir() and not load_results(out_dir):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _run_random(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs: int, out_dir: Path,
+                data_dir: str | os.PathLike | None, progress: bool, scheduler: str | None,
+                connect_timeout: float) -> list[dict]:
+    """A random or grid sweep: the planned trials not saved yet, run and saved one by one."""
+    keys = [p.key for p in params]
     configs, n_run = _plan(cfg, params, trials, load_results(out_dir) if out_dir.is_dir() else [])
     values = [{k: config_value(c, k) for k in keys} for c in configs]
     prepare_out_dir(out_dir, resuming=True)
@@ -300,16 +315,17 @@ def _drive(cfg: Config, configs: Sequence[Config], data_dir: str | os.PathLike |
     location = data_location(cfg, data_dir)
     with _sigint_raises():
         try:
-            data = load_data(cfg, data_dir, quiet=not progress)
-            _check_sizes(configs, data)
-            builds = _feature_builds(configs)    # each extraction once, before the workers read it
-            if builds:
-                images = make_splits(cfg, data)
-                for c in builds:
-                    _prebuild_features(c, images, location["data_dir"], progress)
-            set_data(location, data)
+            # the cluster first: one that cannot be reached fails in seconds, not after the data and features
             executor = make_executor(jobs, scheduler, connect_timeout)
             try:
+                data = load_data(cfg, data_dir, quiet=not progress)
+                _check_sizes(configs, data)
+                builds = _feature_builds(configs)    # each extraction once, before the workers read it
+                if builds:
+                    images = make_splits(cfg, data)
+                    for c in builds:
+                        _prebuild_features(c, images, location["data_dir"], progress)
+                set_data(location, data)
                 bar = Bar(progress, total, initial, "sweep", "trial")
                 running = 0
                 while True:
