@@ -71,6 +71,18 @@ def study_trials(url):
     return optuna.load_study(study_name=summary.study_name, storage=where).get_trials()
 
 
+@pytest.mark.parametrize("params, warned", [
+    (("--param", "optimizer.lr=grid:1e-3,1e-2"), True),                      # 2 combinations, 3 trials
+    (("--param", "optimizer.lr=grid:1e-3,1e-2", "--param", "optimizer.update=choice:adam,sgd"), False),   # 4
+    (("--param", "optimizer.lr=log:1e-3:1e-2"), False),
+])
+def test_tpe_over_fewer_value_combinations_than_trials_says_so(tmp_path, config, learnable_data_dir, params, warned):
+    r = sweep(config, learnable_data_dir, tmp_path / "sweep", *params, "--trials", 3, "--jobs", 1)
+    assert r.exit_code == 0, r.output
+    line = "warning: every --param is a list of values (2 combinations), fewer than the 3 trials"
+    assert (line in r.output) == warned and ("warning" in r.output) == warned, r.output
+
+
 def test_tpe_writes_the_usual_files_from_the_study_and_a_rerun_resumes(tmp_path, config, learnable_data_dir,
                                                                       monkeypatch):
     log = tmp_path / "trials.txt"

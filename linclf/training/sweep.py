@@ -26,13 +26,14 @@ import os
 import shutil
 import signal
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ..config import Config, to_dict, with_values
 from ..data.cifar10 import CIFAR10, Splits, split
-from ..errors import ConfigError, Interrupted, LinclfError, UsageError
+from ..errors import ConfigError, Interrupted, LinclfError, LinclfWarning, UsageError
 from ..features.registry import LEARNED
 from ..progress import Bar
 from ..threads import usable_cpus
@@ -228,6 +229,11 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
 
     keys = [p.key for p in params]
     budget = DEFAULT_TRIALS if trials is None else trials
+    combos = math.prod(len(p.values) for p in params) if all(p.values for p in params) else None
+    if combos is not None and combos < budget:
+        warnings.warn(f"every --param is a list of values ({combos} combinations), fewer than the {budget} trials: "
+                      "TPE repeats them with other seeds; to run each once, sweep them as grid: values without "
+                      "--search tpe", LinclfWarning, stacklevel=2)
     prepare_out_dir(out_dir, resuming=True)
     manifest = check_manifest(out_dir, params, {"kind": "tpe", "prune": prune}, storage)
     # the study is named by what it sweeps, not by where it is stored
