@@ -40,7 +40,15 @@ class DownloadError(LinclfError):
 
 
 class ModelFileError(LinclfError):
-    """A model/checkpoint file is missing, truncated, pickled, of another version or shape."""
+    """A model/checkpoint file is missing, truncated, pickled, of another version or shape.
+
+    ``problem`` is what is wrong with the file, without the advice that may follow it in the message (a
+    caller that expects another kind of file gives its own).
+    """
+
+    def __init__(self, problem: str, advice: str = "") -> None:
+        super().__init__(f"{problem}; {advice}" if advice else problem)
+        self.problem = problem
 
 
 class MissingModelError(ModelFileError):

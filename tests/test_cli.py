@@ -251,6 +251,8 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, lea
                        "which holds checkpoint.npz: --resume {run}")),
     ("empty.npz", ("{p} is not a zip/npz file (empty (0 bytes)); --resume needs a training checkpoint: give the "
                    "run folder `linclf train` printed")),
+    ("a; b/empty.npz", ("{p} is not a zip/npz file (empty (0 bytes)); --resume needs a training checkpoint: give "
+                        "the run folder `linclf train` printed")),
     ("cut.npz", "{p} is not a readable model file (truncated or corrupt"),
     ("nope.npz", "--resume {p}: no checkpoint at {p}; give the run folder `linclf train` printed"),
 ])
@@ -261,6 +263,8 @@ def test_resume_of_anything_but_a_checkpoint_exits_2_naming_checkpoint_npz(tmp_p
     assert train_cli(config, learnable_data_dir, tmp_path / "run").exit_code == 0
     (tmp_path / "empty-folder").mkdir()
     (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "a; b").mkdir()
+    (tmp_path / "a; b" / "empty.npz").write_bytes(b"")
     (tmp_path / "cut.npz").write_bytes((tmp_path / "run" / "checkpoint.npz").read_bytes()[:300])
     p = tmp_path / given
     r = invoke("train", "--resume", p, "--data-dir", learnable_data_dir, "--quiet")

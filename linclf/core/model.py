@@ -194,8 +194,8 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
         what = ("it holds pickled objects, which linclf never loads" if head[:1] == b"\x80"
                 else "empty (0 bytes)" if not head else f"it starts with {head!r}")
-        raise ModelFileError(f"{p} is not a zip/npz file ({what}); give a model.npz written by "
-                             "`linclf train` or by an estimator's to_model().save(PATH)")
+        raise ModelFileError(f"{p} is not a zip/npz file ({what})", "give a model.npz written by `linclf train` or "
+                             "by an estimator's to_model().save(PATH)")
     try:
         npz = np.load(p, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):

@@ -168,8 +168,8 @@ def config_of_checkpoint(path: str | os.PathLike, overrides: dict | None = None)
     p = checkpoint_file(path)
     try:
         arrays = load_npz(p)
-    except ModelFileError as e:       # its first clause says what is wrong; its advice is for model files
-        raise UsageError(f"{str(e).split('; ')[0]}; --resume needs a training checkpoint: {_GIVE_A_RUN}") from None
+    except ModelFileError as e:       # its advice is for model files
+        raise UsageError(f"{e.problem}; --resume needs a training checkpoint: {_GIVE_A_RUN}") from None
     if "config_yaml" not in arrays or "ckpt_W" not in arrays:
         what = "a model file, not a training checkpoint" if "W" in arrays else "not a training checkpoint"
         sibling = p.with_name("checkpoint.npz")
