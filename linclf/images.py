@@ -57,7 +57,9 @@ INSTALL_HINT = "pip install 'linclf[image]'"
 
 
 class PillowMissingError(LinclfError):
-    """Reading images needs Pillow, which is not installed (exit 1)."""
+    """Reading images needs Pillow, which is not installed (exit 2, as for every missing extra)."""
+
+    exit_code = 2
 
 
 class ImageReadError(LinclfError):

@@ -232,10 +232,10 @@ def test_a_folder_that_is_neither_is_a_one_line_error(tmp_path):
 def test_missing_matplotlib_says_how_to_install_it(run_dir, tmp_path, config, learnable_data_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     r = invoke("plot", run_dir, "--data-dir", learnable_data_dir)
-    assert r.exit_code == 1 and "pip install 'linclf[plot]'" in one_line_error(r, only=True)
+    assert r.exit_code == 2 and "pip install 'linclf[plot]'" in one_line_error(r, only=True)
     assert not list(run_dir.glob("*.png"))
     r = train_cli(config, learnable_data_dir, tmp_path / "run2", "--plots")       # refused before training
-    assert r.exit_code == 1 and "pip install 'linclf[plot]'" in one_line_error(r, only=True)
+    assert r.exit_code == 2 and "pip install 'linclf[plot]'" in one_line_error(r, only=True)
     assert not (tmp_path / "run2").exists()
     with pytest.raises(figure.PlotDependencyError):
         runs.loss_figure(history(1.0))

@@ -301,7 +301,7 @@ def test_without_pillow_one_line_with_the_install_hint(trained, pictures, monkey
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "PIL", None)                     # `import PIL` now raises ImportError
     r = invoke("predict", "--model", models["softmax"], pictures["rgb.png"][0])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "pip install 'linclf[image]'" in lines[0]
 

@@ -45,7 +45,9 @@ class PlotError(LinclfError):
 
 
 class PlotDependencyError(PlotError):
-    """matplotlib is not installed (exit 1); the message says how to install it."""
+    """matplotlib is not installed (exit 2, as for every missing extra); the message says how to install it."""
+
+    exit_code = 2
 
 
 class NothingToPlot(ValueError):
