@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_open", "check_not_folder", "write_text_atomic", "write_json_atomic", "unlink_quiet", "json_safe",
+__all__ = ["atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic", "unlink_quiet", "json_safe",
            "json_text"]
 
 
@@ -23,6 +23,22 @@ def unlink_quiet(path: str | os.PathLike) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def not_npz(path: str | os.PathLike) -> str | None:
+    """Why the file at ``path`` is not an .npz (a zip of .npy arrays), judged by its first bytes; None if it may be.
+
+    The reason reads after "is not an .npz": "(empty (0 bytes))", "(it holds one array, an .npy)", ...
+    OSError if it cannot be read.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return None
+    what = ("empty (0 bytes)" if not head else "it holds one array, an .npy" if head.startswith(b"\x93NUMPY")
+            else "it holds pickled objects, which linclf never loads" if head[:1] == b"\x80"
+            else f"it starts with {head!r}")
+    return f"({what})"
 
 
 def _umask() -> int:

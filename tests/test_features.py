@@ -5,6 +5,7 @@ import errno
 import json
 import re
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -678,6 +679,12 @@ def test_linear_probe_on_a_feature_file(tmp_path):
     (dict(X_train=np.zeros((300, 20), dtype="U1")), "X_train must be a non-empty 2-D numeric array"),
     (dict(classes=np.array([1, 2, 3])), "classes must be a 1-D array"),
     (dict(X_train=np.array([{"a": 1}] * 300, dtype=object)), "pickled objects"),
+    (dict(X_train=np.full((300, 20), 1e39)), "X_train holds values beyond float32's range (3.4e38)"),
+    (dict(y_train=np.array(["a", "b", "c"] * 100)), "y_train holds names (<U1), not class indices 0..C-1; number "
+                                                    "them with names, y = np.unique(np.concatenate([y_train, y_test])"),
+    (dict(classes=None, y_train=np.arange(300) % 3 * 1000, y_test=np.arange(100) % 3 * 1000),
+     "the labels run up to 2000 but take only 3 values, and labels are class indices 0..C-1; number them"),
+    (dict(classes=np.array(["a", "b", "a"])), "classes names 'a' twice"),
 ])
 def test_bad_feature_files_are_refused_in_one_line(tmp_path, change, match):
     arrays = _probe()
@@ -717,6 +724,32 @@ def test_a_feature_file_under_home_is_found_by_every_command(tmp_path, monkeypat
     for command in (("features", "--config", cfg, "--quiet"), ("gradcheck", "--config", cfg, "--checks", "3")):
         res = invoke(*command)
         assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"", "(empty (0 bytes))"),
+    (b"\x93NUMPY\x01\x00", "(it holds one array, an .npy)"),
+    (b"x = 1\n", "(it starts with b'x = 1\\n')"),
+])
+def test_a_feature_file_that_is_no_npz_says_what_it_is(tmp_path, content, why):
+    f = tmp_path / "emb.npz"
+    f.write_bytes(content)
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(f"features:\n  kind: npz\n  path: {f}\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run")
+    assert res.exit_code == 1
+    assert f"features.path: {f} is not an .npz {why}; a feature file is an .npz holding X_train" in \
+        one_line_error(res, only=True)
+
+
+def test_a_feature_file_with_a_member_that_is_no_array(tmp_path):
+    f = _write_npz(tmp_path / "emb.npz", **{k: v for k, v in _probe().items() if k != "classes"})
+    with zipfile.ZipFile(f, "a") as z:
+        z.writestr("classes.npy", b"garbage")
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(f"features:\n  kind: npz\n  path: {f}\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run")
+    assert res.exit_code == 1 and "classes is not a NumPy array (.npy member)" in one_line_error(res, only=True)
 
 
 def test_a_missing_or_truncated_feature_file(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 import re
 
 import numpy as np
@@ -93,8 +94,12 @@ def test_missing_truncated_and_pickled_files(tmp_path, model):
     with pytest.raises(ModelFileError, match="pickle"):
         LinearClassifier.load(tmp_path / "obj.npz")
     np.save(tmp_path / "single.npy", model.W)
-    with pytest.raises(ModelFileError, match="single array"):
+    with pytest.raises(ModelFileError, match=r"is not a zip/npz file \(it holds one array, an \.npy\)"):
         LinearClassifier.load(tmp_path / "single.npy")
+    with zipfile.ZipFile(tmp_path / "junk.npz", "w") as z:      # a zip whose member is not an .npy
+        z.writestr("W.npy", b"not an array")
+    with pytest.raises(ModelFileError, match="its member W is not a NumPy array"):
+        LinearClassifier.load(tmp_path / "junk.npz")
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path, model, monkeypatch):

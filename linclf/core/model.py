@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import MissingModelError, ModelFileError
-from ..fsutil import atomic_open, check_not_folder, json_text
+from ..fsutil import atomic_open, check_not_folder, json_text, not_npz
 from .losses import SCORE_LOSSES
 from .objective import scores as chunk_scores
 from .preprocess import Preprocessor, fold
@@ -187,28 +187,24 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if os.path.isdir(p):
         raise MissingModelError(f"{p} is a folder; give the model file inside it (e.g. {p}/model.npz)")
     try:
-        with open(p, "rb") as fh:
-            head = fh.read(6)
+        why = not_npz(p)
     except OSError as e:
         raise ModelFileError(f"cannot read the model file {p}: {e.strerror or e}") from None
-    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
-        what = ("it holds pickled objects, which linclf never loads" if head[:1] == b"\x80"
-                else "empty (0 bytes)" if not head else f"it starts with {head!r}")
-        raise ModelFileError(f"{p} is not a zip/npz file ({what})", "give a model.npz written by `linclf train` or "
+    if why is not None:
+        raise ModelFileError(f"{p} is not a zip/npz file {why}", "give a model.npz written by `linclf train` or "
                              "by an estimator's to_model().save(PATH)")
     try:
-        npz = np.load(p, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{p} holds a single array, not a linclf model (.npz)")
-        with npz:
-            return {k: npz[k] for k in npz.files}
-    except ModelFileError:
-        raise
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
     except ValueError as e:
         why = "it holds pickled objects, which linclf never loads" if "pickle" in str(e) else str(e)
         raise ModelFileError(f"{p} is not a linclf model: {why}") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise ModelFileError(f"{p} is not a readable model file (truncated or corrupt: {e})") from None
+    odd = next((k for k, v in arrays.items() if not isinstance(v, np.ndarray)), None)
+    if odd is not None:                     # a zip member that is not an .npy comes back as bytes
+        raise ModelFileError(f"{p} is not a linclf model: its member {odd} is not a NumPy array (.npy)")
+    return arrays
 
 
 def model_info(model: LinearClassifier) -> dict[str, Any]:

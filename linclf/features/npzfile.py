@@ -18,11 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError, LinclfWarning
+from ..fsutil import not_npz
 
 __all__ = ["FeatureFile", "load_feature_file", "REQUIRED"]
 
 REQUIRED = ("X_train", "y_train", "X_test", "y_test")
 _BLOCK = 4096
+_REMAP = ("number them with names, y = np.unique(np.concatenate([y_train, y_test]), return_inverse=True) and split "
+          "y back into y_train and y_test")
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,15 @@ def load_feature_file(path: str | os.PathLike) -> FeatureFile:
         where = "" if os.path.isabs(p) else f" (relative to the working directory {os.getcwd()})"
         raise ConfigError(f"features.path: {p} is a folder, not an .npz file" if os.path.isdir(p)
                           else f"features.path: no feature file at {p}{where}")
+    holds = f"a feature file is an .npz holding {', '.join(REQUIRED)} (and optionally classes)"
     try:
+        why = not_npz(p)
+        if why is not None:
+            raise DataError(f"features.path: {p} is not an .npz {why}; {holds}")
         with np.load(p, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise DataError(f"{p} holds a single array; expected an .npz with {', '.join(REQUIRED)}")
             missing = [k for k in REQUIRED if k not in npz.files]
             if missing:
-                raise DataError(f"{p}: missing {', '.join(missing)}; a feature file holds "
-                                f"{', '.join(REQUIRED)} (and optionally classes)")
+                raise DataError(f"{p}: missing {', '.join(missing)}; {holds}")
             arrays = {k: npz[k] for k in (*REQUIRED, "classes") if k in npz.files}
     except DataError:
         raise
@@ -63,6 +67,9 @@ def load_feature_file(path: str | os.PathLike) -> FeatureFile:
         raise DataError(f"{p} is not a usable feature file: {why}") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError, AttributeError) as e:
         raise DataError(f"{p} is not a readable .npz (truncated or corrupt: {e})") from None
+    odd = next((k for k, v in arrays.items() if not isinstance(v, np.ndarray)), None)
+    if odd is not None:                     # a zip member that is not an .npy comes back as bytes
+        raise DataError(f"{p}: {odd} is not a NumPy array (.npy member); save the file with np.savez")
     return validate(arrays, p)
 
 
@@ -73,16 +80,23 @@ def validate(arrays: dict[str, np.ndarray], source: str) -> FeatureFile:
         a = arrays[name]
         if a.ndim != 2 or a.dtype.kind not in "fiu" or min(a.shape) < 1:
             raise DataError(f"{source}: {name} must be a non-empty 2-D numeric array (N, D), got {a.dtype} {a.shape}")
-        if a.dtype not in (np.float16, np.float32):
-            a = a.astype(np.float32)
         if not _finite(a):
-            raise DataError(f"{source}: {name} holds NaN or infinite values (or values too large for its float type)")
+            raise DataError(f"{source}: {name} holds NaN or infinite values")
+        if a.dtype not in (np.float16, np.float32):
+            with np.errstate(over="ignore"):
+                a = a.astype(np.float32)
+            if not _finite(a):
+                raise DataError(f"{source}: {name} holds values beyond float32's range (3.4e38), in which linclf "
+                                "computes; scale the features down")
         X[name] = a
     if X["X_train"].shape[1] != X["X_test"].shape[1]:
         raise DataError(f"{source}: X_train has {X['X_train'].shape[1]} columns, X_test {X['X_test'].shape[1]}")
     ys = {}
     for name, xname in (("y_train", "X_train"), ("y_test", "X_test")):
         y = arrays[name]
+        if y.dtype.kind in "USO":
+            raise DataError(f"{source}: {name} holds names ({y.dtype}), not class indices 0..C-1; {_REMAP}, and "
+                            "save the names as classes")
         if y.dtype.kind not in "iu" or y.shape != (len(X[xname]),):
             raise DataError(f"{source}: {name} must be {len(X[xname])} integer labels (one per row of {xname}), "
                             f"got {y.dtype} {y.shape}")
@@ -95,11 +109,18 @@ def validate(arrays: dict[str, np.ndarray], source: str) -> FeatureFile:
         if c.ndim != 1 or c.dtype.kind != "U" or len(c) < 2:
             raise DataError(f"{source}: classes must be a 1-D array of at least 2 names (str), got {c.dtype} {c.shape}")
         classes = tuple(str(v) for v in c)
+        twice = next((name for i, name in enumerate(classes) if name in classes[:i]), None)
+        if twice is not None:
+            raise DataError(f"{source}: classes names {twice!r} twice; each class needs a name of its own")
         if top >= len(classes):
             raise DataError(f"{source}: label {top} is out of range for the {len(classes)} classes")
     else:
         if top < 1:
             raise DataError(f"{source}: the labels name a single class; a classifier needs at least 2")
+        seen = len(np.union1d(ys["y_train"], ys["y_test"]))
+        if top + 1 > 2 * seen:              # ids, not indices: 0..top would be mostly empty classes
+            raise DataError(f"{source}: the labels run up to {top} but take only {seen} values, and labels are "
+                            f"class indices 0..C-1; {_REMAP}, and save the original labels as classes")
         classes = tuple(str(i) for i in range(top + 1))
     empty = np.flatnonzero(np.bincount(ys["y_train"], minlength=len(classes)) == 0)
     if len(empty):
