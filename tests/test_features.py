@@ -698,6 +698,22 @@ def test_bad_feature_files_are_refused_in_one_line(tmp_path, change, match):
     assert match in one_line_error(res, only=True)
 
 
+def test_a_class_sorted_feature_file_is_split_at_random(tmp_path):
+    """Rows dumped class by class: data.num_train and the validation rows still hold every class."""
+    arrays = _probe()
+    order = np.argsort(arrays["y_train"], kind="stable")
+    arrays["X_train"], arrays["y_train"] = arrays["X_train"][order], arrays["y_train"][order]
+    f = _write_npz(tmp_path / "emb.npz", **arrays)
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(f"features:\n  kind: npz\n  path: {f}\ndata:\n  num_train: 100\n  num_val: 60\n")
+    res = train_cli(cfg, tmp_path / "d", tmp_path / "run", "--json")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)
+    assert metrics["val_accuracy"] > 0.9 and metrics["test_accuracy"] > 0.9      # the first 100 rows: class a only
+    res = invoke("eval", "--model", tmp_path / "run" / "model.npz", "--split", "val", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["accuracy"] == metrics["val_accuracy"]
+
+
 @pytest.mark.parametrize("shift, classes, message", [
     (1, None, "1 of the 4 classes has no training rows (0); labels are class indices counted from 0"),
     (0, np.array(["a", "b", "c", "d", "e"]), "2 of the 5 classes have no training rows (d, e); labels are"),

@@ -6,7 +6,8 @@ The file is an ``.npz`` with ``X_train`` (N, D), ``y_train`` (N,), ``X_test``
 width, integer labels in [0, C), finite values. X arrays come back float16 or
 float32 (float64 and integers are converted to float32). Classes without a
 training row are allowed, with a warning: labels counted from 1 leave class 0
-empty.
+empty. The training rows come back in a fixed random order (files are often
+sorted by class; the validation split is cut from their end).
 """
 from __future__ import annotations
 
@@ -128,4 +129,8 @@ def validate(arrays: dict[str, np.ndarray], source: str) -> FeatureFile:
         warnings.warn(f"{source}: {len(empty)} of the {len(classes)} classes {'has' if len(empty) == 1 else 'have'} "
                       f"no training rows ({names}); labels are class indices counted from 0", LinclfWarning,
                       stacklevel=2)
-    return FeatureFile(X["X_train"], ys["y_train"], X["X_test"], ys["y_test"], classes)
+    # Embedding dumps are often in class order, and the validation split is the training rows' last
+    # data.num_val: the rows are put in one fixed random order (the same for every seed, so a sweep's
+    # trials share their validation rows), as CIFAR-10's batches come.
+    order = np.random.default_rng(0).permutation(len(ys["y_train"]))
+    return FeatureFile(X["X_train"][order], ys["y_train"][order], X["X_test"], ys["y_test"], classes)
