@@ -31,6 +31,19 @@ def test_feature_rows_wide_or_narrow_equal_a_float64_reference(N, P, dtype):
     np.testing.assert_allclose(p.scale, 1.0 / ref.std(axis=0), rtol=1e-5)
 
 
+@pytest.mark.parametrize("size", [1e-12, 1e-6, 1e20, 1e30])
+def test_features_of_any_scale_are_standardised(size):
+    """Tiny features are not taken as constant, huge ones' squares (beyond float32) do not make the scale 0."""
+    rng = np.random.default_rng(2)
+    X = (rng.standard_normal((500, 6)) * np.arange(1, 7) * size).astype(np.float32)
+    X[:, 2] = np.float32(3 * size)                          # a constant column stays unscaled
+    p = fit(X, mean=True, std=True)
+    ref = X.astype(np.float64)
+    varying = np.arange(6) != 2
+    np.testing.assert_allclose(p.scale[varying], 1.0 / ref.std(axis=0)[varying], rtol=1e-5)
+    assert p.scale[2] == 1.0
+
+
 def test_transform_is_the_explicit_formula(X):
     p = fit(X, mean=True, std=True)
     out = p.transform(X[:5], np.float64)

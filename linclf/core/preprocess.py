@@ -22,7 +22,7 @@ __all__ = ["Preprocessor", "fit", "fold", "unfold"]
 _BLOCK_BYTES = 1 << 18  # a block of float32 rows while fitting: 256 KB stays in a core's L2 cache
 _MIN_BLOCK = 16         # below this many rows a block is mostly the NumPy calls' overhead
 _MAX_BLOCK = 256        # rows summed in float32 at a time at most (see _column_sq_dev)
-_MIN_STD = 1e-6        # a constant pixel is left unscaled instead of divided by ~0
+_MIN_STD = 1e-6        # a column whose std is below this fraction of the largest is constant: left unscaled
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,8 @@ def fit(X: np.ndarray, mean: bool = True, std: bool = False, bias: bool = True) 
     scale = None
     if std:
         sd = np.sqrt(_column_sq_dev(X, m64) / len(X))
-        scale = np.where(sd > _MIN_STD, 1.0 / np.maximum(sd, _MIN_STD), 1.0).astype(np.float32)
+        constant = sd <= _MIN_STD * sd.max()          # relative: features of any scale (1e-6 or 1e18) are scaled
+        scale = (1.0 / np.where(constant, 1.0, sd)).astype(np.float32)
     return Preprocessor(mean=m64.astype(np.float32) if mean else None, scale=scale, bias=bias)
 
 
@@ -138,6 +139,11 @@ def _column_sq_dev(X: np.ndarray, m64: np.ndarray) -> np.ndarray:
     for b in _float32_blocks(X):
         b -= m32
         out += np.einsum("ij,ij->j", b, b)
+    if not np.isfinite(out).all():          # squares beyond float32's range (|x - m| > 1.8e19): again in float64
+        out[:] = 0
+        for b in _float32_blocks(X):
+            d = b - m64
+            out += np.einsum("ij,ij->j", d, d)
     return out
 
 
