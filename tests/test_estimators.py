@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import optional
+from conftest import invoke, one_line_error, optional
 
 from linclf import LinearSVM, SoftmaxClassifier
 from linclf.errors import DivergenceError
@@ -375,6 +375,12 @@ def test_pickle_and_to_model(tmp_path, data):
     model = LinearClassifier.load(tmp_path / "model.npz")
     assert model.classes == ("a", "b", "c", "d") and model.loss == "softmax"
     np.testing.assert_array_equal(np.array(model.classes)[model.predict(X_test)], clf.predict(X_test))
+    r = invoke("eval", "--model", tmp_path / "model.npz", "--data-dir", tmp_path / "nodata")   # not CIFAR's rows
+    assert r.exit_code == 2 and not (tmp_path / "nodata").exists()
+    assert one_line_error(r, only=True) == (
+        f"error: {tmp_path / 'model.npz'} takes rows of {X.shape[1]} values, not CIFAR-10's 3072 pixels, and its "
+        "config has no features section that makes them (an estimator's to_model()?); score it in Python: "
+        "LinearClassifier.load(PATH).predict(X) on your rows")
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

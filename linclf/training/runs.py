@@ -26,7 +26,7 @@ import yaml
 from ..core import preprocess
 from ..core.losses import initial_loss
 from ..config import Config, from_dict, to_yaml, with_values
-from ..data.cifar10 import CIFAR10, Splits, load_cifar10, resolve_data_dir, split, with_mirrors
+from ..data.cifar10 import NUM_PIXELS, CIFAR10, Splits, load_cifar10, resolve_data_dir, split, with_mirrors
 from ..errors import (ConfigError, DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning,
                       ModelFileError, UsageError)
 from .evaluate import Evaluation, evaluate_predictions
@@ -451,6 +451,10 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
     model = LinearClassifier.load(model_path)
     extractor = model_extractor(model, os.fspath(model_path))
     cfg = model_config(model, model_path)
+    if extractor is None and cfg.features.kind == "pixels" and model.in_dim != NUM_PIXELS:
+        raise UsageError(f"{model_path} takes rows of {model.in_dim} values, not CIFAR-10's {NUM_PIXELS} pixels, and "
+                         "its config has no features section that makes them (an estimator's to_model()?); score "
+                         "it in Python: LinearClassifier.load(PATH).predict(X) on your rows")
     if archive is not None:
         cfg = with_values(cfg, {"data.archive": os.fspath(archive)})
     data = load_data(cfg, data_dir, quiet=quiet)
