@@ -447,6 +447,9 @@ def _check_features(f: FeaturesConfig, flip: bool = False, flip_average: bool = 
     if f.kind == "npz" and not f.path:
         raise ConfigError("features.path: kind npz needs the .npz file of precomputed features, "
                           "e.g. --set features.path=embeddings.npz")
+    if f.kind != "npz" and f.path:
+        raise ConfigError(f"features.path: only kind npz reads a feature file, and features.kind is {f.kind}; set "
+                          "features.kind=npz to train on the file, or drop features.path")
     if f.kind == "kmeans":
         if f.patch > IMAGE_SIDE:
             raise ConfigError(f"features.patch: {f.patch} does not fit a {IMAGE_SIDE}x{IMAGE_SIDE} image; "

@@ -72,6 +72,7 @@ def test_default_is_pixels_and_every_constant_is_a_key():
     (["features.kind=kmeans", "features.k=500", "features.patches=100"], r"features\.k: 500 .*features\.patches"),
     (["features.kind=npz"], r"features\.path"),
     (["features.kind=npz", "features.path=x.npz", "data.flip=true"], r"data\.flip: kind npz .* cannot be mirrored"),
+    (["features.path=x.npz"], r"features\.path: only kind npz reads a feature file, and features\.kind is pixels"),
     (["features.kind=hog_color", "features.cell=40"], r"features\.cell"),
     (["features.kind=kmeans", "features.encoder=hard"], r"features\.encoder"),
     (["features.kind=kmeans", "features.power=0"], r"features\.power: expected a number > 0, got 0"),
