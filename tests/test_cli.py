@@ -273,6 +273,35 @@ def test_resume_of_anything_but_a_checkpoint_exits_2_naming_checkpoint_npz(tmp_p
     assert message.format(p=p, run=tmp_path / "run") in line
 
 
+def test_resume_into_another_run_folder_needs_overwrite(tmp_path, config, learnable_data_dir):
+    assert train_cli(config, learnable_data_dir, tmp_path / "src").exit_code == 0
+    assert train_cli(config, learnable_data_dir, tmp_path / "other", "--set", "seed=1").exit_code == 0
+    before = {f.name: f.read_bytes() for f in (tmp_path / "other").iterdir()}
+    r = invoke("train", "--resume", tmp_path / "src", "--out", tmp_path / "other", "--data-dir", learnable_data_dir,
+               "--quiet")
+    assert r.exit_code == 2 and "already holds a run" in one_line_error(r, only=True)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "other").iterdir()} == before
+    r = invoke("train", "--resume", tmp_path / "src", "--out", tmp_path / "other", "--data-dir", learnable_data_dir,
+               "--quiet", "--overwrite")
+    assert r.exit_code == 0, r.output
+
+
+def test_a_run_folder_another_linclf_is_writing_is_refused(tmp_path, config, learnable_data_dir):
+    """Two trainings started together into one --out: the one that finds the folder held is refused."""
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".linclf.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)           # the other run, mid-way
+        r = train_cli(config, learnable_data_dir, out)
+    assert r.exit_code == 2
+    assert one_line_error(r, only=True) == (f"error: --out {out}: another linclf is writing a run into it now; "
+                                            "wait for it to finish or choose another folder")
+    assert sorted(f.name for f in out.iterdir()) == [".linclf.lock"]
+    assert train_cli(config, learnable_data_dir, out).exit_code == 0      # free again: trains, lock removed
+    assert not (out / ".linclf.lock").exists() and (out / "model.npz").is_file()
+
+
 # ----------------------------------------------------------------------- eval
 
 

@@ -54,11 +54,14 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     else:
         cfg = command_config(config_path, overrides, {"data.archive": archive})
         out_dir = Path(out) if out else default_out_dir(config_path)
-    out_dir = check_out_dir(out_dir, overwrite=overwrite, resuming=resume is not None)
+    # resuming continues the checkpoint's own run folder; another --out is a new run's folder
+    resuming = resume is not None and out_dir.absolute() == Path(resume).parent.absolute()
+    out_dir = check_out_dir(out_dir, overwrite=overwrite, resuming=resuming)
     if cfg.optimizer.method in ("random_search", "random_local_search") and resume is not None:
         raise UsageError(f"--resume works for sgd and gd runs, not {cfg.optimizer.method}")
     res = run_train(cfg, out_dir, data_dir=data_dir, resume=resume, resume_arrays=resume_arrays,
-                    progress=show_progress(quiet), quiet=not show_progress(quiet), workers=workers())
+                    progress=show_progress(quiet), quiet=not show_progress(quiet), workers=workers(),
+                    overwrite=overwrite or resuming)
     m = res.metrics
     figures = plot_run_folder(out_dir, None, "val", data_dir, None, quiet) if plots else []
     if as_json:

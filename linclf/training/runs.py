@@ -13,12 +13,13 @@ import io
 import math
 import os
 import shutil
-import warnings
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import yaml
@@ -30,13 +31,13 @@ from ..data.cifar10 import NUM_PIXELS, CIFAR10, Splits, load_cifar10, resolve_da
 from ..errors import (ConfigError, DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning,
                       ModelFileError, UsageError)
 from .evaluate import Evaluation, evaluate_predictions
-from ..fsutil import write_json_atomic, write_text_atomic
+from ..fsutil import unlink_quiet, write_json_atomic, write_text_atomic
 from ..core.model import LinearClassifier, load_npz
 from ..features.registry import LEARNED
 from .featurize import feature_prep, featurize, mirror_rows, model_extractor, row_width, training_rows
 from .loop import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
 
-__all__ = ["RUN_FILES", "RunResult", "default_out_dir", "check_out_dir", "prepare_out_dir", "located", "load_data",
+__all__ = ["RUN_FILES", "RunResult", "default_out_dir", "check_out_dir", "claim_out_dir", "prepare_out_dir", "located", "load_data",
            "make_splits", "run_train", "run_eval", "run_features", "checkpoint_file", "config_of_checkpoint",
            "history_csv"]
 
@@ -80,6 +81,32 @@ def check_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = False)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write into --out {out}: {parent} is not writable; choose a writable folder")
     return out
+
+
+@contextmanager
+def claim_out_dir(out: Path, *, overwrite: bool = False) -> Iterator[None]:
+    """Create ``out`` and hold it for one run: an exclusive lock on ``out/.linclf.lock`` (removed at the end;
+    the OS releases it if the process dies), then ``check_out_dir`` again under it, so of two runs started
+    together into one folder the second is refused instead of mixing its files with the first's."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:             # pragma: no cover - not POSIX: no lock, the check alone
+        check_out_dir(out, overwrite=overwrite)
+        yield
+        return
+    lock = out / ".linclf.lock"
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"--out {out}: another linclf is writing a run into it now; wait for it to "
+                             "finish or choose another folder") from None
+        try:
+            check_out_dir(out, overwrite=overwrite)
+            yield
+        finally:
+            unlink_quiet(lock)
 
 
 def prepare_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = False) -> Path:
@@ -199,12 +226,14 @@ class RunResult:
 def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None = None,
               resume: str | os.PathLike | None = None, resume_arrays: dict | None = None,
               progress: bool = False, quiet: bool = True, workers: int | None = None,
-              on_step: Callable[[TrainState], None] | None = None) -> RunResult:
+              on_step: Callable[[TrainState], None] | None = None, overwrite: bool = False) -> RunResult:
     """Train as ``cfg`` says, writing the run's files into ``out_dir`` (checked by ``check_out_dir``).
 
-    The folder is created once the data has loaded. A failure before the first step removes a
-    folder this call created; a later one keeps ``checkpoint.npz`` and ``history.csv`` and names them.
-    ``workers``: CPUs to train on (None: $LINCLF_WORKERS, else all usable).
+    The folder is created once the data has loaded and held (``claim_out_dir``) until the run ends: a
+    run already in it is refused unless ``overwrite``, as is a second linclf writing into it at the same
+    time. A failure before the first step removes a folder this call created; a later one keeps
+    ``checkpoint.npz`` and ``history.csv`` and names them. ``workers``: CPUs to train on (None:
+    $LINCLF_WORKERS, else all usable).
     """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -269,48 +298,48 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
                               workers=workers)
         seconds["mirrors"] = time.perf_counter() - t
     created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "config.yaml", config_text)
-    try:
-        result = train(cfg, splits, prep, state=state, progress=progress, workers=workers,
-                       val_mirror=mirrors.get("val"), on_checkpoint=save_checkpoint, on_step=step_seen)
-    except BaseException as e:
-        if isinstance(e, DivergenceError) and getattr(e, "step", None):
-            e = DivergenceError(f"{e}{_lr_hint(cfg, splits, prep, e.step, workers)}")
-        raise _after_failure(e, out_dir, created, started.get("state"), saved, save_checkpoint) from None
-    seconds["train"] = result.seconds
+    with claim_out_dir(out_dir, overwrite=overwrite):
+        write_text_atomic(out_dir / "config.yaml", config_text)
+        try:
+            result = train(cfg, splits, prep, state=state, progress=progress, workers=workers,
+                           val_mirror=mirrors.get("val"), on_checkpoint=save_checkpoint, on_step=step_seen)
+        except BaseException as e:
+            if isinstance(e, DivergenceError) and getattr(e, "step", None):
+                e = DivergenceError(f"{e}{_lr_hint(cfg, splits, prep, e.step, workers)}")
+            raise _after_failure(e, out_dir, created, started.get("state"), saved, save_checkpoint) from None
+        seconds["train"] = result.seconds
 
-    t = time.perf_counter()
-    model = LinearClassifier(result.W, prep, splits.classes, cfg.model.loss, config_text,
-                             features_kind=kind, features_arrays=features_arrays)
-    train_acc = float(np.mean(model.predict(splits.X_train) == splits.y_train))
-    # the last reference to the training rows goes before the test rows are read: a memory map's pages
-    # leave the process with it, so the peak is the larger split, not the sum of all three
-    splits = replace(splits, X_train=np.empty((0, splits.X_train.shape[1]), splits.X_train.dtype))
-    val_acc = (float(np.mean(model.predict(splits.X_val, mirrors.get("val")) == splits.y_val))
-               if len(splits.y_val) else None)
-    test_acc = float(np.mean(model.predict(splits.X_test, mirrors.get("test")) == splits.y_test))
-    seconds["evaluate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        model = LinearClassifier(result.W, prep, splits.classes, cfg.model.loss, config_text,
+                                 features_kind=kind, features_arrays=features_arrays)
+        train_acc = float(np.mean(model.predict(splits.X_train) == splits.y_train))
+        # the last reference to the training rows goes before the test rows are read: a memory map's pages
+        # leave the process with it, so the peak is the larger split, not the sum of all three
+        splits = replace(splits, X_train=np.empty((0, splits.X_train.shape[1]), splits.X_train.dtype))
+        val_acc = (float(np.mean(model.predict(splits.X_val, mirrors.get("val")) == splits.y_val))
+                   if len(splits.y_val) else None)
+        test_acc = float(np.mean(model.predict(splits.X_test, mirrors.get("test")) == splits.y_test))
+        seconds["evaluate"] = time.perf_counter() - t
 
-    metrics = {
-        "train_accuracy": train_acc,
-        "val_accuracy": val_acc,
-        "test_accuracy": test_acc,
-        "final_loss": result.final_loss,
-        "steps": result.state.step,
-        "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
-        "best_step": result.state.best_step if cfg.train.keep_best else None,
-        "stopped": result.state.stopped or "completed",
-        "num_train": len(splits.y_train), "num_val": len(splits.y_val), "num_test": len(splits.y_test),
-        "seconds": {k: round(v, 4) for k, v in seconds.items()},
-    }
-    model.metrics = metrics
-    for message in outcome_warnings(metrics, result.state.history, len(splits.classes)):
-        warnings.warn(message, LinclfWarning, stacklevel=2)
-    model.save(out_dir / "model.npz")
-    write_text_atomic(out_dir / "history.csv", history_csv(result.state.history))
-    write_json_atomic(out_dir / "metrics.json", metrics, indent=2)
-    return RunResult(model=model, metrics=metrics, out_dir=out_dir, result=result)
+        metrics = {
+            "train_accuracy": train_acc,
+            "val_accuracy": val_acc,
+            "test_accuracy": test_acc,
+            "final_loss": result.final_loss,
+            "steps": result.state.step,
+            "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
+            "best_step": result.state.best_step if cfg.train.keep_best else None,
+            "stopped": result.state.stopped or "completed",
+            "num_train": len(splits.y_train), "num_val": len(splits.y_val), "num_test": len(splits.y_test),
+            "seconds": {k: round(v, 4) for k, v in seconds.items()},
+        }
+        model.metrics = metrics
+        for message in outcome_warnings(metrics, result.state.history, len(splits.classes)):
+            warnings.warn(message, LinclfWarning, stacklevel=2)
+        model.save(out_dir / "model.npz")
+        write_text_atomic(out_dir / "history.csv", history_csv(result.state.history))
+        write_json_atomic(out_dir / "metrics.json", metrics, indent=2)
+        return RunResult(model=model, metrics=metrics, out_dir=out_dir, result=result)
 
 
 def outcome_warnings(metrics: dict, history: list[dict], num_classes: int) -> list[str]:
