@@ -378,8 +378,8 @@ def test_pickle_and_to_model(tmp_path, data):
     r = invoke("eval", "--model", tmp_path / "model.npz", "--data-dir", tmp_path / "nodata")   # not CIFAR's rows
     assert r.exit_code == 2 and not (tmp_path / "nodata").exists()
     assert one_line_error(r, only=True) == (
-        f"error: {tmp_path / 'model.npz'} takes rows of {X.shape[1]} values, not CIFAR-10's 3072 pixels, and its "
-        "config has no features section that makes them (an estimator's to_model()?); score it in Python: "
+        f"error: {tmp_path / 'model.npz'} takes rows of {X.shape[1]} values, not CIFAR-10's 3072 pixels, and has "
+        "no config that makes them (an estimator's to_model()?); score it in Python: "
         "LinearClassifier.load(PATH).predict(X) on your rows")
 
 

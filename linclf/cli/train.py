@@ -61,7 +61,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
         raise UsageError(f"--resume works for sgd and gd runs, not {cfg.optimizer.method}")
     res = run_train(cfg, out_dir, data_dir=data_dir, resume=resume, resume_arrays=resume_arrays,
                     progress=show_progress(quiet), quiet=not show_progress(quiet), workers=workers(),
-                    overwrite=overwrite or resuming)
+                    overwrite=overwrite)
     m = res.metrics
     figures = plot_run_folder(out_dir, None, "val", data_dir, None, quiet) if plots else []
     if as_json:

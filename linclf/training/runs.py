@@ -230,8 +230,8 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     """Train as ``cfg`` says, writing the run's files into ``out_dir`` (checked by ``check_out_dir``).
 
     The folder is created once the data has loaded and held (``claim_out_dir``) until the run ends: a
-    run already in it is refused unless ``overwrite``, as is a second linclf writing into it at the same
-    time. A failure before the first step removes a folder this call created; a later one keeps
+    run already in it is refused unless ``overwrite`` or it is the folder of the checkpoint ``resume``
+    continues, as is a second linclf writing into it at the same time. A failure before the first step removes a folder this call created; a later one keeps
     ``checkpoint.npz`` and ``history.csv`` and names them. ``workers``: CPUs to train on (None:
     $LINCLF_WORKERS, else all usable).
     """
@@ -298,7 +298,8 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
                               workers=workers)
         seconds["mirrors"] = time.perf_counter() - t
     created = not out_dir.exists()
-    with claim_out_dir(out_dir, overwrite=overwrite):
+    continuing = resume is not None and out_dir.absolute() == Path(resume).parent.absolute()
+    with claim_out_dir(out_dir, overwrite=overwrite or continuing):
         write_text_atomic(out_dir / "config.yaml", config_text)
         try:
             result = train(cfg, splits, prep, state=state, progress=progress, workers=workers,
@@ -480,10 +481,10 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
     model = LinearClassifier.load(model_path)
     extractor = model_extractor(model, os.fspath(model_path))
     cfg = model_config(model, model_path)
-    if extractor is None and cfg.features.kind == "pixels" and model.in_dim != NUM_PIXELS:
+    if not model.config_yaml.strip() and model.in_dim != NUM_PIXELS:      # an estimator's to_model()
         raise UsageError(f"{model_path} takes rows of {model.in_dim} values, not CIFAR-10's {NUM_PIXELS} pixels, and "
-                         "its config has no features section that makes them (an estimator's to_model()?); score "
-                         "it in Python: LinearClassifier.load(PATH).predict(X) on your rows")
+                         "has no config that makes them (an estimator's to_model()?); score it in Python: "
+                         "LinearClassifier.load(PATH).predict(X) on your rows")
     if archive is not None:
         cfg = with_values(cfg, {"data.archive": os.fspath(archive)})
     data = load_data(cfg, data_dir, quiet=quiet)
