@@ -546,6 +546,18 @@ def test_features_list_into_head_1_ends_quietly(tmp_path):
     assert first == f"{tmp_path / 'features-cache'}: 1000 entries, 0 B\n"
 
 
+def test_a_json_document_cut_by_its_reader_ends_141(tmp_path):
+    """One document far longer than a pipe holds, its reader gone after 10 bytes: 141, not 0 with half of it."""
+    folder = tmp_path / "features-cache" / "pixels-0123456789abcdef"
+    folder.mkdir(parents=True)
+    for i in range(1000):
+        (folder / f"{i:016x}.npy").write_bytes(b"")
+    p = _linclf("features", "--list", "--json", "--data-dir", tmp_path, stdout=subprocess.PIPE)
+    assert p.stdout.read(10) == b'{"cache": '
+    p.stdout.close()
+    assert (p.wait(), p.stderr.read().decode()) == (141, "")
+
+
 @pytest.mark.parametrize("args", [["config"], ["--help"], ["--version"], ["eval", "--help"]])
 def test_every_command_ends_quietly_when_stdout_is_already_closed(args):
     read, write = os.pipe()

@@ -274,9 +274,26 @@ def quiet_option(f: Callable) -> Callable:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries on stderr.")(f)
 
 
+def echo_json(obj: object) -> None:
+    """``obj`` as one line of strict JSON on stdout, written whole or not at all.
+
+    A large write into a pipe whose reader leaves (``| head -c 10``) comes back short without an error
+    (Python's buffered writer returns the count), so the rest is written until it fails: exit 141, not
+    0 with the document cut.
+    """
+    from ..fsutil import json_text
+
+    data = memoryview((json_text(obj) + "\n").encode())
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    while data:
+        data = data[out.write(data):]
+    out.flush()
+
+
 def show_progress(quiet: bool) -> bool:
     """Show progress bars only on a terminal and when not asked to be quiet."""
-    return not quiet and sys.stderr.isatty()
+    return not quiet and sys.stderr is not None and sys.stderr.isatty()     # None: started with stderr closed
 
 
 def command_config(config_path: str | None, overrides: tuple[str, ...], extra: dict | None = None) -> Config:

@@ -5,8 +5,7 @@ from typing import Any
 
 import click
 
-from ..fsutil import json_text
-from .app import check_accuracy, cli, data_options, model_option, quiet_option, show_progress, workers
+from .app import check_accuracy, cli, data_options, echo_json, model_option, quiet_option, show_progress, workers
 
 
 @cli.command("eval", short_help="Score a saved model: accuracy, per class, confusion.")
@@ -26,7 +25,7 @@ def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: st
     model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not show_progress(quiet),
                          progress=show_progress(quiet), workers=workers())
     if as_json:
-        click.echo(json_text({"model": model_path, "split": split_name, **ev.to_dict(model.classes)}))
+        echo_json({"model": model_path, "split": split_name, **ev.to_dict(model.classes)})
     else:
         click.echo(_eval_table(model.classes, ev, split_name))
     check_accuracy(split_name, ev.accuracy, expect_accuracy)

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import UsageError
-from ..fsutil import json_text
-from .app import cli, command_config, config_options, data_options, quiet_option, show_progress, workers
+from .app import cli, command_config, config_options, data_options, echo_json, quiet_option, show_progress, workers
 
 if TYPE_CHECKING:
     from ..features.cache_contents import CacheEntry
@@ -75,14 +74,14 @@ def _manage_cache(config_path: str | None, overrides: tuple[str, ...], data_dir:
         chosen = [e for e in entries if unused_days is None or now - e.used >= unused_days * 86400]
         count, freed = cache.remove(root, chosen, now)
         if as_json:
-            click.echo(json_text({"cache": str(root), "removed": count, "bytes_freed": freed,
-                                  "kept": len(entries) - count}))
+            echo_json({"cache": str(root), "removed": count, "bytes_freed": freed,
+                                  "kept": len(entries) - count})
         if not quiet:
             click.echo(f"{root}: removed {count} of {len(entries)} entries, {_size(freed)} freed", err=as_json)
         return
     if as_json:
-        click.echo(json_text({"cache": str(root), "bytes": sum(e.size for e in entries),
-                              "entries": [_entry_json(e) for e in entries]}))
+        echo_json({"cache": str(root), "bytes": sum(e.size for e in entries),
+                              "entries": [_entry_json(e) for e in entries]})
         return
     click.echo(f"{root}: " + (f"{len(entries)} entries, {_size(sum(e.size for e in entries))}" if entries
                               else "empty"))

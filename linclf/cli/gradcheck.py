@@ -5,8 +5,7 @@ from typing import Any
 
 import click
 
-from ..fsutil import json_text
-from .app import cli, command_config, config_options, data_options, quiet_option, show_progress, workers
+from .app import cli, command_config, config_options, data_options, echo_json, quiet_option, show_progress, workers
 
 
 @cli.command(short_help="Check analytic gradients against numerical ones.")
@@ -45,7 +44,7 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     res = run_gradcheck(cfg, synthetic=synthetic, batch=batch, checks=checks, h=h, method=method,
                         threshold=threshold, data_dir=data_dir, quiet=not show_progress(quiet), workers=workers())
     if as_json:
-        click.echo(json_text(res))
+        echo_json(res)
     else:
         click.echo(_gradcheck_table(res))
     if not res["passed"]:

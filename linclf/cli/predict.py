@@ -4,8 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import LinclfError, UsageError
-from ..fsutil import json_text
-from .app import cli, model_option
+from .app import cli, echo_json, model_option
 
 
 @cli.command("predict", short_help="Classify your own images with a saved model.")
@@ -61,7 +60,7 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
         else:
             entries.append({"path": path, "error": failed[path]})
     if as_json:
-        click.echo(json_text({"model": model_path, "kind": kind, "images": entries}))
+        echo_json({"model": model_path, "kind": kind, "images": entries})
     if len(entries) == 1 and "error" in entries[0]:     # one file: its error is the whole story
         raise LinclfError(entries[0]["error"])
     short = "p" if kind == "probability" else "score"

@@ -6,9 +6,8 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ..fsutil import json_text
-from .app import (check_accuracy, cli, command_config, config_options, data_options, quiet_option, show_progress,
-                  workers)
+from .app import (check_accuracy, cli, command_config, config_options, data_options, echo_json, quiet_option,
+                  show_progress, workers)
 
 
 # ---------------------------------------------------------------------- train
@@ -66,7 +65,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     figures = plot_run_folder(out_dir, None, "val", data_dir, None, quiet) if plots else []
     if as_json:
         extra = {"plots": [str(f) for f in figures]} if plots else {}
-        click.echo(json_text({**m, "out_dir": str(out_dir), **extra}))
+        echo_json({**m, "out_dir": str(out_dir), **extra})
     if not quiet:
         val = "n/a" if m["val_accuracy"] is None else f"{m['val_accuracy']:.4f}"
         stream_err = as_json
