@@ -546,6 +546,13 @@ def test_features_list_into_head_1_ends_quietly(tmp_path):
     assert first == f"{tmp_path / 'features-cache'}: 1000 entries, 0 B\n"
 
 
+def test_a_command_started_with_stderr_closed_still_works():
+    """`linclf ... 2>&-` (a daemon, a cron line): no terminal to ask about, nowhere to warn, the result on stdout."""
+    cmd = f"{sys.executable} -m linclf gradcheck --config softmax --synthetic --checks 3 --json 2>&-"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["passed"] is True
+
+
 def test_a_json_document_cut_by_its_reader_ends_141(tmp_path):
     """One document far longer than a pipe holds, its reader gone after 10 bytes: 141, not 0 with half of it."""
     folder = tmp_path / "features-cache" / "pixels-0123456789abcdef"
