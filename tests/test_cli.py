@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -220,6 +221,38 @@ def test_divergence_exits_1_with_the_step(tmp_path, config, learnable_data_dir):
               "--set", "optimizer.lr=1e30")
     assert r.exit_code == 1
     assert "at step" in one_line_error(r) and "optimizer.lr" in one_line_error(r)
+
+
+def test_sigterm_stops_training_like_ctrl_c_with_exit_143(tmp_path, config, learnable_data_dir):
+    """`timeout`, a cancelled CI job and `docker stop` send SIGTERM: the checkpoint is saved and the run resumes."""
+    assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
+    out = tmp_path / "cut"
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        import linclf.training.runs as runs
+        real = runs.train
+
+        def train(*args, **kwargs):
+            def at_step(state):
+                if state.step == 9:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            return real(*args, **{{**kwargs, "on_step": at_step}})
+
+        runs.train = train
+        from linclf.cli import main
+        main(sys.argv[1:])
+    """)
+    r = subprocess.run([sys.executable, "-c", code, "train", "--config", str(config), "--data-dir",
+                        str(learnable_data_dir), "--out", str(out), "--quiet"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 143, r.stderr
+    steps = json.loads((tmp_path / "whole" / "metrics.json").read_text())["steps"]
+    assert r.stderr.splitlines() == [f"error: interrupted at step 9 of {steps}; checkpoint saved to "
+                                      f"{out / 'checkpoint.npz'}; continue with `linclf train --resume {out}`"]
+    r = invoke("train", "--resume", out, "--data-dir", learnable_data_dir, "--quiet")
+    assert r.exit_code == 0, r.output
+    a, b = (LinearClassifier.load(tmp_path / name / "model.npz").W for name in ("whole", "cut"))
+    np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("given", ["checkpoint.npz", ""], ids=["checkpoint", "run-folder"])

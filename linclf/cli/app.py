@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 import click
 
 from .. import __version__
-from ..errors import AccuracyError, LinclfError
+from ..errors import AccuracyError, Interrupted, LinclfError
 
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_options", "main", "model_option",
-           "quiet_option", "show_progress", "workers"]
+__all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_options", "echo_json", "main",
+           "model_option", "quiet_option", "show_progress", "workers"]
 
 _DEBUG = False
 _CLOSED_STDOUT_EXIT = 141     # 128 + SIGPIPE: what a shell reports for `git log | head`'s git
+_TERMINATED_EXIT = 143        # 128 + SIGTERM
+_terminated = False           # SIGTERM arrived: the interrupt it became exits 143, not 130
 _FILE_OPTIONS = {".yaml": "--config", ".yml": "--config", ".npz": "--model"}   # files a command takes by option
 
 
@@ -173,10 +175,10 @@ class _Group(click.Group):
                 if _DEBUG:
                     traceback.print_exc()
                 click.echo(f"error: {e}", err=True)
-                ctx.exit(e.exit_code)
+                ctx.exit(_TERMINATED_EXIT if _terminated and isinstance(e, Interrupted) else e.exit_code)
             except KeyboardInterrupt:
-                click.echo("interrupted", err=True)
-                ctx.exit(130)
+                click.echo("error: interrupted", err=True)
+                ctx.exit(_TERMINATED_EXIT if _terminated else Interrupted.exit_code)
             except OSError as e:
                 if _stdout_closed(e):
                     _exit_quietly()
@@ -323,4 +325,16 @@ def main(argv: list[str] | None = None) -> None:
         # started by a shell that ignores SIGINT (a background job of a script): Ctrl-C and
         # `kill -INT` still stop every command the same way (exit 130)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt_on_term)
     cli.main(args=argv, prog_name="linclf")
+
+
+def _interrupt_on_term(signum: int, frame: object) -> None:
+    """SIGTERM (`timeout`, a cancelled CI job, `docker stop`) stops a command as Ctrl-C does, a training run
+    with its checkpoint saved, and exits 143: it is passed on as SIGINT to whichever handler is in place."""
+    import signal
+
+    global _terminated
+    _terminated = True
+    os.kill(os.getpid(), signal.SIGINT)
