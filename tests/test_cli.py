@@ -306,6 +306,21 @@ def test_resume_of_anything_but_a_checkpoint_exits_2_naming_checkpoint_npz(tmp_p
     assert message.format(p=p, run=tmp_path / "run") in line
 
 
+@pytest.mark.parametrize("key", ["model.loss=svm", "seed=3", "preprocess.std=false", "data.num_train=100"])
+def test_resume_refuses_a_set_that_makes_another_run(tmp_path, config, learnable_data_dir, key):
+    r = train_cli(config, learnable_data_dir, tmp_path / "run", "--set", "optimizer.iterations=5")
+    assert r.exit_code == 0
+    r = invoke("train", "--resume", tmp_path / "run", "--set", key, "--data-dir", learnable_data_dir, "--quiet")
+    name = key.split("=")[0]
+    assert r.exit_code == 2 and one_line_error(r, only=True) == (
+        f"error: --resume continues the run {tmp_path / 'run' / 'checkpoint.npz'} holds; --set {name} would make "
+        f"it another run (another model, rows or minibatches): start one with --config "
+        f"{tmp_path / 'run' / 'config.yaml'} --set {name}=...")
+    r = invoke("train", "--resume", tmp_path / "run", "--set", "optimizer.iterations=8", "--data-dir",
+               learnable_data_dir, "--quiet")                        # a longer run: allowed
+    assert r.exit_code == 0, r.output
+
+
 def test_resume_into_another_run_folder_needs_overwrite(tmp_path, config, learnable_data_dir):
     assert train_cli(config, learnable_data_dir, tmp_path / "src").exit_code == 0
     assert train_cli(config, learnable_data_dir, tmp_path / "other", "--set", "seed=1").exit_code == 0

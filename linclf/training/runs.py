@@ -168,6 +168,9 @@ def history_csv(history: list[dict]) -> str:
     return buf.getvalue()
 
 
+# keys a resumed run keeps: they decide the model, its rows and its minibatches (the seed draws them)
+RESUME_FIXED = ("seed", "model.", "preprocess.", "features.", "data.num_train", "data.num_val", "data.num_dev",
+                "data.flip")
 _GIVE_A_RUN = "give the run folder `linclf train` printed (runs/<name>-<time>) or the checkpoint.npz in it"
 
 
@@ -208,6 +211,11 @@ def config_of_checkpoint(path: str | os.PathLike, overrides: dict | None = None)
         cfg = from_dict(raw)
     except (yaml.YAMLError, ConfigError) as e:
         raise ModelFileError(f"{p}: the stored config is not valid: {e}") from None
+    fixed = [k for k in overrides or {} if k.startswith(RESUME_FIXED)]
+    if fixed:
+        raise UsageError(f"--resume continues the run {p} holds; --set {fixed[0]} would make it another run "
+                         f"(another model, rows or minibatches): start one with --config "
+                         f"{p.parent / 'config.yaml'} --set {fixed[0]}=...")
     if overrides:
         cfg = with_values(cfg, overrides, source="--set")
     return cfg, arrays
