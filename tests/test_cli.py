@@ -321,6 +321,16 @@ def test_resume_refuses_a_set_that_makes_another_run(tmp_path, config, learnable
     assert r.exit_code == 0, r.output
 
 
+def test_resuming_a_finished_run_trains_nothing_and_claims_no_speed(tmp_path, config, learnable_data_dir):
+    assert train_cli(config, learnable_data_dir, tmp_path / "run").exit_code == 0
+    before = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    r = invoke("train", "--resume", tmp_path / "run", "--data-dir", learnable_data_dir, "--quiet", "--json")
+    assert r.exit_code == 0, r.output
+    after = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert after["samples_per_second"] is None and before["samples_per_second"] > 0
+    assert {k: after[k] for k in ("steps", "test_accuracy")} == {k: before[k] for k in ("steps", "test_accuracy")}
+
+
 def test_resume_into_another_run_folder_needs_overwrite(tmp_path, config, learnable_data_dir):
     assert train_cli(config, learnable_data_dir, tmp_path / "src").exit_code == 0
     assert train_cli(config, learnable_data_dir, tmp_path / "other", "--set", "seed=1").exit_code == 0

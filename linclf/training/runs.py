@@ -336,7 +336,7 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
             "test_accuracy": test_acc,
             "final_loss": result.final_loss,
             "steps": result.state.step,
-            "samples_per_second": result.samples / result.seconds if result.seconds > 0 else None,
+            "samples_per_second": result.samples / result.seconds if result.samples and result.seconds > 0 else None,
             "best_step": result.state.best_step if cfg.train.keep_best else None,
             "stopped": result.state.stopped or "completed",
             "num_train": len(splits.y_train), "num_val": len(splits.y_val), "num_test": len(splits.y_test),
