@@ -331,6 +331,17 @@ def test_resuming_a_finished_run_trains_nothing_and_claims_no_speed(tmp_path, co
     assert {k: after[k] for k in ("steps", "test_accuracy")} == {k: before[k] for k in ("steps", "test_accuracy")}
 
 
+def test_overwrite_removes_the_replaced_runs_figures(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "run"
+    assert train_cli(config, learnable_data_dir, out).exit_code == 0
+    for name in ("loss.png", "confusion.png"):
+        (out / name).write_bytes(b"the old run's figure")
+    (out / "notes.txt").write_text("mine")
+    assert train_cli(config, learnable_data_dir, out, "--overwrite", "--set", "seed=1").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "config.yaml", "history.csv", "metrics.json",
+                                                      "model.npz", "notes.txt"]
+
+
 def test_resume_into_another_run_folder_needs_overwrite(tmp_path, config, learnable_data_dir):
     assert train_cli(config, learnable_data_dir, tmp_path / "src").exit_code == 0
     assert train_cli(config, learnable_data_dir, tmp_path / "other", "--set", "seed=1").exit_code == 0

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
+from ..fsutil import unlink_quiet
 from .app import (check_accuracy, cli, command_config, config_options, data_options, echo_json, quiet_option,
                   show_progress, workers)
 
@@ -62,6 +63,11 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
                     progress=show_progress(quiet), quiet=not show_progress(quiet), workers=workers(),
                     overwrite=overwrite)
     m = res.metrics
+    if overwrite and not resuming:          # the replaced run's figures would pass for this one's
+        from ..plots.runs import RUN_FIGURES
+
+        for name in RUN_FIGURES:
+            unlink_quiet(out_dir / name)
     figures = plot_run_folder(out_dir, None, "val", data_dir, None, quiet) if plots else []
     if as_json:
         extra = {"plots": [str(f) for f in figures]} if plots else {}

@@ -28,8 +28,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..training.evaluate import Evaluation
 
-__all__ = ["plot_run", "template_images", "loss_figure", "accuracy_figure", "templates_figure",
+__all__ = ["RUN_FIGURES", "plot_run", "template_images", "loss_figure", "accuracy_figure", "templates_figure",
            "confusion_figure"]
+
+RUN_FIGURES = ("loss.png", "accuracy.png", "centroids.png", "templates.png", "confusion.png")   # what plot_run writes
 
 _CIFAR_SHAPE = (3, 32, 32)                 # CIFAR row order: 1024 R, 1024 G, 1024 B, each row-major 32x32
 
