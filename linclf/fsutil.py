@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic", "unlink_quiet", "json_safe",
-           "json_text"]
+__all__ = ["atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic", "unlink_quiet",
+           "json_safe", "json_text"]
 
 
 def unlink_quiet(path: str | os.PathLike) -> None:

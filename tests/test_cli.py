@@ -223,6 +223,25 @@ def test_divergence_exits_1_with_the_step(tmp_path, config, learnable_data_dir):
     assert "at step" in one_line_error(r) and "optimizer.lr" in one_line_error(r)
 
 
+def test_ctrl_c_after_training_says_resume_finishes_the_run(tmp_path, config, learnable_data_dir, monkeypatch):
+    real_save = runs_mod.LinearClassifier.save
+
+    def ctrl_c_at_model_npz(self, path, extra=None):
+        if os.path.basename(path) == "model.npz":
+            raise KeyboardInterrupt
+        return real_save(self, path, extra)
+
+    monkeypatch.setattr(runs_mod.LinearClassifier, "save", ctrl_c_at_model_npz)
+    out = tmp_path / "run"
+    r = train_cli(config, learnable_data_dir, out)
+    assert r.exit_code == 130 and one_line_error(r, only=True) == (
+        f"error: interrupted after training, while scoring and saving the model; `linclf train --resume {out}` "
+        "scores and saves it")
+    monkeypatch.setattr(runs_mod.LinearClassifier, "save", real_save)
+    r = invoke("train", "--resume", out, "--data-dir", learnable_data_dir, "--quiet")
+    assert r.exit_code == 0 and (out / "model.npz").is_file()
+
+
 def test_sigterm_stops_training_like_ctrl_c_with_exit_143(tmp_path, config, learnable_data_dir):
     """`timeout`, a cancelled CI job and `docker stop` send SIGTERM: the checkpoint is saved and the run resumes."""
     assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0

@@ -37,9 +37,9 @@ from ..features.registry import LEARNED
 from .featurize import feature_prep, featurize, mirror_rows, model_extractor, row_width, training_rows
 from .loop import HISTORY_COLUMNS, TrainResult, TrainState, rng_stream, state_from_arrays, state_to_arrays, train
 
-__all__ = ["RUN_FILES", "RunResult", "default_out_dir", "check_out_dir", "claim_out_dir", "prepare_out_dir", "located", "load_data",
-           "make_splits", "run_train", "run_eval", "run_features", "checkpoint_file", "config_of_checkpoint",
-           "history_csv"]
+__all__ = ["RUN_FILES", "RunResult", "default_out_dir", "check_out_dir", "claim_out_dir", "prepare_out_dir",
+           "located", "load_data", "make_splits", "run_train", "run_eval", "run_features", "checkpoint_file",
+           "config_of_checkpoint", "history_csv"]
 
 RUN_FILES = ("model.npz", "checkpoint.npz", "metrics.json", "history.csv", "config.yaml")
 
@@ -239,9 +239,9 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
 
     The folder is created once the data has loaded and held (``claim_out_dir``) until the run ends: a
     run already in it is refused unless ``overwrite`` or it is the folder of the checkpoint ``resume``
-    continues, as is a second linclf writing into it at the same time. A failure before the first step removes a folder this call created; a later one keeps
-    ``checkpoint.npz`` and ``history.csv`` and names them. ``workers``: CPUs to train on (None:
-    $LINCLF_WORKERS, else all usable).
+    continues, as is a second linclf writing into it at the same time. A failure before the first step
+    removes a folder this call created; a later one keeps ``checkpoint.npz`` and ``history.csv`` and
+    names them. ``workers``: CPUs to train on (None: $LINCLF_WORKERS, else all usable).
     """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -318,37 +318,43 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
             raise _after_failure(e, out_dir, created, started.get("state"), saved, save_checkpoint) from None
         seconds["train"] = result.seconds
 
-        t = time.perf_counter()
-        model = LinearClassifier(result.W, prep, splits.classes, cfg.model.loss, config_text,
-                                 features_kind=kind, features_arrays=features_arrays)
-        train_acc = float(np.mean(model.predict(splits.X_train) == splits.y_train))
-        # the last reference to the training rows goes before the test rows are read: a memory map's pages
-        # leave the process with it, so the peak is the larger split, not the sum of all three
-        splits = replace(splits, X_train=np.empty((0, splits.X_train.shape[1]), splits.X_train.dtype))
-        val_acc = (float(np.mean(model.predict(splits.X_val, mirrors.get("val")) == splits.y_val))
-                   if len(splits.y_val) else None)
-        test_acc = float(np.mean(model.predict(splits.X_test, mirrors.get("test")) == splits.y_test))
-        seconds["evaluate"] = time.perf_counter() - t
+        try:
+            t = time.perf_counter()
+            model = LinearClassifier(result.W, prep, splits.classes, cfg.model.loss, config_text,
+                                     features_kind=kind, features_arrays=features_arrays)
+            train_acc = float(np.mean(model.predict(splits.X_train) == splits.y_train))
+            # the last reference to the training rows goes before the test rows are read: a memory map's pages
+            # leave the process with it, so the peak is the larger split, not the sum of all three
+            splits = replace(splits, X_train=np.empty((0, splits.X_train.shape[1]), splits.X_train.dtype))
+            val_acc = (float(np.mean(model.predict(splits.X_val, mirrors.get("val")) == splits.y_val))
+                       if len(splits.y_val) else None)
+            test_acc = float(np.mean(model.predict(splits.X_test, mirrors.get("test")) == splits.y_test))
+            seconds["evaluate"] = time.perf_counter() - t
 
-        metrics = {
-            "train_accuracy": train_acc,
-            "val_accuracy": val_acc,
-            "test_accuracy": test_acc,
-            "final_loss": result.final_loss,
-            "steps": result.state.step,
-            "samples_per_second": result.samples / result.seconds if result.samples and result.seconds > 0 else None,
-            "best_step": result.state.best_step if cfg.train.keep_best else None,
-            "stopped": result.state.stopped or "completed",
-            "num_train": len(splits.y_train), "num_val": len(splits.y_val), "num_test": len(splits.y_test),
-            "seconds": {k: round(v, 4) for k, v in seconds.items()},
-        }
-        model.metrics = metrics
-        for message in outcome_warnings(metrics, result.state.history, len(splits.classes)):
-            warnings.warn(message, LinclfWarning, stacklevel=2)
-        model.save(out_dir / "model.npz")
-        write_text_atomic(out_dir / "history.csv", history_csv(result.state.history))
-        write_json_atomic(out_dir / "metrics.json", metrics, indent=2)
-        return RunResult(model=model, metrics=metrics, out_dir=out_dir, result=result)
+            metrics = {
+                "train_accuracy": train_acc,
+                "val_accuracy": val_acc,
+                "test_accuracy": test_acc,
+                "final_loss": result.final_loss,
+                "steps": result.state.step,
+                "samples_per_second": (result.samples / result.seconds if result.samples and result.seconds > 0
+                                       else None),
+                "best_step": result.state.best_step if cfg.train.keep_best else None,
+                "stopped": result.state.stopped or "completed",
+                "num_train": len(splits.y_train), "num_val": len(splits.y_val), "num_test": len(splits.y_test),
+                "seconds": {k: round(v, 4) for k, v in seconds.items()},
+            }
+            model.metrics = metrics
+            for message in outcome_warnings(metrics, result.state.history, len(splits.classes)):
+                warnings.warn(message, LinclfWarning, stacklevel=2)
+            model.save(out_dir / "model.npz")
+            write_text_atomic(out_dir / "history.csv", history_csv(result.state.history))
+            write_json_atomic(out_dir / "metrics.json", metrics, indent=2)
+            return RunResult(model=model, metrics=metrics, out_dir=out_dir, result=result)
+        except KeyboardInterrupt:
+            todo = (f"`linclf train --resume {out_dir}` scores and saves it" if cfg.optimizer.method in ("sgd", "gd")
+                    else "train again to score and save it")
+            raise Interrupted(f"interrupted after training, while scoring and saving the model; {todo}") from None
 
 
 def outcome_warnings(metrics: dict, history: list[dict], num_classes: int) -> list[str]:
