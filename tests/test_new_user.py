@@ -546,11 +546,14 @@ def test_features_list_into_head_1_ends_quietly(tmp_path):
     assert first == f"{tmp_path / 'features-cache'}: 1000 entries, 0 B\n"
 
 
-def test_a_command_started_with_stderr_closed_still_works():
-    """`linclf ... 2>&-` (a daemon, a cron line): no terminal to ask about, nowhere to warn, the result on stdout."""
+def test_a_command_started_with_stderr_or_stdout_closed():
+    """`linclf ... 2>&-` (a daemon, a cron line): the result on stdout; with stdout closed, --json fails in one line."""
     cmd = f"{sys.executable} -m linclf gradcheck --config softmax --synthetic --checks 3 --json 2>&-"
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["passed"] is True
+    cmd = f"{sys.executable} -m linclf gradcheck --config softmax --synthetic --checks 3 --json >&-"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert (r.returncode, r.stderr) == (1, "error: stdout is closed, so the JSON result cannot be printed\n")
 
 
 def test_a_json_document_cut_by_its_reader_ends_141(tmp_path):

@@ -285,6 +285,8 @@ def echo_json(obj: object) -> None:
     """
     from ..fsutil import json_text
 
+    if sys.stdout is None:                  # started with stdout closed (>&-)
+        raise LinclfError("stdout is closed, so the JSON result cannot be printed")
     data = memoryview((json_text(obj) + "\n").encode())
     sys.stdout.flush()
     out = sys.stdout.buffer
