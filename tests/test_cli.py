@@ -361,6 +361,15 @@ def test_overwrite_removes_the_replaced_runs_figures(tmp_path, config, learnable
                                                       "model.npz", "notes.txt"]
 
 
+@pytest.mark.parametrize("command", [["train", "--config", "smoke"], ["sweep", "--config", "smoke", "--param",
+                                                                       "optimizer.lr=log:1e-4:1e-2"], ["plot", "."]])
+def test_an_empty_out_is_a_usage_error_not_the_default(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    r = invoke(*command, "--out", "")
+    assert r.exit_code == 2 and "Invalid value for '--out': empty; give a folder" in one_line_error(r, only=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_resume_into_another_run_folder_needs_overwrite(tmp_path, config, learnable_data_dir):
     assert train_cli(config, learnable_data_dir, tmp_path / "src").exit_code == 0
     assert train_cli(config, learnable_data_dir, tmp_path / "other", "--set", "seed=1").exit_code == 0

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..config import Config
 
 __all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_options", "echo_json", "main",
-           "model_option", "quiet_option", "show_progress", "workers"]
+           "model_option", "out_option", "quiet_option", "show_progress", "workers"]
 
 _DEBUG = False
 _CLOSED_STDOUT_EXIT = 141     # 128 + SIGPIPE: what a shell reports for `git log | head`'s git
@@ -269,6 +269,16 @@ def model_option(help: str) -> Callable[[Callable], Callable]:
     """``--model PATH``, required: a model file, or a run folder holding one (given as its model.npz)."""
     return click.option("--model", "model_path", type=click.Path(), required=True, callback=_model_file,
                         metavar="PATH", help=help)
+
+
+def out_option(help: str) -> Callable[[Callable], Callable]:
+    """``--out DIR``, optional; an empty value (an unset variable in a script) is a usage error, not the default."""
+    def nonempty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise click.BadParameter("empty; give a folder, or leave --out out for the default")
+        return value
+
+    return click.option("--out", type=click.Path(), default=None, callback=nonempty, metavar="DIR", help=help)
 
 
 def quiet_option(f: Callable) -> Callable:

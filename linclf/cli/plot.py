@@ -6,12 +6,12 @@ from pathlib import Path
 import click
 
 from ..errors import LinclfError
-from .app import cli, data_options, quiet_option, show_progress, workers
+from .app import cli, data_options, out_option, quiet_option, show_progress, workers
 
 
 @cli.command("plot", short_help="Write PNG figures of a run or sweep folder.")
 @click.argument("folder", type=click.Path())
-@click.option("--out", type=click.Path(), default=None, help="Folder for the PNG files (default: FOLDER itself).")
+@out_option("Folder for the PNG files (default: FOLDER itself).")
 @click.option("--split", "split_name", type=click.Choice(["test", "val", "train"]), default="val",
               show_default=True, help="Split of the run's own config the confusion matrix is computed on.")
 @data_options

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from .app import cli, command_config, config_options, data_options, quiet_option, show_progress, workers
+from .app import cli, command_config, config_options, data_options, out_option, quiet_option, show_progress, workers
 
 
 @cli.command("sweep", short_help="Search hyperparameters on the validation split.")
@@ -37,9 +37,8 @@ from .app import cli, command_config, config_options, data_options, quiet_option
                    "'linclf[dask]').")
 @click.option("--connect-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
               help="Seconds to wait for the --scheduler to answer.")
-@click.option("--out", type=click.Path(), default=None,
-              help="Sweep folder (default: runs/sweep-<config name>-<timestamp>/); the same --out continues "
-                   "an interrupted sweep, skipping finished trials.")
+@out_option("Sweep folder (default: runs/sweep-<config name>-<timestamp>/); the same --out continues an "
+            "interrupted sweep, skipping finished trials.")
 @quiet_option
 def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, archive: str | None,
               params: tuple[str, ...], trials: int | None, jobs: int | None, search: str, prune: str,

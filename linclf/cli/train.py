@@ -7,8 +7,8 @@ import click
 
 from ..errors import UsageError
 from ..fsutil import unlink_quiet
-from .app import (check_accuracy, cli, command_config, config_options, data_options, echo_json, quiet_option,
-                  show_progress, workers)
+from .app import (check_accuracy, cli, command_config, config_options, data_options, echo_json, out_option,
+                  quiet_option, show_progress, workers)
 
 
 # ---------------------------------------------------------------------- train
@@ -17,8 +17,7 @@ from .app import (check_accuracy, cli, command_config, config_options, data_opti
 @cli.command("train", short_help="Train, evaluate and save a linear classifier.")
 @config_options
 @data_options
-@click.option("--out", type=click.Path(), default=None,
-              help="Run folder (default: runs/<config name>-<timestamp>/).")
+@out_option("Run folder (default: runs/<config name>-<timestamp>/).")
 @click.option("--overwrite", is_flag=True, help="Allow --out to replace the files of an earlier run.")
 @click.option("--resume", type=click.Path(), default=None, metavar="RUN",
               help="Continue a run: its folder, or the checkpoint.npz in it (optimizer state and step count "
