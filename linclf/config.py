@@ -82,7 +82,9 @@ class FeaturesConfig:
                    "histogram, or precomputed features from an .npz", choices=("pixels", "kmeans", "hog_color", "npz"))
     path: str | None = _f(None, "str", "npz: the .npz holding X_train, y_train, X_test, y_test (optional classes)",
                           nullable=True)
-    standardize: bool = _f(True, "bool", "standardise the features (mean 0, std 1 on the training split)")
+    standardize: bool = _f(True, "bool", "standardise the features (mean 0, std 1 on the training split); "
+                                         "false leaves them to the preprocess section (preprocess.std: true "
+                                         "standardises them all the same)")
     cache: bool = _f(True, "bool", "keep extracted features (float16) and the fitted extractor in the data folder")
     patch: int = _f(6, "int", "kmeans: side of the square patches, pixels", lo=1, hi=32)
     stride: int = _f(1, "int", "kmeans: step between patches when extracting", lo=1, hi=32)

@@ -662,6 +662,10 @@ def test_linear_probe_on_a_feature_file(tmp_path):
     assert LinearClassifier.load(model).classes == ("a", "b", "c")
     res = invoke("eval", "--model", model, "--json")
     assert res.exit_code == 0, res.output
+    again = invoke("eval", "--model", model, "--json", "--data-dir", tmp_path / "elsewhere")
+    assert again.exit_code == 0 and json.loads(again.stdout) == json.loads(res.stdout)
+    assert again.stderr == f"warning: --data-dir is not used: this model's rows come from its feature file, " \
+                           f"features.path {f}\n"
     res = invoke("features", "--config", cfg, "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["splits"]["test"] == [100, 20]
     res = invoke("predict", "--model", model, tmp_path / "cat.png")

@@ -531,19 +531,19 @@ def split(data: CIFAR10, num_train: int | None = None, num_val: int = 1000, num_
     """
     n_all = len(data.X_train)
     if num_val > n_all - 1:
-        raise ConfigError(f"data.num_val: {num_val} leaves no training images; the archive holds "
-                          f"{n_all} training images, so at most {n_all - 1}")
+        raise ConfigError(f"data.num_val: {num_val} leaves no training rows; the data holds "
+                          f"{n_all} training rows, so at most {n_all - 1}")
     available = n_all - num_val
     if num_train is None:
         num_train = available
     elif num_train > available:
-        raise ConfigError(f"data.num_train: {num_train} is more than the {available} training images left "
-                          f"after data.num_val={num_val} ({n_all} in the archive)")
+        raise ConfigError(f"data.num_train: {num_train} is more than the {available} training rows left "
+                          f"after data.num_val={num_val} ({n_all} in the data)")
     n_test = len(data.X_test)
     if num_test is None:
         num_test = n_test
     elif num_test > n_test:
-        raise ConfigError(f"data.num_test: {num_test} is more than the {n_test} test images in the archive")
+        raise ConfigError(f"data.num_test: {num_test} is more than the {n_test} test rows in the data")
     X_train, y_train = data.X_train[:num_train], data.y_train[:num_train]
     if num_dev:
         if num_dev > num_train:

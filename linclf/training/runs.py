@@ -499,6 +499,9 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
         raise UsageError(f"{model_path} takes rows of {model.in_dim} values, not CIFAR-10's {NUM_PIXELS} pixels, and "
                          "has no config that makes them (an estimator's to_model()?); score it in Python: "
                          "LinearClassifier.load(PATH).predict(X) on your rows")
+    if cfg.features.kind == "npz" and (data_dir is not None or archive is not None):
+        warnings.warn(f"{'--archive' if data_dir is None else '--data-dir'} is not used: this model's rows come "
+                      f"from its feature file, features.path {cfg.features.path}", LinclfWarning, stacklevel=2)
     if archive is not None:
         cfg = with_values(cfg, {"data.archive": os.fspath(archive)})
     data = load_data(cfg, data_dir, quiet=quiet)
