@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import linclf
+
 from conftest import invoke, one_line_error, optional, train_cli
 from linclf.config import load_config
 from linclf.core.model import LinearClassifier, save_npz_atomic
@@ -666,6 +668,13 @@ def test_linear_probe_on_a_feature_file(tmp_path):
     assert again.exit_code == 0 and json.loads(again.stdout) == json.loads(res.stdout)
     assert again.stderr == f"warning: --data-dir is not used: this model's rows come from its feature file, " \
                            f"features.path {f}\n"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["feature_file"]["bytes"] == f.stat().st_size and metrics["linclf_version"] == linclf.__version__
+    arrays = _probe()
+    _write_npz(f, **{**arrays, "y_test": arrays["y_test"][::-1].copy(), "note": np.arange(3)})   # re-exported
+    res = invoke("eval", "--model", model, "--json")
+    assert res.exit_code == 0 and res.stderr.startswith(f"warning: features.path {f} changed since {model} was "
+                                                        "trained (its size or time differs)")
     res = invoke("features", "--config", cfg, "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["splits"]["test"] == [100, 20]
     res = invoke("predict", "--model", model, tmp_path / "cat.png")

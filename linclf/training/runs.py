@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 import yaml
 
+from .. import __version__
 from ..core import preprocess
 from ..core.losses import initial_loss
 from ..config import Config, from_dict, to_yaml, with_values
@@ -246,6 +247,7 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     data = load_data(cfg, data_dir, quiet=quiet)      # the paths as given: an error names them so
+    source = {"feature_file": feature_file_stamp(cfg.features.path)} if cfg.features.kind == "npz" else {}
     cfg = located(cfg, data_dir)                        # what the run records
     config_text = to_yaml(cfg)
     splits = make_splits(cfg, data)
@@ -343,6 +345,7 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
                 "stopped": result.state.stopped or "completed",
                 "num_train": len(splits.y_train), "num_val": len(splits.y_val), "num_test": len(splits.y_test),
                 "seconds": {k: round(v, 4) for k, v in seconds.items()},
+                "linclf_version": __version__, **source,
             }
             model.metrics = metrics
             for message in outcome_warnings(metrics, result.state.history, len(splits.classes)):
@@ -483,6 +486,12 @@ def model_config(model: LinearClassifier, source: str | os.PathLike) -> Config:
         raise ModelFileError(f"{os.fspath(source)}: the stored config is not valid: {e}") from None
 
 
+def feature_file_stamp(path: str | os.PathLike) -> dict:
+    """What tells a feature file apart from a later version of it: its size and modification time."""
+    st = os.stat(os.path.expanduser(os.fspath(path)))
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_dir: str | os.PathLike | None = None,
              archive: str | os.PathLike | None = None, quiet: bool = True,
              progress: bool = False, workers: int | None = None) -> tuple[LinearClassifier, Evaluation]:
@@ -505,6 +514,10 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
     if archive is not None:
         cfg = with_values(cfg, {"data.archive": os.fspath(archive)})
     data = load_data(cfg, data_dir, quiet=quiet)
+    stamp = model.metrics.get("feature_file")
+    if cfg.features.kind == "npz" and stamp and stamp != feature_file_stamp(cfg.features.path):
+        warnings.warn(f"features.path {cfg.features.path} changed since {model_path} was trained (its size or time "
+                      "differs): the scores are of the file as it is now", LinclfWarning, stacklevel=2)
     if len(data.classes) != model.num_classes:
         raise DataError(f"{model_path} scores {model.num_classes} classes, the data has {len(data.classes)}")
     if tuple(data.classes) != tuple(model.classes):
