@@ -712,6 +712,19 @@ def test_bad_feature_files_are_refused_in_one_line(tmp_path, change, match):
     assert match in one_line_error(res, only=True)
 
 
+def test_eval_numbers_the_confusion_columns_of_names_alike_in_five_letters(tmp_path):
+    arrays = {**_probe(), "classes": np.array(["n01440764", "n01443537", "n01484850"])}
+    f = _write_npz(tmp_path / "emb.npz", **arrays)
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(f"features:\n  kind: npz\n  path: {f}\ndata:\n  num_val: 50\n")
+    assert train_cli(cfg, tmp_path / "d", tmp_path / "run").exit_code == 0
+    res = invoke("eval", "--model", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    header, *rows = res.stdout.splitlines()[2:6]
+    assert header.split() == ["class", "accuracy", "0", "1", "2"]
+    assert [r.split()[:2] for r in rows] == [["0", "n01440764"], ["1", "n01443537"], ["2", "n01484850"]]
+
+
 def test_a_class_sorted_feature_file_is_split_at_random(tmp_path):
     """Rows dumped class by class: data.num_train and the validation rows still hold every class."""
     arrays = _probe()

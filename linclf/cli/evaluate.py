@@ -33,8 +33,11 @@ def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: st
 
 def _eval_table(classes: tuple[str, ...], ev: Any, split_name: str) -> str:
     """Accuracy, per-class accuracy and the confusion matrix as aligned text."""
-    width = max(6, max(len(c) for c in classes))
     short = [c[:5] for c in classes]
+    if len(set(short)) < len(short):        # names alike in their first 5 letters: number the columns and rows
+        short = [str(i) for i in range(len(classes))]
+        classes = tuple(f"{i} {c}" for i, c in enumerate(classes))
+    width = max(6, max(len(c) for c in classes))
     lines = [f"{split_name} accuracy {ev.accuracy:.4f} ({int(round(ev.accuracy * ev.count))} of {ev.count})", "",
              f"{'class':<{width}}  accuracy   " + " ".join(f"{s:>5}" for s in short)]
     for c, acc, row in zip(classes, ev.per_class, ev.confusion):
