@@ -106,21 +106,27 @@ def _exit_with(sentinel: int) -> None:
 
 
 @contextmanager
-def _children_ignore_sigint() -> Iterator[None]:
+def sigint_handler(handler: Any) -> Iterator[None]:
+    """Inside, SIGINT has ``handler`` (a function, SIG_IGN or SIG_DFL) and the previous one after; only the main
+    thread may set it, elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _children_ignore_sigint() -> Any:
     """Processes spawned inside start with SIGINT ignored (an ignored signal stays ignored across exec).
 
     Ctrl-C reaches the terminal's whole process group: a LocalCluster's workers would each print
     their own KeyboardInterrupt traceback while this process stops the sweep and the cluster. A
     Ctrl-C during the cluster's start (a second or two) is ignored too; press it again after.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
+    return sigint_handler(signal.SIG_IGN)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:

@@ -25,7 +25,6 @@ import math
 import os
 import shutil
 import signal
-import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +36,7 @@ from ..errors import ConfigError, Interrupted, LinclfError, LinclfWarning, Usage
 from ..features.registry import LEARNED
 from ..progress import Bar
 from ..threads import usable_cpus
-from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor
+from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor, sigint_handler
 from .featurize import extraction, featurize, mirror_rows
 from .runs import default_out_dir, load_data, located, make_splits, prepare_out_dir
 from .search_tpe import PRUNERS, import_optuna
@@ -369,12 +368,8 @@ def _sigint_raises() -> Iterator[None]:
     """While a sweep drives its trials, Ctrl-C (SIGINT) raises KeyboardInterrupt even in a process that
     inherited it ignored (a background job of a script, where bash sets SIG_IGN), as training and the random
     searches stop on it; the handler this process had is put back after."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.SIG_DFL):
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+        with sigint_handler(signal.default_int_handler):
+            yield
+    else:
         yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
