@@ -71,6 +71,21 @@ def study_trials(url):
     return optuna.load_study(study_name=summary.study_name, storage=where).get_trials()
 
 
+def test_the_pruners_epochs_of_a_length_in_steps_count_the_training_split(learnable_data_dir):
+    """Hyperband's maximum resource is the epochs a trial trains: steps x batch over the training rows."""
+    from linclf.config import Config, with_values
+    from linclf.training import sweep as sweep_mod
+    from linclf.training.runs import load_data, make_splits
+
+    cfg = with_values(Config(), {"data.dir": str(learnable_data_dir), "data.num_val": 10, "optimizer.iterations": 200,
+                                 "optimizer.batch_size": 10})
+    n = len(make_splits(cfg, load_data(cfg)).y_train)
+    assert sweep_mod._epochs(cfg, None) == 200 * 10 / n                # it was 200 x 10 / 1 = 2000 epochs
+    flipped = with_values(cfg, {"data.flip": True})
+    assert sweep_mod._epochs(flipped, None) == 200 * 10 / (2 * n)
+    assert sweep_mod._epochs(with_values(cfg, {"optimizer.epochs": 3}), None) == 3.0
+
+
 @pytest.mark.parametrize("params, warned", [
     (("--param", "optimizer.lr=grid:1e-3,1e-2"), True),                      # 2 combinations, 3 trials
     (("--param", "optimizer.lr=grid:1e-3,1e-2", "--param", "optimizer.update=choice:adam,sgd"), False),   # 4

@@ -38,6 +38,7 @@ from ..progress import Bar
 from ..threads import usable_cpus
 from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor, sigint_handler
 from .featurize import extraction, featurize, mirror_rows
+from .loop import plan
 from .runs import default_out_dir, load_data, located, make_splits, prepare_out_dir
 from .search_tpe import PRUNERS, import_optuna
 from .study_storage import check_storage, storage_url
@@ -239,7 +240,7 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
     study_manifest = {**{k: v for k, v in manifest.items() if k != "storage"},
                       "config": {k: v for k, v in flat(to_dict(cfg)).items() if k not in LOCATION_KEYS}}
     url = storage_url(storage, out_dir)
-    max_epochs = math.ceil(_epochs(cfg))
+    max_epochs = math.ceil(_epochs(cfg, data_dir))
     tpe = TPESearch(params, budget, cfg.seed, url, study_manifest, prune, max_epochs)
     configs: dict[int, Config] = {}
     location = data_location(cfg, data_dir)
@@ -280,13 +281,12 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
     return _finish(rows, out_dir)
 
 
-def _epochs(cfg: Config) -> float:
-    """Epochs a trial trains (the pruner's maximum resource)."""
-    o = cfg.optimizer
-    if o.epochs is not None:
-        return float(o.epochs)
-    n = cfg.data.num_train or 1
-    return max(1.0, o.iterations * o.batch_size / n)
+def _epochs(cfg: Config, data_dir: str | os.PathLike | None) -> float:
+    """Epochs a trial trains (the pruner's maximum resource); a length in steps is counted on the training split."""
+    if cfg.optimizer.epochs is not None:
+        return float(cfg.optimizer.epochs)
+    n = len(make_splits(cfg, load_data(cfg, data_dir), mirrors=False).y_train) * (2 if cfg.data.flip else 1)
+    return max(1.0, plan(cfg, n).total_epochs)
 
 
 def _feature_builds(configs: Sequence[Config]) -> list[Config]:
