@@ -142,6 +142,8 @@ def test_trial_configs_get_their_own_seed_and_every_value_is_validated():
     cfg = with_values(Config(), {"seed": 7})
     cfgs = trial_configs(cfg, [{"optimizer.lr": 0.1}, {"optimizer.lr": 0.2, "seed": 3}])
     assert [c.seed for c in cfgs] == [8, 3] and [c.optimizer.lr for c in cfgs] == [0.1, 0.2]
+    top = with_values(Config(), {"seed": 2**32 - 1})                # the largest seed: its trials wrap to 0, 1
+    assert [c.seed for c in trial_configs(top, [{}, {}])] == [0, 1]
     bad = ParamSpec("optimizer.lr", "uniform", -2.0, -1.0)      # bypasses parse_spec's check of the bounds
     with pytest.raises(ConfigError, match=r"trial 0 .*optimizer\.lr: expected a number > 0"):
         trial_configs(cfg, sample_trials([bad], 3, sweep_rng(0)))

@@ -43,7 +43,7 @@ from .runs import default_out_dir, load_data, located, make_splits, prepare_out_
 from .search_tpe import PRUNERS, import_optuna
 from .study_storage import check_storage, storage_url
 from .sweep_params import (DEFAULT_TRIALS, LOCATION_KEYS, SWEEP_STREAM, ParamSpec, config_value, describe,
-                           is_grid, parse_spec, sample_trials, sweep_rng, trial_configs)
+                           is_grid, parse_spec, sample_trials, sweep_rng, trial_configs, trial_seed)
 from .sweep_results import (RESULT_COLUMNS, RESULTS_CSV, check_manifest, flat, format_table, load_results,
                             resumed_rows, save_results, sort_key)
 from .trial import data_location, set_data
@@ -253,7 +253,7 @@ def _run_tpe(cfg: Config, params: Sequence[ParamSpec], trials: int | None, jobs:
         if asked is None:
             return None
         number, trial_id, values = asked
-        c = with_values(cfg, {"seed": (cfg.seed + 1 + number) % 2**63, **values},
+        c = with_values(cfg, {"seed": trial_seed(cfg.seed, number), **values},
                         source=f"--search tpe trial {number} ({describe(values)})")
         configs[number] = c
         task = {"trial": number, "config": to_dict(c), "data": location, "trial_id": trial_id}

@@ -28,8 +28,8 @@ import yaml
 from ..config import Config, schema_keys, with_values
 from ..errors import ConfigError, UsageError
 
-__all__ = ["ParamSpec", "parse_spec", "is_grid", "sweep_rng", "sample_trials", "trial_configs", "config_value",
-           "show_value", "describe", "KINDS", "DEFAULT_TRIALS", "SWEEP_STREAM", "FIXED_KEYS", "LOCATION_KEYS"]
+__all__ = ["ParamSpec", "parse_spec", "is_grid", "sweep_rng", "sample_trials", "trial_configs", "trial_seed",
+           "config_value", "show_value", "describe", "KINDS", "DEFAULT_TRIALS", "SWEEP_STREAM", "FIXED_KEYS", "LOCATION_KEYS"]
 
 DEFAULT_TRIALS = 20
 SWEEP_STREAM = 1000          # spawn key of the sweep's generator (train.rng_stream uses 0..5)
@@ -229,9 +229,14 @@ def trial_configs(cfg: Config, values: Sequence[dict]) -> list[Config]:
     shared = {"features.seed": cfg.seed} if cfg.features.kind == "kmeans" and cfg.features.seed is None else {}
     out = []
     for i, v in enumerate(values):
-        seed = (cfg.seed + 1 + i) % 2**63
-        out.append(with_values(cfg, {"seed": seed, **shared, **v}, source=f"--param trial {i} ({describe(v)})"))
+        out.append(with_values(cfg, {"seed": trial_seed(cfg.seed, i), **shared, **v},
+                               source=f"--param trial {i} ({describe(v)})"))
     return out
+
+
+def trial_seed(seed: int, i: int) -> int:
+    """The seed of trial ``i`` of a sweep seeded ``seed``: the next ones, wrapping within the schema's 32 bits."""
+    return (seed + 1 + i) % 2**32
 
 
 def describe(values: dict) -> str:
