@@ -2,7 +2,8 @@
 
 Library code raises these; only the CLI turns them into a one-line message and
 an exit code: 0 ok, 1 runtime failure, 2 usage or config error, 3 accuracy
-below what a CI job asked for, 130 interrupted.
+below what a CI job asked for, 130 interrupted (143 by SIGTERM). A few more
+types live beside the code that raises them (SchedulerError, OutputError, ...).
 """
 from __future__ import annotations
 

@@ -498,6 +498,16 @@ def test_gradcheck_fails_on_a_wrong_gradient(monkeypatch):
     assert "gradient check failed" in line and "W[" in line and "threshold 1e-07" in line
 
 
+def test_gradcheck_that_cannot_judge_at_its_h_is_inconclusive_not_passed():
+    r = invoke("gradcheck", "--synthetic", "--config", "softmax", "--h", "1e-14")   # rounding swamps the slope
+    assert r.exit_code == 1 and "\nINCONCLUSIVE\n" in r.stdout
+    assert one_line_error(r) == (
+        "error: gradient check inconclusive: the data part judged none of its 20 coordinates (20 where the centered "
+        "difference's error bound at h=1e-14 exceeds 0.1 of the gradient); use --h 1e-5")
+    r = invoke("gradcheck", "--synthetic", "--config", "softmax", "--h", "1e-30")
+    assert r.exit_code == 2 and "--h 1e-30 is below the spacing of W's float64 values" in one_line_error(r)
+
+
 def test_gradcheck_reports_svm_kinks_without_failing():
     r = invoke("gradcheck", "--synthetic", "--set", "model.loss=svm", "--set", "model.init_scale=0.05",
                "--set", "model.reg=0", "--checks", "300", "--h", "1e-2", "--json")

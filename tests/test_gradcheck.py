@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from linclf.core.gradcheck import (
-    DEFAULT_THRESHOLDS, Check, as_plain, check_loss, numerical_gradient, rel_error, sparse_check,
+    DEFAULT_THRESHOLDS, RESOLUTION, Check, as_plain, check_loss, numerical_gradient, rel_error, sparse_check,
 )
 from linclf.core.losses import linear_loss, softmax_loss
 
@@ -215,6 +215,41 @@ def test_check_loss_reports_svm_kinks_without_failing():
     assert kinked == {(0, 0), (1, 0)}                    # the entries that multiply x_0 = 1 in the first row
     # at the kink the numerical slope is the average of the two sides, not the analytic subgradient
     assert any(c.rel_error > 0.1 for c in data["checks"] if c.kink)
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, 2.0])
+@pytest.mark.parametrize("loss", ["softmax", "svm"])
+def test_a_wrong_gradient_never_passes_within_an_error_bound_larger_than_the_gradient(loss, factor):
+    """float32 W (an estimator's W_): rounding bounds near 1 against gradients near 1e-2; a zero, sign-flipped or
+    doubled gradient passed within them. Now such coordinates are not judged, and a check with none is not passed."""
+    rng = np.random.default_rng(0)
+    X = np.hstack([rng.standard_normal((100, 30)), np.ones((100, 1))]).astype(np.float32)
+    y = rng.integers(0, 10, 100)
+    W32 = (1e-4 * rng.standard_normal((10, 31))).astype(np.float32)
+    out = check_loss(W32, X, y, loss=loss, reg=0.01, checks=20, rng=np.random.default_rng(1),
+                     grad_fn=lambda V: factor * linear_loss(loss, V.astype(np.float64), X.astype(np.float64), y)[1])
+    assert not out["passed"] and not out["parts"]["data"]["passed"]
+    for c in out["parts"]["data"]["checks"]:
+        if c.bound >= RESOLUTION * max(abs(c.analytic), abs(c.numerical)):
+            assert not c.passes(DEFAULT_THRESHOLDS["centered"])
+
+
+def test_a_part_with_every_coordinate_at_a_kink_is_inconclusive_not_passed():
+    W = np.array([[0.5, 0.5], [0.0, 0.0]])
+    X = np.array([[1.0, 1.0]])                          # scores (1, 0), class 0: class 1's margin is exactly 0
+    out = check_loss(W, X, np.array([0]), loss="svm", checks=10, rng=np.random.default_rng(0),
+                     grad_fn=lambda V: np.zeros_like(V))                # wrong, but nothing can show it
+    data = out["parts"]["data"]
+    assert (data["kinks"], data["checked"], data["passed"], data["inconclusive"]) == (10, 0, False, True)
+    assert out["parts"]["reg"]["passed"] and not out["passed"]
+
+
+def test_an_h_below_the_spacing_of_w_is_a_clear_error():
+    W, X, y = unit_problem()
+    with pytest.raises(ValueError, match=r"h=1e-30 is below the spacing of W's float64 values at W\[0, 0\]"):
+        numerical_gradient(lambda V: float((V ** 2).sum()), W, h=1e-30)
+    with pytest.raises(ValueError, match="below the spacing of W's float16 values"):
+        check_loss(W.astype(np.float16), X, y, loss="softmax", checks=3, rng=np.random.default_rng(0))
 
 
 def test_check_loss_result_converts_to_plain_dicts():

@@ -1,7 +1,6 @@
 """``linclf features``: build the feature cache ahead of training; list it, clear it."""
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING
 
@@ -53,7 +52,7 @@ def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: 
     info = run_features(cfg, data_dir=data_dir, progress=show_progress(quiet), quiet=not show_progress(quiet),
                         workers=workers())
     if as_json:
-        click.echo(json.dumps(info))
+        echo_json(info)
     if not quiet:
         for name, shape in info["splits"].items():
             click.echo(f"{name}: {shape[0]} rows x {shape[1]} features", err=as_json)

@@ -590,6 +590,9 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
                              workers=workers)
     m = cfg.model
     W = rng_stream(cfg.seed, "init").standard_normal((C, X.shape[1])) * m.init_scale
+    if np.any(W + h == W) or np.any(W - h == W):
+        raise UsageError(f"--h {h:g} is below the spacing of W's float64 values (up to {np.abs(W).max():.3g} at "
+                         f"model.init_scale {m.init_scale:g}): W + h rounds to W; use a larger --h, e.g. 1e-5")
     result = as_plain(check_loss(W, X, y, loss=m.loss, delta=m.delta, reg=m.reg, reg_bias=m.reg_bias,
                                  checks=checks, h=h, method=method, rng=rng_stream(cfg.seed, "gradcheck"),
                                  threshold=threshold))
