@@ -121,7 +121,8 @@ class ModelConfig:
                    "(one-vs-all L2-SVM, Coates's classifier)", choices=("svm", "softmax", "squared_hinge"))
     delta: float = _f(1.0, "float", "margin of the hinge losses (svm, squared_hinge)", lo=0, lo_open=True)
     reg: float = _f(2.5e4, "float", "L2 strength: reg * sum(W*W)", lo=0)
-    reg_bias: bool = _f(True, "bool", "regularise the bias column too (the lecture's form)")
+    reg_bias: bool = _f(True, "bool", "regularise the bias column too (the assignment's form; the notes leave "
+                                      "biases out); without preprocess.bias every column is a weight")
     init_scale: float = _f(1e-4, "float", "std of the Gaussian initial W (and of random search)", lo=0)
     dtype: str = _f("float32", "str", "compute dtype of training", choices=("float32", "float64"))
     flip_average: bool = _f(False, "bool", "predict from the mean of each image's class scores and its mirror's "

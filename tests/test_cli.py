@@ -498,6 +498,16 @@ def test_gradcheck_fails_on_a_wrong_gradient(monkeypatch):
     assert "gradient check failed" in line and "W[" in line and "threshold 1e-07" in line
 
 
+def test_gradcheck_without_a_bias_column_regularises_every_column_even_with_reg_bias_false():
+    values = []
+    for reg_bias in ("true", "false"):
+        r = invoke("gradcheck", "--synthetic", "--config", "softmax", "--set", "preprocess.bias=false", "--set",
+                   f"model.reg_bias={reg_bias}", "--set", "model.reg=1", "--json")
+        assert r.exit_code == 0, r.output
+        values.append(json.loads(r.stdout)["values"]["reg"])
+    assert values[0] == values[1]                        # the last pixel's weights were left out with false
+
+
 def test_gradcheck_that_cannot_judge_at_its_h_is_inconclusive_not_passed():
     r = invoke("gradcheck", "--synthetic", "--config", "softmax", "--h", "1e-14")   # rounding swamps the slope
     assert r.exit_code == 1 and "\nINCONCLUSIVE\n" in r.stdout

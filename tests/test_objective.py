@@ -32,7 +32,7 @@ def explicit(W, X, y, loss, mean, scale, bias, reg, reg_bias):
     Xp = preprocessed(X, mean, scale, bias)
     W64 = W.astype(np.float64)
     value, dW = LOSSES[loss](W64, Xp, y)
-    r, rdW = l2_reg(W64, reg, reg_bias)
+    r, rdW = l2_reg(W64, reg, reg_bias or not bias)        # without a bias column, the last column is a weight
     return value + r, dW + rdW
 
 

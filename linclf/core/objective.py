@@ -106,7 +106,8 @@ class Objective:
         self.C, self.P = int(num_classes), X.shape[1]
         self.mean = None if mean is None else np.asarray(mean, dtype=self.dtype)
         self.scale = None if scale is None else np.asarray(scale, dtype=self.dtype)
-        self.bias, self.reg, self.reg_bias, self.block = bool(bias), float(reg), bool(reg_bias), int(block)
+        # without a bias column every column is a weight: reg_bias=False has nothing to leave out
+        self.bias, self.reg, self.reg_bias, self.block = bool(bias), float(reg), bool(reg_bias) or not bias, int(block)
         self.max_rows = max(1, min(max(self.block, batch_size or 0), X.shape[0]))
         wide = self.P * self.dtype.itemsize > WIDE_ROW_BYTES and self.max_rows > WIDE_CHUNK_ROWS
         self.chunk = min(chunk_rows(self.P, self.dtype), self.max_rows)

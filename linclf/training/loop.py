@@ -352,7 +352,7 @@ def _train_search(cfg: Config, splits: Splits, prep: Preprocessor, state: TrainS
         with blas_threads(workers):                 # one wide product per block: BLAS's own threads pay here
             values = loss_values(Ws, X, y, m.loss, delta=m.delta, mean=prep.mean, scale=prep.scale, bias=prep.bias)
         if m.reg:
-            values += np.array([l2_reg(W, m.reg, m.reg_bias)[0] for W in Ws])
+            values += np.array([l2_reg(W, m.reg, m.reg_bias or not prep.bias)[0] for W in Ws])
         return values
 
     def loss_fn(W: np.ndarray) -> float:

@@ -547,7 +547,7 @@ def run_eval(model_path: str | os.PathLike, split_name: str = "test", *, data_di
 
 def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | os.PathLike | None = None,
                    quiet: bool = True, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """float64 rows X (batch, D) with the bias column, labels y (batch,), and C for a gradient check.
+    """float64 rows X (batch, D) (the bias column last with preprocess.bias), labels y (batch,), and C for a gradient check.
 
     Real data: ``batch`` random training rows as the classifier of the config
     sees them (``featurize.training_rows``: pixels, the feature file's rows, or
@@ -593,7 +593,8 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
     if np.any(W + h == W) or np.any(W - h == W):
         raise UsageError(f"--h {h:g} is below the spacing of W's float64 values (up to {np.abs(W).max():.3g} at "
                          f"model.init_scale {m.init_scale:g}): W + h rounds to W; use a larger --h, e.g. 1e-5")
-    result = as_plain(check_loss(W, X, y, loss=m.loss, delta=m.delta, reg=m.reg, reg_bias=m.reg_bias,
+    result = as_plain(check_loss(W, X, y, loss=m.loss, delta=m.delta, reg=m.reg,
+                                 reg_bias=m.reg_bias or not cfg.preprocess.bias,     # no bias column: all weights
                                  checks=checks, h=h, method=method, rng=rng_stream(cfg.seed, "gradcheck"),
                                  threshold=threshold))
     expected = initial_loss(m.loss, C, m.delta)
