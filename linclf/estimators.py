@@ -47,6 +47,7 @@ from .estimator_base import NotFittedError, Params, classifier_tags, not_fitted,
 from .inputs import check_X, check_y, encode_labels, feature_names, label_indices, plain, seed_of
 from .core.losses import softmax
 from .core.model import LinearClassifier
+from .core.optim import l2_diverges
 from .core.preprocess import Preprocessor, fold
 from .training.loop import TrainState, rng_stream, train
 
@@ -242,9 +243,11 @@ class _LinearEstimator(Params):
         try:
             return train(cfg, splits, prep, state=state, progress=bool(self.verbose))
         except DivergenceError as e:
-            lr = cfg.optimizer.lr
-            raise DivergenceError(f"{self._who()} diverged: {str(e).split(';')[0]}; lower lr (e.g. lr={lr / 10:g}) "
-                                  "or use dtype='float64'") from None
+            lr, reg = cfg.optimizer.lr, cfg.model.reg
+            why = (f"with update='sgd' the L2 term alone grows W when lr x reg > 1 (here {lr * reg:g}): use lr "
+                   f"below {1 / reg:.3g} or a smaller reg" if l2_diverges(cfg.optimizer.update, lr, reg)
+                   else f"lower lr (e.g. lr={lr / 10:g}, then lower until it trains)")
+            raise DivergenceError(f"{self._who()} diverged: {str(e).split(';')[0]}; {why}") from None
 
     def _publish(self, W: np.ndarray, prep: Preprocessor) -> None:
         """Set the fitted attributes that follow from W (C, D) and the preprocessing."""

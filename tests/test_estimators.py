@@ -384,10 +384,13 @@ def test_pickle_and_to_model(tmp_path, data):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_divergence_names_lr():
+def test_divergence_names_lr_or_the_l2_term_that_diverges_alone():
     X, y = make_data(n=100)
-    with pytest.raises(DivergenceError, match=r"lower lr \(e.g. lr="):
-        LinearSVM(update="sgd", lr=1e38, reg=1e30, schedule="constant", epochs=5).fit(X * 1e6, y)
+    with pytest.raises(DivergenceError, match=r"; lower lr \(e.g. lr=1e\+37, then lower until it trains\)$"):
+        LinearSVM(update="sgd", lr=1e38, reg=0.0, schedule="constant", epochs=5).fit(X * 1e6, y)
+    with pytest.raises(DivergenceError, match=r"with update='sgd' the L2 term alone grows W when lr x reg > 1 "
+                                              r"\(here 1e\+09\): use lr below 1e-09 or a smaller reg$"):
+        SoftmaxClassifier(update="sgd", lr=1.0, reg=1e9, schedule="constant", epochs=5).fit(X, y)
 
 
 # --------------------------------------------------------------- scikit-learn

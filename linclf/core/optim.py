@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "UPDATES", "SCHEDULES", "UpdateRule", "State", "MomentumState", "CacheState", "AdamState",
-    "make_update", "state_to_arrays", "state_from_arrays", "lr_at",
+    "make_update", "state_to_arrays", "state_from_arrays", "lr_at", "l2_diverges",
 ]
 
 UPDATES: tuple[str, ...] = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
@@ -289,6 +289,12 @@ def state_from_arrays(name: str, arrays: Mapping[str, np.ndarray], W: np.ndarray
             raise ValueError(f"{name} optimizer state: {key} must be numeric, got dtype {a.dtype}")
         values[key] = _frozen(np.array(a, dtype=W.dtype, copy=True))
     return cls(**values)
+
+
+def l2_diverges(update: str, lr: float, reg: float) -> bool:
+    """Whether plain SGD's L2 term alone grows W: each step W -= lr * 2 reg W, a factor |1 - 2 lr reg| > 1
+    when lr * reg > 1, whatever the data. (The other rules' steps are bounded or damped differently.)"""
+    return update == "sgd" and lr * reg > 1
 
 
 # ----------------------------------------------------------------- schedules

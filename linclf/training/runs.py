@@ -27,6 +27,7 @@ import yaml
 from .. import __version__
 from ..core import preprocess
 from ..core.losses import initial_loss
+from ..core.optim import l2_diverges
 from ..config import Config, from_dict, to_yaml, with_values
 from ..data.cifar10 import NUM_PIXELS, CIFAR10, Splits, load_cifar10, resolve_data_dir, split, with_mirrors
 from ..errors import (ConfigError, DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning,
@@ -424,12 +425,19 @@ def _lr_hint(cfg: Config, splits: Splits, prep: preprocess.Preprocessor, failed_
 
     Each candidate (lr / 10, lr / 100, ...) trains from the same start with a constant schedule,
     twice as many steps as the run took to diverge (at least 100, at most 300; gd: as many, at
-    most 20); the first that stays finite is suggested.
+    most 20); the first that stays finite is suggested. Candidates at which plain SGD's L2 term
+    alone diverges (``optim.l2_diverges``) are skipped, and the hint then names that bound too.
     """
+    lr, reg, update = cfg.optimizer.lr, cfg.model.reg, cfg.optimizer.update
+    l2 = (f"; with plain SGD the L2 term alone grows W when optimizer.lr x model.reg > 1 (here {lr * reg:g}), so "
+          f"keep optimizer.lr below {1 / reg:.3g} or lower model.reg" if l2_diverges(update, lr, reg) else "")
     steps = min(max(2 * failed_step, 100), 300) if cfg.optimizer.method == "sgd" else min(failed_step, 20)
-    lr = cfg.optimizer.lr
+    tried = False
     for k in range(1, 7):
         candidate = float(f"{lr / 10 ** k:.3g}")
+        if l2_diverges(update, candidate, reg):
+            continue
+        tried = True
         probe = with_values(cfg, {"optimizer.lr": candidate, "optimizer.iterations": steps,
                                   "optimizer.schedule": "constant", "train.checkpoint_every": None,
                                   "train.patience": None, "train.log_every": max(steps, 1)})
@@ -438,8 +446,10 @@ def _lr_hint(cfg: Config, splits: Splits, prep: preprocess.Preprocessor, failed_
         except DivergenceError:
             continue
         return (f", e.g. --set optimizer.lr={candidate:g} (it trained {steps} steps from the same start "
-                "without diverging)")
-    return f"; even optimizer.lr={lr / 1e6:g} diverged within {steps} steps: check the data and preprocessing"
+                f"without diverging){l2}")
+    if not tried:
+        return l2
+    return f"; even optimizer.lr={lr / 1e6:g} diverged within {steps} steps: check the data and preprocessing{l2}"
 
 
 def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, progress: bool = False,
