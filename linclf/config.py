@@ -435,6 +435,10 @@ def from_dict(raw: Mapping[str, Any]) -> Config:
     if cfg.train.patience is not None and cfg.data.num_val == 0:
         raise ConfigError("train.patience: early stopping watches the validation accuracy, and data.num_val is 0; "
                           "set data.num_val above 0 or drop train.patience")
+    o = cfg.optimizer
+    if o.schedule == "cosine" and o.lr_min > o.lr:
+        raise ConfigError(f"optimizer.lr_min: {o.lr_min:g} is above optimizer.lr {o.lr:g}, so the cosine schedule "
+                          "would raise the learning rate; set lr_min below lr (0 anneals to 0)")
     return cfg
 
 

@@ -66,6 +66,13 @@ def test_both_lengths_in_one_file_is_an_error(tmp_path):
         load_config(write(tmp_path, "optimizer:\n  epochs: 3\n  iterations: 5\n"))
 
 
+def test_a_cosine_floor_above_the_learning_rate_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"optimizer\.lr_min: 1 is above optimizer\.lr 0\.0006, so the cosine"):
+        load_config(write(tmp_path, "optimizer:\n  lr: 6.0e-4\n  schedule: cosine\n  lr_min: 1.0\n"))
+    loaded = load_config(write(tmp_path, "optimizer:\n  lr: 6.0e-4\n  lr_min: 1.0\n", "b.yaml"))   # constant
+    assert loaded.optimizer.lr_min == 1.0
+
+
 def test_patience_without_a_validation_split_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match=r"train\.patience: .*data\.num_val is 0"):
         load_config(write(tmp_path, "data:\n  num_val: 0\ntrain:\n  patience: 3\n"))
