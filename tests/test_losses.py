@@ -304,6 +304,19 @@ def test_data_loss_rejects_bad_arguments(bad, message):
         data_loss(args["W"], args["X"], args["y"], args["loss"], mean=args["mean"], block=args["block"])
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("y, W, message", [
+    (np.array([0, -1]), np.zeros((3, 4)), r"labels must be in \[0, 3\)"),   # -1 wrapped to the last class
+    (np.array([0.0, 1.0]), np.zeros((3, 4)), "integer class indices"),
+    (np.array([0, 1]), np.zeros((4, 3)), "the same D; got W"),                # W as (D, C)
+])
+def test_naive_and_vectorized_refuse_the_same_inputs(loss, y, W, message):
+    X = np.ones((2, 4))
+    for fn in (NAIVE[loss], VECTORIZED[loss]):
+        with pytest.raises(ValueError, match=message):
+            fn(W, X, y)
+
+
 def test_vectorized_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="the same D; got W"):
         svm_loss(np.zeros((3, 4)), np.zeros((2, 5)), np.zeros(2, dtype=int))

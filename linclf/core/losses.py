@@ -159,12 +159,7 @@ def linear_loss(loss: str, W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: flo
     W (C, D), X (N, D), y (N,).
     """
     kernel = score_loss(loss, delta)
-    X, W = np.asarray(X), np.asarray(W)
-    if X.ndim != 2 or W.ndim != 2 or W.shape[1] != X.shape[1]:
-        raise ValueError(f"W must be (C, D) and X (N, D) with the same D; got W {W.shape}, X {X.shape}")
-    dtype = float_dtype(X, W)
-    X, W = X.astype(dtype, copy=False), W.astype(dtype, copy=False)
-    y = check_labels(y, X.shape[0], W.shape[0])
+    W, X, y = _inputs(W, X, y)
     value, dS = kernel(X @ W.T, y, check_count(None, X.shape[0]))  # scores (N, C)
     dW = dS.T @ X                                                # (C, D)
     if reg:
@@ -172,6 +167,15 @@ def linear_loss(loss: str, W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: flo
         value += reg_loss
         dW += reg_dW
     return value, dW
+
+
+def _inputs(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """W (C, D), X (N, D) in their common floating dtype and y (N,) checked labels in [0, C); ValueError else."""
+    X, W = np.asarray(X), np.asarray(W)
+    if X.ndim != 2 or W.ndim != 2 or W.shape[1] != X.shape[1]:
+        raise ValueError(f"W must be (C, D) and X (N, D) with the same D; got W {W.shape}, X {X.shape}")
+    dtype = float_dtype(X, W)
+    return W.astype(dtype, copy=False), X.astype(dtype, copy=False), check_labels(y, X.shape[0], W.shape[0])
 
 
 def svm_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
@@ -202,11 +206,11 @@ def initial_loss(loss: str, num_classes: int, delta: float = 1.0) -> float:
 
 def svm_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
                    delta: float = 1.0) -> tuple[float, np.ndarray]:
-    """The SVM loss with loops over examples and classes: the reference; W (C, D), X (N, D)."""
-    dtype = float_dtype(X, W)
-    W, X = np.asarray(W, dtype=dtype), np.asarray(X, dtype=dtype)
+    """The SVM loss with loops over examples and classes: the reference; W (C, D), X (N, D), y (N,), checked as
+    the vectorized losses check them."""
+    W, X, y = _inputs(W, X, y)
     N, C = X.shape[0], W.shape[0]
-    loss, dW = 0.0, np.zeros(W.shape, dtype=dtype)
+    loss, dW = 0.0, np.zeros(W.shape, dtype=W.dtype)
     for i in range(N):
         scores = W @ X[i]                                        # (C,)
         for j in range(C):
@@ -224,10 +228,9 @@ def svm_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0
 
 def softmax_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0) -> tuple[float, np.ndarray]:
     """The softmax loss with loops over examples and classes: the reference; W (C, D), X (N, D)."""
-    dtype = float_dtype(X, W)
-    W, X = np.asarray(W, dtype=dtype), np.asarray(X, dtype=dtype)
+    W, X, y = _inputs(W, X, y)
     N, C = X.shape[0], W.shape[0]
-    loss, dW = 0.0, np.zeros(W.shape, dtype=dtype)
+    loss, dW = 0.0, np.zeros(W.shape, dtype=W.dtype)
     for i in range(N):
         scores = W @ X[i]                                        # (C,)
         top = max(scores)
@@ -247,10 +250,9 @@ def softmax_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float =
 def squared_hinge_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0,
                              delta: float = 1.0) -> tuple[float, np.ndarray]:
     """The one-vs-all squared hinge with loops over examples and classes: the reference; W (C, D), X (N, D)."""
-    dtype = float_dtype(X, W)
-    W, X = np.asarray(W, dtype=dtype), np.asarray(X, dtype=dtype)
+    W, X, y = _inputs(W, X, y)
     N, C = X.shape[0], W.shape[0]
-    loss, dW = 0.0, np.zeros(W.shape, dtype=dtype)
+    loss, dW = 0.0, np.zeros(W.shape, dtype=W.dtype)
     for i in range(N):
         scores = W @ X[i]                                        # (C,)
         for j in range(C):
