@@ -69,8 +69,10 @@ def check_X(X: Any, who: str) -> np.ndarray:
         A = A.astype(np.uint8 if A.dtype.kind == "b" else np.float32)
     if A.dtype.kind == "f":
         for start in range(0, len(A), _FINITE_BLOCK):
-            if not np.isfinite(A[start:start + _FINITE_BLOCK]).all():
-                raise ValueError(f"{who}: Input X contains NaN or infinity (row {start} onwards); "
+            finite = np.isfinite(A[start:start + _FINITE_BLOCK]).all(axis=1)
+            if not finite.all():
+                row = start + int(np.argmin(finite))
+                raise ValueError(f"{who}: Input X contains NaN or infinity (first in row {row}); "
                                  "remove or impute those values")
     return A
 

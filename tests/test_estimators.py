@@ -304,7 +304,8 @@ def test_partial_fit_refuses_what_does_not_fit(data):
 
 
 @pytest.mark.parametrize("X, y, text", [
-    (np.full((4, 3), np.nan), [0, 1, 0, 1], "NaN or infinity"),
+    (np.full((4, 3), np.nan), [0, 1, 0, 1], r"NaN or infinity \(first in row 0\)"),
+    (np.vstack([np.ones((2999, 3)), [[1.0, np.inf, 1.0]]]), [0, 1] * 1500, r"NaN or infinity \(first in row 2999\)"),
     (np.ones(4), [0, 1, 0, 1], "2D array"),
     (np.ones((4, 32, 32, 3)), [0, 1, 0, 1], r"shape \(4, 32, 32, 3\); flatten images into rows with "
                                             r"X\.reshape\(len\(X\), -1\), after X\.transpose\(0, 3, 1, 2\)"),
