@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -221,6 +222,9 @@ def test_divergence_exits_1_with_the_step(tmp_path, config, learnable_data_dir):
               "--set", "optimizer.lr=1e30")
     assert r.exit_code == 1
     assert "at step" in one_line_error(r) and "optimizer.lr" in one_line_error(r)
+    step = int(re.search(r"at step (\d+)", one_line_error(r)).group(1))
+    logged = [int(line.split(",")[0]) for line in (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]]
+    assert logged[-1] == step - 1 and logged[0] == 1              # the last finite step is in the history
 
 
 def test_ctrl_c_after_training_says_resume_finishes_the_run(tmp_path, config, learnable_data_dir, monkeypatch):

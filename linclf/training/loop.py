@@ -287,7 +287,7 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
         return state.rng.integers(0, n, p.batch)
 
     start_step = state.step
-    last_loss = math.nan
+    last_loss = last_lr = math.nan
     bar = Bar(progress, p.total_steps, state.step, "train", "step")
     t0 = time.perf_counter()
     try:
@@ -301,6 +301,10 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
                 step = state.step
                 loss, dW = objective.full(state.W) if o.method == "gd" else objective.batch(state.W, draw(step))
                 if not math.isfinite(loss):
+                    if math.isfinite(last_loss) and state.history and state.history[-1].get("step") != state.step:
+                        # the last finite step, so a plot of the run shows how it went up (log_every may skip it)
+                        state.history.append({"step": state.step, "epoch": round(p.epoch(state.step), 6),
+                                              "loss": last_loss, "lr": last_lr})
                     err = DivergenceError(f"the loss became {loss} at step {step + 1} (optimizer.lr {o.lr:g}): "
                                           "training diverged; lower optimizer.lr")
                     err.step = step + 1          # runs.py probes a lower lr this many steps
@@ -309,7 +313,7 @@ def _train_gradient(cfg: Config, splits: Splits, prep: Preprocessor, state: Trai
                 delta, state.opt_state = rule.update(dW, state.opt_state, lr)
                 state.W += delta
                 state.step = step + 1
-                last_loss = loss
+                last_loss, last_lr = loss, lr
                 if state.step % cfg.train.log_every == 0 or state.step in (1, p.total_steps):
                     state.history.append({"step": state.step, "epoch": round(p.epoch(state.step), 6),
                                           "loss": loss, "lr": lr})
