@@ -8,7 +8,7 @@ stores its keyword arguments (so ``clone``, ``get_params`` and ``set_params``
 work; the protocol, repr, tags and ``NotFittedError`` are ``estimator_base``'s,
 shared with the feature extractors); ``fit`` validates them through the config schema (the CLI's checks; a
 ValueError names the constructor parameter), fits the preprocessing
-(``preprocess.fit``) and runs ``train.train``; fitted attributes end in ``_``.
+(``preprocess.fit``) and runs ``training.loop.train``; fitted attributes end in ``_``.
 Each constructor argument sets the config key of the same name (``random_state``
 sets ``seed``); the defaults are those of configs/softmax.yaml and
 configs/svm.yaml (adam, cosine schedule, per-pixel standardisation).
@@ -239,7 +239,7 @@ class _LinearEstimator(Params):
         return _splits_of(X[tr], y_idx[tr], X[va], y_idx[va], classes)
 
     def _train(self, cfg: Config, splits: Splits, prep: Preprocessor, state: TrainState | None) -> Any:
-        """train.train, with a divergence explained in this API's words."""
+        """training.loop.train, with a divergence explained in this API's words."""
         try:
             return train(cfg, splits, prep, state=state, progress=bool(self.verbose))
         except DivergenceError as e:

@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary name in the same folder, then ``os.replace``.
+"""Files: atomic writes (a temporary name in the same folder, then ``os.replace``), strict JSON, npz sniffing.
 
 A failure at any point leaves the previous file (if any) intact and no
 half-written file under the final name.

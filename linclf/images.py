@@ -200,7 +200,8 @@ def load_image_rows(paths: Sequence[str | os.PathLike]) -> ImageRows:
 
 def classify(model: LinearClassifier, rows: np.ndarray, top: int = 3,
              mirror_rows: np.ndarray | None = None) -> list[Prediction]:
-    """The ``top`` classes of each row (N, P) of raw pixels, best first: probabilities or SVM scores.
+    """The ``top`` classes of each row (N, P) the model takes (pixels, or an extractor's features), best first:
+    probabilities or SVM scores.
 
     With ``mirror_rows`` (N, P), the rows of each picture's mirror, from the mean of both scores.
     """

@@ -216,7 +216,7 @@ def cli(ctx: click.Context, debug: bool, workers: int | None) -> None:
     linclf predict --model runs/.../model.npz cat.jpg  top 3 classes of your own images
 
     Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 accuracy below
-    --expect-accuracy, 130 interrupted, 141 stdout closed early (| head).
+    --expect-accuracy, 130 interrupted (143: SIGTERM), 141 stdout closed early (| head).
     """
     global _DEBUG
     _DEBUG = debug

@@ -21,7 +21,7 @@ def plot_cmd(folder: str, out: str | None, split_name: str, data_dir: str | None
     """Write PNG figures of a run folder or a sweep folder; print the path of each file written.
 
     \b
-    run folder:   loss.png accuracy.png templates.png confusion.png (needs the data)
+    run folder:   loss.png accuracy.png templates.png or centroids.png (k-means) confusion.png (needs the data)
     sweep folder: sweep_lr_reg.png, and sweep_updates.png when optimizer.update was swept
     """
     from ..plots.figure import require_matplotlib

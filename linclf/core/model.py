@@ -11,7 +11,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -205,10 +205,3 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if odd is not None:                     # a zip member that is not an .npy comes back as bytes
         raise ModelFileError(f"{p} is not a linclf model: its member {odd} is not a NumPy array (.npy)")
     return arrays
-
-
-def model_info(model: LinearClassifier) -> dict[str, Any]:
-    """A small summary of a model for printing: classes, shape, loss, preprocessing."""
-    return {"classes": list(model.classes), "W_shape": list(model.W.shape), "loss": model.loss,
-            "features": model.features_kind,
-            "mean": model.prep.mean is not None, "std": model.prep.scale is not None, "bias": model.prep.bias}

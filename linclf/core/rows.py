@@ -2,8 +2,8 @@
 
 Rows are stored compact (uint8 pixels, float16 features) and converted a block
 at a time into a float buffer. NumPy's own float16 cast runs without SIMD on
-x86-64 CPUs without AVX512-FP16, about 9x slower than gathering float32 rows
-(``scripts/bench.py --only convert``), so ``convert_rows`` builds float32
+x86-64 CPUs without AVX512-FP16, several times slower than gathering float32
+rows (``scripts/bench.py --only convert`` measures both), so ``convert_rows`` builds float32
 from a float16's bits instead: the 16 bits are sign-extended to 32, shifted
 so exponent and mantissa land in float32's places, the bits between the sign
 and the exponent cleared, and the value rescaled by 2**112, the difference of

@@ -64,7 +64,7 @@ class CIFAR10:
 
     X_train (N_train, 3072) uint8, y_train (N_train,) int64, X_test (N_test, 3072)
     uint8, y_test (N_test,) int64, classes: the 10 names from the archive's meta file.
-    Arrays loaded from the cache are read-only memory maps.
+    Images loaded from the cache are read-only memory maps; labels are read into memory.
     """
 
     X_train: np.ndarray

@@ -18,6 +18,7 @@ import gzip
 import os
 import posixpath
 import shutil
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -25,12 +26,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO, Callable
 
 from ..errors import DataError, UnsafeArchiveError, short_reason
+from ..progress import Bar
 from .layout import MAX_MEMBER_BYTES, REDOWNLOAD, SOURCE_FILE, Layout, check_folder, folder_problem
-
-try:  # progress bars are a nicety, never a requirement
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover - tqdm is a declared dependency
-    tqdm = None
 
 __all__ = ["safe_extract", "copy_folder"]
 
@@ -135,8 +132,8 @@ def _check_gzip_file(archive: Path) -> None:
 def _extract_members(archive: Path, root: Path, layout: Layout, quiet: bool) -> None:
     """Stream ``archive`` and write each allowed member into ``root`` (refusing anything else)."""
     seen: set[str] = set()
-    bar = tqdm(total=len(layout.all_files), desc=f"extracting {archive.name}", unit="file",
-               disable=True if quiet else None, leave=False) if tqdm is not None else None
+    shown = not quiet and sys.stderr is not None and sys.stderr.isatty()
+    bar = Bar(shown, len(layout.all_files), desc=f"extracting {archive.name}", unit="file")
     try:
         with archive.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             with tarfile.open(fileobj=gz, mode="r|") as tar:
@@ -144,8 +141,7 @@ def _extract_members(archive: Path, root: Path, layout: Layout, quiet: bool) -> 
                     name = _allowed_name(member, layout, seen, archive)
                     if name is not None:
                         _write_member(tar, member, root / name, archive)
-                        if bar is not None:
-                            bar.update(1)
+                        bar.update(1)
             _drain(gz)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(f"{archive} is truncated or corrupt ({short_reason(e)}); {REDOWNLOAD}") from None
@@ -153,8 +149,7 @@ def _extract_members(archive: Path, root: Path, layout: Layout, quiet: bool) -> 
         raise DataError(f"cannot read archive {archive}: {e.strerror or e}; "
                         "check the file and its permissions") from None
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     missing = [n for n in layout.required_files if n not in seen]
     if missing:
         listed = ", ".join(f"{layout.folder}/{n}" for n in missing)

@@ -19,10 +19,10 @@ rows:
   u = [q, 1] @ [W' C^T; -(m W) C^T - alpha] = c.x - alpha, ``SOFT_COLUMNS``
   centroids at a time so the chunk's code buffers stay in cache. The codes
   are max(0, u) and, split, max(0, -u - 2 alpha) = -min(0, u + 2 alpha),
-  taken against an array of zeros (NumPy's maximum against the scalar 0 ran
-  2x slower than against a zero array of the same shape).
+  taken against an array of zeros (NumPy's maximum against the scalar 0 is
+  slower than against a zero array of the same shape).
 
-The code buffers are contiguous (NumPy's ufuncs ran 2-3x slower on the two
+The code buffers are contiguous (NumPy's ufuncs are slower on the two
 halves of one (n, 2k) buffer). The patches are laid out so that a pooling
 region is a run of rows, and pooling is one product with a 0/1 matrix of the
 chunk's runs. Each thread of the caller's task pool keeps its own buffers, so

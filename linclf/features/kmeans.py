@@ -15,8 +15,9 @@ Here: the parameters (checked by ``kmeans_settings``), fit, transform and the
 fitted state as plain arrays. Lloyd's iterations are in ``lloyd``, the fast
 per-block extraction in ``encode``. Blocks of images run on a thread pool
 (``threads.task_pool``; NumPy releases the GIL in products and ufuncs) with
-OpenBLAS on one thread each, which measured faster than one worker with
-OpenBLAS threads (the encoding ufuncs then run on one core).
+OpenBLAS on one thread each: with one worker and OpenBLAS's threads the
+encoding ufuncs would run on one core (``scripts/bench.py --only kmeans``
+measures both).
 """
 from __future__ import annotations
 

@@ -5,9 +5,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KINDS", "LEARNED", "extractor_class", "extractor_from_arrays"]
+__all__ = ["LEARNED", "extractor_class", "extractor_from_arrays"]
 
-KINDS = ("pixels", "kmeans", "hog_color", "npz")
 LEARNED = ("kmeans", "hog_color")             # kinds that turn images into rows (and are stored with a model)
 
 

@@ -3,8 +3,9 @@
 A run folder holds ``config.yaml`` (resolved), ``checkpoint.npz`` (to resume),
 ``model.npz`` (the weights kept, the preprocessing, class names, config,
 metrics), ``history.csv`` and ``metrics.json``. Every file is written
-atomically. The CLI's ``train`` and ``eval`` are thin wrappers around
-``run_train`` and ``run_eval``.
+atomically. The CLI's commands are thin wrappers around the ``run_*``
+functions here (train, eval, gradcheck, features); the sweep and its workers
+load and split data through ``load_data`` and ``make_splits``.
 """
 from __future__ import annotations
 
@@ -590,8 +591,8 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
     """Check the configured loss's analytic gradient at the configured initial W, in float64.
 
     Returns ``gradcheck.check_loss``'s result (plain dicts) plus ``init_loss``
-    (the data loss at W) and ``expected_init_loss`` ((C-1)*delta for the SVM,
-    ln C for softmax, both for small W), where the data came from, the
+    (the data loss at W) and ``expected_init_loss`` (``losses.initial_loss``: what a
+    small W starts near), where the data came from, the
     features kind and ``dim``, the width D of the rows checked (bias included).
     """
     from ..core.gradcheck import as_plain, check_loss

@@ -32,7 +32,7 @@ __all__ = ["ParamSpec", "parse_spec", "is_grid", "sweep_rng", "sample_trials", "
            "config_value", "show_value", "describe", "KINDS", "DEFAULT_TRIALS", "SWEEP_STREAM", "FIXED_KEYS", "LOCATION_KEYS"]
 
 DEFAULT_TRIALS = 20
-SWEEP_STREAM = 1000          # spawn key of the sweep's generator (train.rng_stream uses 0..5)
+SWEEP_STREAM = 1000          # spawn key of the sweep's generator (loop.rng_stream's streams use small keys)
 KINDS = ("log", "uniform", "grid", "choice")
 _SIG_DIGITS = 4
 # Keys fixing which data is loaded and which images score a trial: one value for the whole sweep.
