@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .checks import check_labels
-from .losses import SCORE_LOSSES, hinge_kink, hinge_margins, l2_reg, linear_loss, score_loss
+from .losses import hinge_kink, hinge_margins, l2_reg, linear_loss, score_loss
 
 __all__ = ["rel_error", "numerical_gradient", "Check", "sparse_check", "DEFAULT_THRESHOLDS", "RESOLUTION",
            "check_loss", "METHODS"]
@@ -236,8 +236,7 @@ def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta:
     "worst_rel_error", "worst_index", "passed", "inconclusive", "checked", "kinks", "unresolved"}}}.
     """
     _check_method(method)
-    if loss not in SCORE_LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(SCORE_LOSSES)}")
+    kernel = score_loss(loss, delta)                 # an unknown loss is refused here
     W = np.asarray(W)
     W = np.array(W, dtype=W.dtype if W.dtype.kind == "f" else np.float64)   # a copy: perturbed in place
     X = np.asarray(X, dtype=W.dtype)
@@ -245,11 +244,10 @@ def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta:
     if len(y) == 0:
         raise ValueError("check_loss needs at least one example; X has 0 rows")
     threshold = DEFAULT_THRESHOLDS[method] if threshold is None else float(threshold)
-    scores_loss = score_loss(loss, delta)
 
     def data_value(V: np.ndarray) -> float:
         """The data loss at V (the score-level loss; no gradient product)."""
-        return scores_loss(X @ V.T, y, len(y))[0]
+        return kernel(X @ V.T, y, len(y))[0]
 
     def reg_value(V: np.ndarray) -> float:
         """The L2 term at V."""

@@ -33,6 +33,7 @@ from ..core.preprocess import Preprocessor, fit
 from ..data.cifar10 import CIFAR10, Splits
 from ..errors import DivergenceError, Interrupted, LinclfError
 from ..features.registry import LEARNED
+from ..fsutil import json_safe
 from .featurize import extraction, feature_prep, featurize, mirror_rows
 from .loop import accuracy, init_state, plan, train
 from .runs import load_data, located, make_splits
@@ -142,17 +143,6 @@ def _finite(x: Any) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def clean(obj: Any) -> Any:
-    """``obj`` with non-finite floats as None, so it is valid JSON."""
-    if isinstance(obj, float):
-        return _finite(obj)
-    if isinstance(obj, dict):
-        return {k: clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    return obj
-
-
 def pruning_callback(study_spec: dict, trial_id: int, total_steps: int,
                      val_accuracy: Callable[[np.ndarray], float]) -> Callable[[Any], None]:
     """The ``on_step`` callback reporting each epoch's validation accuracy to Optuna; raises TrialPruned.
@@ -245,4 +235,4 @@ def run_trial(task: dict) -> dict:
         status, message = "failed", str(e) if isinstance(e, LinclfError) else f"{type(e).__name__}: {e}"
     return {"trial": task["trial"], **out, "status": status, "seconds": round(time.perf_counter() - t0, 3),
             "message": message, "worker_pid": os.getpid(), **extra,
-            "history": clean(states[0].history) if states else []}
+            "history": json_safe(states[0].history) if states else []}
