@@ -16,6 +16,8 @@ from conftest import invoke, one_line_error, small_config, train_cli
 
 import linclf.core.gradcheck as gradcheck_mod
 import linclf.training.runs as runs_mod
+from linclf.training.evaluate import model_config
+from linclf.training.run_data import load_data, make_splits
 from linclf.core.model import LinearClassifier, save_npz_atomic
 
 CONFIG = small_config()
@@ -125,12 +127,12 @@ def test_flip_trains_on_the_training_images_and_their_mirrors(tmp_path, config, 
 
 def test_eval_of_a_flip_model_mirrors_the_training_images_only_for_the_train_split(
         tmp_path, config, learnable_data_dir, monkeypatch):
-    import linclf.training.runs as runs
+    import linclf.training.run_data as run_data
 
     assert train_cli(config, learnable_data_dir, tmp_path / "flip", "--set", "data.flip=true").exit_code == 0
     calls = []
-    real = runs.with_mirrors
-    monkeypatch.setattr(runs, "with_mirrors", lambda s: calls.append(len(s.X_train)) or real(s))
+    real = run_data.with_mirrors
+    monkeypatch.setattr(run_data, "with_mirrors", lambda s: calls.append(len(s.X_train)) or real(s))
     for split_name, count in (("test", 100), ("val", 50), ("train", 700)):
         r = invoke("eval", "--model", tmp_path / "flip" / "model.npz", "--data-dir", learnable_data_dir,
                    "--split", split_name, "--json")
@@ -151,8 +153,8 @@ def test_flip_average_scores_each_image_with_its_mirror(tmp_path, config, learna
     assert r.exit_code == 0, r.output
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
     model = LinearClassifier.load(out / "model.npz")
-    cfg = runs_mod.model_config(model, out)
-    splits = runs_mod.make_splits(cfg, runs_mod.load_data(cfg, learnable_data_dir), mirrors=False)
+    cfg = model_config(model, out)
+    splits = make_splits(cfg, load_data(cfg, learnable_data_dir), mirrors=False)
     p, W = model.prep, model.W.astype(np.float64)
     for name in ("val", "test"):
         X, y = getattr(splits, f"X_{name}"), getattr(splits, f"y_{name}")
@@ -250,7 +252,7 @@ def test_sigterm_stops_training_like_ctrl_c_with_exit_143(tmp_path, config, lear
     """`timeout`, a cancelled CI job and `docker stop` send SIGTERM: the checkpoint is saved and the run resumes."""
     assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
     out = tmp_path / "cut"
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         import os, signal, sys
         import linclf.training.runs as runs
         real = runs.train
@@ -259,7 +261,7 @@ def test_sigterm_stops_training_like_ctrl_c_with_exit_143(tmp_path, config, lear
             def at_step(state):
                 if state.step == 9:
                     os.kill(os.getpid(), signal.SIGTERM)
-            return real(*args, **{{**kwargs, "on_step": at_step}})
+            return real(*args, **{**kwargs, "on_step": at_step})
 
         runs.train = train
         from linclf.cli import main

@@ -19,7 +19,7 @@ Image = optional("PIL.Image")
 
 from linclf.plots import curves, figure, runs, sweeps  # noqa: E402
 from linclf.errors import LinclfWarning  # noqa: E402
-from linclf.training.runs import history_csv  # noqa: E402
+from linclf.training.run_folder import history_csv  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RUN_FIGURES = ["loss.png", "accuracy.png", "templates.png", "confusion.png"]
@@ -106,7 +106,7 @@ def test_a_history_alone_gives_the_curves(tmp_path):
 
 
 def test_the_library_call_draws_the_confusion_it_is_given(run_dir, learnable_data_dir, tmp_path):
-    from linclf.training.runs import run_eval
+    from linclf.training.evaluate import run_eval
 
     _, ev = run_eval(run_dir / "model.npz", "val", data_dir=learnable_data_dir)
     written = runs.plot_run(run_dir, tmp_path / "out", evaluation=ev)

@@ -75,7 +75,7 @@ def test_the_pruners_epochs_of_a_length_in_steps_count_the_training_split(learna
     """Hyperband's maximum resource is the epochs a trial trains: steps x batch over the training rows."""
     from linclf.config import Config, with_values
     from linclf.training import sweep as sweep_mod
-    from linclf.training.runs import load_data, make_splits
+    from linclf.training.run_data import load_data, make_splits
 
     cfg = with_values(Config(), {"data.dir": str(learnable_data_dir), "data.num_val": 10, "optimizer.iterations": 200,
                                  "optimizer.batch_size": 10})

@@ -12,7 +12,8 @@ from linclf.training import runs as runs_mod
 from linclf.config import Config, with_values
 from linclf.errors import DivergenceError, Interrupted
 from linclf.core.model import LinearClassifier, load_npz
-from linclf.training.runs import config_of_checkpoint, prepare_out_dir, run_train
+from linclf.training.run_folder import config_of_checkpoint, prepare_out_dir
+from linclf.training.runs import run_train
 from linclf.training.loop import plan
 
 BASE = {

@@ -20,7 +20,7 @@ from .app import check_accuracy, cli, data_options, echo_json, model_option, qui
 def eval_cmd(model_path: str, split_name: str, data_dir: str | None, archive: str | None,
              expect_accuracy: float | None, as_json: bool, quiet: bool) -> None:
     """Accuracy, per-class accuracy and confusion matrix of a saved model."""
-    from ..training.runs import run_eval
+    from ..training.evaluate import run_eval
 
     model, ev = run_eval(model_path, split_name, data_dir=data_dir, archive=archive, quiet=not show_progress(quiet),
                          progress=show_progress(quiet), workers=workers())

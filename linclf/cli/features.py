@@ -46,7 +46,7 @@ def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: 
     if list_ or clear:
         _manage_cache(config_path, overrides, data_dir, clear, unused_days, as_json, quiet)
         return
-    from ..training.runs import run_features
+    from ..training.featurize import run_features
 
     cfg = command_config(config_path, overrides, {"data.archive": archive})
     info = run_features(cfg, data_dir=data_dir, progress=show_progress(quiet), quiet=not show_progress(quiet),

@@ -42,7 +42,7 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     """
     from ..core.gradcheck import RESOLUTION
     from ..errors import GradcheckError
-    from ..training.runs import run_gradcheck
+    from ..training.gradients import run_gradcheck
 
     cfg = command_config(config_path, overrides, {"data.archive": archive})
     res = run_gradcheck(cfg, synthetic=synthetic, batch=batch, checks=checks, h=h, method=method,

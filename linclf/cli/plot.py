@@ -47,7 +47,7 @@ def plot_run_folder(run_dir: Path, out: str | None, split_name: str, data_dir: s
     from ..errors import ModelFileError
     from ..plots.folders import run_model_file
     from ..plots.runs import plot_run
-    from ..training.runs import run_eval
+    from ..training.evaluate import run_eval
 
     evaluation = None
     model_file = run_model_file(run_dir)

@@ -29,7 +29,7 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     from ..features.cache import FEATURE_DTYPE
     from ..data.cifar10 import mirrored
     from ..training.featurize import model_extractor
-    from ..training.runs import model_config
+    from ..training.evaluate import model_config
 
     model = LinearClassifier.load(model_path)
     if model.features_kind == "npz":

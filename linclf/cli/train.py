@@ -34,7 +34,8 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
               as_json: bool, plots: bool, quiet: bool) -> None:
     """Train a linear classifier as the config says; report train / val / test accuracy."""
     from ..config import parse_override, with_values
-    from ..training.runs import check_out_dir, checkpoint_file, config_of_checkpoint, default_out_dir, run_train
+    from ..training.run_folder import check_out_dir, checkpoint_file, config_of_checkpoint, default_out_dir
+    from ..training.runs import run_train
 
     if plots:
         from ..plots.figure import require_matplotlib

@@ -10,11 +10,13 @@ the training split's features, which the engine folds into W. ``training_rows``
 is the training split as the classifier sees it, whatever the kind (what
 ``gradcheck`` checks the gradient on); ``row_width`` its width, without data.
 ``mirror_rows`` gives the rows of the mirror images, for ``model.flip_average``.
+``run_features`` builds a config's features ahead of training (``linclf features``).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,12 +27,14 @@ from ..core import preprocess
 from ..core.model import LinearClassifier
 from ..core.preprocess import Preprocessor
 from ..data.cifar10 import NUM_PIXELS, Splits, mirrored, resolve_data_dir
-from ..errors import ConfigError, Interrupted, ModelFileError
+from ..errors import ConfigError, Interrupted, ModelFileError, UsageError
 from ..features import cache
 from ..features.registry import LEARNED, extractor_class, extractor_from_arrays
+from .run_data import load_data, make_splits
 
 __all__ = ["SPLIT_NAMES", "settings", "feature_seed", "extraction", "make_extractor", "with_execution", "cache_root",
-           "fit_extractor", "featurize", "mirror_rows", "feature_prep", "training_rows", "row_width", "model_extractor"]
+           "fit_extractor", "featurize", "mirror_rows", "feature_prep", "training_rows", "row_width", "model_extractor",
+           "run_features"]
 
 SPLIT_NAMES = ("train", "val", "test")
 _SETTINGS = {
@@ -225,3 +229,35 @@ def model_extractor(model: LinearClassifier, source: str) -> Any:
         raise ModelFileError(f"{source}: its {kind} extractor makes {D} features but W takes {model.in_dim}; "
                              "the file is inconsistent, retrain the model")
     return extractor
+
+
+def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, progress: bool = False,
+                 quiet: bool = True, workers: int | None = None) -> dict:
+    """Fit the config's extractor and write every split's features into the cache (with
+    ``model.flip_average``, those of the val and test images' mirrors too); a summary dict.
+
+    ``workers``: the extractor's threads (None: $LINCLF_WORKERS, else the usable CPUs).
+
+    ``{"kind", "cache", "splits": {name: [rows, features]}, "seconds"}``. For
+    ``kind: npz`` the feature file is only validated (there is nothing to build).
+    """
+    t = time.perf_counter()
+    kind = cfg.features.kind
+    if kind == "pixels":
+        raise UsageError("features.kind is pixels: there are no features to build; set features.kind "
+                         "(kmeans, hog_color), e.g. --config configs/kmeans.yaml")
+    if kind in LEARNED and not cfg.features.cache:
+        raise UsageError("features.cache is false, so nothing built would be kept; drop --set features.cache=false")
+    data = load_data(cfg, data_dir, quiet=quiet)
+    splits = make_splits(cfg, data)
+    if kind in LEARNED:
+        images = splits
+        splits, extractor = featurize(cfg, splits, data_dir, progress=progress, workers=workers)
+        if cfg.model.flip_average:                  # the mirrors of val and test, which train then scores
+            mirror_rows(cfg, images, ("val", "test"), data_dir, extractor=extractor, progress=progress,
+                        workers=workers)
+    from .featurize import cache_root
+
+    shapes = {name: list(getattr(splits, f"X_{name}").shape) for name in ("train", "val", "test")}
+    where = str(cache_root(cfg, data_dir)) if kind in LEARNED else str(cfg.features.path)
+    return {"kind": kind, "cache": where, "splits": shapes, "seconds": round(time.perf_counter() - t, 3)}

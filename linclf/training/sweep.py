@@ -39,7 +39,8 @@ from ..threads import usable_cpus
 from .executors import DEFAULT_CONNECT_TIMEOUT, check_scheduler, make_executor, sigint_handler
 from .featurize import extraction, featurize, mirror_rows
 from .loop import plan
-from .runs import default_out_dir, load_data, located, make_splits, prepare_out_dir
+from .run_data import load_data, located, make_splits
+from .run_folder import default_out_dir, prepare_out_dir
 from .search_tpe import PRUNERS, import_optuna
 from .study_storage import check_storage, storage_url
 from .sweep_params import (DEFAULT_TRIALS, LOCATION_KEYS, SWEEP_STREAM, ParamSpec, config_value, describe,

@@ -36,7 +36,7 @@ from ..features.registry import LEARNED
 from ..fsutil import json_safe
 from .featurize import extraction, feature_prep, featurize, mirror_rows
 from .loop import accuracy, init_state, plan, train
-from .runs import load_data, located, make_splits
+from .run_data import load_data, located, make_splits
 
 __all__ = ["run_trial", "data_location", "one_thread_process", "pruning_callback", "TrialPruned", "HOOK_ENV"]
 
@@ -60,7 +60,7 @@ def data_location(cfg: Config, data_dir: str | os.PathLike | None) -> dict:
     """What a worker needs to load the sweep's data itself: the config (data section) and ``--data-dir``.
 
     Workers elsewhere (Dask) start in another folder with another environment: the data folder this process
-    would use, the archive and the feature file are given as absolute paths (``runs.located``).
+    would use, the archive and the feature file are given as absolute paths (``run_data.located``).
     """
     from ..config import to_dict
 
