@@ -306,6 +306,7 @@ def test_a_cache_hit_marks_the_entry_used(tmp_path, km_config, learnable_data_di
     today = time.strftime("%Y-%m-%d")
     assert {k for k, v in used.items() if v.startswith(today)} == {"fit", "the train split", "the val split",
                                                                   "the test split"}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", v) for v in used.values())   # ISO 8601
 
 
 def test_clear_unused_days_deletes_only_the_stale_entries_then_clear_deletes_all(tmp_path, km_config,

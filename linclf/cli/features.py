@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -121,4 +122,4 @@ def _describe(e: CacheEntry) -> str:
 
 def _entry_json(e: CacheEntry) -> dict:
     return {"what": e.what, "kind": e.kind, "paths": [str(p) for p in e.paths], "bytes": e.size,
-            "last_used": _date(e.used), "shape": list(e.shape) if e.shape else None, **e.about}
+            "last_used": datetime.fromtimestamp(e.used).astimezone().isoformat(timespec="seconds"), "shape": list(e.shape) if e.shape else None, **e.about}
