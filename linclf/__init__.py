@@ -22,7 +22,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_cifar10": "data.cifar10", "CIFAR10": "data.cifar10", "mirrored": "data.cifar10",
+    "load_cifar10": "data.cifar10", "CIFAR10": "data.arrays", "mirrored": "data.splits",
     "svm_loss": "core.losses", "softmax_loss": "core.losses", "svm_loss_naive": "core.losses",
     "softmax_loss_naive": "core.losses", "squared_hinge_loss": "core.losses",
     "squared_hinge_loss_naive": "core.losses", "l2_reg": "core.losses", "data_loss": "core.objective",

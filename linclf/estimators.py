@@ -41,7 +41,7 @@ import numpy as np
 
 from .core import preprocess
 from .config import Config, with_values
-from .data.cifar10 import Splits
+from .data.splits import Splits
 from .errors import ConfigError, DivergenceError, LinclfWarning
 from .estimator_base import NotFittedError, Params, classifier_tags, not_fitted, store_params
 from .inputs import check_X, check_y, encode_labels, feature_names, label_indices, plain, seed_of

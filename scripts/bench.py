@@ -517,7 +517,7 @@ def bench_train(ctx: Context) -> Iterator[dict]:
     """The training phase: linclf.training.loop.train vs the textbook loop and PyTorch CPU on the same minibatches."""
     from linclf.config import Config, load_config, with_values
     from linclf.core import preprocess
-    from linclf.data.cifar10 import Splits
+    from linclf.data.splits import Splits
     from linclf.threads import resolve_workers
     from linclf.training.loop import init_state, plan, train
 

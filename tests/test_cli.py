@@ -145,7 +145,7 @@ def test_flip_average_scores_each_image_with_its_mirror(tmp_path, config, learna
     """model.flip_average: train's val and test accuracy, and eval's, come from the mean of the scores of each
     image and its mirror. An untrained (random) W, so that the mirror changes many predictions."""
     from conftest import preprocessed
-    from linclf.data.cifar10 import mirrored
+    from linclf.data.splits import mirrored
 
     out = tmp_path / "run"
     r = train_cli(config, learnable_data_dir, out, "--json", "--set", "model.flip_average=true",

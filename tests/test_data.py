@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from linclf.data import cifar10 as data_mod
 from linclf.cli import cli
-from linclf.data.cifar10 import load_cifar10, prepare, resolve_data_dir, split
+from linclf.data.cifar10 import load_cifar10, prepare, resolve_data_dir
+from linclf.data.splits import mirrored, split, with_mirrors
 from linclf.data.extract import safe_extract
 from linclf.data.layout import LAYOUTS, SOURCE_FILE
 from linclf.errors import ChecksumError, ConfigError, DataError, LinclfWarning
@@ -309,22 +310,22 @@ def test_mirrored_against_a_pixel_loop():
             for r in range(32):
                 for col in range(32):
                     expected[n, c * 1024 + r * 32 + col] = X[n, c * 1024 + r * 32 + 31 - col]
-    M = data_mod.mirrored(X)
+    M = mirrored(X)
     assert M.dtype == np.uint8 and M.flags.c_contiguous
     np.testing.assert_array_equal(M, expected)
-    np.testing.assert_array_equal(data_mod.mirrored(M), X)
+    np.testing.assert_array_equal(mirrored(M), X)
     with pytest.raises(ValueError, match=r"expected CIFAR rows of shape \(N, 3072\), got \(3, 3071\)"):
-        data_mod.mirrored(X[:, :-1])
+        mirrored(X[:, :-1])
 
 
 def test_with_mirrors_appends_the_training_mirrors_only(fake_cifar):
     d = data_mod.CIFAR10(fake_cifar.X_train, fake_cifar.y_train, fake_cifar.X_test, fake_cifar.y_test,
                          tuple(fake_cifar.classes))
     s = split(d, num_val=10)
-    f = data_mod.with_mirrors(s)
+    f = with_mirrors(s)
     assert len(f.X_train) == 60 and len(f.y_train) == 60
     np.testing.assert_array_equal(f.X_train[:30], s.X_train)
-    np.testing.assert_array_equal(f.X_train[30:], data_mod.mirrored(s.X_train))
+    np.testing.assert_array_equal(f.X_train[30:], mirrored(s.X_train))
     np.testing.assert_array_equal(f.y_train, np.concatenate([s.y_train, s.y_train]))
     for name in ("X_val", "y_val", "X_test", "y_test"):
         np.testing.assert_array_equal(getattr(f, name), getattr(s, name))

@@ -194,7 +194,7 @@ def test_predict_json_has_a_list_per_picture(trained, pictures):
 def test_a_flip_average_model_scores_each_picture_with_its_mirror(tmp_path, trained, pictures):
     """An untrained (random) W trained with model.flip_average: the top class is the argmax of the summed scores."""
     from conftest import preprocessed
-    from linclf.data.cifar10 import mirrored
+    from linclf.data.splits import mirrored
 
     data, models = trained
     config = tmp_path / "small.yaml"

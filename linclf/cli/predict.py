@@ -27,7 +27,7 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     from ..core.model import LinearClassifier
 
     from ..features.cache import FEATURE_DTYPE
-    from ..data.cifar10 import mirrored
+    from ..data.splits import mirrored
     from ..training.featurize import model_extractor
     from ..training.evaluate import model_config
 

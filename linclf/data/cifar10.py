@@ -1,10 +1,12 @@
-"""CIFAR-10: where it comes from, how it is verified, cached, loaded and split.
+"""CIFAR-10: where it comes from, how it is verified and extracted, and loading it.
 
 The flow, each step idempotent:
 
     archive (downloaded, or given with --archive)  --md5-->  verified
     verified archive  --safe_extract-->  data_dir/cifar-10-batches-{bin,py}/
-    extracted batches --read + validate-->  .npy cache (memory-mapped on later loads, checked)
+    extracted batches --read + validate-->  .npy cache (``npy_cache``: memory-mapped on later loads, checked)
+
+The arrays are ``arrays.CIFAR10``; ``splits`` cuts them into train / val / test.
 
 A folder extracted elsewhere (e.g. a torchvision root) can stand in for the
 archive: it is checked and copied into data_dir, so later commands find it
@@ -12,7 +14,6 @@ there. The pixels stay uint8 throughout; nothing here makes a float copy.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tarfile
@@ -21,25 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-from .batches import read_batch, read_classes
+from .arrays import CIFAR10
 from .download import fetch, md5sum
 from .extract import copy_folder, safe_extract
-from .layout import IMAGE_BYTES, LAYOUTS, NUM_CLASSES, SOURCE_FILE, Layout, check_folder, folder_problem
-from ..fsutil import atomic_open, unlink_quiet, write_json_atomic
+from .layout import LAYOUTS, SOURCE_FILE, Layout, check_folder, folder_id, folder_problem
+from .npy_cache import load_folder
+from ..fsutil import write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
-                      MissingArchiveError, short_reason)
+                      MissingArchiveError)
 
 __all__ = [
-    "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Splits", "Prepared",
-    "default_data_dir", "resolve_data_dir", "WHERE_HINT", "prepare", "load_prepared", "load_cifar10", "split",
-    "mirrored", "with_mirrors",
+    "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Prepared", "default_data_dir", "resolve_data_dir",
+    "WHERE_HINT", "prepare", "load_prepared", "load_cifar10",
 ]
 
 BASE_URL = "https://www.cs.toronto.edu/~kriz/"
 ENV_DATA_DIR = "LINCLF_DATA_DIR"
-NUM_PIXELS = IMAGE_BYTES      # values in a row of pixels
 
 
 @dataclass(frozen=True)
@@ -55,23 +53,8 @@ OFFICIAL: dict[str, Official] = {
     "binary": Official("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", 170_052_171),
     "python": Official("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170_498_071),
 }
-_CACHE_VERSION = 1
 
 
-@dataclass(frozen=True)
-class CIFAR10:
-    """The whole dataset as uint8 pixel rows in the CIFAR order (1024 R, 1024 G, 1024 B).
-
-    X_train (N_train, 3072) uint8, y_train (N_train,) int64, X_test (N_test, 3072)
-    uint8, y_test (N_test,) int64, classes: the 10 names from the archive's meta file.
-    Images loaded from the cache are read-only memory maps; labels are read into memory.
-    """
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    classes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -261,7 +244,7 @@ def _copy_in(src: Path, data_dir: Path, fmt: str, force: bool) -> Prepared:
     dest = data_dir / layout.folder
     if dest.exists() and dest.resolve() == folder.resolve():     # --archive names the data folder itself
         return Prepared(dest, f, "already present", _read_source(dest).get("md5"))
-    origin = _folder_id(folder, layout)
+    origin = folder_id(folder, layout)
     if not force and _read_source(dest) == origin and folder_problem(dest, layout) is None:
         return Prepared(dest, f, "already present", None)
     created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
@@ -360,102 +343,6 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
     return Prepared(_extract(target, data_dir, fmt, expected, quiet), fmt, "downloaded and extracted", expected)
 
 
-# --------------------------------------------------------------------- cache
-
-_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
-
-
-def _folder_id(folder: Path, layout: Layout) -> dict:
-    """Who an extracted folder is, cheaply: its resolved path and each required file's size and mtime."""
-    files = {}
-    for name in layout.required_files:
-        st = (folder / name).stat()
-        files[name] = [st.st_size, st.st_mtime_ns]
-    return {"folder": str(folder.resolve()), "files": files}
-
-
-def _source_key(folder: Path, layout: Layout) -> dict:
-    """What the cache was built from: the folder and each batch file's size and mtime."""
-    return {"version": _CACHE_VERSION, **_folder_id(folder, layout)}
-
-
-def _cache_dir(data_dir: Path, fmt: str) -> Path:
-    return data_dir / f"cifar-10-{fmt}-cache"
-
-
-def _load_cache(cache: Path, key: dict) -> CIFAR10 | None:
-    """The cached arrays (X memory-mapped) if the cache was built from ``key``'s batches, else None.
-
-    Raises DataError naming the file when such a cache is damaged (unreadable,
-    wrong dtype or shape, a label outside 0-9, not 10 distinct class names).
-    """
-    try:
-        meta = json.loads((cache / "source.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or meta.get("key") != key:
-        return None
-    arrays = {name: _open_npy(cache / f"{name}.npy", mmap=name[0] == "X") for name in _ARRAYS}
-    classes = meta.get("classes")
-    if not (isinstance(classes, list) and all(isinstance(c, str) and c for c in classes)
-            and len(classes) == len(set(classes)) == NUM_CLASSES):
-        raise DataError(f"{cache / 'source.json'} does not list {NUM_CLASSES} distinct class names")
-    for x, y in (("X_train", "y_train"), ("X_test", "y_test")):
-        bad = _arrays_problem(arrays, x, y)
-        if bad is not None:
-            raise DataError(f"{cache / bad[0]}.npy {bad[1]}")
-    return CIFAR10(classes=tuple(classes), **arrays)
-
-
-def _open_npy(path: Path, mmap: bool) -> np.ndarray:
-    """The array of the .npy file ``path`` (memory-mapped if ``mmap``), never a pickle; DataError if unreadable."""
-    try:
-        with open(path, "rb") as f:
-            if f.read(6) != b"\x93NUMPY":
-                raise DataError(f"{path} is not a .npy file")
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path} cannot be read ({short_reason(e)})") from None
-
-
-def _arrays_problem(arrays: dict[str, np.ndarray], x: str, y: str) -> tuple[str, str] | None:
-    """(array name, what is wrong) for cached rows ``arrays[x]`` and their labels ``arrays[y]``, or None."""
-    X, labels = arrays[x], arrays[y]
-    if X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != NUM_PIXELS or not len(X) or not X.flags.c_contiguous:
-        return x, f"holds {X.dtype} {X.shape}, expected uint8 rows (N, {NUM_PIXELS}), N >= 1"
-    if labels.dtype != np.int64 or labels.shape != (len(X),):
-        return y, f"holds {labels.dtype} {labels.shape}, expected int64 ({len(X)},)"
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= NUM_CLASSES:
-        return y, f"holds labels in [{lo}, {hi}], expected 0-{NUM_CLASSES - 1}"
-    return None
-
-
-def _save_array_atomic(path: Path, array: np.ndarray) -> None:
-    with atomic_open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-
-
-def _write_cache(cache: Path, key: dict, data: CIFAR10) -> None:
-    """Write the arrays, then the source record that makes them valid (last, so a crash leaves no valid cache)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    unlink_quiet(cache / "source.json")
-    for name in _ARRAYS:
-        _save_array_atomic(cache / f"{name}.npy", getattr(data, name))
-    write_json_atomic(cache / "source.json", {"key": key, "classes": list(data.classes)})
-
-
-def _read_folder(folder: Path, layout: Layout, fmt: str) -> CIFAR10:
-    """Read and validate every batch of an extracted folder (the slow path, done once)."""
-    train = [read_batch(folder / name, fmt) for name in layout.train_files]
-    X_test, y_test = read_batch(folder / layout.test_file, fmt)
-    X_train = np.concatenate([x for x, _ in train])
-    y_train = np.concatenate([y for _, y in train]).astype(np.int64)
-    classes = tuple(read_classes(folder / layout.meta_file, fmt))
-    return CIFAR10(X_train, y_train, X_test, y_test.astype(np.int64), classes)
-
 
 def load_cifar10(data_dir: str | os.PathLike | None = None, format: str = "binary", download: bool = False, *,
                  archive: str | os.PathLike | None = None, md5: str | None = None, urls: Sequence[str] = (),
@@ -477,99 +364,4 @@ def load_cifar10(data_dir: str | os.PathLike | None = None, format: str = "binar
 def load_prepared(prepared: Prepared, data_dir: str | os.PathLike, *, cache: bool = True,
                   rebuild: bool = False) -> CIFAR10:
     """Read (and validate) the batches ``prepare`` made available, through the .npy cache in ``data_dir``."""
-    layout = LAYOUTS[prepared.format]
-    key = _source_key(prepared.folder, layout)
-    cache_dir = _cache_dir(Path(data_dir), prepared.format)
-    if cache and not rebuild:
-        try:
-            cached = _load_cache(cache_dir, key)
-        except DataError as e:
-            warnings.warn(f"{e}; rebuilding the cache from {prepared.folder}", LinclfWarning, stacklevel=2)
-            cached = None
-        if cached is not None:
-            return cached
-    data = _read_folder(prepared.folder, layout, prepared.format)
-    if cache:
-        try:
-            _write_cache(cache_dir, key, data)
-        except OSError as e:
-            warnings.warn(f"could not write the cache in {cache_dir} ({e.strerror}); "
-                          "loading will be slow each time", LinclfWarning, stacklevel=2)
-            return data
-        try:
-            cached = _load_cache(cache_dir, key)
-        except DataError:
-            cached = None   # written but not readable back: use the parsed copy
-        if cached is not None:
-            return cached   # memory-mapped: the parsed copy can be freed
-    return data
-
-
-# -------------------------------------------------------------------- splits
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Train / validation / test rows (uint8, (N, 3072)) and labels (int64, (N,)); views where possible."""
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    classes: tuple[str, ...]
-
-
-def split(data: CIFAR10, num_train: int | None = None, num_val: int = 1000, num_test: int | None = None,
-          num_dev: int = 0, *, rng: np.random.Generator | None = None) -> Splits:
-    """Carve validation from the end of the training set, training from the start, test from the start.
-
-    ``num_dev`` > 0 replaces the training split by a random subset of that size
-    (drawn with ``rng``), for quick runs. Sizes the archive cannot supply are
-    ConfigErrors naming the ``data.*`` key.
-    """
-    n_all = len(data.X_train)
-    if num_val > n_all - 1:
-        raise ConfigError(f"data.num_val: {num_val} leaves no training rows; the data holds "
-                          f"{n_all} training rows, so at most {n_all - 1}")
-    available = n_all - num_val
-    if num_train is None:
-        num_train = available
-    elif num_train > available:
-        raise ConfigError(f"data.num_train: {num_train} is more than the {available} training rows left "
-                          f"after data.num_val={num_val} ({n_all} in the data)")
-    n_test = len(data.X_test)
-    if num_test is None:
-        num_test = n_test
-    elif num_test > n_test:
-        raise ConfigError(f"data.num_test: {num_test} is more than the {n_test} test rows in the data")
-    X_train, y_train = data.X_train[:num_train], data.y_train[:num_train]
-    if num_dev:
-        if num_dev > num_train:
-            raise ConfigError(f"data.num_dev: {num_dev} is more than the {num_train} training images")
-        if rng is None:
-            raise ValueError("split(num_dev > 0) needs an rng")
-        idx = np.sort(rng.choice(num_train, size=num_dev, replace=False))
-        X_train, y_train = X_train[idx], y_train[idx]
-    return Splits(X_train, y_train, data.X_train[available:], data.y_train[available:],
-                  data.X_test[:num_test], data.y_test[:num_test], data.classes)
-
-
-def mirrored(X: np.ndarray) -> np.ndarray:
-    """The horizontal mirror images (N, 3072) of CIFAR rows X (N, 3072), channel-major 32x32 planes, same dtype."""
-    if X.ndim != 2 or X.shape[1] != NUM_PIXELS:
-        raise ValueError(f"mirrored: expected CIFAR rows of shape (N, {NUM_PIXELS}), got {X.shape}")
-    planes = np.asarray(X).reshape(len(X), 3, 32, 32)
-    return np.ascontiguousarray(planes[..., ::-1]).reshape(len(X), NUM_PIXELS)
-
-
-def with_mirrors(splits: Splits) -> Splits:
-    """``splits`` whose training split is followed by its mirror images (2N rows, labels repeated).
-
-    Flip augmentation: a mirrored photo is as likely as the original, so the
-    classifier sees twice the training images; validation and test are untouched.
-    """
-    X = splits.X_train
-    return dataclasses.replace(splits, X_train=np.concatenate([X, mirrored(X)]),
-                               y_train=np.concatenate([splits.y_train, splits.y_train]))
+    return load_folder(prepared.folder, prepared.format, data_dir, cache=cache, rebuild=rebuild)

@@ -120,3 +120,11 @@ def folder_problem(folder: Path, layout: Layout) -> tuple[str, str] | None:
             return name, f"is {st.st_size} bytes, not a whole number of {RECORD_BYTES}-byte records"
     return None
 
+
+def folder_id(folder: Path, layout: Layout) -> dict:
+    """Who an extracted folder is, cheaply: its resolved path and each required file's size and mtime."""
+    files = {}
+    for name in layout.required_files:
+        st = (folder / name).stat()
+        files[name] = [st.st_size, st.st_mtime_ns]
+    return {"folder": str(folder.resolve()), "files": files}

@@ -11,7 +11,7 @@ import yaml
 
 from ..config import Config, from_dict, with_values
 from ..core.model import LinearClassifier
-from ..data.cifar10 import NUM_PIXELS
+from ..data.arrays import NUM_PIXELS
 from ..errors import ConfigError, DataError, LinclfWarning, ModelFileError, UsageError
 from .featurize import featurize, mirror_rows, model_extractor
 from .run_data import load_data, make_splits

@@ -26,7 +26,9 @@ from ..config import Config, FeaturesConfig
 from ..core import preprocess
 from ..core.model import LinearClassifier
 from ..core.preprocess import Preprocessor
-from ..data.cifar10 import NUM_PIXELS, Splits, mirrored, resolve_data_dir
+from ..data.arrays import NUM_PIXELS
+from ..data.cifar10 import resolve_data_dir
+from ..data.splits import Splits, mirrored
 from ..errors import ConfigError, Interrupted, ModelFileError, UsageError
 from ..features import cache
 from ..features.registry import LEARNED, extractor_class, extractor_from_arrays

@@ -37,7 +37,7 @@ from ..core.model import LinearClassifier
 from ..core.objective import Objective, loss_values
 from ..core.preprocess import Preprocessor
 from ..core.search import random_local_search, random_search
-from ..data.cifar10 import Splits
+from ..data.splits import Splits
 from ..errors import DivergenceError, Interrupted, ModelFileError
 from ..progress import Bar
 from ..threads import blas_threads, resolve_workers

@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 from ..config import Config, with_values
-from ..data.cifar10 import CIFAR10, Splits, load_cifar10, resolve_data_dir, split, with_mirrors
+from ..data.cifar10 import CIFAR10, load_cifar10, resolve_data_dir
+from ..data.splits import Splits, split, with_mirrors
 from .loop import rng_stream
 
 __all__ = ["located", "load_data", "make_splits"]

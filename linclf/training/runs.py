@@ -19,7 +19,7 @@ from ..core import preprocess
 from ..core.model import LinearClassifier
 from ..core.optim import l2_diverges
 from ..config import Config, to_yaml, with_values
-from ..data.cifar10 import Splits
+from ..data.splits import Splits
 from ..errors import DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning
 from ..features.registry import LEARNED
 from ..fsutil import write_json_atomic, write_text_atomic

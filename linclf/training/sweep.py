@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ..config import Config, to_dict, with_values
-from ..data.cifar10 import CIFAR10, Splits, split
+from ..data.cifar10 import CIFAR10
+from ..data.splits import Splits, split
 from ..errors import ConfigError, Interrupted, LinclfError, LinclfWarning, UsageError
 from ..features.registry import LEARNED
 from ..progress import Bar

@@ -30,7 +30,8 @@ import numpy as np
 
 from ..config import Config, from_dict
 from ..core.preprocess import Preprocessor, fit
-from ..data.cifar10 import CIFAR10, Splits
+from ..data.cifar10 import CIFAR10
+from ..data.splits import Splits
 from ..errors import DivergenceError, Interrupted, LinclfError
 from ..features.registry import LEARNED
 from ..fsutil import json_safe
