@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import LinclfError, UsageError
+from ..errors import LinclfError
 from .app import cli, echo_json, model_option
 
 
@@ -23,44 +23,12 @@ def predict_cmd(model_path: str, images: tuple[str, ...], top: int, as_json: boo
     file that cannot be read is reported and skipped; the exit code is then 1.
     Needs Pillow: pip install 'linclf[image]'.
     """
-    from ..images import NUM_VALUES, classify, image_files, load_image_rows, require_pillow
-    from ..core.model import LinearClassifier
+    from ..predict import predict_files
 
-    from ..features.cache import FEATURE_DTYPE
-    from ..data.splits import mirrored
-    from ..training.featurize import model_extractor
-    from ..training.evaluate import model_config
-
-    model = LinearClassifier.load(model_path)
-    if model.features_kind == "npz":
-        raise UsageError(f"{model_path} was trained on precomputed features (features.kind npz), so it cannot "
-                         "turn a picture into its rows; score your own feature rows in Python with "
-                         "LinearClassifier.load(PATH).predict(rows)")
-    extractor = model_extractor(model, model_path)
-    require_pillow()
-    if extractor is None and model.in_dim != NUM_VALUES:
-        raise UsageError(f"{model_path} takes rows of {model.in_dim} values; predict feeds it 32x32 RGB images "
-                         f"({NUM_VALUES} values), so it needs a model trained on CIFAR-10-shaped data")
-    files, empty = image_files(images)
-    loaded = load_image_rows([f for f in files if f not in empty])
-    rows = loaded.rows
-    mirror = mirrored(rows) if model_config(model, model_path).model.flip_average else None
-    if extractor is not None and loaded.paths:
-        rows = extractor.transform(rows).astype(FEATURE_DTYPE)   # as the model's training rows were stored
-        if mirror is not None:
-            mirror = extractor.transform(mirror).astype(FEATURE_DTYPE)
-    found = dict(zip(loaded.paths, classify(model, rows, top, mirror))) if loaded.paths else {}
-    failed = {**dict(loaded.errors), **empty}
-    kind = "probability" if model.loss == "softmax" else "score"
-    entries = []
-    for path in files:
-        if path in found:
-            p = found[path]
-            entries.append({"path": path, "top": [{"class": c, kind: v} for c, v in zip(p.classes, p.values)]})
-        else:
-            entries.append({"path": path, "error": failed[path]})
+    result = predict_files(model_path, images, top)
+    entries, kind = result["images"], result["kind"]
     if as_json:
-        echo_json({"model": model_path, "kind": kind, "images": entries})
+        echo_json(result)
     if len(entries) == 1 and "error" in entries[0]:     # one file: its error is the whole story
         raise LinclfError(entries[0]["error"])
     short = "p" if kind == "probability" else "score"
