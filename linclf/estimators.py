@@ -48,6 +48,7 @@ from .inputs import check_X, check_y, encode_labels, feature_names, label_indice
 from .core.losses import softmax
 from .core.model import LinearClassifier
 from .core.optim import l2_diverges
+from .training.evaluate import at_chance_level
 from .core.preprocess import Preprocessor, fold
 from .training.loop import TrainState, rng_stream, train
 
@@ -150,6 +151,8 @@ class _LinearEstimator(Params):
         prep = preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
         result = self._train(cfg, splits, prep, state=None)
         st = result.state
+        self._warn_at_chance(st.history, len(splits.y_val), min(cfg.train.train_eval_size, len(splits.y_train)),
+                             len(classes))
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         self.n_iter_ = st.step
@@ -248,6 +251,18 @@ class _LinearEstimator(Params):
                    f"below {1 / reg:.3g} or a smaller reg" if l2_diverges(cfg.optimizer.update, lr, reg)
                    else f"lower lr (e.g. lr={lr / 10:g}, then lower until it trains)")
             raise DivergenceError(f"{self._who()} diverged: {str(e).split(';')[0]}; {why}") from None
+
+    def _warn_at_chance(self, history: list[dict], n_val: int, n_train: int, num_classes: int) -> None:
+        """A LinclfWarning when the last recorded validation (else training-subset) accuracy is at chance level."""
+        last = next((r for r in reversed(history) if r.get("train_accuracy") is not None), None)
+        if last is None:
+            return
+        name, acc, n = ("validation", last["val_accuracy"], n_val) if n_val else ("training", last["train_accuracy"],
+                                                                                  n_train)
+        if acc is not None and at_chance_level(acc, n, num_classes):
+            warnings.warn(f"{self._who()}: the final {name} accuracy {acc:.4f} is at chance level (1/{num_classes}): "
+                          "it learned nothing; check lr (too high or too low), reg (too high holds W at 0) and "
+                          "epochs", LinclfWarning, stacklevel=3)
 
     def _publish(self, W: np.ndarray, prep: Preprocessor) -> None:
         """Set the fitted attributes that follow from W (C, D) and the preprocessing."""

@@ -11,7 +11,7 @@ import pytest
 from conftest import invoke, one_line_error, optional
 
 from linclf import LinearSVM, SoftmaxClassifier
-from linclf.errors import DivergenceError
+from linclf.errors import DivergenceError, LinclfWarning
 from linclf.estimators import NotFittedError
 from linclf.inputs import ColumnVectorWarning
 from linclf.core.model import LinearClassifier
@@ -385,6 +385,16 @@ def test_pickle_and_to_model(tmp_path, data):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_fit_at_chance_level_warns_and_a_good_fit_does_not():
+    X, y = make_data()
+    with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier: the final training accuracy 0\.\d+ is at chance "
+                                           r"level \(1/4\): it learned nothing; check lr"):
+        SoftmaxClassifier(**{**FAST, "reg": 1e7}).fit(X, y)                     # reg holds W near 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LinclfWarning)
+        assert SoftmaxClassifier(**FAST).fit(X, y).score(X, y) > 0.9
+
+
 def test_divergence_names_lr_or_the_l2_term_that_diverges_alone():
     X, y = make_data(n=100)
     with pytest.raises(DivergenceError, match=r"; lower lr \(e.g. lr=1e\+37, then lower until it trains\)$"):

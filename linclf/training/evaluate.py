@@ -2,6 +2,7 @@
 of its own config (``run_eval``)."""
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -16,7 +17,14 @@ from ..errors import ConfigError, DataError, LinclfWarning, ModelFileError, Usag
 from .featurize import featurize, mirror_rows, model_extractor
 from .run_data import load_data, make_splits
 
-__all__ = ["Evaluation", "confusion_matrix", "evaluate_predictions", "model_config", "feature_file_stamp", "run_eval"]
+__all__ = ["Evaluation", "confusion_matrix", "evaluate_predictions", "at_chance_level", "model_config",
+           "feature_file_stamp", "run_eval"]
+
+
+def at_chance_level(accuracy: float, n: int, num_classes: int) -> bool:
+    """Whether ``accuracy`` on ``n`` rows is within three standard errors of guessing (1 / num_classes)."""
+    chance = 1.0 / num_classes
+    return bool(n) and accuracy <= chance + 3 * math.sqrt(chance * (1 - chance) / n)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from ..data.splits import Splits
 from ..errors import DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning
 from ..features.registry import LEARNED
 from ..fsutil import write_json_atomic, write_text_atomic
-from .evaluate import feature_file_stamp
+from .evaluate import at_chance_level, feature_file_stamp
 from .featurize import feature_prep, featurize, mirror_rows, model_extractor
 from .loop import TrainResult, TrainState, state_from_arrays, state_to_arrays, train
 from .run_data import load_data, located, make_splits
@@ -180,10 +180,9 @@ def outcome_warnings(metrics: dict, history: list[dict], num_classes: int) -> li
     split_name, acc, n = ("val", metrics["val_accuracy"], metrics["num_val"])
     if acc is None:
         split_name, acc, n = "train", metrics["train_accuracy"], metrics["num_train"]
-    chance = 1.0 / num_classes
-    if n and acc <= chance + 3 * math.sqrt(chance * (1 - chance) / n):
-        out.append(f"the final {split_name} accuracy {acc:.4f} is at chance level (1/{num_classes} = {chance:.2f} "
-                   f"on {n} images): the model learned nothing; check optimizer.lr (too high or too low), "
+    if at_chance_level(acc, n, num_classes):
+        out.append(f"the final {split_name} accuracy {acc:.4f} is at chance level "
+                   f"(1/{num_classes} = {1 / num_classes:.2f} on {n} images): the model learned nothing; check optimizer.lr (too high or too low), "
                    "model.reg (too high: it holds W at 0), optimizer.iterations and the data")
     losses = [r["loss"] for r in history if r.get("loss") is not None]
     final = metrics["final_loss"]
