@@ -384,7 +384,6 @@ def test_pickle_and_to_model(tmp_path, data):
         "LinearClassifier.load(PATH).predict(X) on your rows")
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_a_fit_at_chance_level_warns_and_a_good_fit_does_not():
     X, y = make_data()
     with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier: the final training accuracy 0\.\d+ is at chance "
@@ -395,6 +394,7 @@ def test_a_fit_at_chance_level_warns_and_a_good_fit_does_not():
         assert SoftmaxClassifier(**FAST).fit(X, y).score(X, y) > 0.9
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_names_lr_or_the_l2_term_that_diverges_alone():
     X, y = make_data(n=100)
     with pytest.raises(DivergenceError, match=r"; lower lr \(e.g. lr=1e\+37, then lower until it trains\)$"):
