@@ -2,10 +2,11 @@
 
 Library errors become one line on stderr and an exit code: 0 ok, 1 runtime
 failure, 2 usage or config error, 3 accuracy below ``--expect-accuracy``, 130
-interrupted, 143 stopped by SIGTERM (handled as Ctrl-C). ``linclf --debug COMMAND`` shows the traceback instead. A reader
-that stops early (``linclf ... | head -1``) ends a command quietly with 141
-(128 + SIGPIPE), as for ``git log | head``. The commands live in the sibling
-modules and register themselves on ``cli``.
+interrupted, 143 stopped by SIGTERM (handled as Ctrl-C). ``linclf --debug
+COMMAND`` shows the traceback instead. A reader that stops early (``linclf ...
+| head -1``) ends a command quietly with 141 (128 + SIGPIPE), as for ``git log
+| head``. The commands live in the sibling modules and register themselves on
+``cli``.
 """
 from __future__ import annotations
 

@@ -74,14 +74,13 @@ def _manage_cache(config_path: str | None, overrides: tuple[str, ...], data_dir:
         chosen = [e for e in entries if unused_days is None or now - e.used >= unused_days * 86400]
         count, freed = cache.remove(root, chosen, now)
         if as_json:
-            echo_json({"cache": str(root), "removed": count, "bytes_freed": freed,
-                                  "kept": len(entries) - count})
+            echo_json({"cache": str(root), "removed": count, "bytes_freed": freed, "kept": len(entries) - count})
         if not quiet:
             click.echo(f"{root}: removed {count} of {len(entries)} entries, {_size(freed)} freed", err=as_json)
         return
     if as_json:
         echo_json({"cache": str(root), "bytes": sum(e.size for e in entries),
-                              "entries": [_entry_json(e) for e in entries]})
+                   "entries": [_entry_json(e) for e in entries]})
         return
     click.echo(f"{root}: " + (f"{len(entries)} entries, {_size(sum(e.size for e in entries))}" if entries
                               else "empty"))
@@ -121,5 +120,6 @@ def _describe(e: CacheEntry) -> str:
 
 
 def _entry_json(e: CacheEntry) -> dict:
+    used = datetime.fromtimestamp(e.used).astimezone().isoformat(timespec="seconds")     # ISO 8601, UTC offset
     return {"what": e.what, "kind": e.kind, "paths": [str(p) for p in e.paths], "bytes": e.size,
-            "last_used": datetime.fromtimestamp(e.used).astimezone().isoformat(timespec="seconds"), "shape": list(e.shape) if e.shape else None, **e.about}
+            "last_used": used, "shape": list(e.shape) if e.shape else None, **e.about}

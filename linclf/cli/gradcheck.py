@@ -40,7 +40,6 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     gradient). Exit 0 when every other coordinate passes, 1 when one fails or
     a part has none left to judge (inconclusive).
     """
-    from ..core.gradcheck import RESOLUTION
     from ..errors import GradcheckError
     from ..training.gradients import run_gradcheck
 
@@ -54,11 +53,8 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     failed = [(n, p) for n, p in res["parts"].items() if not p["passed"] and not p["inconclusive"]]
     if not failed and not res["passed"]:
         name, part = next((n, p) for n, p in res["parts"].items() if p["inconclusive"])
-        apart = [f"{part['kinks']} at a kink"] * bool(part["kinks"]) + \
-            [f"{part['unresolved']} where the {res['method']} difference's error bound at h={res['h']:g} exceeds "
-             f"{RESOLUTION:g} of the gradient"] * bool(part["unresolved"])
         raise GradcheckError(f"gradient check inconclusive: the {name} part judged none of its {len(part['checks'])} "
-                             f"coordinates ({', '.join(apart)}); use {_inconclusive_hint(res, part)}")
+                             f"coordinates ({', '.join(_not_judged(res, part))}); use {_inconclusive_hint(res, part)}")
     if failed:
         name, part = max(failed, key=lambda item: item[1]["worst_rel_error"])
         worst = next(c for c in part["checks"] if list(c["index"]) == list(part["worst_index"]))
@@ -66,6 +62,15 @@ def gradcheck(config_path: str | None, overrides: tuple[str, ...], data_dir: str
                              f"{part['worst_rel_error']:.3g} at W{list(part['worst_index'])} (analytic "
                              f"{worst['analytic']:.6g}, numerical {worst['numerical']:.6g}), above the threshold "
                              f"{res['threshold']:g} ({res['method']}, h={res['h']:g}){_gradcheck_hint(cfg, res, name)}")
+
+
+def _not_judged(res: dict, part: dict) -> list[str]:
+    """The part's coordinates left out of the verdict, and why: at a kink, or beyond the difference's resolution."""
+    from ..core.gradcheck import RESOLUTION
+
+    return [f"{part['kinks']} at a kink"] * bool(part["kinks"]) + \
+        [f"{part['unresolved']} where the {res['method']} difference's error bound at h={res['h']:g} exceeds "
+         f"{RESOLUTION:g} of the gradient"] * bool(part["unresolved"])
 
 
 def _inconclusive_hint(res: dict, part: dict) -> str:
@@ -96,8 +101,7 @@ def _gradcheck_table(res: dict) -> str:
     for name, part in res["parts"].items():
         verdict = "ok" if part["passed"] else "INCONCLUSIVE" if part["inconclusive"] else "FAILED"
         worst = "n/a" if part["worst_rel_error"] is None else f"{part['worst_rel_error']:.3g}"
-        apart = [f"{part['kinks']} at a kink"] * bool(part["kinks"]) + \
-            [f"{part['unresolved']} beyond the error bound's resolution"] * bool(part["unresolved"])
+        apart = _not_judged(res, part)
         lines += ["", f"[{name}] {verdict}: worst relative error {worst} over {part['checked']} coordinates"
                   + (f", {' and '.join(apart)} (not counted)" if apart else ""),
                   f"{'coordinate':>14}  {'analytic':>14}  {'numerical':>14}  {'rel error':>10}  "
