@@ -41,8 +41,8 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     """Write a run folder's figures into ``out_dir`` (default: the run folder); return the paths written.
 
     loss.png and accuracy.png come from history.csv, templates.png (pixel models) or centroids.png
-    (k-means models; other features have neither) from model.npz, confusion.png from ``evaluation`` (e.g. ``evaluate.run_eval(model,
-    split)[1]``) when given; ``split`` names that evaluation's split.
+    (k-means models; other features have neither) from model.npz, confusion.png from ``evaluation``
+    (e.g. ``evaluate.run_eval(model, split)[1]``) when given; ``split`` names that evaluation's split.
     """
     run_dir = Path(run_dir)
     if folder_kind(run_dir) != "run":

@@ -17,7 +17,8 @@ __all__ = ["gradcheck_data", "run_gradcheck"]
 
 def gradcheck_data(cfg: Config, *, synthetic: bool, batch: int, data_dir: str | os.PathLike | None = None,
                    quiet: bool = True, workers: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """float64 rows X (batch, D) (the bias column last with preprocess.bias), labels y (batch,), and C for a gradient check.
+    """float64 rows X (batch, D) (the bias column last with preprocess.bias), labels y (batch,) and C, for a gradient
+    check.
 
     Real data: ``batch`` random training rows as the classifier of the config
     sees them (``featurize.training_rows``: pixels, the feature file's rows, or

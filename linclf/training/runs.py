@@ -182,8 +182,9 @@ def outcome_warnings(metrics: dict, history: list[dict], num_classes: int) -> li
         split_name, acc, n = "train", metrics["train_accuracy"], metrics["num_train"]
     if at_chance_level(acc, n, num_classes):
         out.append(f"the final {split_name} accuracy {acc:.4f} is at chance level "
-                   f"(1/{num_classes} = {1 / num_classes:.2f} on {n} images): the model learned nothing; check optimizer.lr (too high or too low), "
-                   "model.reg (too high: it holds W at 0), optimizer.iterations and the data")
+                   f"(1/{num_classes} = {1 / num_classes:.2f} on {n} images): the model learned nothing; check "
+                   "optimizer.lr (too high or too low), model.reg (too high: it holds W at 0), optimizer.iterations "
+                   "and the data")
     losses = [r["loss"] for r in history if r.get("loss") is not None]
     final = metrics["final_loss"]
     if len(losses) > 1 and final is not None and math.isfinite(final) and final > 1.5 * losses[0]:

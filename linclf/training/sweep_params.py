@@ -29,7 +29,8 @@ from ..config import Config, schema_keys, with_values
 from ..errors import ConfigError, UsageError
 
 __all__ = ["ParamSpec", "parse_spec", "is_grid", "sweep_rng", "sample_trials", "trial_configs", "trial_seed",
-           "config_value", "show_value", "describe", "KINDS", "DEFAULT_TRIALS", "SWEEP_STREAM", "FIXED_KEYS", "LOCATION_KEYS"]
+           "config_value", "show_value", "describe", "KINDS", "DEFAULT_TRIALS", "SWEEP_STREAM", "FIXED_KEYS",
+           "LOCATION_KEYS"]
 
 DEFAULT_TRIALS = 20
 SWEEP_STREAM = 1000          # spawn key of the sweep's generator (loop.rng_stream's streams use small keys)
