@@ -244,9 +244,11 @@ def test_hog_color_run(tmp_path, learnable_data_dir):
 
 
 def _build_with_mirrors(km_config, data_dir) -> None:
-    res = invoke("features", "--config", km_config, "--data-dir", data_dir, "--quiet",
+    res = invoke("features", "--config", km_config, "--data-dir", data_dir, "--quiet", "--json",
                  "--set", "model.flip_average=true")
     assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["mirrors"] == {"val": info["splits"]["val"], "test": info["splits"]["test"]}   # listed too
 
 
 def _listing(data_dir) -> dict:
@@ -678,6 +680,7 @@ def test_linear_probe_on_a_feature_file(tmp_path):
                                                         "trained (its size or time differs)")
     res = invoke("features", "--config", cfg, "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["splits"]["test"] == [100, 20]
+    assert json.loads(res.stdout)["mirrors"] == {}
     res = invoke("predict", "--model", model, tmp_path / "cat.png")
     assert res.exit_code == 2
     assert "precomputed features" in one_line_error(res, only=True)

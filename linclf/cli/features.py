@@ -55,7 +55,7 @@ def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: 
     if as_json:
         echo_json(info)
     if not quiet:
-        for name, shape in info["splits"].items():
+        for name, shape in [*info["splits"].items(), *((f"{n} mirrors", v) for n, v in info["mirrors"].items())]:
             click.echo(f"{name}: {shape[0]} rows x {shape[1]} features", err=as_json)
         click.echo(f"{info['kind']} features ready in {info['cache']} ({info['seconds']:.1f} s)", err=as_json)
 

@@ -240,8 +240,9 @@ def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, prog
 
     ``workers``: the extractor's threads (None: $LINCLF_WORKERS, else the usable CPUs).
 
-    ``{"kind", "cache", "splits": {name: [rows, features]}, "seconds"}``. For
-    ``kind: npz`` the feature file is only validated (there is nothing to build).
+    ``{"kind", "cache", "splits": {name: [rows, features]}, "mirrors": {name: [rows, features]} (empty
+    without model.flip_average), "seconds"}``. For ``kind: npz`` the feature file is only validated
+    (there is nothing to build).
     """
     t = time.perf_counter()
     kind = cfg.features.kind
@@ -252,14 +253,15 @@ def run_features(cfg: Config, *, data_dir: str | os.PathLike | None = None, prog
         raise UsageError("features.cache is false, so nothing built would be kept; drop --set features.cache=false")
     data = load_data(cfg, data_dir, quiet=quiet)
     splits = make_splits(cfg, data)
+    mirrors = {}
     if kind in LEARNED:
         images = splits
         splits, extractor = featurize(cfg, splits, data_dir, progress=progress, workers=workers)
         if cfg.model.flip_average:                  # the mirrors of val and test, which train then scores
-            mirror_rows(cfg, images, ("val", "test"), data_dir, extractor=extractor, progress=progress,
-                        workers=workers)
-    from .featurize import cache_root
-
+            mirrors = mirror_rows(cfg, images, ("val", "test"), data_dir, extractor=extractor, progress=progress,
+                                  workers=workers)
     shapes = {name: list(getattr(splits, f"X_{name}").shape) for name in ("train", "val", "test")}
     where = str(cache_root(cfg, data_dir)) if kind in LEARNED else str(cfg.features.path)
-    return {"kind": kind, "cache": where, "splits": shapes, "seconds": round(time.perf_counter() - t, 3)}
+    return {"kind": kind, "cache": where, "splits": shapes,
+            "mirrors": {name: list(rows.shape) for name, rows in mirrors.items()},
+            "seconds": round(time.perf_counter() - t, 3)}
