@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from ..config import Config
+from ..core.gradcheck import as_plain, check_loss
 from ..core.losses import initial_loss
 from ..errors import ConfigError, UsageError
 from .featurize import row_width, training_rows
@@ -55,8 +56,6 @@ def run_gradcheck(cfg: Config, *, synthetic: bool = False, batch: int = 100, che
     small W starts near), where the data came from, the
     features kind and ``dim``, the width D of the rows checked (bias included).
     """
-    from ..core.gradcheck import as_plain, check_loss
-
     X, y, C = gradcheck_data(cfg, synthetic=synthetic, batch=batch, data_dir=data_dir, quiet=quiet,
                              workers=workers)
     m = cfg.model
