@@ -824,16 +824,16 @@ def test_a_missing_or_truncated_feature_file(tmp_path):
 @pytest.fixture
 def checked_rows(monkeypatch):
     """The rows X (batch, D) every gradient check of the test was run on."""
-    import linclf.core.gradcheck as gradcheck
+    import linclf.training.gradients as gradients
 
     seen = []
-    real = gradcheck.check_loss
+    real = gradients.check_loss
 
     def spy(W, X, y, **kwargs):
         seen.append(np.array(X))
         return real(W, X, y, **kwargs)
 
-    monkeypatch.setattr(gradcheck, "check_loss", spy)
+    monkeypatch.setattr(gradients, "check_loss", spy)
     return seen
 
 
