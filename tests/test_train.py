@@ -27,6 +27,11 @@ def cfg_for(data_dir, **extra) -> Config:
     return with_values(Config(), {**BASE, "data.dir": str(data_dir), **extra})
 
 
+def search_cfg(data_dir, method, **extra) -> Config:
+    """A derivative-free method's config: its length is optimizer.trials, so no epochs (they would be warned of)."""
+    return cfg_for(data_dir, **{"optimizer.method": method, "optimizer.iterations": 1, **extra})
+
+
 def train_in(tmp_path, cfg, name="run", **kw):
     out = prepare_out_dir(tmp_path / name)
     return run_train(cfg, out, **kw)
@@ -182,8 +187,8 @@ def test_patience_stops_early(tmp_path, learnable_data_dir):
 @pytest.mark.parametrize("method", ["random_search", "random_local_search"])
 @pytest.mark.filterwarnings("ignore:the final val accuracy .* is at chance level")   # 40 candidates
 def test_derivative_free_methods_give_the_same_weights_whatever_the_workers(tmp_path, learnable_data_dir, method):
-    cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 40, "model.reg": 0.0,
-                                         "model.loss": "svm", "model.init_scale": 1e-3})
+    cfg = search_cfg(learnable_data_dir, method, **{"optimizer.trials": 40, "model.reg": 0.0,
+                                                    "model.loss": "svm", "model.init_scale": 1e-3})
     W1 = train_in(tmp_path, cfg, "one", workers=1).result.W
     W2 = train_in(tmp_path, cfg, "two", workers=2).result.W
     np.testing.assert_array_equal(W1, W2)
@@ -192,8 +197,8 @@ def test_derivative_free_methods_give_the_same_weights_whatever_the_workers(tmp_
 @pytest.mark.parametrize("method", ["random_search", "random_local_search"])
 @pytest.mark.filterwarnings("ignore:the final val accuracy .* is at chance level")   # 40 candidates
 def test_derivative_free_methods(tmp_path, learnable_data_dir, method):
-    cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 40, "model.reg": 0.0,
-                                         "model.loss": "svm", "model.init_scale": 1e-3})
+    cfg = search_cfg(learnable_data_dir, method, **{"optimizer.trials": 40, "model.reg": 0.0,
+                                                    "model.loss": "svm", "model.init_scale": 1e-3})
     res = train_in(tmp_path, cfg)
     history = [r["loss"] for r in res.result.state.history if r.get("loss") is not None]
     assert all(b <= a for a, b in zip(history, history[1:]))    # best loss never goes up
@@ -210,8 +215,8 @@ def test_derivative_free_methods_compute_no_gradient(tmp_path, learnable_data_di
 
     monkeypatch.setattr(Objective, "full", gradient)
     monkeypatch.setattr(Objective, "batch", gradient)
-    cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 10, "model.reg": 1e-3,
-                                         "model.loss": "svm", "model.init_scale": 1e-3})
+    cfg = search_cfg(learnable_data_dir, method, **{"optimizer.trials": 10, "model.reg": 1e-3,
+                                                    "model.loss": "svm", "model.init_scale": 1e-3})
     assert train_in(tmp_path, cfg).metrics["steps"] == 10
 
 
@@ -225,7 +230,7 @@ def test_derivative_free_methods_score_several_candidates_a_pass(tmp_path, learn
     sizes = []
     real = loop.loss_values
     monkeypatch.setattr(loop, "loss_values", lambda Ws, *a, **k: sizes.append(len(Ws)) or real(Ws, *a, **k))
-    cfg = cfg_for(learnable_data_dir, **{"optimizer.method": method, "optimizer.trials": 40, "model.reg": 0.0,
-                                         "model.loss": "svm", "model.init_scale": 1e-3})
+    cfg = search_cfg(learnable_data_dir, method, **{"optimizer.trials": 40, "model.reg": 0.0,
+                                                    "model.loss": "svm", "model.init_scale": 1e-3})
     train_in(tmp_path, cfg)
     assert max(sizes) == min(most, 40) and len(sizes) < 40

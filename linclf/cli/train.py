@@ -34,6 +34,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
               as_json: bool, plots: bool, quiet: bool) -> None:
     """Train a linear classifier as the config says; report train / val / test accuracy."""
     from ..config import parse_override, with_values
+    from ..core.search import SEARCH_METHODS
     from ..training.run_folder import check_out_dir, checkpoint_file, config_of_checkpoint, default_out_dir
     from ..training.runs import run_train
 
@@ -57,7 +58,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     # resuming continues the checkpoint's own run folder; another --out is a new run's folder
     resuming = resume is not None and out_dir.absolute() == Path(resume).parent.absolute()
     out_dir = check_out_dir(out_dir, overwrite=overwrite, resuming=resuming)
-    if cfg.optimizer.method in ("random_search", "random_local_search") and resume is not None:
+    if cfg.optimizer.method in SEARCH_METHODS and resume is not None:
         raise UsageError(f"--resume works for sgd and gd runs, not {cfg.optimizer.method}")
     res = run_train(cfg, out_dir, data_dir=data_dir, resume=resume, resume_arrays=resume_arrays,
                     progress=show_progress(quiet), quiet=not show_progress(quiet), workers=workers(),

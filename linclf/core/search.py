@@ -12,7 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["random_search", "random_local_search"]
+__all__ = ["SEARCH_METHODS", "random_search", "random_local_search"]
+
+SEARCH_METHODS = ("random_search", "random_local_search")    # optimizer.method values: no lr, no epochs
 
 LossFn = Callable[[np.ndarray], float]
 Callback = Callable[[int, float], None]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import yaml
 
+from ..core.search import SEARCH_METHODS
 from .centroids import centroids_figure, kmeans_centroids
 from .curves import read_history, series, smooth
 from .figure import NothingToPlot, PlotError, new_figure, require_matplotlib, warn_skipped, write_figure
@@ -91,7 +92,7 @@ def _run_info(run_dir: Path) -> tuple[str, bool]:
         method = o.get("method", "sgd")
     except (OSError, yaml.YAMLError, AttributeError):
         return "", False
-    search = method in ("random_search", "random_local_search")
+    search = method in SEARCH_METHODS
     try:
         how = f"{o.get('update', 'sgd')}, lr {o['lr']:g}" if method == "sgd" else method
         how = f"gd, lr {o['lr']:g}" if method == "gd" else how

@@ -36,7 +36,7 @@ from ..core.losses import l2_reg
 from ..core.model import LinearClassifier
 from ..core.objective import Objective, loss_values
 from ..core.preprocess import Preprocessor
-from ..core.search import random_local_search, random_search
+from ..core.search import SEARCH_METHODS, random_local_search, random_search
 from ..data.splits import Splits
 from ..errors import DivergenceError, Interrupted, ModelFileError
 from ..progress import Bar
@@ -224,7 +224,7 @@ def train(cfg: Config, splits: Splits, prep: Preprocessor, *, state: TrainState 
         raise ModelFileError(f"the checkpoint's W is {state.W.shape}, this data needs {shape}")
     workers = resolve_workers(workers)                      # a bad value is refused whatever the method
     evaluate = _Evaluator(cfg, splits, prep, val_mirror)
-    if cfg.optimizer.method in ("random_search", "random_local_search"):
+    if cfg.optimizer.method in SEARCH_METHODS:
         return _train_search(cfg, splits, prep, state, progress, workers, evaluate)
     return _train_gradient(cfg, splits, prep, state, progress, workers, evaluate, on_checkpoint, on_step)
 

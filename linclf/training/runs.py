@@ -18,6 +18,7 @@ from .. import __version__
 from ..core import preprocess
 from ..core.model import LinearClassifier
 from ..core.optim import l2_diverges
+from ..core.search import SEARCH_METHODS
 from ..config import Config, to_yaml, with_values
 from ..data.splits import Splits
 from ..errors import DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning
@@ -66,6 +67,9 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     if o.method == "sgd" and o.batch_size > n:
         warnings.warn(f"optimizer.batch_size {o.batch_size} is more than the {n} training rows: every step takes "
                       "all of them (full-batch gradient descent)", LinclfWarning, stacklevel=2)
+    if o.method in SEARCH_METHODS and o.epochs is not None:
+        warnings.warn(f"optimizer.epochs {o.epochs:g} is not used by {o.method}: it tries optimizer.trials "
+                      f"({o.trials}) candidates", LinclfWarning, stacklevel=2)
 
     model0 = None
     if resume_arrays is not None:
@@ -158,7 +162,7 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
                 "linclf_version": __version__, **source,
             }
             model.metrics = metrics
-            for message in outcome_warnings(metrics, result.state.history, len(splits.classes)):
+            for message in outcome_warnings(metrics, result.state.history, len(splits.classes), o.method):
                 warnings.warn(message, LinclfWarning, stacklevel=2)
             model.save(out_dir / "model.npz")
             write_text_atomic(out_dir / "history.csv", history_csv(result.state.history))
@@ -170,8 +174,9 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
             raise Interrupted(f"interrupted after training, while scoring and saving the model; {todo}") from None
 
 
-def outcome_warnings(metrics: dict, history: list[dict], num_classes: int) -> list[str]:
-    """What looks wrong with a run that finished: accuracy at chance level, a loss that rose.
+def outcome_warnings(metrics: dict, history: list[dict], num_classes: int, method: str = "sgd") -> list[str]:
+    """What looks wrong with a run of optimizer.method ``method`` that finished: accuracy at chance level, a loss
+    that rose.
 
     Chance level: the validation accuracy (training accuracy without a validation split) is
     within three standard errors of 1/C for that many images.
@@ -181,10 +186,11 @@ def outcome_warnings(metrics: dict, history: list[dict], num_classes: int) -> li
     if acc is None:
         split_name, acc, n = "train", metrics["train_accuracy"], metrics["num_train"]
     if at_chance_level(acc, n, num_classes):
+        check = ("optimizer.trials (more candidates), model.init_scale and the data" if method in SEARCH_METHODS else
+                 "optimizer.lr (too high or too low), model.reg (too high: it holds W at 0), optimizer.iterations "
+                 "and the data")
         out.append(f"the final {split_name} accuracy {acc:.4f} is at chance level "
-                   f"(1/{num_classes} = {1 / num_classes:.2f} on {n} images): the model learned nothing; check "
-                   "optimizer.lr (too high or too low), model.reg (too high: it holds W at 0), optimizer.iterations "
-                   "and the data")
+                   f"(1/{num_classes} = {1 / num_classes:.2f} on {n} images): the model learned nothing; check {check}")
     losses = [r["loss"] for r in history if r.get("loss") is not None]
     final = metrics["final_loss"]
     if len(losses) > 1 and final is not None and math.isfinite(final) and final > 1.5 * losses[0]:
