@@ -93,7 +93,7 @@ def fit_extractor(cfg: Config, X_train: np.ndarray, data_dir: str | os.PathLike 
     # a cached fit, so changing the encoder or the pooling does not fit k-means again
     fit_params = getattr(extractor_class(f.kind), "FIT_PARAMS", None)
     key = {"settings": {k: v for k, v in settings(f).items() if fit_params is None or k in fit_params},
-           "seed": feature_seed(cfg) if f.kind == "kmeans" else None, "images": cache.fingerprint(X_train)}
+           "seed": extraction(cfg).seed, "images": cache.fingerprint(X_train)}
 
     def loaded(arrays: Any) -> Any:
         fitted = extractor_from_arrays(f.kind, arrays).set_params(**settings(f))    # this config's transform
@@ -123,7 +123,8 @@ def _rows(cfg: Config, extractor: Any, fp: str, X: np.ndarray, what: str, data_d
     if not cfg.features.cache:
         return extractor.transform(X, out=np.empty((len(X), D), dtype=cache.FEATURE_DTYPE),
                                    desc=f"{cfg.features.kind} features of {what}")
-    about = {**settings(cfg.features), **({"seed": feature_seed(cfg)} if cfg.features.kind == "kmeans" else {})}
+    seed = extraction(cfg).seed                 # set for the kinds whose features depend on it
+    about = {**settings(cfg.features), **({"seed": seed} if seed is not None else {})}
     return cache.cached_features(cache_root(cfg, data_dir), cfg.features.kind, extractor, fp, X,
                                  cache.fingerprint(X), what, about)
 
