@@ -14,7 +14,7 @@ from linclf.core.losses import (
     SCORE_LOSSES, hinge_kink, hinge_margins, initial_loss, l2_reg, linear_loss, score_loss, scores_loss, softmax_loss,
     softmax_loss_naive, squared_hinge_loss, squared_hinge_loss_naive, svm_loss, svm_loss_naive,
 )
-from linclf.core.objective import data_loss
+from linclf.core.objective import Objective, data_loss
 from linclf.core.preprocess import fold
 
 VECTORIZED = {"svm": svm_loss, "softmax": softmax_loss, "squared_hinge": squared_hinge_loss}
@@ -315,6 +315,32 @@ def test_naive_and_vectorized_refuse_the_same_inputs(loss, y, W, message):
     for fn in (NAIVE[loss], VECTORIZED[loss]):
         with pytest.raises(ValueError, match=message):
             fn(W, X, y)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("hyper, message", [
+    (dict(reg=-1e-3), r"reg must be a finite number >= 0, got -0.001"),    # would reward large weights
+    (dict(reg=float("nan")), "reg must be a finite number >= 0, got nan"),
+    (dict(delta=0.0), "delta must be a finite number > 0, got 0.0"),       # W = 0 would already be optimal
+    (dict(delta=-1.0), "delta must be a finite number > 0, got -1.0"),
+])
+def test_naive_and_vectorized_refuse_the_same_hyperparameters(loss, hyper, message):
+    if loss == "softmax" and "delta" in hyper:
+        pytest.skip("softmax has no margin")
+    X, y = np.ones((2, 4)), np.array([0, 1])
+    for fn in (NAIVE[loss], VECTORIZED[loss]):
+        with pytest.raises(ValueError, match=message):
+            fn(np.zeros((3, 4)), X, y, **hyper)
+    if "delta" in hyper:                                    # the score-level form and the engine's kernel
+        with pytest.raises(ValueError, match=message):
+            scores_loss(loss, np.zeros((2, 3)), y, **hyper)
+        with pytest.raises(ValueError, match=message):
+            score_loss(loss, **hyper)
+    else:                                                   # the L2 term alone and the training engine
+        with pytest.raises(ValueError, match=message):
+            l2_reg(np.zeros((3, 4)), **hyper)
+        with pytest.raises(ValueError, match=message):
+            Objective(X, y, 3, loss=loss, **hyper)
 
 
 def test_vectorized_rejects_mismatched_shapes():

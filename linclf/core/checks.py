@@ -1,9 +1,12 @@
-"""Argument checks the math modules share: class labels, the floating dtype of the data, a loss's divisor."""
+"""Argument checks the math modules share: class labels, the floating dtype of the data, a loss's divisor and
+its hyperparameters."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
-__all__ = ["float_dtype", "check_labels", "check_count"]
+__all__ = ["float_dtype", "check_labels", "check_count", "check_reg", "check_delta"]
 
 
 def float_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -32,3 +35,19 @@ def check_count(count: int | None, N: int) -> int:
     if count <= 0:
         raise ValueError(f"the loss averages over count={count} examples; it must be positive (N={N})")
     return count
+
+
+def check_reg(reg: float) -> float:
+    """The L2 strength as a float: finite and >= 0 (a negative one rewards large weights without bound)."""
+    value = float(reg)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
+    return value
+
+
+def check_delta(delta: float) -> float:
+    """The hinges' margin as a float: finite and > 0 (at 0, W = 0 already has zero loss)."""
+    value = float(delta)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"delta must be a finite number > 0, got {delta!r}")
+    return value

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .checks import check_count, check_labels, float_dtype
+from .checks import check_count, check_delta, check_labels, check_reg, float_dtype
 
 __all__ = [
     "svm_loss", "softmax_loss", "squared_hinge_loss", "svm_loss_naive", "softmax_loss_naive",
@@ -110,7 +110,7 @@ def _check_loss(loss: str) -> None:
 def score_loss(loss: str, delta: float = 1.0) -> ScoreLoss:
     """(scores, y, count) -> (loss, dscores): the kernel of ``loss`` with its margin bound (the engine's form)."""
     _check_loss(loss)
-    kernel = SCORE_LOSSES[loss]
+    kernel, delta = SCORE_LOSSES[loss], check_delta(delta)
     return lambda scores, y, count: kernel(scores, y, delta, count)
 
 
@@ -126,7 +126,7 @@ def scores_loss(loss: str, scores: np.ndarray, y: np.ndarray, delta: float = 1.0
         raise ValueError(f"scores must be (N, C), got shape {scores.shape}")
     scores = scores if scores.dtype.kind == "f" else scores.astype(np.float64)
     N, C = scores.shape
-    return SCORE_LOSSES[loss](scores, check_labels(y, N, C), delta, check_count(count, N))
+    return SCORE_LOSSES[loss](scores, check_labels(y, N, C), check_delta(delta), check_count(count, N))
 
 
 # ----------------------------------------------------------------------------- regularisation
@@ -142,7 +142,7 @@ def _l2_value(W: np.ndarray, reg: float, reg_bias: bool) -> float:
 
 def l2_reg(W: np.ndarray, reg: float, reg_bias: bool = True) -> tuple[float, np.ndarray]:
     """reg * sum(W*W) and its gradient 2*reg*W (C, D); reg_bias=False leaves the last column (bias) out."""
-    W = np.asarray(W)
+    W, reg = np.asarray(W), check_reg(reg)
     loss = _l2_value(W, reg, reg_bias)
     dW = (2.0 * float(reg)) * W                                  # (C, D), keeps a float32 W float32
     if not reg_bias:
@@ -209,6 +209,7 @@ def svm_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0
     """The SVM loss with loops over examples and classes: the reference; W (C, D), X (N, D), y (N,), checked as
     the vectorized losses check them."""
     W, X, y = _inputs(W, X, y)
+    reg, delta = check_reg(reg), check_delta(delta)
     N, C = X.shape[0], W.shape[0]
     loss, dW = 0.0, np.zeros(W.shape, dtype=W.dtype)
     for i in range(N):
@@ -229,6 +230,7 @@ def svm_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0
 def softmax_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: float = 0.0) -> tuple[float, np.ndarray]:
     """The softmax loss with loops over examples and classes: the reference; W (C, D), X (N, D)."""
     W, X, y = _inputs(W, X, y)
+    reg = check_reg(reg)
     N, C = X.shape[0], W.shape[0]
     loss, dW = 0.0, np.zeros(W.shape, dtype=W.dtype)
     for i in range(N):
@@ -251,6 +253,7 @@ def squared_hinge_loss_naive(W: np.ndarray, X: np.ndarray, y: np.ndarray, reg: f
                              delta: float = 1.0) -> tuple[float, np.ndarray]:
     """The one-vs-all squared hinge with loops over examples and classes: the reference; W (C, D), X (N, D)."""
     W, X, y = _inputs(W, X, y)
+    reg, delta = check_reg(reg), check_delta(delta)
     N, C = X.shape[0], W.shape[0]
     loss, dW = 0.0, np.zeros(W.shape, dtype=W.dtype)
     for i in range(N):

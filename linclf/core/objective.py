@@ -39,7 +39,7 @@ from contextlib import ExitStack
 import numpy as np
 
 from ..threads import blas_threads, resolve_workers
-from .checks import check_labels, float_dtype
+from .checks import check_labels, check_reg, float_dtype
 from .losses import l2_reg, score_loss
 from .preprocess import fold, unfold
 from .rows import convert_rows
@@ -107,7 +107,8 @@ class Objective:
         self.mean = None if mean is None else np.asarray(mean, dtype=self.dtype)
         self.scale = None if scale is None else np.asarray(scale, dtype=self.dtype)
         # without a bias column every column is a weight: reg_bias=False has nothing to leave out
-        self.bias, self.reg, self.reg_bias, self.block = bool(bias), float(reg), bool(reg_bias) or not bias, int(block)
+        self.bias, self.reg, self.block = bool(bias), check_reg(reg), int(block)
+        self.reg_bias = bool(reg_bias) or not bias
         self.max_rows = max(1, min(max(self.block, batch_size or 0), X.shape[0]))
         wide = self.P * self.dtype.itemsize > WIDE_ROW_BYTES and self.max_rows > WIDE_CHUNK_ROWS
         self.chunk = min(chunk_rows(self.P, self.dtype), self.max_rows)
