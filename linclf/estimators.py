@@ -80,6 +80,16 @@ def _step_losses(history: Iterable[dict]) -> list[float]:
 # --------------------------------------------------------------- the estimators
 
 
+def _dtype_name(value: Any) -> Any:
+    """A dtype given as NumPy spells it (np.float64, np.dtype("float32")) by its name, as the config takes it."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return np.dtype(value).name
+    except TypeError:
+        return value                                         # the config check names what is wrong
+
+
 class _LinearEstimator(Params):
     """Shared machinery of LinearSVM and SoftmaxClassifier (fit, predict; parameters from Params); not public."""
 
@@ -126,6 +136,7 @@ class _LinearEstimator(Params):
         for name, key in _CONFIG_KEYS.items():
             if name in params:
                 values[key] = plain(params[name])
+        values["model.dtype"] = _dtype_name(values["model.dtype"])
         if values["optimizer.iterations"] is not None:      # iterations, when given, decide the length
             values["optimizer.epochs"] = None
         try:

@@ -219,6 +219,15 @@ def test_numpy_scalars_and_string_numbers_are_accepted():
     assert clf.n_iter_ == 16                                     # ceil(5 * 100 / 32)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.dtype("float64"), "float64"])
+def test_dtype_may_be_given_as_numpy_spells_it(dtype):
+    X, y = make_data(n=40)
+    clf = SoftmaxClassifier(dtype=dtype, epochs=1).fit(X, y)
+    assert clf.coef_.dtype == np.float64 and clf.get_params()["dtype"] is dtype     # kept as given, for clone
+    with pytest.raises(ValueError, match="dtype: expected one of float32, float64, got 'int64'"):
+        SoftmaxClassifier(dtype=np.int64).fit(X, y)
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_same_random_state_same_weights(cls, data):
     X, y, _, _ = data
