@@ -376,13 +376,15 @@ def test_an_empty_out_is_a_usage_error_not_the_default(tmp_path, monkeypatch, co
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_random_search_says_epochs_are_not_its_length_and_advises_on_trials(tmp_path, config, learnable_data_dir):
+@pytest.mark.parametrize("length, said", [("optimizer.epochs=3", "optimizer.epochs 3"),
+                                          ("optimizer.iterations=5000", "optimizer.iterations 5000")])
+def test_a_random_search_says_epochs_are_not_its_length_and_advises_on_trials(tmp_path, config, learnable_data_dir,
+                                                                             length, said):
     r = train_cli(config, learnable_data_dir, tmp_path / "run", "--set", "optimizer.method=random_search",
-                  "--set", "optimizer.trials=2", "--set", "optimizer.epochs=3", "--set", "model.init_scale=1e-12")
+                  "--set", "optimizer.trials=2", "--set", length, "--set", "model.init_scale=1e-12")
     assert r.exit_code == 0, r.output
     warned = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
-    assert warned[0] == ("warning: optimizer.epochs 3 is not used by random_search: it tries optimizer.trials (2) "
-                         "candidates")
+    assert warned[0] == f"warning: {said} is not used by random_search: it tries optimizer.trials (2) candidates"
     assert all("optimizer.lr" not in w for w in warned)
     assert any(w.endswith("check optimizer.trials (more candidates), model.init_scale and the data") for w in warned)
 

@@ -28,8 +28,10 @@ def cfg_for(data_dir, **extra) -> Config:
 
 
 def search_cfg(data_dir, method, **extra) -> Config:
-    """A derivative-free method's config: its length is optimizer.trials, so no epochs (they would be warned of)."""
-    return cfg_for(data_dir, **{"optimizer.method": method, "optimizer.iterations": 1, **extra})
+    """A derivative-free method's config: its length is optimizer.trials, so no epochs and the default iterations
+    (another length would be warned of)."""
+    return cfg_for(data_dir, **{"optimizer.method": method, "optimizer.iterations": Config().optimizer.iterations,
+                                **extra})
 
 
 def train_in(tmp_path, cfg, name="run", **kw):

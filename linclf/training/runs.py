@@ -67,9 +67,13 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     if o.method == "sgd" and o.batch_size > n:
         warnings.warn(f"optimizer.batch_size {o.batch_size} is more than the {n} training rows: every step takes "
                       "all of them (full-batch gradient descent)", LinclfWarning, stacklevel=2)
-    if o.method in SEARCH_METHODS and o.epochs is not None:
-        warnings.warn(f"optimizer.epochs {o.epochs:g} is not used by {o.method}: it tries optimizer.trials "
-                      f"({o.trials}) candidates", LinclfWarning, stacklevel=2)
+    if o.method in SEARCH_METHODS:
+        # a length set by hand (epochs, or iterations off their default) would be silently ignored
+        length = (f"optimizer.epochs {o.epochs:g}" if o.epochs is not None else
+                  f"optimizer.iterations {o.iterations}" if o.iterations != Config().optimizer.iterations else None)
+        if length:
+            warnings.warn(f"{length} is not used by {o.method}: it tries optimizer.trials ({o.trials}) candidates",
+                          LinclfWarning, stacklevel=2)
 
     model0 = None
     if resume_arrays is not None:
