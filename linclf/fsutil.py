@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -41,13 +41,6 @@ def not_npz(path: str | os.PathLike) -> str | None:
     return f"({what})"
 
 
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def check_not_folder(path: str | os.PathLike, example: str | None = None) -> None:
     """Raise IsADirectoryError with a message saying what to do when ``path`` is a folder (no file can replace it).
 
@@ -67,16 +60,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False) 
     """Open a temporary file beside ``path``; on a clean exit move it over ``path``, else delete it.
 
     A ``path`` that is a folder, or whose folder is missing or not writable, is an OSError that names
-    ``path`` (not the temporary name), raised before anything is written.
+    ``path`` (not the temporary name), raised before anything is written. The temporary name is drawn
+    before the file is made, so a Ctrl-C at any point, even as the file comes into being, removes it.
     """
     path = Path(path)
     check_not_folder(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"      # 64 random bits: no other writer's name
+    # read-write (a caller may memory-map the file); 0o666 less the umask, as for any new file
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:          # the error would name the temporary file: name the file asked for
-        raise type(e)(e.errno, e.strerror, os.fspath(path)) from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes 0600; give the file the usual mode
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except OSError as e:          # the error would name the temporary file: name the file asked for
+            raise type(e)(e.errno, e.strerror, os.fspath(path)) from None
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh
             if fsync:

@@ -1,0 +1,57 @@
+"""Atomic writes: the file asked for is whole or as it was, and no temporary file is left behind."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from linclf import fsutil
+from linclf.fsutil import atomic_open, write_text_atomic
+
+
+def test_a_write_replaces_the_file_and_leaves_nothing_else(tmp_path):
+    target = tmp_path / "best.yaml"
+    target.write_text("old")
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["best.yaml"]
+
+
+def test_a_new_file_gets_the_mode_the_umask_gives(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_text_atomic(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o640
+
+
+def test_a_failure_while_writing_keeps_the_old_file(tmp_path):
+    target = tmp_path / "results.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with atomic_open(target, "w") as fh:
+            fh.write("half")
+            raise RuntimeError("disk on fire")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["results.json"]
+
+
+def test_ctrl_c_as_the_temporary_file_comes_into_being_leaves_no_file(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def open_then_interrupt(*args, **kwargs):
+        real_open(*args, **kwargs)                   # the file exists: Ctrl-C before its descriptor is used
+        raise KeyboardInterrupt
+
+    target = tmp_path / "best.yaml"
+    target.write_text("old")
+    monkeypatch.setattr(fsutil.os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomic(target, "new")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["best.yaml"]
+
+
+def test_a_missing_folder_is_named_not_the_temporary_file(tmp_path):
+    target = tmp_path / "no" / "such.json"
+    with pytest.raises(FileNotFoundError, match=f"'{target}'$"):
+        write_text_atomic(target, "x")
