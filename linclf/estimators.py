@@ -34,6 +34,7 @@ scikit-learn's classes of that role when ``sklearn.exceptions`` is loaded.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any, Iterable, Sequence
 
@@ -48,6 +49,8 @@ from .inputs import check_X, check_y, encode_labels, feature_names, label_indice
 from .core.losses import softmax
 from .core.model import LinearClassifier
 from .core.optim import l2_diverges
+from .core.search import SEARCH_METHODS
+from .training.advice import chance_advice, setting_warnings
 from .training.evaluate import at_chance_level
 from .core.preprocess import Preprocessor, fold
 from .training.loop import TrainState, rng_stream, train
@@ -112,6 +115,10 @@ class _LinearEstimator(Params):
     def _who(self) -> str:
         return type(self).__name__
 
+    def _default(self, name: str) -> Any:
+        """The constructor's default of parameter ``name``."""
+        return type(self).__init__.__kwdefaults__[name]
+
     def _loss_name(self) -> str:
         """The loss trained: the ``loss`` parameter where the estimator has one, else its only loss."""
         loss = getattr(self, "loss", self._losses[0])
@@ -139,6 +146,9 @@ class _LinearEstimator(Params):
         values["model.dtype"] = _dtype_name(values["model.dtype"])
         if values["optimizer.iterations"] is not None:      # iterations, when given, decide the length
             values["optimizer.epochs"] = None
+        elif values["optimizer.method"] in SEARCH_METHODS and params["epochs"] == self._default("epochs"):
+            # a search's length is trials: the default epochs are no length asked for (nothing to warn of)
+            values["optimizer.epochs"], values["optimizer.iterations"] = None, _D.optimizer.iterations
         try:
             return with_values(_D, values)
         except ConfigError as e:
@@ -160,10 +170,14 @@ class _LinearEstimator(Params):
         splits = self._splits(cfg, X, y_idx, classes)
         p = cfg.preprocess
         prep = preprocess.fit(splits.X_train, mean=p.mean, std=p.std, bias=p.bias)
+        for key, message in setting_warnings(cfg, len(splits.y_train)).items():
+            # fewer rows than the default batch is common here (scikit-learn's small datasets): say nothing
+            if key != "optimizer.batch_size" or self.batch_size != self._default("batch_size"):
+                warnings.warn(f"{who}: {_param_words(message)}", LinclfWarning, stacklevel=2)
         result = self._train(cfg, splits, prep, state=None)
         st = result.state
         self._warn_at_chance(st.history, len(splits.y_val), min(cfg.train.train_eval_size, len(splits.y_train)),
-                             len(classes))
+                             len(classes), cfg.optimizer.method)
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         self.n_iter_ = st.step
@@ -263,7 +277,7 @@ class _LinearEstimator(Params):
                    else f"lower lr (e.g. lr={lr / 10:g}, then lower until it trains)")
             raise DivergenceError(f"{self._who()} diverged: {str(e).split(';')[0]}; {why}") from None
 
-    def _warn_at_chance(self, history: list[dict], n_val: int, n_train: int, num_classes: int) -> None:
+    def _warn_at_chance(self, history: list[dict], n_val: int, n_train: int, num_classes: int, method: str) -> None:
         """A LinclfWarning when the last recorded validation (else training-subset) accuracy is at chance level."""
         last = next((r for r in reversed(history) if r.get("train_accuracy") is not None), None)
         if last is None:
@@ -272,8 +286,8 @@ class _LinearEstimator(Params):
                                                                                   n_train)
         if acc is not None and at_chance_level(acc, n, num_classes):
             warnings.warn(f"{self._who()}: the final {name} accuracy {acc:.4f} is at chance level (1/{num_classes}): "
-                          "it learned nothing; check lr (too high or too low), reg (too high holds W at 0) and "
-                          "epochs", LinclfWarning, stacklevel=3)
+                          f"it learned nothing; check {_param_words(chance_advice(method))}", LinclfWarning,
+                          stacklevel=3)
 
     def _publish(self, W: np.ndarray, prep: Preprocessor) -> None:
         """Set the fitted attributes that follow from W (C, D) and the preprocessing."""
@@ -367,6 +381,11 @@ def _splits_of(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_va
                classes: np.ndarray) -> Splits:
     """A Splits of rows (N, P) and label indices (N,), with an empty test split."""
     return Splits(X_train, y_train, X_val, y_val, X_train[:0], y_train[:0], tuple(str(c) for c in classes))
+
+
+def _param_words(message: str) -> str:
+    """A message naming config keys (``optimizer.lr``) reworded to name the constructor parameters (``lr``)."""
+    return re.sub(r"\b[a-z]+\.[a-z_0-9]+\b", lambda m: _PARAM_OF_KEY.get(m.group(0), m.group(0)), message)
 
 
 def _param_message(message: str) -> str:

@@ -396,11 +396,34 @@ def test_pickle_and_to_model(tmp_path, data):
 def test_a_fit_at_chance_level_warns_and_a_good_fit_does_not():
     X, y = make_data()
     with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier: the final training accuracy 0\.\d+ is at chance "
-                                           r"level \(1/4\): it learned nothing; check lr"):
+                                           r"level \(1/4\): it learned nothing; check lr \(too high or too low\), "
+                                           r"reg \(too high: it holds W at 0\), the length \(epochs or iterations\) "
+                                           r"and the data$"):
         SoftmaxClassifier(**{**FAST, "reg": 1e7}).fit(X, y)                     # reg holds W near 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", LinclfWarning)
         assert SoftmaxClassifier(**FAST).fit(X, y).score(X, y) > 0.9
+
+
+def test_settings_that_cannot_work_as_meant_are_warned_of_in_parameter_words():
+    X, y = make_data(n=100)
+    with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier: lr x reg = 5 is more than 1: with update sgd the L2 "
+                                           r"term alone multiplies W by 1 - 2 lr reg = -9 at each step, so W grows "
+                                           r"without bound; use lr below 0\.2 or a smaller reg$"):
+        SoftmaxClassifier(update="sgd", lr=1.0, reg=5.0, schedule="constant", iterations=2).fit(X, y)
+    with pytest.warns(LinclfWarning, match=r"^LinearSVM: epochs 3 is not used by random_search: it tries trials \(5\) "
+                                           r"candidates$"):
+        LinearSVM(method="random_search", trials=5, epochs=3).fit(X, y)
+    with warnings.catch_warnings():                          # the default epochs are no length asked for
+        warnings.simplefilter("error", LinclfWarning)
+        LinearSVM(method="random_search", trials=5).fit(X, y)
+
+
+def test_a_search_at_chance_level_is_advised_on_its_own_settings():
+    X, y = make_data(n=100)
+    with pytest.warns(LinclfWarning, match=r"it learned nothing; check trials \(more candidates\), init_scale and "
+                                           r"the data$"):
+        SoftmaxClassifier(method="random_search", trials=1, init_scale=1e-12).fit(X, y)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

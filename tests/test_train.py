@@ -10,7 +10,7 @@ import pytest
 
 from linclf.training import runs as runs_mod
 from linclf.config import Config, with_values
-from linclf.errors import DivergenceError, Interrupted
+from linclf.errors import DivergenceError, Interrupted, LinclfWarning
 from linclf.core.model import LinearClassifier, load_npz
 from linclf.training.run_folder import config_of_checkpoint, prepare_out_dir
 from linclf.training.runs import run_train
@@ -93,6 +93,17 @@ def test_full_batch_gradient_descent(tmp_path, learnable_data_dir):
     assert res.metrics["steps"] == 30 and res.metrics["test_accuracy"] >= 0.9
 
 
+def test_plain_sgd_whose_l2_term_alone_diverges_is_warned_of_before_training(tmp_path, learnable_data_dir):
+    cfg = cfg_for(learnable_data_dir, **{"optimizer.update": "sgd", "optimizer.lr": 1.0, "model.reg": 5.0,
+                                         "optimizer.iterations": 2, "optimizer.schedule": "constant"})
+    with pytest.warns(LinclfWarning, match=r"^optimizer\.lr x model\.reg = 5 is more than 1: with optimizer\.update "
+                                           r"sgd the L2 term alone multiplies W by 1 - 2 lr reg = -9 at each step, so "
+                                           r"W grows without bound; use optimizer\.lr below 0\.2 or a smaller "
+                                           r"model\.reg$"):
+        train_in(tmp_path, cfg)
+
+
+@pytest.mark.filterwarnings("ignore::linclf.errors.LinclfWarning")
 def test_huge_learning_rate_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, learnable_data_dir):
     cfg = cfg_for(learnable_data_dir, **{"model.loss": "softmax", "optimizer.update": "sgd", "optimizer.lr": 1e30,
                                          "model.dtype": "float32", "train.checkpoint_every": 1})

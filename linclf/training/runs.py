@@ -18,12 +18,12 @@ from .. import __version__
 from ..core import preprocess
 from ..core.model import LinearClassifier
 from ..core.optim import l2_diverges
-from ..core.search import SEARCH_METHODS
 from ..config import Config, to_yaml, with_values
 from ..data.splits import Splits
 from ..errors import DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning
 from ..features.registry import LEARNED
 from ..fsutil import write_json_atomic, write_text_atomic
+from .advice import chance_advice, setting_warnings
 from .evaluate import at_chance_level, feature_file_stamp
 from .featurize import feature_prep, featurize, mirror_rows, model_extractor
 from .loop import TrainResult, TrainState, state_from_arrays, state_to_arrays, train
@@ -63,17 +63,9 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
     config_text = to_yaml(cfg)
     splits = make_splits(cfg, data)
     seconds["load"] = time.perf_counter() - t
-    o, n = cfg.optimizer, len(splits.y_train)
-    if o.method == "sgd" and o.batch_size > n:
-        warnings.warn(f"optimizer.batch_size {o.batch_size} is more than the {n} training rows: every step takes "
-                      "all of them (full-batch gradient descent)", LinclfWarning, stacklevel=2)
-    if o.method in SEARCH_METHODS:
-        # a length set by hand (epochs, or iterations off their default) would be silently ignored
-        length = (f"optimizer.epochs {o.epochs:g}" if o.epochs is not None else
-                  f"optimizer.iterations {o.iterations}" if o.iterations != Config().optimizer.iterations else None)
-        if length:
-            warnings.warn(f"{length} is not used by {o.method}: it tries optimizer.trials ({o.trials}) candidates",
-                          LinclfWarning, stacklevel=2)
+    o = cfg.optimizer
+    for message in setting_warnings(cfg, len(splits.y_train)).values():
+        warnings.warn(message, LinclfWarning, stacklevel=2)
 
     model0 = None
     if resume_arrays is not None:
@@ -190,11 +182,9 @@ def outcome_warnings(metrics: dict, history: list[dict], num_classes: int, metho
     if acc is None:
         split_name, acc, n = "train", metrics["train_accuracy"], metrics["num_train"]
     if at_chance_level(acc, n, num_classes):
-        check = ("optimizer.trials (more candidates), model.init_scale and the data" if method in SEARCH_METHODS else
-                 "optimizer.lr (too high or too low), model.reg (too high: it holds W at 0), optimizer.iterations "
-                 "and the data")
         out.append(f"the final {split_name} accuracy {acc:.4f} is at chance level "
-                   f"(1/{num_classes} = {1 / num_classes:.2f} on {n} images): the model learned nothing; check {check}")
+                   f"(1/{num_classes} = {1 / num_classes:.2f} on {n} images): the model learned nothing; check "
+                   f"{chance_advice(method)}")
     losses = [r["loss"] for r in history if r.get("loss") is not None]
     final = metrics["final_loss"]
     if len(losses) > 1 and final is not None and math.isfinite(final) and final > 1.5 * losses[0]:
