@@ -1,7 +1,9 @@
 """Accuracy, per-class accuracy and confusion matrix against hand-counted values."""
 import numpy as np
 
-from linclf.training.evaluate import confusion_matrix, evaluate_predictions
+import pytest
+
+from linclf.training.evaluate import at_chance_level, confusion_matrix, evaluate_predictions
 
 
 def test_confusion_matrix_counts_by_hand():
@@ -20,3 +22,13 @@ def test_evaluation_values():
     assert np.isnan(ev.per_class[3])            # no examples of class 3
     d = ev.to_dict(["a", "b", "c", "d"])
     assert d["per_class_accuracy"]["d"] is None and d["confusion_matrix"][2] == [1, 0, 2, 0]
+
+
+@pytest.mark.parametrize("accuracy, n, classes, at_chance", [
+    (0.50, 100, 2, True), (0.64, 100, 2, True), (0.66, 100, 2, False),   # 0.5 + 3 x 0.05 = 0.65
+    (0.12, 1000, 10, True), (0.20, 1000, 10, False),
+    (1.00, 2, 2, False), (0.50, 9, 2, False),     # 9 rows: 0.5 + 3 x 0.167 = 1, no accuracy tells from guessing
+    (0.50, 0, 2, False),
+])
+def test_chance_level_is_three_standard_errors_of_guessing_when_the_rows_can_tell(accuracy, n, classes, at_chance):
+    assert at_chance_level(accuracy, n, classes) is at_chance

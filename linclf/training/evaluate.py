@@ -22,9 +22,13 @@ __all__ = ["Evaluation", "confusion_matrix", "evaluate_predictions", "at_chance_
 
 
 def at_chance_level(accuracy: float, n: int, num_classes: int) -> bool:
-    """Whether ``accuracy`` on ``n`` rows is within three standard errors of guessing (1 / num_classes)."""
+    """Whether ``accuracy`` on ``n`` rows is within three standard errors of guessing (1 / num_classes).
+
+    False when n rows are too few to tell any accuracy from guessing (even 1.0 would be within them).
+    """
     chance = 1.0 / num_classes
-    return bool(n) and accuracy <= chance + 3 * math.sqrt(chance * (1 - chance) / n)
+    bound = chance + 3 * math.sqrt(chance * (1 - chance) / n) if n else 1.0
+    return bound < 1 and accuracy <= bound
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
