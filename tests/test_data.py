@@ -80,6 +80,30 @@ def test_prepare_is_idempotent_and_force_redoes(tmp_path, fake_archive):
     assert forced.status == "extracted"
 
 
+def test_an_archive_deleted_after_its_extraction_is_not_needed_again(tmp_path, fake_archive, fake_cifar):
+    path, md5 = fake_archive("binary")
+    prepare(tmp_path / "data", archive=path, md5=md5)
+    path.unlink()
+    again = prepare(tmp_path / "data", archive=path, md5=md5)      # as a run's recorded config names it
+    assert again.status == "already present"
+    assert_same(load_cifar10(tmp_path / "data", archive=path), fake_cifar)
+    with pytest.raises(DataError, match=f"--archive {re.escape(str(path.with_name('other.tar.gz')))}: no such file"):
+        prepare(tmp_path / "data", archive=path.with_name("other.tar.gz"))    # not what the data came from
+
+
+def test_a_run_trained_from_an_archive_since_deleted_still_evaluates(tmp_path, fake_archive):
+    path, md5 = fake_archive("binary")
+    data = tmp_path / "data"
+    r = invoke("train", "--config", "smoke", "--archive", path, "--set", f"data.md5={md5}", "--data-dir", data, "--out",
+               tmp_path / "run", "--quiet", "--set", "optimizer.iterations=2", "--set", "data.num_val=10",
+               "--set", "data.num_train=30")
+    assert r.exit_code == 0, r.output
+    path.unlink()
+    r = invoke("eval", "--model", tmp_path / "run", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["split"] == "test"
+
+
 def test_checksum_mismatch_leaves_the_previous_extraction_alone(tmp_path, fake_archive):
     path, md5 = fake_archive("binary")
     good = prepare(tmp_path / "data", archive=path, md5=md5)

@@ -212,11 +212,13 @@ def _verify_local_archive(path: Path, fmt: str, md5: str | None) -> tuple[str, s
 
 
 def _already_extracted(src: Path, data_dir: Path, md5: str | None) -> Prepared | None:
-    """The extraction in data_dir made from this very archive file (same path, size, mtime), if intact.
+    """The extraction in data_dir made from this very archive file (same path, size, mtime), if intact; for an
+    archive that no longer exists, the one made from a file of that path.
 
-    Saves hashing 170 MB on every run that names the same --archive.
+    Saves hashing 170 MB on every run that names the same --archive, and lets a run whose archive was
+    deleted after its extraction be evaluated or resumed from the data folder alone.
     """
-    me = _file_id(src)
+    me = _file_id(src) if src.is_file() else {"archive": str(src.resolve())}
     for f, layout in LAYOUTS.items():
         folder = data_dir / layout.folder
         record = _read_source(folder)
@@ -291,7 +293,7 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
         src = Path(archive).expanduser()
         if src.is_dir():
             return _copy_in(src, data_dir, fmt, force)
-        if not force and src.is_file():
+        if not force:
             done = _already_extracted(src, data_dir, md5)
             if done is not None:
                 return done
