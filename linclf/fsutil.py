@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic", "unlink_quiet",
-           "json_safe", "json_text"]
+__all__ = ["LOCK_FILE", "atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic",
+           "unlink_quiet", "json_safe", "json_text"]
+
+LOCK_FILE = ".linclf.lock"      # in a run or data folder: held (flock) by the process writing there
 
 
 def unlink_quiet(path: str | os.PathLike) -> None:

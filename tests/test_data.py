@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import http.server
+import io
 import json
 import os
 import re
 import shutil
+import sys
 import tarfile
 import threading
 import warnings
@@ -22,6 +24,7 @@ from linclf.data.splits import mirrored, split, with_mirrors
 from linclf.data.extract import safe_extract
 from linclf.data.layout import LAYOUTS, SOURCE_FILE
 from linclf.errors import ChecksumError, ConfigError, DataError, LinclfWarning
+from linclf.fsutil import LOCK_FILE
 
 from conftest import binary_members, invoke, python_members, small_config, train_cli, write_tar_gz
 
@@ -102,6 +105,33 @@ def test_a_run_trained_from_an_archive_since_deleted_still_evaluates(tmp_path, f
     r = invoke("eval", "--model", tmp_path / "run", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["split"] == "test"
+
+
+def test_a_second_process_preparing_the_same_folder_waits_and_finds_the_work_done(tmp_path, fake_archive,
+                                                                                   monkeypatch):
+    fcntl = pytest.importorskip("fcntl")
+    path, md5 = fake_archive("binary")
+    made = prepare(tmp_path / "elsewhere", archive=path, md5=md5).folder     # what the first process will make
+    data = tmp_path / "data"
+    data.mkdir()
+    waiting = threading.Event()
+
+    class Stderr(io.StringIO):
+        def write(self, text):
+            if text.startswith(f"waiting for another linclf process preparing the data in {data}"):
+                waiting.set()
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    result = {}
+    with open(data / LOCK_FILE, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)                      # the first process holds the folder
+        second = threading.Thread(target=lambda: result.update(p=prepare(data, archive=path, md5=md5, quiet=False)))
+        second.start()
+        assert waiting.wait(60)
+        shutil.copytree(made, data / made.name)             # the first one's work, done while the second waits
+    second.join(60)
+    assert result["p"].status == "already present"          # not downloaded or extracted a second time
 
 
 def test_checksum_mismatch_leaves_the_previous_extraction_alone(tmp_path, fake_archive):

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tarfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .arrays import CIFAR10
 from .download import fetch, md5sum
 from .extract import copy_folder, safe_extract
 from .layout import LAYOUTS, SOURCE_FILE, Layout, check_folder, folder_id, folder_problem
 from .npy_cache import load_folder
-from ..fsutil import write_json_atomic
+from ..fsutil import LOCK_FILE, unlink_quiet, write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
                       MissingArchiveError)
 
@@ -272,6 +274,41 @@ def _other_format(data_dir: Path, fmt: str) -> Prepared | None:
     return None
 
 
+@contextmanager
+def _preparing(data_dir: Path, quiet: bool) -> Iterator[None]:
+    """Hold an exclusive lock on ``data_dir/.linclf.lock`` while the data folder is filled: of two processes
+    preparing one folder at once (two CI jobs on one cache), the second waits, then finds the work done
+    instead of downloading into the same partial file. A folder that cannot be made or written is prepared
+    unlocked (its errors are reported where the files are written); one made here only for the lock is removed.
+    """
+    try:
+        import fcntl
+    except ImportError:                 # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
+    lock = data_dir / LOCK_FILE
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a")
+    except OSError:
+        yield
+        return
+    try:
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not quiet and sys.stderr is not None:
+                    print(f"waiting for another linclf process preparing the data in {data_dir}", file=sys.stderr)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+    finally:
+        if created and [p.name for p in data_dir.iterdir()] == [LOCK_FILE]:      # nothing but the lock: undo
+            unlink_quiet(lock)
+            _remove_empty(created)
+
+
 def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | os.PathLike | None = None,
             md5: str | None = None, urls: Sequence[str] = (), download: bool = True, force: bool = False,
             timeout: float = 30.0, retries: int = 5, quiet: bool = True) -> Prepared:
@@ -286,9 +323,17 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
     ``download`` is true; a damaged extraction is named in a warning before it
     is rebuilt, or in the error.
     ``force`` re-verifies and re-extracts (and re-downloads without ``archive``).
+    Another process preparing the same folder is waited for.
     """
     _check_format(fmt)
     data_dir = Path(data_dir)
+    with _preparing(data_dir, quiet):
+        return _prepare(data_dir, fmt, archive, md5, urls, download, force, timeout, retries, quiet)
+
+
+def _prepare(data_dir: Path, fmt: str, archive: str | os.PathLike | None, md5: str | None, urls: Sequence[str],
+             download: bool, force: bool, timeout: float, retries: int, quiet: bool) -> Prepared:
+    """``prepare``'s work, under its lock."""
     if archive is not None:
         src = Path(archive).expanduser()
         if src.is_dir():

@@ -19,7 +19,7 @@ import yaml
 from ..config import Config, from_dict, with_values
 from ..core.model import load_npz
 from ..errors import ConfigError, LinclfError, ModelFileError, UsageError
-from ..fsutil import unlink_quiet
+from ..fsutil import LOCK_FILE, unlink_quiet
 from .loop import HISTORY_COLUMNS
 
 __all__ = ["RUN_FILES", "RESUME_FIXED", "OutputError", "default_out_dir", "check_out_dir", "claim_out_dir",
@@ -79,7 +79,7 @@ def claim_out_dir(out: Path, *, overwrite: bool = False) -> Iterator[None]:
         check_out_dir(out, overwrite=overwrite)
         yield
         return
-    lock = out / ".linclf.lock"
+    lock = out / LOCK_FILE
     with open(lock, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
