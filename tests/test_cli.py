@@ -209,6 +209,17 @@ def test_an_earlier_run_is_not_overwritten(tmp_path, config, learnable_data_dir)
     assert train_cli(config, learnable_data_dir, out, "--overwrite").exit_code == 0
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_not_offered_to_resume(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("seed: 3\n")                  # all a SIGKILLed run leaves
+    r = train_cli(config, learnable_data_dir, out)
+    assert r.exit_code == 2 and one_line_error(r, only=True) == (
+        f"error: --out {out} already holds a run (config.yaml) with no checkpoint to resume; choose another folder "
+        "or pass --overwrite")
+    assert (out / "config.yaml").read_text() == "seed: 3\n"
+
+
 def test_unwritable_out(tmp_path, config, learnable_data_dir):
     blocker = tmp_path / "file"
     blocker.write_text("keep")

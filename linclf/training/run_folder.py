@@ -55,8 +55,12 @@ def check_out_dir(out: Path, *, overwrite: bool = False, resuming: bool = False)
     if not resuming and not overwrite and out.is_dir():
         taken = [f for f in RUN_FILES if (out / f).exists()]
         if taken:
-            raise UsageError(f"--out {out} already holds a run ({', '.join(taken)}); choose another folder, "
-                             "pass --overwrite, or continue it with --resume")
+            if (out / "checkpoint.npz").is_file():
+                raise UsageError(f"--out {out} already holds a run ({', '.join(taken)}); choose another folder, "
+                                 "pass --overwrite, or continue it with --resume")
+            # a run stopped before its first checkpoint (killed, or failed): nothing to resume
+            raise UsageError(f"--out {out} already holds a run ({', '.join(taken)}) with no checkpoint to resume; "
+                             "choose another folder or pass --overwrite")
     parent = out.absolute()
     while not parent.exists():
         parent = parent.parent
