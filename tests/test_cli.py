@@ -259,11 +259,13 @@ def test_ctrl_c_after_training_says_resume_finishes_the_run(tmp_path, config, le
     assert r.exit_code == 0 and (out / "model.npz").is_file()
 
 
-def test_sigterm_stops_training_like_ctrl_c_with_exit_143(tmp_path, config, learnable_data_dir):
-    """`timeout`, a cancelled CI job and `docker stop` send SIGTERM: the checkpoint is saved and the run resumes."""
+@pytest.mark.parametrize("stop, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_stop_training_like_ctrl_c(tmp_path, config, learnable_data_dir, stop, code):
+    """`timeout`, a cancelled CI job and `docker stop` send SIGTERM, a dropped ssh session SIGHUP: the checkpoint
+    is saved and the run resumes."""
     assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
     out = tmp_path / "cut"
-    code = textwrap.dedent("""
+    script = textwrap.dedent("""
         import os, signal, sys
         import linclf.training.runs as runs
         real = runs.train
@@ -271,17 +273,17 @@ def test_sigterm_stops_training_like_ctrl_c_with_exit_143(tmp_path, config, lear
         def train(*args, **kwargs):
             def at_step(state):
                 if state.step == 9:
-                    os.kill(os.getpid(), signal.SIGTERM)
+                    os.kill(os.getpid(), signal.{stop})
             return real(*args, **{**kwargs, "on_step": at_step})
 
         runs.train = train
         from linclf.cli import main
         main(sys.argv[1:])
-    """)
-    r = subprocess.run([sys.executable, "-c", code, "train", "--config", str(config), "--data-dir",
+    """).replace("{stop}", stop)
+    r = subprocess.run([sys.executable, "-c", script, "train", "--config", str(config), "--data-dir",
                         str(learnable_data_dir), "--out", str(out), "--quiet"], capture_output=True, text=True,
                        timeout=120)
-    assert r.returncode == 143, r.stderr
+    assert r.returncode == code, r.stderr
     steps = json.loads((tmp_path / "whole" / "metrics.json").read_text())["steps"]
     assert r.stderr.splitlines() == [f"error: interrupted at step 9 of {steps}; checkpoint saved to "
                                       f"{out / 'checkpoint.npz'}; continue with `linclf train --resume {out}`"]

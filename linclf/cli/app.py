@@ -2,7 +2,7 @@
 
 Library errors become one line on stderr and an exit code: 0 ok, 1 runtime
 failure, 2 usage or config error, 3 accuracy below ``--expect-accuracy``, 130
-interrupted, 143 stopped by SIGTERM (handled as Ctrl-C). ``linclf --debug
+interrupted, 143 / 129 stopped by SIGTERM / SIGHUP (handled as Ctrl-C). ``linclf --debug
 COMMAND`` shows the traceback instead. A reader that stops early (``linclf ...
 | head -1``) ends a command quietly with 141 (128 + SIGPIPE), as for ``git log
 | head``. The commands live in the sibling modules and register themselves on
@@ -30,8 +30,7 @@ __all__ = ["check_accuracy", "cli", "command_config", "config_options", "data_op
 
 _DEBUG = False
 _CLOSED_STDOUT_EXIT = 141     # 128 + SIGPIPE: what a shell reports for `git log | head`'s git
-_TERMINATED_EXIT = 143        # 128 + SIGTERM
-_terminated = False           # SIGTERM arrived: the interrupt it became exits 143, not 130
+_signal_exit: int | None = None   # SIGTERM or SIGHUP arrived: the interrupt it became exits 128 + its number
 _FILE_OPTIONS = {".yaml": "--config", ".yml": "--config", ".npz": "--model"}   # files a command takes by option
 
 
@@ -176,10 +175,10 @@ class _Group(click.Group):
                 if _DEBUG:
                     traceback.print_exc()
                 click.echo(f"error: {e}", err=True)
-                ctx.exit(_TERMINATED_EXIT if _terminated and isinstance(e, Interrupted) else e.exit_code)
+                ctx.exit(_signal_exit if _signal_exit and isinstance(e, Interrupted) else e.exit_code)
             except KeyboardInterrupt:
                 click.echo("error: interrupted", err=True)
-                ctx.exit(_TERMINATED_EXIT if _terminated else Interrupted.exit_code)
+                ctx.exit(_signal_exit or Interrupted.exit_code)
             except OSError as e:
                 if _stdout_closed(e):
                     _exit_quietly()
@@ -217,7 +216,7 @@ def cli(ctx: click.Context, debug: bool, workers: int | None) -> None:
     linclf predict --model runs/.../model.npz cat.jpg  top 3 classes of your own images
 
     Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 accuracy below
-    --expect-accuracy, 130 interrupted (143: SIGTERM), 141 stdout closed early (| head).
+    --expect-accuracy, 130 interrupted (143: SIGTERM, 129: SIGHUP), 141 stdout closed early (| head).
     """
     global _DEBUG
     _DEBUG = debug
@@ -338,16 +337,18 @@ def main(argv: list[str] | None = None) -> None:
         # started by a shell that ignores SIGINT (a background job of a script): Ctrl-C and
         # `kill -INT` still stop every command the same way (exit 130)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _interrupt_on_term)
+    for stop in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):     # no SIGHUP on Windows
+        if stop is not None and signal.getsignal(stop) is signal.SIG_DFL:
+            signal.signal(stop, _interrupt_on_stop)
     cli.main(args=argv, prog_name="linclf")
 
 
-def _interrupt_on_term(signum: int, frame: object) -> None:
-    """SIGTERM (`timeout`, a cancelled CI job, `docker stop`) stops a command as Ctrl-C does, a training run
-    with its checkpoint saved, and exits 143: it is passed on as SIGINT to whichever handler is in place."""
+def _interrupt_on_stop(signum: int, frame: object) -> None:
+    """SIGTERM (`timeout`, a cancelled CI job, `docker stop`) and SIGHUP (a closed terminal, a dropped ssh
+    session) stop a command as Ctrl-C does, a training run with its checkpoint saved, and exit 128 + the
+    signal's number (143, 129): the signal is passed on as SIGINT to whichever handler is in place."""
     import signal
 
-    global _terminated
-    _terminated = True
+    global _signal_exit
+    _signal_exit = 128 + signum
     os.kill(os.getpid(), signal.SIGINT)
