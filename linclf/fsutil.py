@@ -9,12 +9,13 @@ import json
 import math
 import os
 import secrets
+import shlex
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
 __all__ = ["LOCK_FILE", "atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic",
-           "unlink_quiet", "json_safe", "json_text"]
+           "unlink_quiet", "json_safe", "json_text", "shell_path"]
 
 LOCK_FILE = ".linclf.lock"      # in a run or data folder: held (flock) by the process writing there
 
@@ -25,6 +26,11 @@ def unlink_quiet(path: str | os.PathLike) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def shell_path(path: str | os.PathLike) -> str:
+    """``path`` as a command suggested in a message must spell it to be pasted into a shell (quoted if needed)."""
+    return shlex.quote(os.fspath(path))
 
 
 def not_npz(path: str | os.PathLike) -> str | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,8 +295,10 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(tmp_path, config, learnabl
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("given", ["checkpoint.npz", ""], ids=["checkpoint", "run-folder"])
-def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, learnable_data_dir, monkeypatch, given):
+@pytest.mark.parametrize("given, name", [("checkpoint.npz", "cut"), ("", "cut"), ("", "my runs/cut")],
+                         ids=["checkpoint", "run-folder", "a-path-to-quote"])
+def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, learnable_data_dir, monkeypatch, given,
+                                                           name):
     assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
     real_train = runs_mod.train
 
@@ -305,14 +309,16 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, lea
         return real_train(*args, **{**kwargs, "on_step": at_step})
 
     monkeypatch.setattr(runs_mod, "train", interrupted_train)
-    r = train_cli(config, learnable_data_dir, tmp_path / "cut")
+    r = train_cli(config, learnable_data_dir, tmp_path / name)
     assert r.exit_code == 130 and "interrupted at step 9" in r.output
-    assert f"continue with `linclf train --resume {tmp_path / 'cut'}`" in r.output
+    pasted = shlex.quote(str(tmp_path / name))                  # as a shell needs it: quoted when it has a space
+    assert f"continue with `linclf train --resume {pasted}`" in r.output
     monkeypatch.setattr(runs_mod, "train", real_train)
-    r = invoke("train", "--resume", tmp_path / "cut" / given, "--data-dir", learnable_data_dir, "--quiet")
+    [folder] = shlex.split(pasted)
+    r = invoke("train", "--resume", Path(folder) / given, "--data-dir", learnable_data_dir, "--quiet")
     assert r.exit_code == 0, r.output
     a = LinearClassifier.load(tmp_path / "whole" / "model.npz").W
-    b = LinearClassifier.load(tmp_path / "cut" / "model.npz").W
+    b = LinearClassifier.load(tmp_path / name / "model.npz").W
     np.testing.assert_array_equal(a, b)
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..fsutil import shell_path
 from .app import cli, command_config, config_options, data_options, out_option, quiet_option, show_progress, workers
 
 
@@ -76,5 +77,5 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
                      f"{len(rows)} trials ({counts}), {epochs:.0f} training epochs, {where}, "
                      f"{time.perf_counter() - t0:.1f} s",
                      f"best: trial {best['trial']}, val accuracy {best['val_accuracy']:.4f}; "
-                     f"train it with `linclf train --config {out_dir / 'best.yaml'}`"):
+                     f"train it with `linclf train --config {shell_path(out_dir / 'best.yaml')}`"):
             click.echo(line, err=True)

@@ -19,7 +19,7 @@ import yaml
 from ..config import Config, from_dict, with_values
 from ..core.model import load_npz
 from ..errors import ConfigError, LinclfError, ModelFileError, UsageError
-from ..fsutil import LOCK_FILE, unlink_quiet
+from ..fsutil import LOCK_FILE, shell_path, unlink_quiet
 from .loop import HISTORY_COLUMNS
 
 __all__ = ["RUN_FILES", "RESUME_FIXED", "OutputError", "default_out_dir", "check_out_dir", "claim_out_dir",
@@ -155,7 +155,7 @@ def config_of_checkpoint(path: str | os.PathLike, overrides: dict | None = None)
     if "config_yaml" not in arrays or "ckpt_W" not in arrays:
         what = "a model file, not a training checkpoint" if "W" in arrays else "not a training checkpoint"
         sibling = p.with_name("checkpoint.npz")
-        todo = (f"resume from its run folder, which holds checkpoint.npz: --resume {p.parent}"
+        todo = (f"resume from its run folder, which holds checkpoint.npz: --resume {shell_path(p.parent)}"
                 if sibling != p and sibling.is_file() else _GIVE_A_RUN)
         raise UsageError(f"--resume {p}: {what}; {todo}")
     try:

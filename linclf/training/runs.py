@@ -22,7 +22,7 @@ from ..config import Config, to_yaml, with_values
 from ..data.splits import Splits
 from ..errors import DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning
 from ..features.registry import LEARNED
-from ..fsutil import write_json_atomic, write_text_atomic
+from ..fsutil import shell_path, write_json_atomic, write_text_atomic
 from .advice import chance_advice, setting_warnings
 from .evaluate import at_chance_level, feature_file_stamp
 from .featurize import feature_prep, featurize, mirror_rows, model_extractor
@@ -165,8 +165,8 @@ def run_train(cfg: Config, out_dir: Path, *, data_dir: str | os.PathLike | None 
             write_json_atomic(out_dir / "metrics.json", metrics, indent=2)
             return RunResult(model=model, metrics=metrics, out_dir=out_dir, result=result)
         except KeyboardInterrupt:
-            todo = (f"`linclf train --resume {out_dir}` scores and saves it" if cfg.optimizer.method in ("sgd", "gd")
-                    else "train again to score and save it")
+            todo = (f"`linclf train --resume {shell_path(out_dir)}` scores and saves it"
+                    if cfg.optimizer.method in ("sgd", "gd") else "train again to score and save it")
             raise Interrupted(f"interrupted after training, while scoring and saving the model; {todo}") from None
 
 
@@ -216,7 +216,8 @@ def _after_failure(e: BaseException, out_dir: Path, created: bool, state: TrainS
         except OSError:
             pass
     if isinstance(e, Interrupted):
-        return Interrupted(f"{e}; checkpoint saved to {ckpt}; continue with `linclf train --resume {out_dir}`")
+        return Interrupted(f"{e}; checkpoint saved to {ckpt}; continue with "
+                           f"`linclf train --resume {shell_path(out_dir)}`")
     if isinstance(e, LinclfError):
         if not saved:
             what = f"the weights were no longer finite, so no checkpoint; the history so far is in {out_dir}"
@@ -224,7 +225,7 @@ def _after_failure(e: BaseException, out_dir: Path, created: bool, state: TrainS
             what = f"the last periodic checkpoint is kept in {ckpt}"
         else:
             what = f"the state at the failure is kept in {ckpt}"
-        return type(e)(f"{e}; {what} (`linclf plot {out_dir}` shows the run so far)")
+        return type(e)(f"{e}; {what} (`linclf plot {shell_path(out_dir)}` shows the run so far)")
     return e
 
 
