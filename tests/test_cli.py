@@ -322,6 +322,16 @@ def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, lea
     np.testing.assert_array_equal(a, b)
 
 
+def test_eval_of_a_run_stopped_before_its_model_says_to_resume_it(tmp_path, config, learnable_data_dir):
+    out = tmp_path / "run"
+    assert train_cli(config, learnable_data_dir, out).exit_code == 0
+    (out / "model.npz").unlink()                              # as a run stopped after its checkpoint leaves it
+    r = invoke("eval", "--model", out)
+    assert r.exit_code == 2 and one_line_error(r, only=True) == (
+        f"error: --model {out}: a run that was stopped before it saved model.npz; finish it with "
+        f"`linclf train --resume {out}`")
+
+
 @pytest.mark.parametrize("given, message", [
     ("empty-folder", "--resume {p}: no checkpoint.npz in this folder; give the run folder `linclf train` printed"),
     ("run/model.npz", ("--resume {p}: a model file, not a training checkpoint; resume from its run folder, "

@@ -21,6 +21,7 @@ import click
 
 from .. import __version__
 from ..errors import AccuracyError, Interrupted, LinclfError
+from ..fsutil import shell_path
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -259,8 +260,12 @@ def _model_file(ctx: click.Context, param: click.Parameter, value: str | None) -
 
     if value is None or not Path(value).is_dir():
         return value
-    if (Path(value) / "model.npz").is_file():
-        return str(Path(value) / "model.npz")
+    folder = Path(value)
+    if (folder / "model.npz").is_file():
+        return str(folder / "model.npz")
+    if (folder / "checkpoint.npz").is_file():              # a run stopped before it saved its model
+        raise UsageError(f"--model {value}: a run that was stopped before it saved model.npz; finish it with "
+                         f"`linclf train --resume {shell_path(folder)}`")
     raise UsageError(f"--model {value}: a folder without a model.npz; give a model file or the run folder "
                      "`linclf train` printed")
 
