@@ -510,6 +510,23 @@ def test_cli_tarball_of_an_extracted_folder_is_accepted(tmp_path, fake_archive, 
     assert_same(load_cifar10(tmp_path / "d2"), fake_cifar)
 
 
+@pytest.mark.parametrize("how, source", [("env", "$LINCLF_DATA_DIR"), ("config", "data.dir")])
+def test_a_data_folder_that_is_a_file_is_a_usage_error_naming_its_source(tmp_path, fake_archive, monkeypatch, how,
+                                                                         source):
+    path, _ = fake_archive("binary")
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep")
+    args = ["download", "--archive", str(path)]
+    if how == "env":
+        monkeypatch.setenv("LINCLF_DATA_DIR", str(blocker))
+    else:
+        args += ["--set", f"data.dir={blocker}"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and r.output.splitlines()[-1] == (
+        f"error: the data folder {blocker} ({source}) is a file, not a folder; give a folder")
+    assert blocker.read_text() == "keep"
+
+
 def test_cli_env_var_sets_the_data_dir(tmp_path, fake_archive, monkeypatch):
     path, md5 = fake_archive("binary")
     monkeypatch.setenv("LINCLF_DATA_DIR", str(tmp_path / "from-env"))

@@ -31,7 +31,7 @@ from .layout import LAYOUTS, SOURCE_FILE, Layout, check_folder, folder_id, folde
 from .npy_cache import load_folder
 from ..fsutil import LOCK_FILE, unlink_quiet, write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
-                      MissingArchiveError)
+                      MissingArchiveError, UsageError)
 
 __all__ = [
     "BASE_URL", "OFFICIAL", "ENV_DATA_DIR", "CIFAR10", "Prepared", "default_data_dir", "resolve_data_dir",
@@ -79,11 +79,16 @@ def default_data_dir() -> Path:
 def resolve_data_dir(flag: str | os.PathLike | None = None, config_dir: str | os.PathLike | None = None) -> Path:
     """The data folder: ``--data-dir`` beats $LINCLF_DATA_DIR beats ``data.dir`` beats the user cache folder.
 
-    The result does not depend on the working directory: a relative path is made absolute.
+    The result does not depend on the working directory: a relative path is made absolute. One that is a
+    file is a UsageError naming where it came from.
     """
-    for candidate in (flag, os.environ.get(ENV_DATA_DIR) or None, config_dir):
+    sources = (("given", flag), (f"${ENV_DATA_DIR}", os.environ.get(ENV_DATA_DIR) or None), ("data.dir", config_dir))
+    for source, candidate in sources:
         if candidate:
-            return Path(candidate).expanduser().absolute()
+            path = Path(candidate).expanduser().absolute()
+            if path.is_file():
+                raise UsageError(f"the data folder {path} ({source}) is a file, not a folder; give a folder")
+            return path
     return default_data_dir()
 
 
