@@ -469,6 +469,31 @@ def test_scikit_learn_clone_gives_an_unfitted_twin_that_fits_the_same(X):
 
 @pytest.mark.parametrize("make", [lambda: KMeansFeatures(k=4, patches=500, iterations=2), HogColorFeatures],
                          ids=["kmeans", "hog_color"])
+def test_extractors_refuse_what_is_not_pixels_and_an_out_that_would_truncate(make):
+    X = np.random.default_rng(0).integers(0, 256, (20, 3072), dtype=np.uint8)
+    fitted = make().fit(X)
+    with pytest.raises(ValueError, match="^X: pixels must be 0-255, got values from -3 to 255$"):
+        fitted.transform(np.where(X == 0, -3, X.astype(np.int64)))          # e.g. mean-subtracted integers
+    np.testing.assert_array_equal(fitted.transform(X.astype(np.int64)), fitted.transform(X))   # 0-255 ints: fine
+    with pytest.raises(ValueError, match=rf"^out: expected a float array of shape \(5, {fitted.n_features}\), got "
+                                         r"shape \(5, \d+\) dtype int32$"):
+        fitted.transform(X[:5], out=np.zeros((5, fitted.n_features), np.int32))   # would truncate to 0
+    with pytest.raises(ValueError, match=r"^out: expected a float array of shape \(5, \d+\), got shape None dtype "
+                                         r"list$"):
+        fitted.transform(X[:5], out=[])
+
+    class Sparse:                                                  # what scipy.sparse matrices look like here
+        shape = (20, 3072)
+
+        def toarray(self):
+            return X
+
+    with pytest.raises(TypeError, match=r"^X: sparse input is not supported; pass a dense array \(X.toarray\(\)\)$"):
+        fitted.transform(Sparse())
+
+
+@pytest.mark.parametrize("make", [lambda: KMeansFeatures(k=4, patches=500, iterations=2), HogColorFeatures],
+                         ids=["kmeans", "hog_color"])
 def test_extractors_refuse_nan_pixels_and_warn_on_pixels_scaled_to_one(make):
     X = np.random.default_rng(0).integers(0, 256, (20, 3072), dtype=np.uint8)
     fitted = make().fit(X)

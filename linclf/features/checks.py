@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import LinclfWarning
 
-__all__ = ["check_int", "check_float", "check_pixel_rows", "ROW_VALUES"]
+__all__ = ["check_int", "check_float", "check_pixel_rows", "check_out", "ROW_VALUES"]
 
 ROW_VALUES = 3 * 32 * 32          # a CIFAR-10 row: the R, G and B planes of a 32x32 image
 
@@ -46,16 +46,23 @@ def check_float(name: str, value: Any, lo: float | None = None, strict: bool = F
 
 
 def check_pixel_rows(X: Any, name: str = "X") -> np.ndarray:
-    """X as (N, 3072) rows of pixel values 0-255 (uint8, or real: a memmap stays one), else ValueError.
+    """X as (N, 3072) rows of pixel values 0-255 (uint8, other integers in that range, or real: a memmap stays
+    one), else ValueError (TypeError for a sparse matrix).
 
     Real rows must be finite; rows that all lie in [0, 1] get a warning: the extractors' constants (the
     patch normalisation's norm_eps, the HOG and hue bins) are for pixels 0-255.
     """
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+        raise TypeError(f"{name}: sparse input is not supported; pass a dense array (X.toarray())")
     X = X if isinstance(X, np.ndarray) else np.asarray(X)
     if X.ndim != 2 or X.shape[1] != ROW_VALUES:
         raise ValueError(f"{name}: expected CIFAR rows of shape (N, {ROW_VALUES}), got shape {X.shape}")
     if X.dtype.kind not in "uif":
         raise ValueError(f"{name}: expected uint8 (or real) pixels, got dtype {X.dtype}")
+    if X.dtype.kind in "iu" and X.dtype != np.uint8 and X.size:
+        lo, hi = int(np.min(X)), int(np.max(X))
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{name}: pixels must be 0-255, got values from {lo} to {hi}")
     if X.dtype.kind == "f" and X.size:
         lo, hi = float(np.min(X)), float(np.max(X))       # NaN propagates into both
         if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -64,3 +71,13 @@ def check_pixel_rows(X: Any, name: str = "X") -> np.ndarray:
             warnings.warn(f"{name} holds pixels in [0, 1]; the extractors expect 0-255 (e.g. "
                           "(X * 255).astype(np.uint8)), so these features will be poor", LinclfWarning, stacklevel=3)
     return X
+
+
+def check_out(out: Any, N: int, D: int) -> np.ndarray:
+    """``out``, the array an extractor writes the features of N rows into: (N, D) of a float dtype, else ValueError
+    (an integer array would silently truncate them)."""
+    if not isinstance(out, np.ndarray) or out.shape != (N, D) or out.dtype.kind != "f":
+        shape = getattr(out, "shape", None)
+        dtype = getattr(out, "dtype", type(out).__name__)
+        raise ValueError(f"out: expected a float array of shape ({N}, {D}), got shape {shape} dtype {dtype}")
+    return out

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..estimator_base import Params, transformer_tags
 from ..progress import Bar
-from .checks import check_int, check_pixel_rows
+from .checks import check_int, check_out, check_pixel_rows
 
 __all__ = ["HogColorFeatures", "hog_features", "hue_histogram", "grey"]
 
@@ -153,10 +153,7 @@ class HogColorFeatures(Params):
         """
         X = check_pixel_rows(X)
         D = self.n_features
-        if out is None:
-            out = np.empty((len(X), D), dtype=np.float32)
-        elif out.shape != (len(X), D):
-            raise ValueError(f"out has shape {out.shape}, expected {(len(X), D)}")
+        out = np.empty((len(X), D), dtype=np.float32) if out is None else check_out(out, len(X), D)
         H = (SIDE // self.cell) ** 2 * self.orientations
         bar = Bar(self.progress, len(X), 0, desc or "hog+color", "img")
         try:

@@ -29,7 +29,7 @@ import numpy as np
 from ..estimator_base import Params, not_fitted, transformer_tags
 from ..progress import Bar
 from ..threads import blas_threads, task_pool
-from .checks import check_pixel_rows
+from .checks import check_out, check_pixel_rows
 from .encode import PatchEncoder
 from .kmeans_settings import ENCODERS, KMeansSettings, check_settings
 from .lloyd import lloyd, spans
@@ -223,12 +223,7 @@ class KMeansFeatures(Params):
         s = self._fitted_settings()
         X = _rows(X)
         N, nf = X.shape[0], s.n_features
-        if out is None:
-            out = np.empty((N, nf), dtype=s.dtype)
-        elif not isinstance(out, np.ndarray) or out.shape != (N, nf) or out.dtype.kind != "f":
-            shape = getattr(out, "shape", None)
-            dtype = getattr(out, "dtype", type(out).__name__)
-            raise ValueError(f"out: expected a float array of shape ({N}, {nf}), got shape {shape} dtype {dtype}")
+        out = np.empty((N, nf), dtype=s.dtype) if out is None else check_out(out, N, nf)
         work = PatchEncoder(s, self.centroids_, self.whiten_mean_, self.whiten_)
         bar = Bar(s.progress, N, desc=desc or "k-means features", unit="img")
         try:
