@@ -341,8 +341,19 @@ class _LinearEstimator(Params):
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Accuracy of predict(X) against y (N,), optionally weighted by sample_weight (N,)."""
+        who = f"{self._who()}.score"
         pred = self.predict(X)
-        y = check_y(y, len(pred), f"{self._who()}.score")
+        y = check_y(y, len(pred), who)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != y.shape:
+                raise ValueError(f"{who}: sample_weight must have shape {y.shape} to match y, got "
+                                 f"{sample_weight.shape}")
+            if not (np.all(np.isfinite(sample_weight)) and np.all(sample_weight >= 0) and sample_weight.sum() > 0):
+                raise ValueError(f"{who}: sample_weight must be finite, >= 0 and not all 0")
+        if len(y) and not np.isin(y, self.classes_).any():
+            warnings.warn(f"{who}: y holds none of the classes fitted ({_some(self.classes_)}), so the accuracy is "
+                          "0; labels of another kind (strings for ints)?", LinclfWarning, stacklevel=2)
         return float(np.average(pred == y, weights=sample_weight))
 
     def to_model(self, class_names: Sequence[str] | None = None) -> LinearClassifier:
@@ -381,6 +392,12 @@ def _splits_of(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_va
                classes: np.ndarray) -> Splits:
     """A Splits of rows (N, P) and label indices (N,), with an empty test split."""
     return Splits(X_train, y_train, X_val, y_val, X_train[:0], y_train[:0], tuple(str(c) for c in classes))
+
+
+def _some(values: np.ndarray, n: int = 4) -> str:
+    """The first n of ``values`` as text, '...' after them when there are more."""
+    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:n])
+    return shown + (", ..." if len(values) > n else "")
 
 
 def _param_words(message: str) -> str:

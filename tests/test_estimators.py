@@ -405,6 +405,19 @@ def test_a_fit_at_chance_level_warns_and_a_good_fit_does_not():
         assert SoftmaxClassifier(**FAST).fit(X, y).score(X, y) > 0.9
 
 
+def test_score_checks_sample_weight_and_says_when_y_shares_no_class_with_the_fit():
+    X, y = make_data(n=40)
+    clf = SoftmaxClassifier(**FAST).fit(X, np.array(["a", "b", "c", "d"])[y])
+    with pytest.raises(ValueError, match=r"^SoftmaxClassifier.score: sample_weight must have shape \(40,\) to match y, "
+                                         r"got \(10,\)$"):
+        clf.score(X, np.array(["a", "b", "c", "d"])[y], sample_weight=np.ones(10))
+    with pytest.raises(ValueError, match="sample_weight must be finite, >= 0 and not all 0$"):
+        clf.score(X, np.array(["a", "b", "c", "d"])[y], sample_weight=np.zeros(40))
+    with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier.score: y holds none of the classes fitted \('a', 'b', "
+                                           r"'c', 'd'\), so the accuracy is 0; labels of another kind"):
+        assert clf.score(X, y) == 0.0                                     # ints for a fit on strings
+
+
 def test_settings_that_cannot_work_as_meant_are_warned_of_in_parameter_words():
     X, y = make_data(n=100)
     with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier: lr x reg = 5 is more than 1: with update sgd the L2 "
