@@ -527,6 +527,17 @@ def test_a_data_folder_that_is_a_file_is_a_usage_error_naming_its_source(tmp_pat
     assert blocker.read_text() == "keep"
 
 
+def test_the_extracted_folder_given_as_the_data_folder_names_its_parent(tmp_path, fake_archive):
+    path, md5 = fake_archive("binary")
+    folder = prepare(tmp_path / "data", archive=path, md5=md5).folder
+    before = tree(tmp_path / "data")
+    r = CliRunner().invoke(cli, ["train", "--config", "smoke", "--data-dir", str(folder)])
+    assert r.exit_code == 2 and r.output.splitlines()[-1] == (
+        f"error: the data folder {folder} is an extracted CIFAR-10 folder itself; give the folder that holds it: "
+        f"{tmp_path / 'data'}")
+    assert tree(tmp_path / "data") == before
+
+
 def test_cli_env_var_sets_the_data_dir(tmp_path, fake_archive, monkeypatch):
     path, md5 = fake_archive("binary")
     monkeypatch.setenv("LINCLF_DATA_DIR", str(tmp_path / "from-env"))

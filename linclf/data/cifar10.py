@@ -332,6 +332,10 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
     """
     _check_format(fmt)
     data_dir = Path(data_dir)
+    if any(data_dir.name == layout.folder for layout in LAYOUTS.values()) and data_dir.is_dir():
+        # the extracted folder itself given as the data folder (a torchvision-style root is one level up)
+        raise UsageError(f"the data folder {data_dir} is an extracted CIFAR-10 folder itself; give the folder "
+                         f"that holds it: {data_dir.parent}")
     with _preparing(data_dir, quiet):
         return _prepare(data_dir, fmt, archive, md5, urls, download, force, timeout, retries, quiet)
 
