@@ -229,7 +229,10 @@ def check_loss(W: np.ndarray, X: np.ndarray, y: np.ndarray, *, loss: str, delta:
     ``grad_fn(W) -> dW`` replaces the analytic gradient of the data loss
     (tests inject wrong ones). SVM coordinates where a hinge margin lies
     within h of 0 are reported as kinks, not failures. Computation is in
-    W's floating dtype (use float64; the thresholds assume it).
+    W's floating dtype (use float64; the thresholds assume it). The default h
+    suits standardised rows: on raw pixels (values near 100) a smooth loss's
+    curvature makes the centered difference's h^2 error exceed the threshold
+    (softmax: 4e-7 against 1e-7), so standardise X or pass h=1e-6.
 
     Returns {"loss", "method", "h", "threshold", "passed", "values": {"data",
     "reg", "total"} (losses at W), "parts": {part: {"checks": [Check],
