@@ -36,3 +36,11 @@ def test_the_synthetic_gradcheck_width_it_quotes_is_kmeans_yamls():
     quoted = re.search(r"e\.g\. (\d+) \+ 1 for\s+configs/kmeans\.yaml", README)
     assert quoted, "the README no longer quotes the width of configs/kmeans.yaml's rows"
     assert int(quoted.group(1)) == row_width(load_config(ROOT / "configs" / "kmeans.yaml"))
+
+
+def test_no_command_help_shows_docstring_markup():
+    from linclf.cli import cli
+
+    for name, command in cli.commands.items():
+        text = command.get_help(command.make_context(name, ["--help"], resilient_parsing=True))
+        assert "``" not in text, f"linclf {name} --help shows reST markup: {text}"

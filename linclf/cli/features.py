@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 @quiet_option
 def features_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str | None, archive: str | None,
                  list_: bool, clear: bool, unused_days: float | None, as_json: bool, quiet: bool) -> None:
-    """Build the features the config's ``features`` section asks for, ahead of training.
+    """Build the features the config's `features` section asks for, ahead of training.
 
     Fits the extractor on the training split (k-means: patches, whitening,
     centroids) and writes the train, val and test features (float16) into the
