@@ -317,9 +317,20 @@ def test_train_on_a_cache_with_a_bad_label_is_no_internal_error(tmp_path, fake_a
     assert "y_train.npy holds labels in [-1, 9]" in r.output and "internal error" not in r.output
 
 
+def test_a_damaged_extraction_is_extracted_again_from_its_archive_still_on_disk(tmp_path, fake_archive, fake_cifar):
+    path, md5 = fake_archive("binary")
+    folder = prepare(tmp_path / "data", archive=path, md5=md5).folder
+    (folder / "data_batch_3.bin").write_bytes(b"x" * 1000)
+    with pytest.warns(LinclfWarning, match=rf"data_batch_3.bin is 1000 bytes, .*; extracting {re.escape(str(path))} "
+                                           "again$"):
+        data = load_cifar10(tmp_path / "data")                 # no download: the archive it came from is there
+    assert_same(data, fake_cifar)
+
+
 def test_a_damaged_extraction_is_named_when_nothing_can_replace_it(tmp_path, fake_archive):
     path, md5 = fake_archive("binary")
     folder = prepare(tmp_path / "data", archive=path, md5=md5).folder
+    path.unlink()                                               # the archive it came from is gone
     (folder / "data_batch_3.bin").write_bytes(b"x" * 1000)
     with pytest.raises(DataError, match=r"is damaged: \S+/data_batch_3.bin is 1000 bytes, not a whole number of "
                                         r"3073-byte records; run `linclf download`"):

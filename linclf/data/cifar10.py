@@ -198,6 +198,18 @@ def _extract(archive_path: Path, data_dir: Path, fmt: str, md5: str, quiet: bool
     return folder
 
 
+def _recorded_archive(folder: Path) -> tuple[Path, str] | None:
+    """The archive file an extraction's record names, with its md5, if it is still there unchanged (same size,
+    modification time and md5 as recorded); else None."""
+    record = _read_source(folder)
+    path, md5 = record.get("archive"), record.get("md5")
+    if not (isinstance(path, str) and isinstance(md5, str) and Path(path).is_file()):
+        return None
+    if any(record.get(k) != v for k, v in _file_id(Path(path)).items()) or md5sum(Path(path)) != md5:
+        return None
+    return Path(path), md5
+
+
 def _verify_local_archive(path: Path, fmt: str, md5: str | None) -> tuple[str, str, bool]:
     """Checksum a user-given archive: (format, md5, whether it is unpinned: neither --md5 nor official).
 
@@ -389,6 +401,11 @@ def _prepare(data_dir: Path, fmt: str, archive: str | os.PathLike | None, md5: s
         if damage:
             warnings.warn(f"{damage}; extracting {target} again", LinclfWarning, stacklevel=2)
         return Prepared(_extract(target, data_dir, fmt, got, quiet), fmt, "extracted", got)
+    source = _recorded_archive(folder) if damage and not force else None
+    if source is not None:                  # the archive on disk it was extracted from, unchanged: again from it
+        warnings.warn(f"{damage}; extracting {source[0]} again", LinclfWarning, stacklevel=2)
+        return Prepared(_extract(source[0], data_dir, fmt, source[1], quiet, user_file=True), fmt, "extracted",
+                        source[1])
     if not download:
         what = f"is damaged: {damage}" if damage else f"is not in {data_dir}"
         raise DataError(f"CIFAR-10 ({fmt}) {what}; run `linclf download`, or {WHERE_HINT}")
