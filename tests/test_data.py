@@ -182,8 +182,11 @@ def test_an_extracted_folder_elsewhere_can_stand_in(tmp_path, fake_archive, fake
     # the data folder itself, given as --archive, is used as it is
     assert prepare(tmp_path / "data", archive=tmp_path / "data").status == "already present"
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds neither"):
+    with pytest.raises(DataError, match="holds neither cifar-10-batches-bin/ nor cifar-10-batches-py/$"):
         prepare(tmp_path / "data", archive=tmp_path / "empty")
+    with pytest.raises(DataError, match=f"holds neither cifar-10-batches-bin/ nor cifar-10-batches-py/; give the "
+                                        f"archive inside it: --archive {re.escape(str(path))}$"):
+        prepare(tmp_path / "data", archive=path.parent)           # a torchvision root before its extraction
 
 
 @pytest.mark.parametrize("fmt", ["binary", "python"])

@@ -29,7 +29,7 @@ from .download import fetch, md5sum
 from .extract import copy_folder, safe_extract
 from .layout import LAYOUTS, SOURCE_FILE, Layout, check_folder, folder_id, folder_problem
 from .npy_cache import load_folder
-from ..fsutil import LOCK_FILE, unlink_quiet, write_json_atomic
+from ..fsutil import LOCK_FILE, shell_path, unlink_quiet, write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
                       MissingArchiveError, UsageError)
 
@@ -55,8 +55,6 @@ OFFICIAL: dict[str, Official] = {
     "binary": Official("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530", 170_052_171),
     "python": Official("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", 170_498_071),
 }
-
-
 
 
 @dataclass(frozen=True)
@@ -257,8 +255,10 @@ def _copy_in(src: Path, data_dir: Path, fmt: str, force: bool) -> Prepared:
     """Copy the extracted folder at or inside ``src`` into data_dir (once: a copy of the same files is kept)."""
     found = _folder_format(src, fmt)
     if found is None:
+        archives = [o.file for o in OFFICIAL.values() if (src / o.file).is_file()]   # a root before extraction
+        hint = f"; give the archive inside it: --archive {shell_path(src / archives[0])}" if archives else ""
         raise DataError(f"--archive {src}: the folder holds neither cifar-10-batches-bin/ "
-                        "nor cifar-10-batches-py/")
+                        f"nor cifar-10-batches-py/{hint}")
     folder, f = found
     layout = LAYOUTS[f]
     check_folder(folder, layout)
