@@ -429,6 +429,23 @@ def test_truncated_archive(world: World, cut: str) -> None:
     assert "truncated" in message and str(path) in message and "download" in message
 
 
+def test_a_damaged_entry_mid_archive_is_named_corrupt_not_incomplete(world: World) -> None:
+    """tarfile ends its iteration silently at a damaged header: the megabytes after it say it is not the end."""
+    entries = [*good_entries(world.fmt), reg(f"{world.layout.folder}/filler.bin", os.urandom(3 << 20))]
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as t:
+        for info, data in entries:
+            t.addfile(info, io.BytesIO(data))
+    raw = bytearray(tar.getvalue())
+    second = 512 + -(-entries[0][0].size // 512) * 512          # the second entry's header
+    raw[second:second + 100] = b"\xff" * 100
+    path = world.src / world.layout.archive_name
+    path.write_bytes(gzip.compress(bytes(raw)))
+    message = world.attempt(path, DataError)
+    assert message.startswith(f"{path} is corrupt: its files break off where a damaged entry starts, with more "
+                              "data after it; ")
+
+
 @pytest.mark.parametrize("content,needle", [
     (b"<!DOCTYPE html>\n<html><body>Please log in</body></html>\n", "HTML page"),
     (b"PK\x03\x04 a zip file", "not a gzip file"),

@@ -142,7 +142,7 @@ def _extract_members(archive: Path, root: Path, layout: Layout, quiet: bool) -> 
                     if name is not None:
                         _write_member(tar, member, root / name, archive)
                         bar.update(1)
-            _drain(gz)
+            whole = _drain(gz)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(f"{archive} is truncated or corrupt ({short_reason(e)}); {REDOWNLOAD}") from None
     except OSError as e:
@@ -153,7 +153,9 @@ def _extract_members(archive: Path, root: Path, layout: Layout, quiet: bool) -> 
     missing = [n for n in layout.required_files if n not in seen]
     if missing:
         listed = ", ".join(f"{layout.folder}/{n}" for n in missing)
-        raise DataError(f"{archive} lacks {listed}: not a complete CIFAR-10 {layout.archive_name}; {REDOWNLOAD}")
+        what = ("is corrupt: its files break off where a damaged entry starts, with more data after it"
+                if not whole else f"lacks {listed}: not a complete CIFAR-10 {layout.archive_name}")
+        raise DataError(f"{archive} {what}; {REDOWNLOAD}")
 
 
 def _allowed_name(member: tarfile.TarInfo, layout: Layout, seen: set[str], archive: Path) -> str | None:
@@ -248,14 +250,16 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, arc
                         f"{REDOWNLOAD}")
 
 
-def _drain(gz: BinaryIO) -> None:
-    """Read what follows the tar's end (padding) so gzip checks its CRC and notices truncation."""
+def _drain(gz: BinaryIO) -> bool:
+    """Read what follows the tar's end (padding) so gzip checks its CRC and notices truncation; False when more
+    than padding follows (the tar stream broke off: a damaged header ends tarfile's iteration silently)."""
     left = _MAX_TRAILING_BYTES
     while left > 0:
         chunk = gz.read(min(_CHUNK, left))
         if not chunk:
-            return
+            return True
         left -= len(chunk)
+    return False
 
 
 def _install(new: Path, final: Path) -> Path:
