@@ -306,12 +306,12 @@ def _preparing(data_dir: Path, quiet: bool) -> Iterator[None]:
     created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
     lock = data_dir / LOCK_FILE
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(lock, "a")
-    except OSError:
-        yield
-        return
-    try:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            fh = open(lock, "a")
+        except OSError:
+            yield
+            return
         with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -321,7 +321,7 @@ def _preparing(data_dir: Path, quiet: bool) -> Iterator[None]:
                 fcntl.flock(fh, fcntl.LOCK_EX)
             yield
     finally:
-        if created and [p.name for p in data_dir.iterdir()] == [LOCK_FILE]:      # nothing but the lock: undo
+        if created and data_dir.is_dir() and {p.name for p in data_dir.iterdir()} <= {LOCK_FILE}:   # made in vain
             unlink_quiet(lock)
             _remove_empty(created)
 
