@@ -97,6 +97,14 @@ def test_workers_reach_the_training_loop(tmp_path, config, learnable_data_dir, m
     np.testing.assert_array_equal(runs[0], runs[2])
 
 
+def test_train_json_names_the_run_folder_it_chose_absolutely(tmp_path, config, learnable_data_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("train", "--config", config, "--data-dir", learnable_data_dir, "--quiet", "--json")
+    assert r.exit_code == 0, r.output
+    out_dir = Path(json.loads(r.stdout.strip().splitlines()[-1])["out_dir"])
+    assert out_dir.is_absolute() and out_dir.parent == tmp_path / "runs" and (out_dir / "model.npz").is_file()
+
+
 def test_train_then_eval(tmp_path, config, learnable_data_dir):
     out = tmp_path / "run"
     r = train_cli(config, learnable_data_dir, out, "--json")

@@ -72,7 +72,7 @@ def train_cmd(config_path: str | None, overrides: tuple[str, ...], data_dir: str
     figures = plot_run_folder(out_dir, None, "val", data_dir, None, quiet) if plots else []
     if as_json:
         extra = {"plots": [str(f) for f in figures]} if plots else {}
-        echo_json({**m, "out_dir": str(out_dir), **extra})
+        echo_json({**m, "out_dir": str(out_dir.absolute()), **extra})   # a folder linclf may have named
     if not quiet:
         val = "n/a" if m["val_accuracy"] is None else f"{m['val_accuracy']:.4f}"
         stream_err = as_json
