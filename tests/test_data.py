@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import http.server
-import io
 import json
 import os
 import re
 import shutil
-import sys
 import tarfile
 import threading
 import warnings
@@ -107,6 +105,35 @@ def test_a_run_trained_from_an_archive_since_deleted_still_evaluates(tmp_path, f
     assert json.loads(r.stdout)["split"] == "test"
 
 
+def _in_thread(fn):
+    """Start fn on a thread; the returned dict gets its "result" or its "error"."""
+    out = {}
+
+    def run():
+        try:
+            out["result"] = fn()
+        except BaseException as e:               # re-raised by the test that reads it
+            out["error"] = e
+
+    out["thread"] = threading.Thread(target=run)
+    out["thread"].start()
+    return out
+
+
+def _waiting_spy(monkeypatch, data):
+    """An Event set when prepare() says it waits for another process's lock on ``data``."""
+    waiting, real_warn = threading.Event(), warnings.warn
+
+    def warn(message, *args, **kwargs):
+        if str(message) == f"waiting for another linclf process preparing the data in {data}":
+            waiting.set()
+        return real_warn(message, *args, **kwargs)
+
+    monkeypatch.setattr(data_mod.warnings, "warn", warn)      # the module's warnings is the global module
+    return waiting
+
+
+@pytest.mark.filterwarnings("ignore:waiting for another linclf process")
 def test_a_second_process_preparing_the_same_folder_waits_and_finds_the_work_done(tmp_path, fake_archive,
                                                                                    monkeypatch):
     fcntl = pytest.importorskip("fcntl")
@@ -114,24 +141,52 @@ def test_a_second_process_preparing_the_same_folder_waits_and_finds_the_work_don
     made = prepare(tmp_path / "elsewhere", archive=path, md5=md5).folder     # what the first process will make
     data = tmp_path / "data"
     data.mkdir()
-    waiting = threading.Event()
-
-    class Stderr(io.StringIO):
-        def write(self, text):
-            if text.startswith(f"waiting for another linclf process preparing the data in {data}"):
-                waiting.set()
-            return super().write(text)
-
-    monkeypatch.setattr(sys, "stderr", Stderr())
-    result = {}
+    waiting = _waiting_spy(monkeypatch, data)
     with open(data / LOCK_FILE, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)                      # the first process holds the folder
-        second = threading.Thread(target=lambda: result.update(p=prepare(data, archive=path, md5=md5, quiet=False)))
-        second.start()
+        second = _in_thread(lambda: prepare(data, archive=path, md5=md5))
         assert waiting.wait(60)
         shutil.copytree(made, data / made.name)             # the first one's work, done while the second waits
-    second.join(60)
-    assert result["p"].status == "already present"          # not downloaded or extracted a second time
+    second["thread"].join(60)
+    assert "error" not in second, second.get("error")
+    assert second["result"].status == "already present"    # not downloaded or extracted a second time
+
+
+@pytest.mark.filterwarnings("ignore:waiting for another linclf process")
+def test_a_first_process_that_fails_in_a_fresh_folder_hands_the_lock_on_whole(tmp_path, fake_archive, monkeypatch):
+    """The first removes the folder it made in vain; the waiting second must lock the folder it makes anew, so
+    that a third is still kept out."""
+    fcntl = pytest.importorskip("fcntl")
+    path, md5 = fake_archive("binary")
+    data = tmp_path / "fresh"
+    waiting = _waiting_spy(monkeypatch, data)
+    inside = [threading.Event(), threading.Event()]         # each process is hashing the archive, under the lock
+    go = [threading.Event(), threading.Event()]
+    calls, real_md5sum = [], data_mod.md5sum
+
+    def md5sum(p):
+        n = len(calls)
+        calls.append(n)
+        inside[n].set()
+        assert go[n].wait(60)
+        return real_md5sum(p)
+
+    monkeypatch.setattr(data_mod, "md5sum", md5sum)
+    first = _in_thread(lambda: prepare(data, archive=path, md5="0" * 32))      # will fail: wrong md5
+    assert inside[0].wait(60)
+    second = _in_thread(lambda: prepare(data, archive=path, md5=md5))
+    assert waiting.wait(60)
+    go[0].set()
+    first["thread"].join(60)
+    assert isinstance(first.get("error"), ChecksumError)
+    assert inside[1].wait(60)                                # the second is at work now
+    with open(data / LOCK_FILE, "a") as fh:                  # a third: the lock file on disk is held
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    go[1].set()
+    second["thread"].join(60)
+    assert "error" not in second, second.get("error")
+    assert second["result"].status == "extracted"
 
 
 def test_checksum_mismatch_leaves_the_previous_extraction_alone(tmp_path, fake_archive):

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tarfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO, Iterator, Sequence
 
 from .arrays import CIFAR10
 from .download import fetch, md5sum
@@ -291,39 +290,63 @@ def _other_format(data_dir: Path, fmt: str) -> Prepared | None:
     return None
 
 
-@contextmanager
-def _preparing(data_dir: Path, quiet: bool) -> Iterator[None]:
-    """Hold an exclusive lock on ``data_dir/.linclf.lock`` while the data folder is filled: of two processes
-    preparing one folder at once (two CI jobs on one cache), the second waits, then finds the work done
-    instead of downloading into the same partial file. A folder that cannot be made or written is prepared
-    unlocked (its errors are reported where the files are written); one made here only for the lock is removed.
-    """
-    try:
-        import fcntl
-    except ImportError:                 # pragma: no cover - not POSIX: no lock
-        yield
-        return
-    created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
-    lock = data_dir / LOCK_FILE
-    try:
+def _lock_folder(data_dir: Path) -> tuple[IO | None, list[Path]]:
+    """``data_dir/.linclf.lock`` open and exclusively locked (None when the folder cannot be made or written), and
+    the folders made for it. Another process's lock is waited for, with a notice; if that process removed the
+    file (and the folder it had made in vain), the new one is locked instead."""
+    import fcntl
+
+    lock, warned = data_dir / LOCK_FILE, False
+    while True:
+        created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             fh = open(lock, "a")
         except OSError:
+            return None, created
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not warned:
+                warnings.warn(f"waiting for another linclf process preparing the data in {data_dir}", LinclfWarning,
+                              stacklevel=5)
+                warned = True
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fh.fileno()).st_ino == os.stat(lock).st_ino:
+                return fh, created
+        except FileNotFoundError:
+            pass
+        fh.close()
+
+
+@contextmanager
+def _preparing(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``data_dir/.linclf.lock`` while the data folder is filled: of two processes
+    preparing one folder at once (two CI jobs on one cache), the second waits, then finds the work done
+    instead of downloading into the same partial file. A folder that cannot be made or written is prepared
+    unlocked (its errors are reported where the files are written); one made here only for the lock is removed,
+    under the lock, so a waiting process sees its file gone and locks anew.
+    """
+    try:
+        import fcntl  # noqa: F401 - POSIX only
+    except ImportError:                 # pragma: no cover - not POSIX: no lock
+        yield
+        return
+    fh, created = _lock_folder(data_dir)
+    if fh is None:
+        try:
             yield
-            return
-        with fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not quiet and sys.stderr is not None:
-                    print(f"waiting for another linclf process preparing the data in {data_dir}", file=sys.stderr)
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            yield
-    finally:
-        if created and data_dir.is_dir() and {p.name for p in data_dir.iterdir()} <= {LOCK_FILE}:   # made in vain
-            unlink_quiet(lock)
+        finally:
             _remove_empty(created)
+        return
+    with fh:
+        try:
+            yield
+        finally:
+            if created and {p.name for p in data_dir.iterdir()} <= {LOCK_FILE}:     # made in vain
+                unlink_quiet(data_dir / LOCK_FILE)
+                _remove_empty(created)
 
 
 def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | os.PathLike | None = None,
@@ -348,7 +371,7 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
         # the extracted folder itself given as the data folder (a torchvision-style root is one level up)
         raise UsageError(f"the data folder {data_dir} is an extracted CIFAR-10 folder itself; give the folder "
                          f"that holds it: {data_dir.parent}")
-    with _preparing(data_dir, quiet):
+    with _preparing(data_dir):
         return _prepare(data_dir, fmt, archive, md5, urls, download, force, timeout, retries, quiet)
 
 
