@@ -303,6 +303,36 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(tmp_path, config, learnabl
     np.testing.assert_array_equal(a, b)
 
 
+def test_sighup_after_the_terminal_is_gone_still_saves_and_exits_129(tmp_path, config, learnable_data_dir):
+    """A dropped ssh session: the terminal's writes fail (EIO) before the hang-up signal arrives."""
+    pty = pytest.importorskip("pty")
+    out = tmp_path / "cut"
+    script = textwrap.dedent("""
+        import os, signal, sys
+        import linclf.training.runs as runs
+        real = runs.train
+
+        def train(*args, **kwargs):
+            def at_step(state):
+                if state.step == 9:
+                    os.kill(os.getpid(), signal.SIGHUP)
+            return real(*args, **{**kwargs, "on_step": at_step})
+
+        runs.train = train
+        from linclf.cli import main
+        main(sys.argv[1:])
+    """)
+    master, slave = pty.openpty()
+    os.close(master)                                   # the terminal hangs up: writes to it fail from now on
+    try:
+        p = subprocess.run([sys.executable, "-c", script, "train", "--config", str(config), "--data-dir",
+                            str(learnable_data_dir), "--out", str(out), "--quiet"], stdout=slave, stderr=slave,
+                           timeout=120)
+    finally:
+        os.close(slave)
+    assert p.returncode == 129 and (out / "checkpoint.npz").is_file()
+
+
 @pytest.mark.parametrize("given, name", [("checkpoint.npz", "cut"), ("", "cut"), ("", "my runs/cut")],
                          ids=["checkpoint", "run-folder", "a-path-to-quote"])
 def test_ctrl_c_exits_130_and_resume_finishes_the_same_run(tmp_path, config, learnable_data_dir, monkeypatch, given,

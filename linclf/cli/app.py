@@ -11,6 +11,7 @@ COMMAND`` shows the traceback instead. A reader that stops early (``linclf ...
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import traceback
 import warnings
@@ -356,4 +357,16 @@ def _interrupt_on_stop(signum: int, frame: object) -> None:
 
     global _signal_exit
     _signal_exit = 128 + signum
+    if signum == getattr(signal, "SIGHUP", None):
+        # the terminal is gone: writing to it now fails (EIO; isatty already says no), so what would go there
+        # goes nowhere instead; files and pipes stay as they are
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            try:
+                st = os.fstat(fd)
+            except OSError:                     # closed
+                continue
+            if stat.S_ISCHR(st.st_mode) and not os.path.samestat(st, os.fstat(null)):
+                os.dup2(null, fd)
+        os.close(null)
     os.kill(os.getpid(), signal.SIGINT)
