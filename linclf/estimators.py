@@ -50,7 +50,7 @@ from .core.losses import softmax
 from .core.model import LinearClassifier
 from .core.optim import l2_diverges
 from .core.search import SEARCH_METHODS
-from .training.advice import chance_advice, setting_warnings
+from .training.advice import chance_advice, l2_growth, setting_warnings
 from .training.evaluate import at_chance_level
 from .core.preprocess import Preprocessor, fold
 from .training.loop import TrainState, rng_stream, train
@@ -272,10 +272,9 @@ class _LinearEstimator(Params):
             return train(cfg, splits, prep, state=state, progress=bool(self.verbose))
         except DivergenceError as e:
             lr, reg = cfg.optimizer.lr, cfg.model.reg
-            why = (f"with update='sgd' the L2 term alone grows W when lr x reg > 1 (here {lr * reg:g}): use lr "
-                   f"below {1 / reg:.3g} or a smaller reg" if l2_diverges(cfg.optimizer.update, lr, reg)
+            why = (_param_words(l2_growth(lr, reg)) if l2_diverges(cfg.optimizer.update, lr, reg)
                    else f"lower lr (e.g. lr={lr / 10:g}, then lower until it trains)")
-            raise DivergenceError(f"{self._who()} diverged: {str(e).split(';')[0]}; {why}") from None
+            raise DivergenceError(f"{self._who()} diverged: {_param_words(str(e).split(';')[0])}; {why}") from None
 
     def _warn_at_chance(self, history: list[dict], n_val: int, n_train: int, num_classes: int, method: str) -> None:
         """A LinclfWarning when the last recorded validation (else training-subset) accuracy is at chance level."""

@@ -420,9 +420,9 @@ def test_score_checks_sample_weight_and_says_when_y_shares_no_class_with_the_fit
 
 def test_settings_that_cannot_work_as_meant_are_warned_of_in_parameter_words():
     X, y = make_data(n=100)
-    with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier: lr x reg = 5 is more than 1: with update sgd the L2 "
-                                           r"term alone multiplies W by 1 - 2 lr reg = -9 at each step, so W grows "
-                                           r"without bound; use lr below 0\.2 or a smaller reg$"):
+    with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier: with update sgd the L2 term alone grows W when "
+                                           r"lr x reg > 1 \(here 5: each step multiplies W by 1 - 2 lr reg = -9\); "
+                                           r"use lr below 0\.2 or a smaller reg$"):
         SoftmaxClassifier(update="sgd", lr=1.0, reg=5.0, schedule="constant", iterations=2).fit(X, y)
     with pytest.warns(LinclfWarning, match=r"^LinearSVM: epochs 3 is not used by random_search: it tries trials \(5\) "
                                            r"candidates$"):
@@ -444,8 +444,10 @@ def test_divergence_names_lr_or_the_l2_term_that_diverges_alone():
     X, y = make_data(n=100)
     with pytest.raises(DivergenceError, match=r"; lower lr \(e.g. lr=1e\+37, then lower until it trains\)$"):
         LinearSVM(update="sgd", lr=1e38, reg=0.0, schedule="constant", epochs=5).fit(X * 1e6, y)
-    with pytest.raises(DivergenceError, match=r"with update='sgd' the L2 term alone grows W when lr x reg > 1 "
-                                              r"\(here 1e\+09\): use lr below 1e-09 or a smaller reg$"):
+    with pytest.raises(DivergenceError, match=r"^SoftmaxClassifier diverged: the loss became \S+ at step \d+ \(lr "
+                                              r"1\): training diverged; with update sgd the L2 term alone grows W "
+                                              r"when lr x reg > 1 \(here 1e\+09: each step multiplies W by 1 - 2 lr "
+                                              r"reg = -2e\+09\); use lr below 1e-09 or a smaller reg$"):
         SoftmaxClassifier(update="sgd", lr=1.0, reg=1e9, schedule="constant", epochs=5).fit(X, y)
 
 

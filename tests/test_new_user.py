@@ -335,9 +335,9 @@ def test_a_divergence_of_the_l2_term_alone_names_the_bound_on_lr(tmp_path, learn
     r = train_cli(cfg, learnable_data_dir, tmp_path / "run", "--set", "model.reg=1e4")
     assert r.exit_code == 1
     line = one_line_error(r)
-    assert ("(it trained 100 steps from the same start without diverging); with plain SGD the L2 term alone grows "
-            "W when optimizer.lr x model.reg > 1 (here 15), so keep optimizer.lr below 0.0001 or lower "
-            "model.reg;") in line
+    assert ("(it trained 100 steps from the same start without diverging); with optimizer.update sgd the L2 term "
+            "alone grows W when optimizer.lr x model.reg > 1 (here 15: each step multiplies W by 1 - 2 lr reg = -29); "
+            "use optimizer.lr below 0.0001 or a smaller model.reg;") in line
     m = re.search(r"--set optimizer\.lr=([0-9.e+-]+) \(it trained", line)
     assert m and float(m.group(1)) == 1.5e-5                  # lr / 10 = 1.5e-4 is above the bound: not tried
 

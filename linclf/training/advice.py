@@ -9,7 +9,7 @@ from ..config import Config
 from ..core.optim import l2_diverges
 from ..core.search import SEARCH_METHODS
 
-__all__ = ["setting_warnings", "chance_advice"]
+__all__ = ["setting_warnings", "chance_advice", "l2_growth"]
 
 
 def setting_warnings(cfg: Config, n_train: int) -> dict[str, str]:
@@ -29,10 +29,7 @@ def setting_warnings(cfg: Config, n_train: int) -> dict[str, str]:
         out["optimizer.batch_size"] = (f"optimizer.batch_size {o.batch_size} is more than the {n_train} training "
                                        "rows: every step takes all of them (full-batch gradient descent)")
     if l2_diverges(o.update, o.lr, m.reg):
-        out["optimizer.lr"] = (f"optimizer.lr x model.reg = {o.lr * m.reg:g} is more than 1: with optimizer.update "
-                               f"sgd the L2 term alone multiplies W by 1 - 2 lr reg = {1 - 2 * o.lr * m.reg:g} at "
-                               f"each step, so W grows without bound; use optimizer.lr below {1 / m.reg:.3g} or a "
-                               "smaller model.reg")
+        out["optimizer.lr"] = l2_growth(o.lr, m.reg)
     return out
 
 
@@ -42,3 +39,11 @@ def chance_advice(method: str) -> str:
         return "optimizer.trials (more candidates), model.init_scale and the data"
     return ("optimizer.lr (too high or too low), model.reg (too high: it holds W at 0), the length "
             "(optimizer.epochs or optimizer.iterations) and the data")
+
+
+def l2_growth(lr: float, reg: float) -> str:
+    """Why plain SGD at ``lr`` with L2 strength ``reg`` (lr x reg > 1, ``optim.l2_diverges``) grows W whatever the
+    data, and what to change."""
+    return (f"with optimizer.update sgd the L2 term alone grows W when optimizer.lr x model.reg > 1 (here "
+            f"{lr * reg:g}: each step multiplies W by 1 - 2 lr reg = {1 - 2 * lr * reg:g}); use optimizer.lr below "
+            f"{1 / reg:.3g} or a smaller model.reg")

@@ -23,7 +23,7 @@ from ..data.splits import Splits
 from ..errors import DataError, DivergenceError, Interrupted, LinclfError, LinclfWarning
 from ..features.registry import LEARNED
 from ..fsutil import shell_path, write_json_atomic, write_text_atomic
-from .advice import chance_advice, setting_warnings
+from .advice import chance_advice, l2_growth, setting_warnings
 from .evaluate import at_chance_level, feature_file_stamp
 from .featurize import feature_prep, featurize, mirror_rows, model_extractor
 from .loop import TrainResult, TrainState, state_from_arrays, state_to_arrays, train
@@ -239,8 +239,7 @@ def _lr_hint(cfg: Config, splits: Splits, prep: preprocess.Preprocessor, failed_
     alone diverges (``optim.l2_diverges``) are skipped, and the hint then names that bound too.
     """
     lr, reg, update = cfg.optimizer.lr, cfg.model.reg, cfg.optimizer.update
-    l2 = (f"; with plain SGD the L2 term alone grows W when optimizer.lr x model.reg > 1 (here {lr * reg:g}), so "
-          f"keep optimizer.lr below {1 / reg:.3g} or lower model.reg" if l2_diverges(update, lr, reg) else "")
+    l2 = f"; {l2_growth(lr, reg)}" if l2_diverges(update, lr, reg) else ""
     steps = min(max(2 * failed_step, 100), 300) if cfg.optimizer.method == "sgd" else min(failed_step, 20)
     tried = False
     for k in range(1, 7):
