@@ -242,6 +242,10 @@ def test_an_extracted_folder_elsewhere_can_stand_in(tmp_path, fake_archive, fake
     with pytest.raises(DataError, match=f"holds neither cifar-10-batches-bin/ nor cifar-10-batches-py/; give the "
                                         f"archive inside it: --archive {re.escape(str(path))}$"):
         prepare(tmp_path / "data", archive=path.parent)           # a torchvision root before its extraction
+    binary, _ = fake_archive("binary")                             # both archives there: the format asked for
+    for fmt, named in (("binary", binary), ("python", path)):
+        with pytest.raises(DataError, match=f"--archive {re.escape(str(named))}$"):
+            prepare(tmp_path / "data", fmt, archive=path.parent)
 
 
 @pytest.mark.parametrize("fmt", ["binary", "python"])
@@ -383,6 +387,9 @@ def test_a_damaged_extraction_is_extracted_again_from_its_archive_still_on_disk(
                                            "again$"):
         data = load_cifar10(tmp_path / "data")                 # no download: the archive it came from is there
     assert_same(data, fake_cifar)
+    (folder / "data_batch_3.bin").write_bytes(b"x" * 1000)
+    with pytest.raises(DataError, match="is damaged"):         # another archive pinned: not this one's extraction
+        prepare(tmp_path / "data", md5="0" * 32, download=False)
 
 
 def test_a_damaged_extraction_is_named_when_nothing_can_replace_it(tmp_path, fake_archive):
@@ -605,6 +612,10 @@ def test_the_extracted_folder_given_as_the_data_folder_names_its_parent(tmp_path
         f"error: the data folder {folder} is an extracted CIFAR-10 folder itself; give the folder that holds it: "
         f"{tmp_path / 'data'}")
     assert tree(tmp_path / "data") == before
+    empty = tmp_path / "new" / "cifar-10-batches-bin"          # a folder of that name without batches is a folder
+    empty.mkdir(parents=True)
+    with pytest.raises(DataError, match=f"CIFAR-10 \\(binary\\) is not in {re.escape(str(empty))};"):
+        prepare(empty, download=False)
 
 
 def test_cli_env_var_sets_the_data_dir(tmp_path, fake_archive, monkeypatch):

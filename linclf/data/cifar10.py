@@ -254,7 +254,8 @@ def _copy_in(src: Path, data_dir: Path, fmt: str, force: bool) -> Prepared:
     """Copy the extracted folder at or inside ``src`` into data_dir (once: a copy of the same files is kept)."""
     found = _folder_format(src, fmt)
     if found is None:
-        archives = [o.file for o in OFFICIAL.values() if (src / o.file).is_file()]   # a root before extraction
+        names = [OFFICIAL[fmt].file, *(o.file for f, o in OFFICIAL.items() if f != fmt)]  # the format asked for first
+        archives = [name for name in names if (src / name).is_file()]          # a root before its extraction
         hint = f"; give the archive inside it: --archive {shell_path(src / archives[0])}" if archives else ""
         raise DataError(f"--archive {src}: the folder holds neither cifar-10-batches-bin/ "
                         f"nor cifar-10-batches-py/{hint}")
@@ -367,7 +368,7 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
     """
     _check_format(fmt)
     data_dir = Path(data_dir)
-    if any(data_dir.name == layout.folder for layout in LAYOUTS.values()) and data_dir.is_dir():
+    if any(data_dir.name == layout.folder and (data_dir / layout.test_file).is_file() for layout in LAYOUTS.values()):
         # the extracted folder itself given as the data folder (a torchvision-style root is one level up)
         raise UsageError(f"the data folder {data_dir} is an extracted CIFAR-10 folder itself; give the folder "
                          f"that holds it: {data_dir.parent}")
@@ -425,6 +426,8 @@ def _prepare(data_dir: Path, fmt: str, archive: str | os.PathLike | None, md5: s
             warnings.warn(f"{damage}; extracting {target} again", LinclfWarning, stacklevel=2)
         return Prepared(_extract(target, data_dir, fmt, got, quiet), fmt, "extracted", got)
     source = _recorded_archive(folder) if damage and not force else None
+    if source is not None and md5 is not None and source[1] != md5.lower():
+        source = None                       # not the archive asked for
     if source is not None:                  # the archive on disk it was extracted from, unchanged: again from it
         warnings.warn(f"{damage}; extracting {source[0]} again", LinclfWarning, stacklevel=2)
         return Prepared(_extract(source[0], data_dir, fmt, source[1], quiet, user_file=True), fmt, "extracted",

@@ -142,7 +142,7 @@ def _extract_members(archive: Path, root: Path, layout: Layout, quiet: bool) -> 
                     if name is not None:
                         _write_member(tar, member, root / name, archive)
                         bar.update(1)
-            whole = _drain(gz)
+            ended = _drain(gz)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(f"{archive} is truncated or corrupt ({short_reason(e)}); {REDOWNLOAD}") from None
     except OSError as e:
@@ -154,7 +154,7 @@ def _extract_members(archive: Path, root: Path, layout: Layout, quiet: bool) -> 
     if missing:
         listed = ", ".join(f"{layout.folder}/{n}" for n in missing)
         what = ("is corrupt: its files break off where a damaged entry starts, with more data after it"
-                if not whole else f"lacks {listed}: not a complete CIFAR-10 {layout.archive_name}")
+                if not ended else f"lacks {listed}: not a complete CIFAR-10 {layout.archive_name}")
         raise DataError(f"{archive} {what}; {REDOWNLOAD}")
 
 
@@ -251,8 +251,9 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path, arc
 
 
 def _drain(gz: BinaryIO) -> bool:
-    """Read what follows the tar's end (padding) so gzip checks its CRC and notices truncation; False when more
-    than padding follows (the tar stream broke off: a damaged header ends tarfile's iteration silently)."""
+    """Read what follows the tar's end (padding) so gzip checks its CRC and notices truncation: True when the
+    stream ended within ``_MAX_TRAILING_BYTES``, False when more follows (the tar broke off: a damaged header
+    ends tarfile's iteration silently)."""
     left = _MAX_TRAILING_BYTES
     while left > 0:
         chunk = gz.read(min(_CHUNK, left))
