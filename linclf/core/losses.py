@@ -110,7 +110,7 @@ def _check_loss(loss: str) -> None:
 def score_loss(loss: str, delta: float = 1.0) -> ScoreLoss:
     """(scores, y, count) -> (loss, dscores): the kernel of ``loss`` with its margin bound (the engine's form)."""
     _check_loss(loss)
-    kernel, delta = SCORE_LOSSES[loss], check_delta(delta)
+    kernel, delta = SCORE_LOSSES[loss], delta if loss == "softmax" else check_delta(delta)   # softmax has no margin
     return lambda scores, y, count: kernel(scores, y, delta, count)
 
 
@@ -126,7 +126,8 @@ def scores_loss(loss: str, scores: np.ndarray, y: np.ndarray, delta: float = 1.0
         raise ValueError(f"scores must be (N, C), got shape {scores.shape}")
     scores = scores if scores.dtype.kind == "f" else scores.astype(np.float64)
     N, C = scores.shape
-    return SCORE_LOSSES[loss](scores, check_labels(y, N, C), check_delta(delta), check_count(count, N))
+    delta = delta if loss == "softmax" else check_delta(delta)
+    return SCORE_LOSSES[loss](scores, check_labels(y, N, C), delta, check_count(count, N))
 
 
 # ----------------------------------------------------------------------------- regularisation
