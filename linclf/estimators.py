@@ -352,7 +352,7 @@ class _LinearEstimator(Params):
                 raise ValueError(f"{who}: sample_weight must be finite, >= 0 and not all 0")
         if len(y) and not np.isin(y, self.classes_).any():
             warnings.warn(f"{who}: y holds none of the classes fitted ({_some(self.classes_)}), so the accuracy is "
-                          "0; labels of another kind (strings for ints)?", LinclfWarning, stacklevel=2)
+                          "0; labels of another type than the fit's?", LinclfWarning, stacklevel=2)
         return float(np.average(pred == y, weights=sample_weight))
 
     def to_model(self, class_names: Sequence[str] | None = None) -> LinearClassifier:

@@ -27,7 +27,8 @@ def test_evaluation_values():
 @pytest.mark.parametrize("accuracy, n, classes, at_chance", [
     (0.50, 100, 2, True), (0.64, 100, 2, True), (0.66, 100, 2, False),   # 0.5 + 3 x 0.05 = 0.65
     (0.12, 1000, 10, True), (0.20, 1000, 10, False),
-    (1.00, 2, 2, False), (0.50, 9, 2, False),     # 9 rows: 0.5 + 3 x 0.167 = 1, no accuracy tells from guessing
+    (1.00, 2, 2, False), (0.50, 8, 2, False),     # 8 rows: 0.5 + 3 x 0.177 > 1, no accuracy tells from guessing
+    (0.50, 10, 2, True),
     (0.50, 0, 2, False),
 ])
 def test_chance_level_is_three_standard_errors_of_guessing_when_the_rows_can_tell(accuracy, n, classes, at_chance):

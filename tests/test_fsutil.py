@@ -40,12 +40,12 @@ def test_ctrl_c_as_the_temporary_file_comes_into_being_leaves_no_file(tmp_path, 
     real_open = os.open
 
     def open_then_interrupt(*args, **kwargs):
-        real_open(*args, **kwargs)                   # the file exists: Ctrl-C before its descriptor is used
+        os.close(real_open(*args, **kwargs))         # the file exists: Ctrl-C before its descriptor is used
         raise KeyboardInterrupt
 
     target = tmp_path / "best.yaml"
     target.write_text("old")
-    monkeypatch.setattr(fsutil.os, "open", open_then_interrupt)
+    monkeypatch.setattr(fsutil.os, "open", open_then_interrupt)     # fsutil.os is os: global for this test
     with pytest.raises(KeyboardInterrupt):
         write_text_atomic(target, "new")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["best.yaml"]
