@@ -269,12 +269,8 @@ def test_ctrl_c_after_training_says_resume_finishes_the_run(tmp_path, config, le
     assert r.exit_code == 0 and (out / "model.npz").is_file()
 
 
-@pytest.mark.parametrize("stop, code", [("SIGTERM", 143), ("SIGHUP", 129)])
-def test_sigterm_and_sighup_stop_training_like_ctrl_c(tmp_path, config, learnable_data_dir, stop, code):
-    """`timeout`, a cancelled CI job and `docker stop` send SIGTERM, a dropped ssh session SIGHUP: the checkpoint
-    is saved and the run resumes."""
-    assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
-    out = tmp_path / "cut"
+def _train_signalled(stop, config, data_dir, out, **run):
+    """``linclf train`` in a child process that sends itself signal ``stop`` (e.g. "SIGTERM") at step 9."""
     script = textwrap.dedent("""
         import os, signal, sys
         import linclf.training.runs as runs
@@ -290,9 +286,17 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(tmp_path, config, learnabl
         from linclf.cli import main
         main(sys.argv[1:])
     """).replace("{stop}", stop)
-    r = subprocess.run([sys.executable, "-c", script, "train", "--config", str(config), "--data-dir",
-                        str(learnable_data_dir), "--out", str(out), "--quiet"], capture_output=True, text=True,
-                       timeout=120)
+    return subprocess.run([sys.executable, "-c", script, "train", "--config", str(config), "--data-dir",
+                           str(data_dir), "--out", str(out), "--quiet"], timeout=120, **run)
+
+
+@pytest.mark.parametrize("stop, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_stop_training_like_ctrl_c(tmp_path, config, learnable_data_dir, stop, code):
+    """`timeout`, a cancelled CI job and `docker stop` send SIGTERM, a dropped ssh session SIGHUP: the checkpoint
+    is saved and the run resumes."""
+    assert train_cli(config, learnable_data_dir, tmp_path / "whole").exit_code == 0
+    out = tmp_path / "cut"
+    r = _train_signalled(stop, config, learnable_data_dir, out, capture_output=True, text=True)
     assert r.returncode == code, r.stderr
     steps = json.loads((tmp_path / "whole" / "metrics.json").read_text())["steps"]
     assert r.stderr.splitlines() == [f"error: interrupted at step 9 of {steps}; checkpoint saved to "
@@ -307,27 +311,10 @@ def test_sighup_after_the_terminal_is_gone_still_saves_and_exits_129(tmp_path, c
     """A dropped ssh session: the terminal's writes fail (EIO) before the hang-up signal arrives."""
     pty = pytest.importorskip("pty")
     out = tmp_path / "cut"
-    script = textwrap.dedent("""
-        import os, signal, sys
-        import linclf.training.runs as runs
-        real = runs.train
-
-        def train(*args, **kwargs):
-            def at_step(state):
-                if state.step == 9:
-                    os.kill(os.getpid(), signal.SIGHUP)
-            return real(*args, **{**kwargs, "on_step": at_step})
-
-        runs.train = train
-        from linclf.cli import main
-        main(sys.argv[1:])
-    """)
     master, slave = pty.openpty()
     os.close(master)                                   # the terminal hangs up: writes to it fail from now on
     try:
-        p = subprocess.run([sys.executable, "-c", script, "train", "--config", str(config), "--data-dir",
-                            str(learnable_data_dir), "--out", str(out), "--quiet"], stdout=slave, stderr=slave,
-                           timeout=120)
+        p = _train_signalled("SIGHUP", config, learnable_data_dir, out, stdout=slave, stderr=slave)
     finally:
         os.close(slave)
     assert p.returncode == 129 and (out / "checkpoint.npz").is_file()
