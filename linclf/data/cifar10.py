@@ -373,10 +373,11 @@ def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | 
         raise UsageError(f"the data folder {data_dir} is an extracted CIFAR-10 folder itself; give the folder "
                          f"that holds it: {data_dir.parent}")
     with _preparing(data_dir):
-        return _prepare(data_dir, fmt, archive, md5, urls, download, force, timeout, retries, quiet)
+        return _prepare(data_dir, fmt, archive=archive, md5=md5, urls=urls, download=download, force=force,
+                        timeout=timeout, retries=retries, quiet=quiet)
 
 
-def _prepare(data_dir: Path, fmt: str, archive: str | os.PathLike | None, md5: str | None, urls: Sequence[str],
+def _prepare(data_dir: Path, fmt: str, *, archive: str | os.PathLike | None, md5: str | None, urls: Sequence[str],
              download: bool, force: bool, timeout: float, retries: int, quiet: bool) -> Prepared:
     """``prepare``'s work, under its lock."""
     if archive is not None:
