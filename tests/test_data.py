@@ -1,6 +1,7 @@
 """The data layer end to end: prepare (archive, folder, download), cache, load, splits, CLI."""
 from __future__ import annotations
 
+import errno
 import http.server
 import json
 import os
@@ -187,6 +188,20 @@ def test_a_first_process_that_fails_in_a_fresh_folder_hands_the_lock_on_whole(tm
     second["thread"].join(60)
     assert "error" not in second, second.get("error")
     assert second["result"].status == "extracted"
+
+
+def test_a_file_system_without_locks_prepares_unlocked(tmp_path, fake_archive, monkeypatch):
+    fcntl = pytest.importorskip("fcntl")
+    path, md5 = fake_archive("binary")
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")           # e.g. an NFS mount without a lock daemon
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ChecksumError):
+        prepare(tmp_path / "fresh", archive=path, md5="0" * 32)
+    assert not (tmp_path / "fresh").exists()                         # the folder made for it is gone again
+    assert prepare(tmp_path / "fresh", archive=path, md5=md5).status == "extracted"
 
 
 def test_checksum_mismatch_leaves_the_previous_extraction_alone(tmp_path, fake_archive):

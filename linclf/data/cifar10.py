@@ -306,13 +306,17 @@ def _lock_folder(data_dir: Path) -> tuple[IO | None, list[Path]]:
         except OSError:
             return None, created
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not warned:
-                warnings.warn(f"waiting for another linclf process preparing the data in {data_dir}", LinclfWarning,
-                              stacklevel=5)
-                warned = True
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not warned:
+                    warnings.warn(f"waiting for another linclf process preparing the data in {data_dir}",
+                                  LinclfWarning, stacklevel=5)
+                    warned = True
+                fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:                 # a file system without locks (some network mounts): go on unlocked
+            fh.close()
+            return None, created
         try:
             if os.fstat(fh.fileno()).st_ino == os.stat(lock).st_ino:
                 return fh, created
@@ -335,19 +339,23 @@ def _preparing(data_dir: Path) -> Iterator[None]:
         yield
         return
     fh, created = _lock_folder(data_dir)
+
+    def undo() -> None:
+        if created and data_dir.is_dir() and {p.name for p in data_dir.iterdir()} <= {LOCK_FILE}:   # made in vain
+            unlink_quiet(data_dir / LOCK_FILE)
+            _remove_empty(created)
+
     if fh is None:
         try:
             yield
         finally:
-            _remove_empty(created)
+            undo()
         return
-    with fh:
+    with fh:                                   # closing it releases the lock: undo() runs under it
         try:
             yield
         finally:
-            if created and {p.name for p in data_dir.iterdir()} <= {LOCK_FILE}:     # made in vain
-                unlink_quiet(data_dir / LOCK_FILE)
-                _remove_empty(created)
+            undo()
 
 
 def prepare(data_dir: str | os.PathLike, fmt: str = "binary", *, archive: str | os.PathLike | None = None,
