@@ -414,7 +414,8 @@ def test_score_checks_sample_weight_and_says_when_y_shares_no_class_with_the_fit
     with pytest.raises(ValueError, match="sample_weight must be finite, >= 0 and not all 0$"):
         clf.score(X, np.array(["a", "b", "c", "d"])[y], sample_weight=np.zeros(40))
     with pytest.warns(LinclfWarning, match=r"^SoftmaxClassifier.score: y holds none of the classes fitted \('a', 'b', "
-                                           r"'c', 'd'\), so the accuracy is 0; labels of another type than the fit's\?$"):
+                                           r"'c', 'd'\), so the accuracy is 0; labels of another type than the "
+                                           r"fit's\?$"):
         assert clf.score(X, y) == 0.0                                     # ints for a fit on strings
 
 
