@@ -1,4 +1,5 @@
-"""Files: atomic writes (a temporary name in the same folder, then ``os.replace``), strict JSON, npz sniffing.
+"""Files: atomic writes (a temporary name in the same folder, then ``os.replace``), strict JSON, npz sniffing,
+the lock a process holds on a folder it writes.
 
 A failure at any point leaves the previous file (if any) intact and no
 half-written file under the final name.
@@ -12,12 +13,45 @@ import secrets
 import shlex
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
-__all__ = ["LOCK_FILE", "atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic",
+__all__ = ["LOCK_FILE", "hold_lock", "atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic",
            "unlink_quiet", "json_safe", "json_text", "shell_path"]
 
 LOCK_FILE = ".linclf.lock"      # in a run or data folder: held (flock) by the process writing there
+
+
+def hold_lock(path: Path, *, wait: bool, on_wait: Callable[[], None] | None = None) -> IO:
+    """``path`` opened (made if missing) under an exclusive flock, once the file locked is the one at ``path``: a
+    holder that removes the file as it lets go leaves its waiters holding a deleted file, so they lock the new one.
+
+    Another holder: BlockingIOError, or with ``wait`` a blocking wait (``on_wait()`` called once first). OSError
+    when the file cannot be made (FileNotFoundError: its folder is gone) or its file system has no locks. POSIX.
+    """
+    import fcntl
+
+    waited = False
+    while True:
+        fh = open(path, "a")
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise
+                if on_wait is not None and not waited:
+                    on_wait()
+                waited = True
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                if os.path.samestat(os.fstat(fh.fileno()), os.stat(path)):
+                    return fh
+            except FileNotFoundError:
+                pass
+        except BaseException:
+            fh.close()
+            raise
+        fh.close()
 
 
 def unlink_quiet(path: str | os.PathLike) -> None:

@@ -28,7 +28,7 @@ from .download import fetch, md5sum
 from .extract import copy_folder, safe_extract
 from .layout import LAYOUTS, SOURCE_FILE, Layout, check_folder, folder_id, folder_problem
 from .npy_cache import load_folder
-from ..fsutil import LOCK_FILE, shell_path, unlink_quiet, write_json_atomic
+from ..fsutil import LOCK_FILE, hold_lock, shell_path, unlink_quiet, write_json_atomic
 from ..errors import (ChecksumError, ConfigError, DataError, DownloadError, Interrupted, LinclfWarning,
                       MissingArchiveError, UsageError)
 
@@ -292,37 +292,26 @@ def _other_format(data_dir: Path, fmt: str) -> Prepared | None:
 
 
 def _lock_folder(data_dir: Path) -> tuple[IO | None, list[Path]]:
-    """``data_dir/.linclf.lock`` open and exclusively locked (None when the folder cannot be made or written), and
-    the folders made for it. Another process's lock is waited for, with a notice; if that process removed the
-    file (and the folder it had made in vain), the new one is locked instead."""
-    import fcntl
+    """``data_dir/.linclf.lock`` held (``fsutil.hold_lock``; None when the folder cannot be made or written, or
+    its file system has no locks), and the folders made for it. Another process's lock is waited for, with a
+    notice; a folder that went with the file waited on is made again."""
+    warned = False
 
-    lock, warned = data_dir / LOCK_FILE, False
+    def notice() -> None:
+        nonlocal warned
+        warnings.warn(f"waiting for another linclf process preparing the data in {data_dir}", LinclfWarning,
+                      stacklevel=6)
+        warned = True
+
     while True:
         created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            fh = open(lock, "a")
+            return hold_lock(data_dir / LOCK_FILE, wait=True, on_wait=None if warned else notice), created
+        except FileNotFoundError:       # removed with the lock by the process waited on, which made it in vain
+            continue
         except OSError:
             return None, created
-        try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not warned:
-                    warnings.warn(f"waiting for another linclf process preparing the data in {data_dir}",
-                                  LinclfWarning, stacklevel=5)
-                    warned = True
-                fcntl.flock(fh, fcntl.LOCK_EX)
-        except OSError:                 # a file system without locks (some network mounts): go on unlocked
-            fh.close()
-            return None, created
-        try:
-            if os.fstat(fh.fileno()).st_ino == os.stat(lock).st_ino:
-                return fh, created
-        except FileNotFoundError:
-            pass
-        fh.close()
 
 
 @contextmanager

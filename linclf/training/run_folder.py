@@ -19,7 +19,7 @@ import yaml
 from ..config import Config, from_dict, with_values
 from ..core.model import load_npz
 from ..errors import ConfigError, LinclfError, ModelFileError, UsageError
-from ..fsutil import LOCK_FILE, shell_path, unlink_quiet
+from ..fsutil import LOCK_FILE, hold_lock, shell_path, unlink_quiet
 from .loop import HISTORY_COLUMNS
 
 __all__ = ["RUN_FILES", "RESUME_FIXED", "OutputError", "default_out_dir", "check_out_dir", "claim_out_dir",
@@ -78,18 +78,18 @@ def claim_out_dir(out: Path, *, overwrite: bool = False) -> Iterator[None]:
     together into one folder the second is refused instead of mixing its files with the first's."""
     out.mkdir(parents=True, exist_ok=True)
     try:
-        import fcntl
+        import fcntl  # noqa: F401 - POSIX only
     except ImportError:             # pragma: no cover - not POSIX: no lock, the check alone
         check_out_dir(out, overwrite=overwrite)
         yield
         return
     lock = out / LOCK_FILE
-    with open(lock, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"--out {out}: another linclf is writing a run into it now; wait for it to "
-                             "finish or choose another folder") from None
+    try:
+        fh = hold_lock(lock, wait=False)
+    except BlockingIOError:
+        raise UsageError(f"--out {out}: another linclf is writing a run into it now; wait for it to "
+                         "finish or choose another folder") from None
+    with fh:
         try:
             check_out_dir(out, overwrite=overwrite)
             yield
