@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 __all__ = ["Params", "NotFittedError", "compatible", "not_fitted", "store_params", "transformer_tags",
-           "classifier_tags"]
+           "classifier_tags", "refuse_sparse"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -129,3 +129,9 @@ def classifier_tags() -> Any:
 
     return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
                 classifier_tags=ClassifierTags(), input_tags=InputTags(two_d_array=True))
+
+
+def refuse_sparse(X: Any, who: str) -> None:
+    """TypeError, as scikit-learn's estimators word it, when X is a sparse matrix (linclf computes on dense rows)."""
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+        raise TypeError(f"{who}: sparse input is not supported; pass a dense array (X.toarray())")

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-__all__ = ["LOCK_FILE", "hold_lock", "atomic_open", "check_not_folder", "not_npz", "write_text_atomic", "write_json_atomic",
-           "unlink_quiet", "json_safe", "json_text", "shell_path"]
+__all__ = ["LOCK_FILE", "hold_lock", "atomic_open", "check_not_folder", "not_npz", "write_text_atomic",
+           "write_json_atomic", "unlink_quiet", "json_safe", "json_text", "shell_path"]
 
 LOCK_FILE = ".linclf.lock"      # in a run or data folder: held (flock) by the process writing there
 

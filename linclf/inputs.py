@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import schema_keys
 from .errors import LinclfWarning
-from .estimator_base import compatible
+from .estimator_base import compatible, refuse_sparse
 
 __all__ = ["ColumnVectorWarning", "plain", "check_X", "feature_names", "check_y", "encode_labels",
            "label_indices", "seed_of"]
@@ -42,8 +42,7 @@ def check_X(X: Any, who: str) -> np.ndarray:
     """X as a 2-D numeric array (N, P), N, P >= 1, finite; uint8 and float rows are not copied."""
     if X is None:
         raise ValueError(f"{who}: X is None; expected a 2-D array (n_samples, n_features)")
-    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-        raise TypeError(f"{who}: sparse input is not supported; pass a dense array (X.toarray())")
+    refuse_sparse(X, who)
     A = np.asarray(X)
     if A.dtype.kind in "OUS":
         try:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LinclfWarning
+from ..estimator_base import refuse_sparse
 
 __all__ = ["check_int", "check_float", "check_pixel_rows", "check_out", "ROW_VALUES"]
 
@@ -52,8 +53,7 @@ def check_pixel_rows(X: Any, name: str = "X") -> np.ndarray:
     Real rows must be finite; rows that all lie in [0, 1] get a warning: the extractors' constants (the
     patch normalisation's norm_eps, the HOG and hue bins) are for pixels 0-255.
     """
-    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
-        raise TypeError(f"{name}: sparse input is not supported; pass a dense array (X.toarray())")
+    refuse_sparse(X, name)
     X = X if isinstance(X, np.ndarray) else np.asarray(X)
     if X.ndim != 2 or X.shape[1] != ROW_VALUES:
         raise ValueError(f"{name}: expected CIFAR rows of shape (N, {ROW_VALUES}), got shape {X.shape}")
